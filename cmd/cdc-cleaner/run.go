@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cdc-cleaner/cdc-cleaner/ledger"
+	"github.com/cdc-cleaner/cdc-cleaner/metrics"
+	"github.com/cdc-cleaner/cdc-cleaner/pipeline"
+	"github.com/cdc-cleaner/cdc-cleaner/refcheck"
+	"github.com/cdc-cleaner/cdc-cleaner/replication"
+)
+
+func cmdRun(args []string, stdout, stderr io.Writer) error {
+	fs, cfgPath := newFlags("run", "[--config FILE] [--dry-run]",
+		`Streams committed changes from the replication slot and deletes the files
+whose paths vanished from watched columns, once no watched or protect column
+references them. Stops gracefully on SIGINT or SIGTERM.
+
+Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not ready.`, stderr)
+	dryRun := fs.Bool("dry-run", false, "decide and log as usual, but delete nothing and never confirm an LSN (same as dry_run: true)")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *dryRun {
+		cfg.DryRun = true
+	}
+	log := newLogger(cfg.Log, stderr)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	// Refuse to start on a database that is not ready, with every reason.
+	conn, err := connect(ctx, cfg)
+	if err != nil {
+		return configErr(err)
+	}
+	report, err := replication.Inspect(ctx, conn, cfg)
+	conn.Close(context.Background())
+	if err != nil {
+		return configErr(err)
+	}
+	for _, w := range report.Warnings() {
+		log.Warn().Msg(w.String())
+	}
+	if problems := report.Problems(); len(problems) > 0 {
+		msg := "the database is not ready:"
+		for _, p := range problems {
+			msg += "\n  - " + p.String()
+		}
+		return configErr(errors.New(msg))
+	}
+
+	storages, closeStorages, err := openStorages(cfg)
+	if err != nil {
+		return configErr(err)
+	}
+	defer closeStorages()
+
+	poolCfg, err := pgxpool.ParseConfig(cfg.Postgres.URL)
+	if err != nil {
+		return configErr(fmt.Errorf("postgres.url: %w", err))
+	}
+	poolCfg.MaxConns = 8
+	if poolCfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		poolCfg.ConnConfig.RuntimeParams["application_name"] = "cdc-cleaner"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
+	if err != nil {
+		return configErr(fmt.Errorf("postgres.url: %w", err))
+	}
+	defer pool.Close()
+	refs, err := refcheck.New(pool, refColumns(report.Columns))
+	if err != nil {
+		return configErr(err)
+	}
+
+	m := metrics.New()
+	p, err := pipeline.New(pipeline.Config{
+		Stream: replication.StreamConfig{
+			URL:            cfg.Postgres.URL,
+			Slot:           cfg.Postgres.Slot,
+			Publication:    cfg.Postgres.Publication,
+			StatusInterval: cfg.Postgres.StatusInterval,
+			Logger:         log.With().Str("component", "replication").Logger(),
+		},
+		Tables:   decoderTables(cfg),
+		Storages: storages,
+		Refs:     refs,
+		Failures: ledger.New(pool),
+		Metrics:  m,
+		Logger:   log,
+		DryRun:   cfg.DryRun,
+	})
+	if err != nil {
+		return configErr(err)
+	}
+
+	var ln net.Listener
+	if cfg.HTTP.Listen != "" {
+		ln, err = net.Listen("tcp", cfg.HTTP.Listen)
+		if err != nil {
+			return configErr(fmt.Errorf("http.listen: %w (choose another address, or \"\" to disable)", err))
+		}
+		log.Info().Str("addr", ln.Addr().String()).Msg("serving /metrics, /healthz and /readyz")
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := p.Run(gctx); err != nil {
+			return failure(err)
+		}
+		return nil
+	})
+	if ln != nil {
+		srv := &http.Server{Handler: handler(m, p), ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return failure(fmt.Errorf("serve http: %w", err))
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		})
+	}
+	err = g.Wait()
+	if err == nil {
+		log.Info().Msg("stopped")
+	}
+	return err
+}
+
+// handler serves the metrics and the health endpoints.
+func handler(m *metrics.Metrics, p *pipeline.Pipeline) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if p.Streaming() {
+			fmt.Fprintln(w, "streaming")
+			return
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "not streaming")
+	})
+	return mux
+}

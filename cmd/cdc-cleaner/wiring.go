@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+	"github.com/cdc-cleaner/cdc-cleaner/config"
+	"github.com/cdc-cleaner/cdc-cleaner/decoder"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+	"github.com/cdc-cleaner/cdc-cleaner/refcheck"
+	"github.com/cdc-cleaner/cdc-cleaner/replication"
+)
+
+// connect opens one ordinary connection for administration and checks.
+func connect(ctx context.Context, cfg *config.Config) (*pgx.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, cfg.Postgres.URL)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", config.RedactURL(cfg.Postgres.URL), err)
+	}
+	return conn, nil
+}
+
+// decoderTables maps the watch list to what the decoder needs.
+func decoderTables(cfg *config.Config) []decoder.Table {
+	var out []decoder.Table
+	for _, w := range cfg.Watch {
+		out = append(out, decoder.Table{Schema: w.Schema, Name: w.Name, Columns: w.ColNames, Storage: w.Storage, JSONPath: w.JSONPath})
+	}
+	return out
+}
+
+// refColumns maps the columns Inspect found to reference-check columns.
+func refColumns(cols []replication.Column) []refcheck.Column {
+	var out []refcheck.Column
+	for _, c := range cols {
+		kind := refcheck.Text
+		switch c.Kind {
+		case replication.KindArray:
+			kind = refcheck.Array
+		case replication.KindJSON:
+			kind = refcheck.JSON
+		}
+		out = append(out, refcheck.Column{Storage: c.Storage, Schema: c.Schema, Table: c.Table, Column: c.Column, Kind: kind, JSONPath: c.JSONPath})
+	}
+	return out
+}
+
+// openStorages opens every configured storage. The caller closes them.
+func openStorages(cfg *config.Config) (map[string]cdccleaner.Storage, func(), error) {
+	out := map[string]cdccleaner.Storage{}
+	var locals []*deleter.Local
+	closeAll := func() {
+		for _, l := range locals {
+			l.Close()
+		}
+	}
+	for name, s := range cfg.Storages {
+		switch s.Type {
+		case config.StorageLocal:
+			l, err := deleter.NewLocal(s.Root, deleter.LocalOptions{PruneEmptyDirs: s.PruneEmptyDirs})
+			if err != nil {
+				closeAll()
+				return nil, nil, fmt.Errorf("storages.%s.root: %w", name, err)
+			}
+			locals = append(locals, l)
+			out[name] = l
+		default:
+			closeAll()
+			return nil, nil, fmt.Errorf("storages.%s.type: %q storage is not supported by this version", name, s.Type)
+		}
+	}
+	return out, closeAll, nil
+}

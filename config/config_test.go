@@ -1,0 +1,961 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// password appears in every test URL; no error may contain it.
+const password = "hunter2secret"
+
+const minimalYAML = `
+postgres:
+  url: postgres://cleaner:` + password + `@db:5432/app
+storages:
+  media:
+    type: local
+    root: /srv/media
+watch:
+  - table: public.gallery_photo
+    columns: [image, thumbnail]
+    storage: media
+`
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "cdc-cleaner.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// checkErr fails unless err contains every string of want, and never the password.
+func checkErr(t *testing.T, err error, want ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error, want one containing %q", want)
+	}
+	msg := err.Error()
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("error %q\ndoes not contain %q", msg, w)
+		}
+	}
+	if strings.Contains(msg, password) {
+		t.Errorf("error contains the password: %q", msg)
+	}
+}
+
+func TestLoadFull(t *testing.T) {
+	cfg, err := Load("testdata/full.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Config{
+		Postgres: Postgres{
+			URL:            "postgres://cleaner:secret@127.0.0.1:5432/app",
+			Slot:           "cdc_cleaner",
+			Publication:    "cdc_cleaner",
+			StatusInterval: 10 * time.Second,
+			MaxLagWarn:     1 << 30,
+		},
+		Storages: map[string]*Storage{
+			"media": {
+				Type:           "local",
+				Root:           "/srv/app/media",
+				TrashPrefix:    ".trash/",
+				TrashRetention: 720 * time.Hour,
+			},
+			"bucket": {
+				Type:           "s3",
+				Bucket:         "app-uploads",
+				Prefix:         "media/",
+				Region:         "us-east-1",
+				Endpoint:       "http://127.0.0.1:9000",
+				PathStyle:      true,
+				Keep:           []string{"defaults/*"},
+				TrashPrefix:    ".trash/",
+				TrashRetention: 720 * time.Hour,
+			},
+		},
+		Watch: []*Watch{
+			{
+				Table: "public.gallery_photo", Columns: []string{"image", "thumbnail"}, Storage: "media",
+				Schema: "public", Name: "gallery_photo", ColNames: []string{"image", "thumbnail"},
+			},
+			{
+				Table: "public.document", Columns: []string{"attachments"}, JSONPath: "files[*].path", Storage: "bucket",
+				Schema: "public", Name: "document", ColNames: []string{"attachments"},
+				JSONSteps: []JSONStep{{Key: "files"}, {Each: true}, {Key: "path"}},
+			},
+		},
+		Protect: []*Watch{
+			{
+				Table: "public.legacy_upload", Columns: []string{"file"}, Storage: "media",
+				Schema: "public", Name: "legacy_upload", ColNames: []string{"file"},
+			},
+		},
+		HTTP: HTTP{Listen: "127.0.0.1:9187"},
+		Log:  Log{Level: "info", Format: "json"},
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		got, _ := yaml.Marshal(cfg)
+		exp, _ := yaml.Marshal(want)
+		t.Errorf("loaded\n%s\nwant\n%s\n(or a difference in fields not in YAML)", got, exp)
+	}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	cfg, err := Load(writeConfig(t, minimalYAML), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := DefaultConfig()
+	if cfg.Postgres.Slot != "cdc_cleaner" || cfg.Postgres.Publication != "cdc_cleaner" ||
+		cfg.Postgres.StatusInterval != 10*time.Second || cfg.Postgres.MaxLagWarn != 1<<30 ||
+		cfg.HTTP != def.HTTP || cfg.Log != def.Log || cfg.DeleteDelay != 0 || cfg.DryRun {
+		t.Errorf("defaults not applied: %+v", cfg)
+	}
+	if s := cfg.Storages["media"]; s.TrashPrefix != ".trash/" || s.TrashRetention != 720*time.Hour {
+		t.Errorf("storage defaults not applied: %+v", s)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+		env  []string
+		want []string
+	}{
+		{
+			name: "unknown top-level key",
+			body: minimalYAML + "dry_runn: true\n",
+			want: []string{"line 11", `unknown key "dry_runn"`, "at the top level", "dry_run"},
+		},
+		{
+			name: "unknown key in postgres",
+			body: "postgres:\n  slott: x\n",
+			want: []string{"line 2", `unknown key "slott" in postgres`, "slot"},
+		},
+		{
+			name: "unknown key in a storage",
+			body: "storages:\n  media:\n    type: local\n    rooot: /x\n",
+			want: []string{"line 4", `unknown key "rooot" in storages.NAME`, "root"},
+		},
+		{
+			name: "unknown key merged into a storage",
+			body: "base: &b {bogus: 1}\nstorages:\n  media:\n    <<: *b\n    type: local\n",
+			want: []string{`unknown key "base"`, `unknown key "bogus" in storages.NAME`},
+		},
+		{
+			name: "unknown key in a watch entry",
+			body: minimalYAML + "    colums: [x]\n",
+			want: []string{"line 11", `unknown key "colums" in watch[N] and protect[N]`},
+		},
+		{
+			name: "several unknown keys",
+			body: "postgres:\n  a: 1\nlog:\n  b: 2\n",
+			want: []string{"line 2", `"a"`, "line 4", `"b"`},
+		},
+		{
+			name: "duplicate key",
+			body: minimalYAML + "dry_run: true\ndry_run: false\n",
+			want: []string{"line 12", "dry_run"},
+		},
+		{
+			name: "syntax error",
+			body: "postgres:\n  url: [\n",
+			want: []string{"line"},
+		},
+		{
+			name: "wrong type",
+			body: "storages: [a]\n",
+			want: []string{"line 1", "cannot unmarshal"},
+		},
+		{
+			name: "storage is not a mapping",
+			body: "storages:\n  media: local\n",
+			want: []string{"line 2", "a storage is a mapping"},
+		},
+		{
+			name: "bad duration in file",
+			body: strings.Replace(minimalYAML, "storages:", "  status_interval: 10x\nstorages:", 1),
+			want: []string{"line 4", "time.Duration"},
+		},
+		{
+			name: "integer duration in file",
+			body: minimalYAML + "delete_delay: 10\n",
+			want: []string{"line 11", "time.Duration"},
+		},
+		{
+			name: "bad size in file",
+			body: strings.Replace(minimalYAML, "storages:", "  max_lag_warn: 1GB5\nstorages:", 1),
+			want: []string{"line 4", `"1GB5"`},
+		},
+		{
+			name: "two documents",
+			body: minimalYAML + "---\nlog: {level: debug}\n",
+			want: []string{"line 12", "second YAML document"},
+		},
+		{
+			name: "validation problems are reported after loading",
+			body: strings.Replace(minimalYAML, "type: local", "type: lcoal", 1),
+			want: []string{`storages.media.type: "lcoal" is not one of local, s3`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := writeConfig(t, tt.body)
+			cfg, err := Load(p, tt.env)
+			if cfg != nil {
+				t.Errorf("config returned with an error")
+			}
+			checkErr(t, err, append(tt.want, p)...)
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "nope.yaml")
+	_, err := Load(p, nil)
+	checkErr(t, err, p, "--config")
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("error %v is not os.ErrNotExist", err)
+	}
+}
+
+func TestLoadEmptyFileFromEnvironment(t *testing.T) {
+	for _, body := range []string{"", "# only a comment\n", "---\n"} {
+		// An empty file leaves everything to the environment; watch
+		// entries cannot come from there, so validation names it.
+		_, err := Load(writeConfig(t, body), []string{"DATABASE_URL=postgres://u:" + password + "@h/db"})
+		checkErr(t, err, "watch: at least one table to watch is required", "storages: at least one storage is required")
+		if strings.Contains(err.Error(), "postgres.url") {
+			t.Errorf("DATABASE_URL not used: %v", err)
+		}
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	const twoEntries = minimalYAML + `  - table: public.document
+    columns: [file]
+    storage: media
+protect:
+  - table: public.a
+    columns: [file]
+    storage: media
+  - table: public.b
+    columns: [file]
+    storage: media
+`
+	tests := []struct {
+		name  string
+		body  string
+		env   []string
+		check func(t *testing.T, c *Config)
+		want  []string // error substrings when the load must fail
+	}{
+		{
+			name: "scalars",
+			env: []string{
+				"CDC_CLEANER_POSTGRES_URL=postgres://other:" + password + "@db2/app",
+				"CDC_CLEANER_POSTGRES_SLOT=slot2",
+				"CDC_CLEANER_POSTGRES_STATUS_INTERVAL=30s",
+				"CDC_CLEANER_POSTGRES_MAX_LAG_WARN=512MiB",
+				"CDC_CLEANER_DELETE_DELAY=5m",
+				"CDC_CLEANER_DRY_RUN=true",
+				"CDC_CLEANER_HTTP_LISTEN=",
+				"CDC_CLEANER_LOG_LEVEL=debug",
+				"CDC_CLEANER_LOG_FORMAT=console",
+			},
+			check: func(t *testing.T, c *Config) {
+				want := Postgres{URL: "postgres://other:" + password + "@db2/app", Slot: "slot2", Publication: "cdc_cleaner",
+					StatusInterval: 30 * time.Second, MaxLagWarn: 512 << 20}
+				if c.Postgres != want || c.DeleteDelay != 5*time.Minute || !c.DryRun ||
+					c.HTTP.Listen != "" || c.Log != (Log{Level: "debug", Format: "console"}) {
+					t.Errorf("got %+v", c)
+				}
+			},
+		},
+		{
+			name: "strings are taken literally",
+			env:  []string{"CDC_CLEANER_POSTGRES_URL=host=db password='a: b #c' dbname=null"},
+			check: func(t *testing.T, c *Config) {
+				if c.Postgres.URL != "host=db password='a: b #c' dbname=null" {
+					t.Errorf("url = %q", c.Postgres.URL)
+				}
+			},
+		},
+		{
+			name: "storage map entry",
+			body: minimalYAML + "  - table: t\n    columns: [f]\n    storage: my-store\n" +
+				"storages:\n  media: {type: local, root: /srv/media}\n  my-store: {type: s3, bucket: b}\n",
+			env: []string{
+				"CDC_CLEANER_STORAGES_MEDIA_ROOT=/data/media",
+				"CDC_CLEANER_STORAGES_MEDIA_TRASH=yes",
+				"CDC_CLEANER_STORAGES_MY_STORE_BUCKET=other",
+				"CDC_CLEANER_STORAGES_MY_STORE_TRASH_RETENTION=24h",
+			},
+			check: func(t *testing.T, c *Config) {
+				m, s := c.Storages["media"], c.Storages["my-store"]
+				if m.Root != "/data/media" || !m.Trash || s.Bucket != "other" || s.TrashRetention != 24*time.Hour {
+					t.Errorf("media %+v, my-store %+v", m, s)
+				}
+			},
+		},
+		{
+			name: "list entries",
+			body: twoEntries,
+			env: []string{
+				"CDC_CLEANER_WATCH_0_TABLE=app.photo",
+				"CDC_CLEANER_WATCH_1_COLUMNS_0=\"ImageFile\"",
+				"CDC_CLEANER_PROTECT_1_STORAGE=media",
+				"CDC_CLEANER_PROTECT_1_TABLE=public.c",
+			},
+			check: func(t *testing.T, c *Config) {
+				if c.Watch[0].Table != "app.photo" || c.Watch[0].Schema != "app" ||
+					c.Watch[1].ColNames[0] != "ImageFile" || c.Protect[1].Table != "public.c" {
+					t.Errorf("watch %+v %+v protect %+v", c.Watch[0], c.Watch[1], c.Protect[1])
+				}
+			},
+		},
+		{
+			name: "whole list, then an entry of it",
+			env: []string{
+				"CDC_CLEANER_WATCH_0_COLUMNS_2=c", // applied after the list: sorted by name
+				"CDC_CLEANER_WATCH_0_COLUMNS=[a, b, x]",
+				"CDC_CLEANER_STORAGES_MEDIA_KEEP=['defaults/*', '*.keep']",
+			},
+			check: func(t *testing.T, c *Config) {
+				if got := c.Watch[0].Columns; !reflect.DeepEqual(got, []string{"a", "b", "c"}) {
+					t.Errorf("columns = %q", got)
+				}
+				if got := c.Storages["media"].Keep; !reflect.DeepEqual(got, []string{"defaults/*", "*.keep"}) {
+					t.Errorf("keep = %q", got)
+				}
+			},
+		},
+		{
+			name: "last of duplicate variables wins; others ignored",
+			env:  []string{"CDC_CLEANER_LOG_LEVEL=error", "PATH=/bin", "cdc_cleaner_log_level=bogus", "CDC_CLEANER_LOG_LEVEL=warn", "NOEQUALS"},
+			check: func(t *testing.T, c *Config) {
+				if c.Log.Level != "warn" {
+					t.Errorf("level = %q", c.Log.Level)
+				}
+			},
+		},
+		{
+			name: "unknown variable",
+			env:  []string{"CDC_CLEANER_DRY_RUNN=true", "CDC_CLEANER_POSTGRES_ULR=postgres://u:" + password + "@h/db"},
+			want: []string{"CDC_CLEANER_DRY_RUNN: no such setting", "CDC_CLEANER_POSTGRES_ULR: no such setting"},
+		},
+		{
+			name: "storage not in the file",
+			env:  []string{"CDC_CLEANER_STORAGES_OTHER_ROOT=/x"},
+			want: []string{"CDC_CLEANER_STORAGES_OTHER_ROOT: no such setting"},
+		},
+		{
+			name: "list entry not in the file",
+			env:  []string{"CDC_CLEANER_WATCH_1_TABLE=x"},
+			want: []string{"CDC_CLEANER_WATCH_1_TABLE: no such setting"},
+		},
+		{
+			name: "yaml-only fields are not settings",
+			env:  []string{"CDC_CLEANER_WATCH_0_SCHEMA=x"},
+			want: []string{"CDC_CLEANER_WATCH_0_SCHEMA: no such setting"},
+		},
+		{
+			name: "bad duration",
+			env:  []string{"CDC_CLEANER_POSTGRES_STATUS_INTERVAL=10x"},
+			want: []string{"CDC_CLEANER_POSTGRES_STATUS_INTERVAL", `"10x"`, "duration"},
+		},
+		{
+			name: "bad bool",
+			env:  []string{"CDC_CLEANER_DRY_RUN=maybe"},
+			want: []string{"CDC_CLEANER_DRY_RUN", `"maybe"`, "boolean"},
+		},
+		{
+			name: "bad size",
+			env:  []string{"CDC_CLEANER_POSTGRES_MAX_LAG_WARN=lots"},
+			want: []string{"CDC_CLEANER_POSTGRES_MAX_LAG_WARN", `"lots"`, "size"},
+		},
+		{
+			name: "empty non-string",
+			env:  []string{"CDC_CLEANER_DELETE_DELAY="},
+			want: []string{"CDC_CLEANER_DELETE_DELAY: empty"},
+		},
+		{
+			name: "bad list",
+			env:  []string{"CDC_CLEANER_WATCH_0_COLUMNS=image"},
+			want: []string{"CDC_CLEANER_WATCH_0_COLUMNS", "YAML list"},
+		},
+		{
+			name: "entry beyond a replaced list",
+			env:  []string{"CDC_CLEANER_WATCH_0_COLUMNS=[a]", "CDC_CLEANER_WATCH_0_COLUMNS_1=b"},
+			want: []string{"CDC_CLEANER_WATCH_0_COLUMNS_1", "only 1 entries"},
+		},
+		{
+			name: "ambiguous storage names",
+			body: minimalYAML + "storages:\n  media: {type: local, root: /a}\n  MEDIA: {type: local, root: /b}\n",
+			env:  []string{"CDC_CLEANER_STORAGES_MEDIA_ROOT=/c"},
+			want: []string{"CDC_CLEANER_STORAGES_MEDIA_ROOT: ambiguous", "storages.MEDIA.root", "storages.media.root"},
+		},
+		{
+			name: "overrides are validated",
+			env:  []string{"CDC_CLEANER_STORAGES_MEDIA_ROOT=relative"},
+			want: []string{`storages.media.root: "relative" is not an absolute path`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := tt.body
+			if body == "" {
+				body = minimalYAML
+			}
+			if strings.Count(body, "\nstorages:") > 1 { // a case replacing the storages
+				i := strings.Index(body, "\nstorages:")
+				j := strings.Index(body, "\nwatch:")
+				body = body[:i] + body[j:]
+			}
+			cfg, err := Load(writeConfig(t, body), tt.env)
+			if tt.want != nil {
+				checkErr(t, err, tt.want...)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, cfg)
+		})
+	}
+}
+
+func TestDatabaseURL(t *testing.T) {
+	noURL := strings.Replace(minimalYAML, "  url: postgres://cleaner:"+password+"@db:5432/app\n", "", 1)
+	tests := []struct {
+		name string
+		body string
+		env  []string
+		want string
+	}{
+		{"used when url is empty", noURL, []string{"DATABASE_URL=postgres://d@h/db"}, "postgres://d@h/db"},
+		{"the file wins", minimalYAML, []string{"DATABASE_URL=postgres://d@h/db"}, "postgres://cleaner:" + password + "@db:5432/app"},
+		{"CDC_CLEANER_POSTGRES_URL wins", noURL, []string{"DATABASE_URL=postgres://d@h/db", "CDC_CLEANER_POSTGRES_URL=postgres://e@h/db"}, "postgres://e@h/db"},
+		{"an empty override falls back", minimalYAML, []string{"DATABASE_URL=postgres://d@h/db", "CDC_CLEANER_POSTGRES_URL="}, "postgres://d@h/db"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Load(writeConfig(t, tt.body), tt.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Postgres.URL != tt.want {
+				t.Errorf("url = %q, want %q", cfg.Postgres.URL, tt.want)
+			}
+		})
+	}
+	_, err := Load(writeConfig(t, noURL), nil)
+	checkErr(t, err, "postgres.url: empty; set it in the file, CDC_CLEANER_POSTGRES_URL or DATABASE_URL")
+}
+
+// validConfig returns a configuration that passes Validate.
+func validConfig() *Config {
+	c := DefaultConfig()
+	c.Postgres.URL = "postgres://cleaner:" + password + "@db/app"
+	media := DefaultStorage()
+	media.Type, media.Root = "local", "/srv/media"
+	bucket := DefaultStorage()
+	bucket.Type, bucket.Bucket = "s3", "uploads"
+	c.Storages = map[string]*Storage{"media": media, "bucket": bucket}
+	c.Watch = []*Watch{
+		{Table: "public.gallery_photo", Columns: []string{"image", "thumbnail"}, Storage: "media"},
+		{Table: "public.document", Columns: []string{"attachments"}, JSONPath: "files[*].path", Storage: "bucket"},
+	}
+	c.Protect = []*Watch{{Table: "legacy_upload", Columns: []string{"file"}, Storage: "media"}}
+	return c
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(c *Config)
+		want   []string // each a prefix of one problem, in order; nil: valid
+	}{
+		{"valid", func(c *Config) {}, nil},
+		{"key/value url", func(c *Config) { c.Postgres.URL = "host=db user=u password='" + password + "' dbname=app" }, nil},
+		{"same table with other columns", func(c *Config) {
+			c.Watch = append(c.Watch, &Watch{Table: `"public"."gallery_photo"`, Columns: []string{"other"}, Storage: "bucket"})
+		}, nil},
+		{"empty http.listen disables", func(c *Config) { c.HTTP.Listen = "" }, nil},
+		{"trash on", func(c *Config) { c.Storages["media"].Trash = true }, nil},
+		{"trash off, no prefix", func(c *Config) { c.Storages["media"].TrashPrefix = "" }, nil},
+		{"status interval is an example of many problems at once", func(c *Config) {
+			c.Postgres.URL = ""
+			c.Postgres.StatusInterval = 0
+			c.Log.Level = "verbose"
+		}, []string{
+			"postgres.url: empty; set it in the file, CDC_CLEANER_POSTGRES_URL or DATABASE_URL",
+			"postgres.status_interval: must be positive",
+			`log.level: "verbose" is not one of debug, info, warn, error`,
+		}},
+		{"url with another scheme", func(c *Config) { c.Postgres.URL = "mysql://u:" + password + "@h/db" },
+			[]string{"postgres.url: the URL must start with postgres:// or postgresql://"}},
+		{"unparsable url", func(c *Config) { c.Postgres.URL = "postgres://u:" + password + "%zz@h/db" },
+			[]string{"postgres.url: cannot be parsed as a URL"}},
+		{"unparsable key/value", func(c *Config) { c.Postgres.URL = "host=db password='" + password },
+			[]string{"postgres.url: neither a postgres:// URL nor a key=value connection string"}},
+		{"not a connection string", func(c *Config) { c.Postgres.URL = password },
+			[]string{"postgres.url: neither"}},
+		{"slot upper case", func(c *Config) { c.Postgres.Slot = "Cleaner" },
+			[]string{`postgres.slot: "Cleaner" is not a valid replication slot name`}},
+		{"slot dash", func(c *Config) { c.Postgres.Slot = "cdc-cleaner" }, []string{"postgres.slot:"}},
+		{"slot too long", func(c *Config) { c.Postgres.Slot = strings.Repeat("a", 64) }, []string{"postgres.slot:"}},
+		{"slot 63 bytes", func(c *Config) { c.Postgres.Slot = strings.Repeat("a", 63) }, nil},
+		{"slot starting with a digit", func(c *Config) { c.Postgres.Slot = "1slot" }, nil},
+		{"slot empty", func(c *Config) { c.Postgres.Slot = "" }, []string{"postgres.slot: empty"}},
+		{"publication", func(c *Config) { c.Postgres.Publication = "Pub" },
+			[]string{`postgres.publication: "Pub" is not a valid publication name`}},
+		{"publication starting with a digit", func(c *Config) { c.Postgres.Publication = "1pub" }, []string{"postgres.publication:"}},
+		{"negative status interval", func(c *Config) { c.Postgres.StatusInterval = -time.Second },
+			[]string{"postgres.status_interval: must be positive"}},
+		{"no storages", func(c *Config) { c.Storages = nil; c.Watch = c.Watch[:0]; c.Protect = nil }, []string{
+			"storages: at least one storage is required",
+			"watch: at least one table to watch is required",
+		}},
+		{"storage type typo", func(c *Config) { c.Storages["media"].Type = "lcoal" },
+			[]string{`storages.media.type: "lcoal" is not one of local, s3`}},
+		{"storage type missing", func(c *Config) { c.Storages["media"].Type = "" },
+			[]string{"storages.media.type: required; one of local, s3"}},
+		{"local root missing", func(c *Config) { c.Storages["media"].Root = "" },
+			[]string{"storages.media.root: required for type local"}},
+		{"local root relative", func(c *Config) { c.Storages["media"].Root = "srv/media" },
+			[]string{`storages.media.root: "srv/media" is not an absolute path`}},
+		{"s3 bucket missing", func(c *Config) { c.Storages["bucket"].Bucket = "" },
+			[]string{"storages.bucket.bucket: required for type s3"}},
+		{"s3 endpoint", func(c *Config) { c.Storages["bucket"].Endpoint = "127.0.0.1:9000" },
+			[]string{`storages.bucket.endpoint: "127.0.0.1:9000" is not an http:// or https:// URL`}},
+		{"storage name", func(c *Config) { c.Storages["my media"] = c.Storages["media"] },
+			[]string{`storages["my media"]: a storage name may only hold letters, digits, _ and -`}},
+		{"nil storage", func(c *Config) { c.Storages["other"] = nil }, []string{"storages.other: no settings"}},
+		{"keep glob", func(c *Config) { c.Storages["bucket"].Keep = []string{"defaults/*", "a[", ""} }, []string{
+			`storages.bucket.keep[1]: "a[" is not a valid glob pattern`,
+			"storages.bucket.keep[2]: empty pattern",
+		}},
+		{"trash prefix without slash", func(c *Config) { c.Storages["media"].TrashPrefix = ".trash" },
+			[]string{`storages.media.trash_prefix: ".trash" must end in /`}},
+		{"trash prefix absolute", func(c *Config) { c.Storages["media"].TrashPrefix = "/trash/" },
+			[]string{`storages.media.trash_prefix: "/trash/" must be relative`}},
+		{"trash prefix escaping", func(c *Config) { c.Storages["media"].TrashPrefix = "../trash/" },
+			[]string{`storages.media.trash_prefix: "../trash/" must be a clean relative path`}},
+		{"trash prefix unclean", func(c *Config) { c.Storages["media"].TrashPrefix = "a//b/" },
+			[]string{`storages.media.trash_prefix: "a//b/" must be a clean relative path`}},
+		{"trash prefix dot", func(c *Config) { c.Storages["media"].TrashPrefix = "./" },
+			[]string{`storages.media.trash_prefix: "./" must be a clean relative path`}},
+		{"trash prefix nested ok", func(c *Config) { c.Storages["media"].TrashPrefix = "a/.trash/" }, nil},
+		{"trash on without prefix", func(c *Config) { c.Storages["media"].Trash, c.Storages["media"].TrashPrefix = true, "" },
+			[]string{"storages.media.trash_prefix: empty"}},
+		{"trash retention negative", func(c *Config) { c.Storages["media"].TrashRetention = -time.Hour },
+			[]string{"storages.media.trash_retention: -1h0m0s is negative"}},
+		{"trash retention zero with trash", func(c *Config) {
+			c.Storages["media"].Trash, c.Storages["media"].TrashRetention = true, 0
+		}, []string{"storages.media.trash_retention: must be positive when trash is on"}},
+		{"no watch", func(c *Config) { c.Watch = nil }, []string{"watch: at least one table to watch is required"}},
+		{"nil watch entry", func(c *Config) { c.Watch[1] = nil }, []string{"watch[1]: empty entry"}},
+		{"watch table empty", func(c *Config) { c.Watch[0].Table = "" }, []string{"watch[0].table: required"}},
+		{"watch table unterminated quote", func(c *Config) { c.Watch[0].Table = `public."photo` },
+			[]string{`watch[0].table: "public.\"photo": table name: unterminated double quote`}},
+		{"watch table three parts", func(c *Config) { c.Watch[0].Table = "app.public.photo" },
+			[]string{`watch[0].table: "app.public.photo": too many parts`}},
+		{"watch table with a space", func(c *Config) { c.Watch[0].Table = "photo table" },
+			[]string{`watch[0].table: "photo table": unexpected " table" after the name`}},
+		{"watch columns empty", func(c *Config) { c.Watch[0].Columns = nil },
+			[]string{"watch[0].columns: at least one column is required"}},
+		{"watch column invalid", func(c *Config) { c.Watch[0].Columns[1] = "1thumb" },
+			[]string{`watch[0].columns[1]: "1thumb": a name cannot start with '1'`}},
+		{"watch storage undefined", func(c *Config) { c.Watch[1].Storage = "medai" },
+			[]string{`watch[1].storage: storage "medai" is not defined under storages (defined: bucket, media)`}},
+		{"watch storage empty", func(c *Config) { c.Watch[1].Storage = "" }, []string{"watch[1].storage: required"}},
+		{"json path", func(c *Config) { c.Watch[1].JSONPath = "files[0].path" },
+			[]string{`watch[1].json_path: "files[0].path": only [*] is supported`}},
+		{"duplicate column", func(c *Config) {
+			c.Watch = append(c.Watch, &Watch{Table: `gallery_photo`, Columns: []string{"new", `"image"`}, Storage: "media"})
+		}, []string{"watch[2].columns[1]: column image of public.gallery_photo is already listed in watch[0].columns[0]"}},
+		{"duplicate column in one entry", func(c *Config) { c.Watch[0].Columns = []string{"image", "IMAGE"} },
+			[]string{"watch[0].columns[1]: column image of public.gallery_photo is already listed in watch[0].columns[0]"}},
+		{"protected column also watched", func(c *Config) { c.Protect[0].Table, c.Protect[0].Columns = "public.document", []string{"attachments"} },
+			[]string{"protect[0].columns[0]: column attachments of public.document is already listed in watch[1].columns[0]"}},
+		{"protect problems", func(c *Config) { c.Protect[0].Storage, c.Protect[0].Columns = "nope", nil }, []string{
+			"protect[0].columns: at least one column is required",
+			`protect[0].storage: storage "nope" is not defined`,
+		}},
+		{"negative delete delay", func(c *Config) { c.DeleteDelay = -time.Second }, []string{"delete_delay: -1s is negative"}},
+		{"http listen", func(c *Config) { c.HTTP.Listen = "9187" }, []string{`http.listen: "9187" is not host:port`}},
+		{"http listen port", func(c *Config) { c.HTTP.Listen = "localhost:http" }, []string{`http.listen: "localhost:http" is not host:port`}},
+		{"http listen any address", func(c *Config) { c.HTTP.Listen = ":9187" }, nil},
+		{"log format", func(c *Config) { c.Log.Format = "text" }, []string{`log.format: "text" is not one of json, console`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig()
+			tt.mutate(c)
+			err := c.Validate()
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error, want %q", tt.want)
+			}
+			if strings.Contains(err.Error(), password) {
+				t.Errorf("error contains the password: %v", err)
+			}
+			var got []string
+			for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+				var fe *FieldError
+				if !errors.As(e, &fe) {
+					t.Errorf("%v is not a *FieldError", e)
+				}
+				got = append(got, e.Error())
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %d problems, want %d:\n%s", len(got), len(tt.want), strings.Join(got, "\n"))
+			}
+			for i := range got {
+				if !strings.HasPrefix(got[i], tt.want[i]) {
+					t.Errorf("problem %d:\n got %s\nwant %s...", i, got[i], tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestValidateFillsNames(t *testing.T) {
+	c := validConfig()
+	c.Watch[0].Table = `"My Schema"."Photo Table"`
+	c.Watch[0].Columns = []string{`"ImageFile"`, "Thumb"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	w := c.Watch[0]
+	if w.Schema != "My Schema" || w.Name != "Photo Table" || !reflect.DeepEqual(w.ColNames, []string{"ImageFile", "thumb"}) {
+		t.Errorf("got %q %q %q", w.Schema, w.Name, w.ColNames)
+	}
+	if p := c.Protect[0]; p.Schema != "public" || p.Name != "legacy_upload" {
+		t.Errorf("protect got %q %q", p.Schema, p.Name)
+	}
+	// Validating again gives the same result.
+	if err := c.Validate(); err != nil || len(w.ColNames) != 2 {
+		t.Errorf("second Validate: %v, %q", err, w.ColNames)
+	}
+}
+
+func TestParseQualifiedName(t *testing.T) {
+	tests := []struct {
+		in, schema, name, err string
+	}{
+		{in: "public.gallery_photo", schema: "public", name: "gallery_photo"},
+		{in: "gallery_photo", schema: "public", name: "gallery_photo"},
+		{in: "Public.Gallery_Photo", schema: "public", name: "gallery_photo"},
+		{in: `"My Schema"."Photo Table"`, schema: "My Schema", name: "Photo Table"},
+		{in: `"a""b".c`, schema: `a"b`, name: "c"},
+		{in: `"a.b"`, schema: "public", name: "a.b"},
+		{in: `  app . "T"  `, schema: "app", name: "T"},
+		{in: "app.t$1", schema: "app", name: "t$1"},
+		{in: "café.Ünïcode", schema: "café", name: "Ünïcode"},
+		{in: "", err: "empty name"},
+		{in: "app.", err: "empty name"},
+		{in: ".t", err: "cannot start with '.'"},
+		{in: "a.b.c", err: "too many parts"},
+		{in: `"unterminated`, err: "unterminated double quote"},
+		{in: `""`, err: "empty quoted name"},
+		{in: "a b", err: `unexpected " b"`},
+		{in: "a-b", err: `unexpected "-b"`},
+		{in: `"a"b`, err: `unexpected "b"`},
+		{in: strings.Repeat("x", 64), err: "at most 63"},
+		{in: `"a` + "\x00" + `"`, err: "NUL"},
+		{in: `"` + "\xff" + `"`, err: "UTF-8"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			schema, name, err := ParseQualifiedName(tt.in)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || schema != tt.schema || name != tt.name {
+				t.Errorf("got %q, %q, %v; want %q, %q", schema, name, err, tt.schema, tt.name)
+			}
+		})
+	}
+}
+
+func TestParseIdentifier(t *testing.T) {
+	tests := []struct{ in, want, err string }{
+		{in: "image", want: "image"},
+		{in: "ImageFile", want: "imagefile"},
+		{in: `"ImageFile"`, want: "ImageFile"},
+		{in: `"say ""cheese"""`, want: `say "cheese"`},
+		{in: " _x1 ", want: "_x1"},
+		{in: "a.b", err: `unexpected ".b"`},
+		{in: "", err: "empty name"},
+		{in: "1a", err: "cannot start with '1'"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseIdentifier(tt.in)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("got %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestQuoteIdentifier(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"image", `"image"`},
+		{"ImageFile", `"ImageFile"`},
+		{`a"b`, `"a""b"`},
+		{`"; DROP TABLE x; --`, `"""; DROP TABLE x; --"`},
+		{"a\x00b", `"ab"`},
+	}
+	for _, tt := range tests {
+		if got := QuoteIdentifier(tt.in); got != tt.want {
+			t.Errorf("QuoteIdentifier(%q) = %s, want %s", tt.in, got, tt.want)
+		}
+		if tt.in != "a\x00b" {
+			if back, err := ParseIdentifier(QuoteIdentifier(tt.in)); err != nil || back != tt.in {
+				t.Errorf("round trip of %q: %q, %v", tt.in, back, err)
+			}
+		}
+	}
+}
+
+func TestParseJSONPath(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []JSONStep
+		err  string
+	}{
+		{in: "cover", want: []JSONStep{{Key: "cover"}}},
+		{in: "files[*].path", want: []JSONStep{{Key: "files"}, {Each: true}, {Key: "path"}}},
+		{in: "gallery[*].sizes[*].path", want: []JSONStep{{Key: "gallery"}, {Each: true}, {Key: "sizes"}, {Each: true}, {Key: "path"}}},
+		{in: "[*]", want: []JSONStep{{Each: true}}},
+		{in: "a[*][*]", want: []JSONStep{{Key: "a"}, {Each: true}, {Each: true}}},
+		{in: "a.b c", want: []JSONStep{{Key: "a"}, {Key: "b c"}}},
+		{in: "", err: "empty path"},
+		{in: ".a", err: "not a dot"},
+		{in: "a.", err: "empty key"},
+		{in: "a..b", err: "empty key"},
+		{in: "a.[*]", err: "empty key"},
+		{in: "a[0]", err: "only [*]"},
+		{in: "a]", err: "unexpected ]"},
+		{in: "a[*]b", err: "expected . or [*]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseJSONPath(tt.in)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
+			}
+			if back := formatJSONPath(got); back != tt.in {
+				t.Errorf("formats back as %q", back)
+			}
+		})
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want ByteSize
+		err  string
+	}{
+		{in: "1GiB", want: 1 << 30},
+		{in: "512MiB", want: 512 << 20},
+		{in: "10MB", want: 10_000_000},
+		{in: "1024", want: 1024},
+		{in: "1024B", want: 1024},
+		{in: "1.5GiB", want: 3 << 29},
+		{in: "1.5 gib", want: 3 << 29},
+		{in: "2KiB", want: 2048},
+		{in: "2kb", want: 2000},
+		{in: "1TiB", want: 1 << 40},
+		{in: "1TB", want: 1e12},
+		{in: ".5KiB", want: 512},
+		{in: "0.0001KB", want: 0},
+		{in: "0", want: 0},
+		{in: "16EiB", err: "too large"},
+		{in: "18446744073709551615", want: 1<<64 - 1},
+		{in: "18446744073709551616", err: "too large"},
+		{in: "", err: "not a size"},
+		{in: "GiB", err: "not a size"},
+		{in: "1.2.3MB", err: "not a size"},
+		{in: "-1GiB", err: "not a size"},
+		{in: "1 GB 2", err: "unknown unit"},
+		{in: "1Gb/s", err: "unknown unit"},
+		{in: "1K", err: "unknown unit"},
+		{in: strings.Repeat("9", 50), err: "too long"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseByteSize(tt.in)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("got %d, %v; want error %q", got, err, tt.err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("got %d, %v; want %d", got, err, tt.want)
+			}
+			if back, err := ParseByteSize(got.String()); err != nil || back != got {
+				t.Errorf("String %q parses back as %d, %v", got.String(), back, err)
+			}
+		})
+	}
+
+	strs := []struct {
+		in   ByteSize
+		want string
+	}{
+		{0, "0B"}, {1, "1B"}, {1000, "1KB"}, {1024, "1KiB"}, {1 << 30, "1GiB"},
+		{3 << 29, "1536MiB"}, {10_000_000, "10MB"}, {1023, "1023B"}, {1 << 62, "4EiB"},
+	}
+	for _, tt := range strs {
+		if got := tt.in.String(); got != tt.want {
+			t.Errorf("ByteSize(%d).String() = %q, want %q", uint64(tt.in), got, tt.want)
+		}
+	}
+
+	yamls := []struct {
+		in   string
+		want ByteSize
+		err  string
+	}{
+		{in: "s: 1GiB", want: 1 << 30},
+		{in: "s: 4096", want: 4096},
+		{in: "s: 0x10", want: 16},
+		{in: `s: "2048"`, want: 2048},
+		{in: "s: 1.5", want: 1},
+		{in: "s: -1", err: "line 1"},
+		{in: "s: [1]", err: "line 1"},
+		{in: "s: 1 parsec", err: "unknown unit"},
+	}
+	for _, tt := range yamls {
+		var v struct{ S ByteSize }
+		err := yaml.Unmarshal([]byte(tt.in), &v)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%s: got %d, %v; want error %q", tt.in, v.S, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || v.S != tt.want {
+			t.Errorf("%s: got %d, %v; want %d", tt.in, v.S, err, tt.want)
+		}
+	}
+	out, err := yaml.Marshal(struct{ S ByteSize }{3 << 29})
+	if err != nil || string(out) != "s: 1536MiB\n" {
+		t.Errorf("Marshal = %q, %v", out, err)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"postgres://cleaner:secret@127.0.0.1:5432/app", "postgres://cleaner:xxxxx@127.0.0.1:5432/app"},
+		{"postgresql://cleaner:s%40cr%3At@db/app?sslmode=require", "postgresql://cleaner:xxxxx@db/app?sslmode=require"},
+		{"postgres://cleaner@db/app", "postgres://cleaner@db/app"},
+		{"postgres://db/app?user=u&password=secret&sslmode=disable", "postgres://db/app?user=u&password=xxxxx&sslmode=disable"},
+		{"postgres://u:secret@h1:5432,h2:5433/app", "postgres://u:xxxxx@h1:5432,h2:5433/app"},
+		{"host=x password=secret dbname=app", "host=x password=xxxxx dbname=app"},
+		{"host=x password = 'sec ret\\' x' dbname=app", "host=x password = xxxxx dbname=app"},
+		{"host=x PASSWORD=secret sslpassword=secret", "host=x PASSWORD=xxxxx sslpassword=xxxxx"},
+		{"host=x user=u", "host=x user=u"},
+		{"", ""},
+		{"postgres://u:sec ret@h/db", UnparsableRedacted},
+		{"postgres://u:p@ss:secret@h/db", UnparsableRedacted},
+		{"postgres://u:secret%zz@h/db", UnparsableRedacted},
+		{"host=x password='secret", UnparsableRedacted},
+		{"host=x secret", UnparsableRedacted},
+		{"secret", UnparsableRedacted},
+	}
+	for _, tt := range tests {
+		got := RedactURL(tt.in)
+		if got != tt.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+		if strings.Contains(got, "secret") || strings.Contains(got, "sec ret") {
+			t.Errorf("RedactURL(%q) = %q shows the password", tt.in, got)
+		}
+	}
+}
+
+func TestErrorsNeverContainPassword(t *testing.T) {
+	bodies := map[string]string{
+		"validation":        strings.Replace(minimalYAML, "type: local", "type: lcoal", 1),
+		"bad url":           strings.Replace(minimalYAML, "@db:5432", "%zz@db:5432", 1),
+		"bad dsn":           strings.Replace(minimalYAML, "postgres://cleaner:"+password+"@db:5432/app", `"host=db password='`+password+`"`, 1),
+		"url in wrong type": strings.Replace(minimalYAML, "storages:", "  status_interval: postgres://u:"+password+"@h/db\nstorages:", 1),
+		"url as a size":     strings.Replace(minimalYAML, "storages:", "  max_lag_warn: "+password+"\nstorages:", 1),
+		"yaml syntax":       strings.Replace(minimalYAML, "/app", "/app: [", 1),
+		"unknown key":       minimalYAML + "x: " + password + "\n",
+	}
+	for name, body := range bodies {
+		t.Run(name, func(t *testing.T) {
+			_, err := Load(writeConfig(t, body), []string{
+				"CDC_CLEANER_POSTGRES_UR=postgres://u:" + password + "@h/db",
+				"DATABASE_URL=postgres://u:" + password + "@h/db",
+			})
+			checkErr(t, err)
+		})
+	}
+}
+
+func FuzzLoad(f *testing.F) {
+	full, err := os.ReadFile("testdata/full.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(full)
+	f.Add([]byte(minimalYAML))
+	f.Add([]byte(""))
+	f.Add([]byte("storages:\n  a: &a {type: s3, bucket: b}\n  b:\n    <<: *a\n    keep: ['[']\n"))
+	f.Add([]byte("watch:\n  - {table: '\"A\"\"b\".c', columns: ['\"X\"'], json_path: 'a[*].b', storage: a}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := load(data, nil)
+		if err != nil {
+			return
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("a loaded configuration does not validate: %v", err)
+		}
+		if _, err := yaml.Marshal(cfg); err != nil {
+			t.Fatalf("marshal: %v", err)
+		}
+	})
+}

@@ -1,0 +1,2 @@
+// Package config loads, overrides from the environment and validates cdc-cleaner's YAML configuration.
+package config

@@ -1,0 +1,159 @@
+package config
+
+import (
+	"errors"
+	"net/url"
+	"strings"
+)
+
+// RedactedPassword replaces passwords in redacted connection strings.
+const RedactedPassword = "xxxxx"
+
+// UnparsableRedacted is what RedactURL returns for a connection string it
+// cannot parse, since it cannot tell where the password is.
+const UnparsableRedacted = "<unparsable URL redacted>"
+
+// secretKeys are connection parameters whose values are never shown.
+var secretKeys = []string{"password", "sslpassword"}
+
+func isSecretKey(k string) bool {
+	for _, s := range secretKeys {
+		if strings.EqualFold(k, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// RedactURL returns a PostgreSQL connection string fit for logs and error
+// messages: the password, in URL form ("postgres://user:pass@host/db",
+// including a password= query parameter) or key/value form
+// ("host=x password=secret"), is replaced with "xxxxx". A string it cannot
+// parse comes back as UnparsableRedacted, never as itself.
+func RedactURL(u string) string {
+	switch {
+	case u == "":
+		return ""
+	case strings.Contains(u, "://"):
+		r, err := redactURLForm(u)
+		if err != nil {
+			return UnparsableRedacted
+		}
+		return r
+	default:
+		pairs, err := scanKeyValues(u)
+		if err != nil {
+			return UnparsableRedacted
+		}
+		var b strings.Builder
+		last := 0
+		for _, p := range pairs {
+			if isSecretKey(p.key) {
+				b.WriteString(u[last:p.start])
+				b.WriteString(RedactedPassword)
+				last = p.end
+			}
+		}
+		b.WriteString(u[last:])
+		return b.String()
+	}
+}
+
+func redactURLForm(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", err
+	}
+	if u.Opaque != "" {
+		return "", errors.New("opaque URL")
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), RedactedPassword)
+	}
+	if u.RawQuery != "" {
+		parts := strings.Split(u.RawQuery, "&")
+		for i, p := range parts {
+			k, _, _ := strings.Cut(p, "=")
+			key, err := url.QueryUnescape(k)
+			if err != nil {
+				return "", err
+			}
+			if isSecretKey(key) {
+				parts[i] = k + "=" + RedactedPassword
+			}
+		}
+		u.RawQuery = strings.Join(parts, "&")
+	}
+	return u.String(), nil
+}
+
+// kvPair is one key=value setting of a libpq key/value connection string;
+// start and end delimit the value as written (with its quotes, if any).
+type kvPair struct {
+	key        string
+	start, end int
+}
+
+// scanKeyValues splits a libpq key/value connection string
+// ("host=db port=5432 password='a b'") as libpq's conninfo_parse does.
+func scanKeyValues(s string) ([]kvPair, error) {
+	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v' }
+	var pairs []kvPair
+	i := 0
+	for {
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		if i == len(s) {
+			break
+		}
+		k := i
+		for i < len(s) && s[i] != '=' && !isSpace(s[i]) {
+			i++
+		}
+		key := s[k:i]
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		if key == "" || i == len(s) || s[i] != '=' {
+			return nil, errors.New("missing = after a key")
+		}
+		i++
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		start := i
+		if i < len(s) && s[i] == '\'' {
+			i++
+			for {
+				if i >= len(s) {
+					return nil, errors.New("unterminated quoted value")
+				}
+				if s[i] == '\\' {
+					i += 2
+					continue
+				}
+				if s[i] == '\'' {
+					i++
+					break
+				}
+				i++
+			}
+		} else {
+			for i < len(s) && !isSpace(s[i]) {
+				if s[i] == '\\' {
+					i++
+				}
+				i++
+			}
+			if i > len(s) {
+				i = len(s)
+			}
+		}
+		pairs = append(pairs, kvPair{key: key, start: start, end: i})
+	}
+	if len(pairs) == 0 {
+		return nil, errors.New("no settings")
+	}
+	return pairs, nil
+}

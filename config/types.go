@@ -1,0 +1,73 @@
+package config
+
+import "time"
+
+// Config is the whole configuration file. Field tags name the YAML keys of
+// the contract in DESIGN.md; keep them as they are.
+type Config struct {
+	Postgres    Postgres            `yaml:"postgres"`
+	Storages    map[string]*Storage `yaml:"storages"`
+	Watch       []*Watch            `yaml:"watch"`
+	Protect     []*Watch            `yaml:"protect"`
+	DeleteDelay time.Duration       `yaml:"delete_delay"`
+	DryRun      bool                `yaml:"dry_run"`
+	HTTP        HTTP                `yaml:"http"`
+	Log         Log                 `yaml:"log"`
+}
+
+// Postgres says how to reach the database and which slot and publication to use.
+type Postgres struct {
+	URL            string        `yaml:"url"`
+	Slot           string        `yaml:"slot"`
+	Publication    string        `yaml:"publication"`
+	StatusInterval time.Duration `yaml:"status_interval"`
+	MaxLagWarn     ByteSize      `yaml:"max_lag_warn"`
+}
+
+// Storage is one place files live.
+type Storage struct {
+	Type string `yaml:"type"` // "local" or "s3"
+
+	// local
+	Root           string `yaml:"root"`
+	PruneEmptyDirs bool   `yaml:"prune_empty_dirs"`
+
+	// s3
+	Bucket    string `yaml:"bucket"`
+	Prefix    string `yaml:"prefix"`
+	Region    string `yaml:"region"`
+	Endpoint  string `yaml:"endpoint"`
+	PathStyle bool   `yaml:"path_style"`
+
+	// any type
+	Keep           []string      `yaml:"keep"`
+	Trash          bool          `yaml:"trash"`
+	TrashPrefix    string        `yaml:"trash_prefix"`
+	TrashRetention time.Duration `yaml:"trash_retention"`
+}
+
+// Watch is one table whose columns hold file paths.
+type Watch struct {
+	Table    string   `yaml:"table"`
+	Columns  []string `yaml:"columns"`
+	JSONPath string   `yaml:"json_path"`
+	Storage  string   `yaml:"storage"`
+
+	// Filled by Validate from Table and Columns.
+	Schema   string   `yaml:"-"` // unquoted schema name, as in pg_namespace
+	Name     string   `yaml:"-"` // unquoted table name, as in pg_class
+	ColNames []string `yaml:"-"` // unquoted column names, as in pg_attribute
+	// JSONSteps is JSONPath parsed by ParseJSONPath; nil when JSONPath is empty.
+	JSONSteps []JSONStep `yaml:"-"`
+}
+
+// HTTP configures the metrics and health endpoints.
+type HTTP struct {
+	Listen string `yaml:"listen"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}

@@ -1,0 +1,270 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// FieldError is one problem Validate found: the setting, as a path into the
+// file ("watch[1].storage"), and what is wrong with it and how to fix it.
+type FieldError struct {
+	Field   string
+	Problem string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
+
+// Storage types.
+const (
+	StorageLocal = "local"
+	StorageS3    = "s3"
+)
+
+var (
+	storageTypes = []string{StorageLocal, StorageS3}
+	logLevels    = []string{"debug", "info", "warn", "error"}
+	logFormats   = []string{"json", "console"}
+
+	storageNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	slotNameRE    = regexp.MustCompile(`^[a-z0-9_]+$`)
+	pubNameRE     = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+)
+
+type problems []error
+
+func (p *problems) add(field, format string, args ...any) {
+	*p = append(*p, &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
+}
+
+// Validate checks the whole configuration and returns every problem it
+// finds, joined with errors.Join, each a *FieldError. It also fills the
+// Schema, Name, ColNames and JSONSteps of every watch and protect entry.
+// No message contains the database password.
+func (c *Config) Validate() error {
+	var p problems
+	c.validatePostgres(&p)
+	c.validateStorages(&p)
+	if len(c.Watch) == 0 {
+		p.add("watch", "at least one table to watch is required, e.g. {table: public.gallery_photo, columns: [image], storage: media}")
+	}
+	seen := map[string]string{} // schema.table.column -> where it was first listed
+	c.validateWatches(&p, "watch", c.Watch, seen)
+	c.validateWatches(&p, "protect", c.Protect, seen)
+	if c.DeleteDelay < 0 {
+		p.add("delete_delay", "%s is negative; use 0s for no delay", c.DeleteDelay)
+	}
+	if c.HTTP.Listen != "" {
+		host, port, err := net.SplitHostPort(c.HTTP.Listen)
+		if _, perr := strconv.ParseUint(port, 10, 16); err != nil || perr != nil || strings.ContainsAny(host, " \t") {
+			p.add("http.listen", "%q is not host:port; use e.g. 127.0.0.1:9187, or \"\" to disable the HTTP server", c.HTTP.Listen)
+		}
+	}
+	if !slices.Contains(logLevels, c.Log.Level) {
+		p.add("log.level", "%q is not one of %s", c.Log.Level, strings.Join(logLevels, ", "))
+	}
+	if !slices.Contains(logFormats, c.Log.Format) {
+		p.add("log.format", "%q is not one of %s", c.Log.Format, strings.Join(logFormats, ", "))
+	}
+	return errors.Join(p...)
+}
+
+func (c *Config) validatePostgres(p *problems) {
+	pg := &c.Postgres
+	if problem := checkConnString(pg.URL); problem != "" {
+		p.add("postgres.url", "%s", problem)
+	}
+	switch {
+	case pg.Slot == "":
+		p.add("postgres.slot", "empty; the default is cdc_cleaner")
+	case len(pg.Slot) > maxIdentifierLen || !slotNameRE.MatchString(pg.Slot):
+		p.add("postgres.slot", "%q is not a valid replication slot name; use lower-case letters, digits and underscores, at most %d", pg.Slot, maxIdentifierLen)
+	}
+	switch {
+	case pg.Publication == "":
+		p.add("postgres.publication", "empty; the default is cdc_cleaner")
+	case len(pg.Publication) > maxIdentifierLen || !pubNameRE.MatchString(pg.Publication):
+		p.add("postgres.publication", "%q is not a valid publication name; use lower-case letters, digits and underscores, starting with a letter or underscore, at most %d", pg.Publication, maxIdentifierLen)
+	}
+	if pg.StatusInterval <= 0 {
+		p.add("postgres.status_interval", "must be positive; the default is 10s")
+	}
+}
+
+// checkConnString says what is wrong with a PostgreSQL connection string,
+// without quoting it, or returns "".
+func checkConnString(s string) string {
+	switch {
+	case s == "":
+		return "empty; set it in the file, CDC_CLEANER_POSTGRES_URL or DATABASE_URL"
+	case strings.Contains(s, "://"):
+		scheme, _, _ := strings.Cut(s, "://")
+		if scheme != "postgres" && scheme != "postgresql" {
+			return "the URL must start with postgres:// or postgresql://"
+		}
+		if _, err := url.Parse(s); err != nil {
+			return "cannot be parsed as a URL; percent-encode special characters such as @ : / # ? in the user name and password"
+		}
+	default:
+		if _, err := scanKeyValues(s); err != nil {
+			return "neither a postgres:// URL nor a key=value connection string (e.g. host=db user=app dbname=app); check the quoting"
+		}
+	}
+	return ""
+}
+
+func (c *Config) validateStorages(p *problems) {
+	if len(c.Storages) == 0 {
+		p.add("storages", "at least one storage is required, e.g. media: {type: local, root: /srv/app/media}")
+	}
+	names := make([]string, 0, len(c.Storages))
+	for name := range c.Storages {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		s := c.Storages[name]
+		f := "storages." + name
+		if !storageNameRE.MatchString(name) {
+			f = fmt.Sprintf("storages[%q]", name)
+			p.add(f, "a storage name may only hold letters, digits, _ and -")
+		}
+		if s == nil {
+			p.add(f, "no settings; give at least type")
+			continue
+		}
+		switch s.Type {
+		case StorageLocal:
+			switch {
+			case s.Root == "":
+				p.add(f+".root", "required for type local; give the directory files are stored under, e.g. /srv/app/media")
+			case !path.IsAbs(s.Root):
+				p.add(f+".root", "%q is not an absolute path; give the full path, e.g. /srv/app/media", s.Root)
+			}
+		case StorageS3:
+			if s.Bucket == "" {
+				p.add(f+".bucket", "required for type s3; give the bucket name")
+			}
+			if s.Endpoint != "" {
+				u, err := url.Parse(s.Endpoint)
+				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					p.add(f+".endpoint", "%q is not an http:// or https:// URL", s.Endpoint)
+				}
+			}
+		case "":
+			p.add(f+".type", "required; one of %s", strings.Join(storageTypes, ", "))
+		default:
+			p.add(f+".type", "%q is not one of %s", s.Type, strings.Join(storageTypes, ", "))
+		}
+		for i, k := range s.Keep {
+			kf := fmt.Sprintf("%s.keep[%d]", f, i)
+			if k == "" {
+				p.add(kf, "empty pattern; remove it")
+			} else if _, err := path.Match(k, ""); err != nil {
+				p.add(kf, "%q is not a valid glob pattern (see Go's path.Match): %v", k, err)
+			}
+		}
+		if s.Trash || s.TrashPrefix != "" {
+			if problem := checkTrashPrefix(s.TrashPrefix); problem != "" {
+				p.add(f+".trash_prefix", "%s", problem)
+			}
+		}
+		switch {
+		case s.TrashRetention < 0:
+			p.add(f+".trash_retention", "%s is negative; the default is 720h", s.TrashRetention)
+		case s.Trash && s.TrashRetention == 0:
+			p.add(f+".trash_retention", "must be positive when trash is on; the default is 720h (use trash: false to delete at once)")
+		}
+	}
+}
+
+func checkTrashPrefix(tp string) string {
+	trimmed := strings.TrimSuffix(tp, "/")
+	switch {
+	case tp == "":
+		return "empty; the default is .trash/"
+	case !strings.HasSuffix(tp, "/"):
+		return fmt.Sprintf("%q must end in /, e.g. .trash/", tp)
+	case strings.HasPrefix(tp, "/"):
+		return fmt.Sprintf("%q must be relative to the storage root, e.g. .trash/", tp)
+	case trimmed == "" || trimmed == "." || path.Clean(trimmed) != trimmed ||
+		trimmed == ".." || strings.HasPrefix(trimmed, "../") || strings.ContainsRune(tp, 0):
+		return fmt.Sprintf("%q must be a clean relative path inside the storage (no //, . or .. segments), e.g. .trash/", tp)
+	}
+	return ""
+}
+
+func (c *Config) validateWatches(p *problems, list string, ws []*Watch, seen map[string]string) {
+	for i, w := range ws {
+		f := fmt.Sprintf("%s[%d]", list, i)
+		if w == nil {
+			p.add(f, "empty entry; give table, columns and storage")
+			continue
+		}
+		w.Schema, w.Name, w.ColNames, w.JSONSteps = "", "", nil, nil
+		tableOK := false
+		if w.Table == "" {
+			p.add(f+".table", "required; give a table, e.g. public.gallery_photo")
+		} else if schema, name, err := ParseQualifiedName(w.Table); err != nil {
+			p.add(f+".table", "%v", err)
+		} else {
+			w.Schema, w.Name, tableOK = schema, name, true
+		}
+		if len(w.Columns) == 0 {
+			p.add(f+".columns", "at least one column is required, e.g. [image]")
+		}
+		for j, col := range w.Columns {
+			cf := fmt.Sprintf("%s.columns[%d]", f, j)
+			name, err := ParseIdentifier(col)
+			if err != nil {
+				p.add(cf, "%v", err)
+				continue
+			}
+			w.ColNames = append(w.ColNames, name)
+			if !tableOK {
+				continue
+			}
+			key := QuoteIdentifier(w.Schema) + "." + QuoteIdentifier(w.Name) + "." + QuoteIdentifier(name)
+			if first, dup := seen[key]; dup {
+				p.add(cf, "column %s of %s.%s is already listed in %s; list each column once", name, w.Schema, w.Name, first)
+			} else {
+				seen[key] = cf
+			}
+		}
+		if len(w.ColNames) != len(w.Columns) {
+			w.ColNames = nil // only complete when every column parsed
+		}
+		if w.JSONPath != "" {
+			steps, err := ParseJSONPath(w.JSONPath)
+			if err != nil {
+				p.add(f+".json_path", "%v; write keys separated by dots and [*] for array elements, e.g. files[*].path", err)
+			} else {
+				w.JSONSteps = steps
+			}
+		}
+		switch _, ok := c.Storages[w.Storage]; {
+		case w.Storage == "":
+			p.add(f+".storage", "required; name one of the storages")
+		case !ok:
+			p.add(f+".storage", "storage %q is not defined under storages%s", w.Storage, definedStorages(c.Storages))
+		}
+	}
+}
+
+func definedStorages(m map[string]*Storage) string {
+	if len(m) == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return " (defined: " + strings.Join(names, ", ") + ")"
+}

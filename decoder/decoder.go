@@ -1,0 +1,337 @@
+package decoder
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+)
+
+// Table says which columns of one table hold file paths, and in which storage
+// those files live. Schema, Name and Columns are the names as PostgreSQL
+// stores them (already unquoted and case-folded).
+type Table struct {
+	Schema   string
+	Name     string
+	Columns  []string
+	Storage  string
+	JSONPath string // for json/jsonb columns: where the paths are; empty means the whole value is one string
+}
+
+// Kind is what a decoded message was.
+type Kind int
+
+const (
+	// KindOther: nothing the caller needs to act on (relation, type, origin,
+	// changes to unwatched tables).
+	KindOther Kind = iota
+	// KindBegin: a transaction starts; Event.Xid, FinalLSN and CommitTime are set.
+	KindBegin
+	// KindCommit: the transaction ends; Event.CommitLSN and EndLSN are set.
+	KindCommit
+	// KindChange: a row of a watched table changed; Event.Table, Op and
+	// Candidates are set (Candidates may be empty).
+	KindChange
+	// KindTruncate: watched tables were truncated; their files cannot be
+	// named. Event.Tables lists them.
+	KindTruncate
+)
+
+// Event is the decoded meaning of one pgoutput message.
+type Event struct {
+	Kind Kind
+
+	// KindBegin
+	Xid        uint32
+	FinalLSN   cdccleaner.LSN
+	CommitTime time.Time
+
+	// KindCommit
+	CommitLSN cdccleaner.LSN
+	EndLSN    cdccleaner.LSN
+
+	// KindChange
+	Table      string // "schema.table", for logs and metrics
+	Op         string // "insert", "update" or "delete"
+	Candidates []cdccleaner.Candidate
+
+	// KindTruncate
+	Tables []string
+
+	// Warnings are problems worth a log line that do not stop decoding, such
+	// as a watched column missing from a table's new definition.
+	Warnings []string
+}
+
+// Errors returned by Decode.
+var (
+	// ErrMalformed means the message could not be parsed; the stream cannot
+	// be trusted past it.
+	ErrMalformed = errors.New("malformed pgoutput message")
+	// ErrUnknownRelation means a row change arrived for a relation whose
+	// Relation message was never seen in this session.
+	ErrUnknownRelation = errors.New("row change for unknown relation")
+	// ErrNoTransaction means a row change arrived outside Begin/Commit.
+	ErrNoTransaction = errors.New("row change outside a transaction")
+)
+
+// column is one watched column of a relation, resolved to its position.
+type column struct {
+	index   int
+	name    string
+	storage string
+	kind    valueKind
+	json    jsonPath
+	source  string // "schema.table.column"
+}
+
+type relation struct {
+	id      uint32
+	name    string // "schema.table"
+	ncols   int
+	watched []column
+}
+
+type tableKey struct{ schema, name string }
+
+// Decoder keeps the state of one replication session: the relation cache and
+// the transaction being decoded. It is not safe for concurrent use. Start a
+// new Decoder for every new replication connection: relation OIDs are
+// re-announced on each.
+type Decoder struct {
+	tables    map[tableKey][]Table
+	relations map[uint32]*relation
+
+	inTxn      bool
+	txn        uint64 // sequence number of the current transaction
+	finalLSN   cdccleaner.LSN
+	commitTime time.Time
+
+	buf []cdccleaner.Candidate
+}
+
+// New returns a Decoder that reports references vanishing from tables.
+// It validates each table's JSON path.
+func New(tables []Table) (*Decoder, error) {
+	d := &Decoder{
+		tables:    make(map[tableKey][]Table),
+		relations: make(map[uint32]*relation),
+	}
+	for _, t := range tables {
+		if t.JSONPath != "" {
+			if _, err := parseJSONPath(t.JSONPath); err != nil {
+				return nil, fmt.Errorf("table %s.%s: %w", t.Schema, t.Name, err)
+			}
+		}
+		k := tableKey{t.Schema, t.Name}
+		d.tables[k] = append(d.tables[k], t)
+	}
+	return d, nil
+}
+
+// Txn returns the sequence number of the transaction being decoded (or of
+// the last one, between transactions). The first transaction is 1.
+func (d *Decoder) Txn() uint64 { return d.txn }
+
+// Decode decodes one pgoutput message (the WALData of an XLogData message).
+// The Candidates slice of the returned event is reused by the next call.
+func (d *Decoder) Decode(data []byte) (Event, error) {
+	msg, err := parse(data)
+	if err != nil {
+		return Event{}, err
+	}
+	return d.Handle(msg)
+}
+
+// parse wraps pglogrepl.Parse, which indexes its input without checking
+// lengths: a short or corrupt message must be an error, never a panic.
+func parse(data []byte) (msg pglogrepl.Message, err error) {
+	if len(data) == 0 {
+		return nil, fmt.Errorf("%w: empty message", ErrMalformed)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			msg, err = nil, fmt.Errorf("%w: type %q, %d bytes: %v", ErrMalformed, data[0], len(data), r)
+		}
+	}()
+	msg, err = pglogrepl.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: type %q, %d bytes: %v", ErrMalformed, data[0], len(data), err)
+	}
+	return msg, nil
+}
+
+// Handle decodes an already parsed message. Tests build messages as structs
+// and call it directly.
+func (d *Decoder) Handle(msg pglogrepl.Message) (Event, error) {
+	switch m := msg.(type) {
+	case *pglogrepl.BeginMessage:
+		if d.inTxn {
+			return Event{}, fmt.Errorf("%w: begin of xid %d inside another transaction", ErrMalformed, m.Xid)
+		}
+		d.inTxn = true
+		d.txn++
+		d.finalLSN = cdccleaner.LSN(m.FinalLSN)
+		d.commitTime = m.CommitTime
+		return Event{Kind: KindBegin, Xid: m.Xid, FinalLSN: d.finalLSN, CommitTime: m.CommitTime}, nil
+	case *pglogrepl.CommitMessage:
+		if !d.inTxn {
+			return Event{}, fmt.Errorf("%w: commit outside a transaction", ErrMalformed)
+		}
+		d.inTxn = false
+		return Event{Kind: KindCommit, CommitLSN: cdccleaner.LSN(m.CommitLSN), EndLSN: cdccleaner.LSN(m.TransactionEndLSN)}, nil
+	case *pglogrepl.RelationMessage:
+		return d.relation(m), nil
+	case *pglogrepl.InsertMessage:
+		return d.change(m.RelationID, "insert", 0, nil, m.Tuple)
+	case *pglogrepl.UpdateMessage:
+		return d.change(m.RelationID, "update", m.OldTupleType, m.OldTuple, m.NewTuple)
+	case *pglogrepl.DeleteMessage:
+		return d.change(m.RelationID, "delete", m.OldTupleType, m.OldTuple, nil)
+	case *pglogrepl.TruncateMessage:
+		var ev Event
+		for _, id := range m.RelationIDs {
+			if r, ok := d.relations[id]; ok && len(r.watched) > 0 {
+				ev.Tables = append(ev.Tables, r.name)
+			}
+		}
+		if len(ev.Tables) > 0 {
+			ev.Kind = KindTruncate
+		}
+		return ev, nil
+	default:
+		// Type, Origin and (until they are handled) logical messages carry
+		// nothing this decoder acts on.
+		return Event{}, nil
+	}
+}
+
+func (d *Decoder) relation(m *pglogrepl.RelationMessage) Event {
+	r := &relation{id: m.RelationID, name: m.Namespace + "." + m.RelationName, ncols: len(m.Columns)}
+	d.relations[m.RelationID] = r
+	var ev Event
+	tables := d.tables[tableKey{m.Namespace, m.RelationName}]
+	for _, t := range tables {
+		jp, _ := parseJSONPath(t.JSONPath) // validated in New
+		for _, name := range t.Columns {
+			idx := -1
+			for i, c := range m.Columns {
+				if c.Name == name {
+					idx = i
+					break
+				}
+			}
+			if idx < 0 {
+				ev.Warnings = append(ev.Warnings, fmt.Sprintf("watched column %q is not in table %s any more (dropped or renamed, or a generated column, which pgoutput does not send); its files will not be cleaned", name, r.name))
+				continue
+			}
+			c := m.Columns[idx]
+			if m.ReplicaIdentity != 'f' && c.Flags&1 == 0 {
+				ev.Warnings = append(ev.Warnings, fmt.Sprintf("table %s has replica identity %q and watched column %q is not part of it: updates and deletes will not carry its old value; run cdc-cleaner setup to set REPLICA IDENTITY FULL", r.name, m.ReplicaIdentity, name))
+			}
+			r.watched = append(r.watched, column{
+				index:   idx,
+				name:    name,
+				storage: t.Storage,
+				kind:    kindOf(c.DataType, t.JSONPath != ""),
+				json:    jp,
+				source:  r.name + "." + name,
+			})
+		}
+	}
+	return ev
+}
+
+func (d *Decoder) change(relID uint32, op string, oldType uint8, oldTup, newTup *pglogrepl.TupleData) (Event, error) {
+	r, ok := d.relations[relID]
+	if !ok {
+		return Event{}, fmt.Errorf("%w: relation OID %d (%s)", ErrUnknownRelation, relID, op)
+	}
+	if len(r.watched) == 0 {
+		return Event{Kind: KindChange, Table: r.name, Op: op}, nil
+	}
+	if !d.inTxn {
+		return Event{}, fmt.Errorf("%w: %s on %s", ErrNoTransaction, op, r.name)
+	}
+	for _, tup := range []*pglogrepl.TupleData{oldTup, newTup} {
+		if tup != nil && len(tup.Columns) != r.ncols {
+			return Event{}, fmt.Errorf("%w: %s on %s has %d columns, relation has %d", ErrMalformed, op, r.name, len(tup.Columns), r.ncols)
+		}
+	}
+	ev := Event{Kind: KindChange, Table: r.name, Op: op}
+	d.buf = d.buf[:0]
+	if oldTup == nil || op == "insert" {
+		// INSERT adds references only. An UPDATE without an old tuple did not
+		// change any replica identity column, and watched columns are part of
+		// the identity (checked at startup and warned about in relation()).
+		return ev, nil
+	}
+	for _, c := range r.watched {
+		old := oldTup.Columns[c.index]
+		if old.DataType == pglogrepl.TupleDataTypeToast {
+			// The old value was not sent, so nothing can be said to have
+			// vanished. With REPLICA IDENTITY FULL the server detoasts old
+			// values, so this only happens for partial identities.
+			continue
+		}
+		var newCol *pglogrepl.TupleDataColumn
+		if newTup != nil {
+			newCol = newTup.Columns[c.index]
+			if newCol.DataType == pglogrepl.TupleDataTypeToast {
+				continue // unchanged TOASTed value: same references as before
+			}
+		}
+		oldRefs, err := c.refs(old)
+		if err != nil {
+			ev.Warnings = append(ev.Warnings, fmt.Sprintf("%s: old value: %v", c.source, err))
+			continue
+		}
+		if len(oldRefs) == 0 {
+			continue
+		}
+		var newRefs []string
+		if newCol != nil {
+			newRefs, err = c.refs(newCol)
+			if err != nil {
+				// Unknown new references: keeping everything is the safe side.
+				ev.Warnings = append(ev.Warnings, fmt.Sprintf("%s: new value: %v", c.source, err))
+				continue
+			}
+		}
+		for _, p := range vanished(oldRefs, newRefs) {
+			d.buf = append(d.buf, cdccleaner.Candidate{
+				Ref:        cdccleaner.Ref{Storage: c.storage, Path: p},
+				Source:     c.source,
+				Txn:        d.txn,
+				CommitLSN:  d.finalLSN,
+				CommitTime: d.commitTime,
+			})
+		}
+	}
+	ev.Candidates = d.buf
+	return ev, nil
+}
+
+// vanished returns the distinct elements of old that are not in new.
+func vanished(old, new []string) []string {
+	var out []string
+	for i, p := range old {
+		if contains(new, p) || contains(old[:i], p) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

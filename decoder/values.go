@@ -1,0 +1,229 @@
+package decoder
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+)
+
+// valueKind is how a column's text form holds paths.
+type valueKind int
+
+const (
+	kindText  valueKind = iota // the whole value is one path
+	kindArray                  // a PostgreSQL array literal; each element is a path
+	kindJSON                   // json or jsonb; string leaves at the JSON path are paths
+)
+
+// Type OIDs from pg_type.dat. A domain over text arrives with its own OID and
+// is read as text, which is what its output function produces.
+const (
+	oidJSON         = 114
+	oidJSONB        = 3802
+	oidTextArray    = 1009
+	oidVarcharArray = 1015
+	oidBpcharArray  = 1014
+	oidNameArray    = 1003
+)
+
+func kindOf(typeOID uint32, hasJSONPath bool) valueKind {
+	switch typeOID {
+	case oidJSON, oidJSONB:
+		return kindJSON
+	case oidTextArray, oidVarcharArray, oidBpcharArray, oidNameArray:
+		return kindArray
+	}
+	if hasJSONPath {
+		// A json_path on a column that is not json: read it as JSON anyway,
+		// which fails loudly (as a warning) instead of guessing.
+		return kindJSON
+	}
+	return kindText
+}
+
+// refs returns the paths a column value references. NULL and the empty
+// string reference nothing (Django stores '' for an empty FileField).
+func (c column) refs(v *pglogrepl.TupleDataColumn) ([]string, error) {
+	switch v.DataType {
+	case pglogrepl.TupleDataTypeNull:
+		return nil, nil
+	case pglogrepl.TupleDataTypeText, pglogrepl.TupleDataTypeBinary:
+	default:
+		return nil, fmt.Errorf("unexpected tuple data type %q", v.DataType)
+	}
+	if len(v.Data) == 0 {
+		return nil, nil
+	}
+	switch c.kind {
+	case kindArray:
+		return parseArray(string(v.Data))
+	case kindJSON:
+		return c.json.strings(v.Data)
+	default:
+		return []string{string(v.Data)}, nil
+	}
+}
+
+// parseArray reads PostgreSQL's text form of an array of strings, of any
+// number of dimensions, and returns its non-NULL, non-empty elements.
+func parseArray(s string) ([]string, error) {
+	if strings.HasPrefix(s, "[") {
+		// Explicit bounds, as in "[0:1]={a,b}".
+		i := strings.IndexByte(s, '=')
+		if i < 0 {
+			return nil, fmt.Errorf("array literal with bounds but no '='")
+		}
+		s = s[i+1:]
+	}
+	var out []string
+	depth := 0
+	i := 0
+	expectElem := false
+	for i < len(s) {
+		switch ch := s[i]; {
+		case ch == '{':
+			depth++
+			i++
+			expectElem = true
+		case ch == '}':
+			if depth == 0 {
+				return nil, fmt.Errorf("unbalanced '}' in array literal")
+			}
+			depth--
+			i++
+			expectElem = false
+		case ch == ',':
+			i++
+			expectElem = true
+		case ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r':
+			i++
+		case depth == 0:
+			return nil, fmt.Errorf("array literal must start with '{'")
+		case ch == '"':
+			var b strings.Builder
+			i++
+			closed := false
+			for i < len(s) {
+				c := s[i]
+				if c == '\\' && i+1 < len(s) {
+					b.WriteByte(s[i+1])
+					i += 2
+					continue
+				}
+				if c == '"' {
+					closed = true
+					i++
+					break
+				}
+				b.WriteByte(c)
+				i++
+			}
+			if !closed {
+				return nil, fmt.Errorf("unterminated quoted element in array literal")
+			}
+			if b.Len() > 0 {
+				out = append(out, b.String())
+			}
+			expectElem = false
+		default:
+			if !expectElem {
+				return nil, fmt.Errorf("unexpected %q in array literal", ch)
+			}
+			j := i
+			var b strings.Builder
+			for j < len(s) && s[j] != ',' && s[j] != '}' {
+				if s[j] == '\\' && j+1 < len(s) {
+					b.WriteByte(s[j+1])
+					j += 2
+					continue
+				}
+				b.WriteByte(s[j])
+				j++
+			}
+			elem := strings.TrimRight(b.String(), " \t\r\n")
+			if elem != "NULL" && elem != "" {
+				out = append(out, elem)
+			}
+			i = j
+			expectElem = false
+		}
+	}
+	if depth != 0 {
+		return nil, fmt.Errorf("unbalanced '{' in array literal")
+	}
+	return out, nil
+}
+
+// jsonPath is a parsed json_path: keys and [*] wildcards, e.g.
+// "gallery[*].sizes[*].path". The empty path selects the whole value.
+type jsonPath []jsonStep
+
+type jsonStep struct {
+	key  string
+	each bool // [*]: every element of an array
+}
+
+func parseJSONPath(p string) (jsonPath, error) {
+	if p == "" {
+		return nil, nil
+	}
+	var steps jsonPath
+	for _, part := range strings.Split(p, ".") {
+		key := part
+		var each int
+		for strings.HasSuffix(key, "[*]") {
+			key = strings.TrimSuffix(key, "[*]")
+			each++
+		}
+		if strings.ContainsAny(key, "[]*") {
+			return nil, fmt.Errorf("json_path %q: segment %q: only keys and [*] are supported", p, part)
+		}
+		if key == "" && (each == 0 || len(steps) > 0) {
+			return nil, fmt.Errorf("json_path %q: empty key", p)
+		}
+		if key != "" {
+			steps = append(steps, jsonStep{key: key})
+		}
+		for ; each > 0; each-- {
+			steps = append(steps, jsonStep{each: true})
+		}
+	}
+	return steps, nil
+}
+
+// strings returns the string leaves of doc at the path, skipping empty
+// strings, nulls and values of other types.
+func (jp jsonPath) strings(doc []byte) ([]string, error) {
+	var v any
+	if err := json.Unmarshal(doc, &v); err != nil {
+		return nil, fmt.Errorf("parse json: %w", err)
+	}
+	var out []string
+	var walk func(v any, steps jsonPath)
+	walk = func(v any, steps jsonPath) {
+		if len(steps) == 0 {
+			if s, ok := v.(string); ok && s != "" {
+				out = append(out, s)
+			}
+			return
+		}
+		st := steps[0]
+		if st.each {
+			if arr, ok := v.([]any); ok {
+				for _, e := range arr {
+					walk(e, steps[1:])
+				}
+			}
+			return
+		}
+		if obj, ok := v.(map[string]any); ok {
+			if child, ok := obj[st.key]; ok {
+				walk(child, steps[1:])
+			}
+		}
+	}
+	walk(v, jp)
+	return out, nil
+}

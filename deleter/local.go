@@ -1,0 +1,223 @@
+package deleter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"slices"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+)
+
+// LocalOptions configures a Local storage.
+type LocalOptions struct {
+	// PruneEmptyDirs removes, after each deletion, the parent directories
+	// that the deletion left empty, from the deepest upward, stopping at the
+	// first that is not empty. The root itself is never removed, and neither
+	// is a parent that is a symlink.
+	PruneEmptyDirs bool
+}
+
+// Local is a Storage on a local directory. Every operation goes through an
+// os.Root opened on that directory, so no path can reach outside it: not with
+// "..", not with an absolute path, not through a symlink. It is safe for
+// concurrent use.
+type Local struct {
+	root *os.Root
+	opts LocalOptions
+}
+
+var _ cdccleaner.Storage = (*Local)(nil)
+
+// NewLocal opens the directory root. It fails if root does not exist or is
+// not a directory. Close releases it.
+func NewLocal(root string, opts LocalOptions) (*Local, error) {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, fmt.Errorf("open root %s: %w", root, err)
+	}
+	return &Local{root: r, opts: opts}, nil
+}
+
+// Root returns the directory the storage was opened on, as given to NewLocal.
+func (l *Local) Root() string { return l.root.Name() }
+
+// Close releases the root directory. Delete after Close fails transiently.
+func (l *Local) Close() error { return l.root.Close() }
+
+// Delete removes the files at paths, relative to the root, and returns
+// exactly one Result per path, in the same order.
+//
+// A path that ValidatePath rejects is never touched: Failed, permanent,
+// ReasonRejectedPath. Otherwise the directory entry is removed as a file:
+// a final symlink is removed as a link and never followed; a directory is
+// never removed (Failed, permanent, ReasonIsDirectory); a path whose parent
+// resolves outside the root is never touched (Failed, permanent,
+// ReasonEscapesRoot). A path that does not exist, or whose parent does not
+// exist or is not a directory, is Absent. Permission, read-only file system,
+// I/O and unknown errors are transient: retrying may help.
+//
+// ctx is checked before each path; once it is done, the remaining paths are
+// Failed with a transient error wrapping ctx.Err().
+func (l *Local) Delete(ctx context.Context, paths []string) []cdccleaner.Result {
+	results := make([]cdccleaner.Result, len(paths))
+	for i, p := range paths {
+		results[i].Path = p
+		if err := ctx.Err(); err != nil {
+			results[i].Outcome = cdccleaner.Failed
+			results[i].Err = fmt.Errorf("delete %q: not attempted: %w", p, err)
+			continue
+		}
+		results[i].Outcome, results[i].Err = l.deleteOne(p)
+	}
+	return results
+}
+
+// deleteOne removes one path; see Delete.
+func (l *Local) deleteOne(p string) (cdccleaner.Outcome, error) {
+	if err := ValidatePath(p); err != nil {
+		return cdccleaner.Failed, err
+	}
+	dir, base := splitParent(p)
+	d, err := l.root.OpenFile(dir, os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		return classify(p, err, false)
+	}
+	defer d.Close()
+
+	var unlinkErr error
+	var isDir bool
+	if err := withFd(d, func(fd int) {
+		// Flags 0: never removes a directory (EISDIR, or EPERM on some
+		// systems) and never follows base if it is a symlink.
+		unlinkErr = ignoringEINTR(func() error { return unix.Unlinkat(fd, base, 0) })
+		if errors.Is(unlinkErr, unix.EPERM) {
+			isDir = isDirAt(fd, base)
+		}
+	}); err != nil {
+		return cdccleaner.Failed, fmt.Errorf("delete %q: %w", p, err)
+	}
+	if unlinkErr != nil {
+		return classify(p, os.NewSyscallError("unlinkat", unlinkErr), isDir)
+	}
+	if l.opts.PruneEmptyDirs {
+		l.prune(dir)
+	}
+	return cdccleaner.Deleted, nil
+}
+
+// prune removes dir and then each of its parents while they are empty,
+// stopping at the first error (ENOTEMPTY being the usual one) and before the
+// root. Each step opens the parent through the root and removes one name in
+// it with AT_REMOVEDIR, which removes only an empty directory and never
+// follows a symlink (a symlinked parent fails with ENOTDIR and stops the
+// walk). Errors are ignored: the file itself is already deleted.
+func (l *Local) prune(dir string) {
+	for dir != "." {
+		parent, name := splitParent(dir)
+		d, err := l.root.OpenFile(parent, os.O_RDONLY|syscall.O_DIRECTORY, 0)
+		if err != nil {
+			return
+		}
+		var rmErr error
+		err = withFd(d, func(fd int) {
+			rmErr = ignoringEINTR(func() error { return unix.Unlinkat(fd, name, unix.AT_REMOVEDIR) })
+		})
+		d.Close()
+		if err != nil || rmErr != nil {
+			return
+		}
+		dir = parent
+	}
+}
+
+// classify maps an error from opening the parent directory of p or from
+// unlinking p to an outcome: Absent for a missing file or parent, Failed
+// with a permanent error when retrying cannot help, Failed with a transient
+// error otherwise. isDir says whether p names a directory; it matters only
+// for EPERM, which POSIX lets unlink return for a directory.
+func classify(p string, err error, isDir bool) (cdccleaner.Outcome, error) {
+	var errno syscall.Errno
+	hasErrno := errors.As(err, &errno)
+	switch {
+	case err == nil:
+		return cdccleaner.Deleted, nil
+	case hasErrno && (errno == syscall.ENOENT || errno == syscall.ENOTDIR):
+		return cdccleaner.Absent, nil
+	case isRootEscape(err):
+		return cdccleaner.Failed, Permanent(ReasonEscapesRoot, fmt.Errorf("delete %q: %w: %w", p, ErrEscapesRoot, err))
+	case hasErrno && (errno == syscall.EISDIR || errno == syscall.EPERM && isDir):
+		return cdccleaner.Failed, Permanent(ReasonIsDirectory, fmt.Errorf("delete %q: %w: %w", p, ErrIsDirectory, err))
+	case hasErrno && errno == syscall.ENAMETOOLONG:
+		return cdccleaner.Failed, Permanent(ReasonNameTooLong, fmt.Errorf("delete %q: %w", p, err))
+	case hasErrno && errno == syscall.ELOOP:
+		return cdccleaner.Failed, Permanent(ReasonSymlinkLoop, fmt.Errorf("delete %q: %w", p, err))
+	default:
+		// EACCES, EPERM on a file, EROFS, EIO, ENOSPC, EBUSY and anything
+		// unknown: the caller retries with backoff.
+		return cdccleaner.Failed, fmt.Errorf("delete %q: %w", p, err)
+	}
+}
+
+// rootEscapeText is the text of os.Root's unexported error for a path that
+// leads outside the root. It is not exported, so it is matched by text on
+// the innermost error; TestLocalEscapesRoot fails if it ever changes.
+const rootEscapeText = "path escapes from parent"
+
+// isRootEscape reports whether a leaf of err's tree is os.Root's "path
+// escapes from parent".
+func isRootEscape(err error) bool {
+	switch e := err.(type) {
+	case nil:
+		return false
+	case interface{ Unwrap() error }:
+		return isRootEscape(e.Unwrap())
+	case interface{ Unwrap() []error }:
+		return slices.ContainsFunc(e.Unwrap(), isRootEscape)
+	}
+	return err.Error() == rootEscapeText
+}
+
+// splitParent splits a valid path into its parent directory ("." at the top)
+// and its last segment.
+func splitParent(p string) (dir, base string) {
+	dir, base = path.Split(p)
+	if dir == "" {
+		return ".", base
+	}
+	return dir[:len(dir)-1], base
+}
+
+// withFd calls fn with f's descriptor, which stays open while fn runs.
+func withFd(f *os.File, fn func(fd int)) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Control(func(fd uintptr) { fn(int(fd)) })
+}
+
+// isDirAt reports whether name in the directory fd is a directory, without
+// following a symlink.
+func isDirAt(fd int, name string) bool {
+	var st unix.Stat_t
+	if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return false
+	}
+	return st.Mode&unix.S_IFMT == unix.S_IFDIR
+}
+
+// ignoringEINTR calls fn until it returns something other than EINTR.
+func ignoringEINTR(fn func() error) error {
+	for {
+		err := fn()
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}

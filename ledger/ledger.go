@@ -1,0 +1,64 @@
+// Package ledger records candidates that could not be deleted in the table
+// cdc_cleaner.failed_deletions, so that nothing is lost silently.
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+)
+
+// Ledger implements cdccleaner.FailureRecorder on a connection pool.
+type Ledger struct {
+	pool *pgxpool.Pool
+}
+
+var _ cdccleaner.FailureRecorder = (*Ledger)(nil)
+
+// New returns a Ledger writing through pool.
+func New(pool *pgxpool.Pool) *Ledger { return &Ledger{pool: pool} }
+
+// RecordFailures inserts every failure in one statement; it returns nil only
+// once they are committed.
+func (l *Ledger) RecordFailures(ctx context.Context, failures []cdccleaner.Failure) error {
+	if len(failures) == 0 {
+		return nil
+	}
+	n := len(failures)
+	storage := make([]string, n)
+	path := make([]string, n)
+	reason := make([]string, n)
+	detail := make([]string, n)
+	source := make([]string, n)
+	lsn := make([]string, n)
+	at := make([]time.Time, n)
+	for i, f := range failures {
+		storage[i] = f.Storage
+		path[i] = Printable(f.Path)
+		reason[i] = f.Reason
+		detail[i] = Printable(f.Detail)
+		source[i] = f.Source
+		lsn[i] = f.CommitLSN.String()
+		at[i] = f.CommitTime
+	}
+	_, err := l.pool.Exec(ctx, `INSERT INTO cdc_cleaner.failed_deletions
+		(storage, path, reason, detail, source, commit_lsn, commit_time)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]::pg_lsn[], $7::timestamptz[])`,
+		storage, path, reason, detail, source, lsn, at)
+	if err != nil {
+		return fmt.Errorf("record %d failed deletions: %w", n, err)
+	}
+	return nil
+}
+
+// Printable makes s storable in a text column: NUL bytes (which a path from
+// a JSON document may hold) become U+FFFD and invalid UTF-8 is replaced.
+func Printable(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	return strings.ReplaceAll(s, "\x00", "\uFFFD")
+}

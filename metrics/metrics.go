@@ -1,0 +1,72 @@
+// Package metrics defines every Prometheus metric cdc-cleaner exports, with
+// the names of the contract in DESIGN.md, and serves them with the health
+// endpoints.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds the cleaner's metrics on their own registry.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	Changes        *prometheus.CounterVec // table, op
+	Candidates     *prometheus.CounterVec // storage
+	Deleted        *prometheus.CounterVec // storage
+	Absent         *prometheus.CounterVec // storage
+	KeptReferenced *prometheus.CounterVec // storage
+	Failed         *prometheus.CounterVec // storage, reason
+	Truncates      *prometheus.CounterVec // table
+	ConfirmedLSN   prometheus.Gauge
+	LagBytes       prometheus.Gauge
+	DeleteLatency  prometheus.Histogram
+}
+
+// New creates the metrics and registers them, with Go runtime and process
+// metrics, on a new registry.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		Changes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cdc_cleaner_changes_total", Help: "Row changes of watched tables read from the slot.",
+		}, []string{"table", "op"}),
+		Candidates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cdc_cleaner_candidates_total", Help: "File references that vanished in committed transactions.",
+		}, []string{"storage"}),
+		Deleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cdc_cleaner_deleted_total", Help: "Files deleted (or moved to trash).",
+		}, []string{"storage"}),
+		Absent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cdc_cleaner_absent_total", Help: "Candidates whose file was already gone.",
+		}, []string{"storage"}),
+		KeptReferenced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cdc_cleaner_kept_referenced_total", Help: "Candidates kept because a row still references them (or a keep rule matches).",
+		}, []string{"storage"}),
+		Failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cdc_cleaner_failed_total", Help: "Candidates recorded in cdc_cleaner.failed_deletions, by reason.",
+		}, []string{"storage", "reason"}),
+		Truncates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cdc_cleaner_truncates_total", Help: "TRUNCATEs of watched tables, whose files only `scan` can recover.",
+		}, []string{"table"}),
+		ConfirmedLSN: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cdc_cleaner_confirmed_lsn", Help: "The LSN up to which every change is settled, as a number.",
+		}),
+		LagBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cdc_cleaner_lag_bytes", Help: "WAL the slot retains, in bytes, as the server reports it.",
+		}),
+		DeleteLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "cdc_cleaner_delete_latency_seconds",
+			Help:    "Time from a transaction's commit to the deletion of a file it orphaned.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600},
+		}),
+	}
+	m.Registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.Changes, m.Candidates, m.Deleted, m.Absent, m.KeptReferenced, m.Failed, m.Truncates,
+		m.ConfirmedLSN, m.LagBytes, m.DeleteLatency,
+	)
+	return m
+}

@@ -1,0 +1,20 @@
+-- cdc-cleaner's own schema: where candidates that could not be deleted are
+-- recorded, so that nothing is lost silently. `cdc-cleaner setup` runs this
+-- file; teams that apply schema changes with their own tool can apply it
+-- instead. It is idempotent.
+CREATE SCHEMA IF NOT EXISTS cdc_cleaner;
+
+CREATE TABLE IF NOT EXISTS cdc_cleaner.failed_deletions (
+    id          bigserial PRIMARY KEY,
+    storage     text        NOT NULL,              -- storage name from the configuration
+    path        text        NOT NULL,              -- path as found in the row (NUL bytes replaced)
+    reason      text        NOT NULL,              -- short reason, e.g. rejected_path, is_directory
+    detail      text        NOT NULL DEFAULT '',   -- the full error
+    source      text        NOT NULL DEFAULT '',   -- schema.table.column the path vanished from
+    commit_lsn  pg_lsn,                            -- commit LSN of the transaction it vanished in
+    commit_time timestamptz,                       -- commit time of that transaction
+    recorded_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX IF NOT EXISTS failed_deletions_recorded_at_idx
+    ON cdc_cleaner.failed_deletions (recorded_at);

@@ -1,0 +1,400 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+	"github.com/cdc-cleaner/cdc-cleaner/decoder"
+	"github.com/cdc-cleaner/cdc-cleaner/metrics"
+	"github.com/cdc-cleaner/cdc-cleaner/replication"
+)
+
+// Config is everything a Pipeline needs.
+type Config struct {
+	Stream   replication.StreamConfig
+	Tables   []decoder.Table
+	Storages map[string]cdccleaner.Storage
+	Refs     cdccleaner.ReferenceChecker
+	Failures cdccleaner.FailureRecorder
+	Metrics  *metrics.Metrics
+	Logger   zerolog.Logger
+
+	// DryRun decides and logs as usual but deletes nothing, records nothing
+	// and never confirms an LSN.
+	DryRun bool
+
+	// BatchSize is the most paths checked and deleted together (default 500).
+	BatchSize int
+	// Workers is how many batches are settled at once (default 4).
+	Workers int
+	// ShutdownGrace is how long a stop waits for in-flight batches to settle
+	// before abandoning them unacknowledged (default 5s).
+	ShutdownGrace time.Duration
+	// RetryMin and RetryMax bound the backoff between retries of transient
+	// failures and reconnects (defaults 500ms and 30s).
+	RetryMin, RetryMax time.Duration
+	// SlotBusyRetry is how often a standby asks for a slot that another
+	// process holds (default 2s).
+	SlotBusyRetry time.Duration
+}
+
+// Pipeline streams from the slot and settles candidates until stopped.
+type Pipeline struct {
+	cfg       Config
+	log       zerolog.Logger
+	streaming atomic.Bool
+	stats     stats
+}
+
+// New checks cfg and fills its defaults.
+func New(cfg Config) (*Pipeline, error) {
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 500
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
+	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = 5 * time.Second
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = 500 * time.Millisecond
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 30 * time.Second
+	}
+	if cfg.SlotBusyRetry <= 0 {
+		cfg.SlotBusyRetry = 2 * time.Second
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New()
+	}
+	if cfg.Refs == nil || cfg.Failures == nil || len(cfg.Storages) == 0 {
+		return nil, errors.New("pipeline needs a reference checker, a failure recorder and at least one storage")
+	}
+	for _, t := range cfg.Tables {
+		if cfg.Storages[t.Storage] == nil {
+			return nil, fmt.Errorf("table %s.%s names storage %q, which is not configured", t.Schema, t.Name, t.Storage)
+		}
+	}
+	if _, err := decoder.New(cfg.Tables); err != nil {
+		return nil, err
+	}
+	cfg.Stream.Confirm = !cfg.DryRun
+	p := &Pipeline{cfg: cfg, log: cfg.Logger.With().Str("component", "pipeline").Logger()}
+	p.stats.last = time.Now()
+	return p, nil
+}
+
+// Streaming reports whether the pipeline currently streams from the slot.
+func (p *Pipeline) Streaming() bool { return p.streaming.Load() }
+
+// Run streams and settles until ctx ends, then returns nil. It reconnects
+// with capped backoff after errors, and waits as a standby while another
+// process holds the slot. It returns an error only when going on is
+// pointless: the slot was dropped.
+func (p *Pipeline) Run(ctx context.Context) error {
+	backoff := p.cfg.RetryMin
+	waitingFor := 0 // PID holding the slot, logged once per holder
+	for {
+		started := time.Now()
+		err := p.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, replication.ErrSlotMissing) {
+			return err
+		}
+		if pid, ok := replication.IsSlotInUse(err); ok {
+			if pid != waitingFor {
+				p.log.Info().Str("slot", p.cfg.Stream.Slot).Int("pid", pid).
+					Msgf("slot is in use by PID %d; waiting (standby)", pid)
+				waitingFor = pid
+			}
+			if !sleep(ctx, p.cfg.SlotBusyRetry) {
+				return nil
+			}
+			continue
+		}
+		waitingFor = 0
+		if time.Since(started) > time.Minute {
+			backoff = p.cfg.RetryMin
+		}
+		p.log.Error().Err(err).Dur("retry_in", backoff).Msg("replication stopped; reconnecting")
+		if !sleep(ctx, backoff) {
+			return nil
+		}
+		backoff = min(backoff*2, p.cfg.RetryMax)
+	}
+}
+
+// session runs one replication connection until it fails or ctx ends.
+// Everything in flight belongs to the session: when the connection is lost,
+// unsettled work is abandoned unacknowledged and the next session replays it
+// from the slot.
+func (p *Pipeline) session(ctx context.Context) error {
+	st, err := replication.OpenStream(ctx, p.cfg.Stream)
+	if err != nil {
+		return err
+	}
+	dec, err := decoder.New(p.cfg.Tables)
+	if err != nil {
+		st.Close(st.SlotStart())
+		return err
+	}
+	tracker := replication.NewTracker(st.SlotStart())
+	p.log.Info().Str("slot", p.cfg.Stream.Slot).Stringer("from", st.SlotStart()).Bool("dry_run", p.cfg.DryRun).Msg("streaming")
+	p.streaming.Store(true)
+	defer p.streaming.Store(false)
+
+	msgs := make(chan replication.Message, 1024)
+	batches := make(chan *batch, p.cfg.Workers)
+	// Work continues past ctx so that a stop can let it settle for a while.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	g, gctx := errgroup.WithContext(workCtx)
+	g.Go(func() error { return p.decode(gctx, dec, tracker, msgs, batches) })
+	for range p.cfg.Workers {
+		g.Go(func() error { return p.work(gctx, tracker, batches) })
+	}
+
+	// A failing pipeline stops the stream too.
+	streamCtx, cancelStream := context.WithCancel(ctx)
+	stop := context.AfterFunc(gctx, cancelStream)
+	streamErr := st.Run(streamCtx, msgs, tracker.Confirmed)
+	stop()
+	cancelStream()
+	close(msgs)
+
+	var workErr error
+	if streamErr == nil && ctx.Err() != nil {
+		// Graceful stop: let what was received settle, for a while.
+		done := make(chan error, 1)
+		go func() { done <- g.Wait() }()
+		select {
+		case workErr = <-done:
+		case <-time.After(p.cfg.ShutdownGrace):
+			p.log.Warn().Dur("grace", p.cfg.ShutdownGrace).Int("pending_transactions", tracker.Pending()).
+				Msg("stopping with work in flight; it stays unacknowledged and is replayed on the next start")
+			cancelWork()
+			workErr = <-done
+		}
+	} else {
+		cancelWork()
+		workErr = g.Wait()
+	}
+	final := tracker.Confirmed()
+	p.cfg.Metrics.ConfirmedLSN.Set(float64(final))
+	if cerr := st.Close(final); cerr != nil && streamErr == nil && workErr == nil && ctx.Err() == nil {
+		p.log.Warn().Err(cerr).Msg("close replication connection")
+	}
+	if ctx.Err() != nil {
+		p.log.Info().Stringer("confirmed", final).Msg("stopped")
+	}
+	if workErr != nil && !errors.Is(workErr, context.Canceled) {
+		return workErr
+	}
+	return streamErr
+}
+
+// batch is up to BatchSize candidates of one storage.
+type batch struct {
+	storage string
+	cands   []cdccleaner.Candidate
+}
+
+// decode turns messages into batches, registering every transaction and
+// candidate with the tracker before a worker can see it. It flushes partial
+// batches whenever no message is waiting, so that a quiet stream is handled
+// at once and a busy one in full batches.
+func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replication.Tracker, in <-chan replication.Message, out chan<- *batch) error {
+	defer close(out)
+	pending := map[string]*batch{}
+	send := func(b *batch) error {
+		select {
+		case out <- b:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	flushAll := func() error {
+		for s, b := range pending {
+			delete(pending, s)
+			if err := send(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	warned := newLimiter(time.Minute)
+	for {
+		var m replication.Message
+		var ok bool
+		select {
+		case m, ok = <-in:
+		default:
+			if err := flushAll(); err != nil {
+				return nil
+			}
+			select {
+			case m, ok = <-in:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		if !ok {
+			if err := flushAll(); err != nil {
+				return nil
+			}
+			return nil
+		}
+		if m.IsKeepalive() {
+			tr.FollowServer(m.WALEnd)
+			continue
+		}
+		ev, err := dec.Decode(m.Data)
+		if err != nil {
+			return fmt.Errorf("decode message at %s: %w", m.WALStart, err)
+		}
+		for _, w := range ev.Warnings {
+			if warned.allow(w) {
+				p.log.Warn().Msg(w)
+			}
+		}
+		switch ev.Kind {
+		case decoder.KindBegin:
+			tr.Begin(dec.Txn())
+		case decoder.KindCommit:
+			tr.Commit(dec.Txn(), ev.EndLSN)
+		case decoder.KindChange:
+			p.cfg.Metrics.Changes.WithLabelValues(ev.Table, ev.Op).Inc()
+			for _, c := range ev.Candidates {
+				tr.Emitted(c.Txn, 1)
+				p.cfg.Metrics.Candidates.WithLabelValues(c.Storage).Inc()
+				b := pending[c.Storage]
+				if b == nil {
+					b = &batch{storage: c.Storage, cands: make([]cdccleaner.Candidate, 0, p.cfg.BatchSize)}
+					pending[c.Storage] = b
+				}
+				b.cands = append(b.cands, c)
+				if len(b.cands) >= p.cfg.BatchSize {
+					delete(pending, c.Storage)
+					if err := send(b); err != nil {
+						return nil
+					}
+				}
+			}
+		case decoder.KindTruncate:
+			for _, t := range ev.Tables {
+				p.cfg.Metrics.Truncates.WithLabelValues(t).Inc()
+				p.log.Warn().Str("table", t).Msg("TRUNCATE of a watched table: its files cannot be named from the change stream; run `cdc-cleaner scan` to find and remove them")
+			}
+		}
+	}
+}
+
+// work settles batches until in is closed or ctx ends.
+func (p *Pipeline) work(ctx context.Context, tr *replication.Tracker, in <-chan *batch) error {
+	for {
+		var b *batch
+		var ok bool
+		select {
+		case b, ok = <-in:
+			if !ok {
+				return nil
+			}
+		case <-ctx.Done():
+			return nil
+		}
+		if err := p.settle(ctx, b); err != nil {
+			// Only ctx ends a settle early; the batch stays unacknowledged.
+			return nil
+		}
+		counts := map[uint64]int{}
+		for _, c := range b.cands {
+			counts[c.Txn]++
+		}
+		for txn, n := range counts {
+			tr.Settled(txn, n)
+		}
+		p.cfg.Metrics.ConfirmedLSN.Set(float64(tr.Confirmed()))
+		p.maybeSummarize()
+	}
+}
+
+// stats are totals for the periodic summary line.
+type stats struct {
+	mu                                    sync.Mutex
+	last                                  time.Time
+	deleted, absent, kept, failed, dryRun int64
+}
+
+func (p *Pipeline) count(deleted, absent, kept, failed, dryRun int) {
+	p.stats.mu.Lock()
+	defer p.stats.mu.Unlock()
+	p.stats.deleted += int64(deleted)
+	p.stats.absent += int64(absent)
+	p.stats.kept += int64(kept)
+	p.stats.failed += int64(failed)
+	p.stats.dryRun += int64(dryRun)
+}
+
+// maybeSummarize logs totals at info at most every 10 seconds.
+func (p *Pipeline) maybeSummarize() {
+	p.stats.mu.Lock()
+	defer p.stats.mu.Unlock()
+	if time.Since(p.stats.last) < 10*time.Second {
+		return
+	}
+	p.stats.last = time.Now()
+	ev := p.log.Info().Int64("deleted", p.stats.deleted).Int64("absent", p.stats.absent).
+		Int64("kept_referenced", p.stats.kept).Int64("failed", p.stats.failed)
+	if p.cfg.DryRun {
+		ev = ev.Int64("would_delete", p.stats.dryRun)
+	}
+	ev.Msg("summary since start")
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// limiter lets a repeated message through at most once per interval.
+type limiter struct {
+	mu    sync.Mutex
+	every time.Duration
+	last  map[string]time.Time
+}
+
+func newLimiter(every time.Duration) *limiter {
+	return &limiter{every: every, last: map[string]time.Time{}}
+}
+
+func (l *limiter) allow(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t, ok := l.last[key]; ok && time.Since(t) < l.every {
+		return false
+	}
+	if len(l.last) > 1000 {
+		clear(l.last)
+	}
+	l.last[key] = time.Now()
+	return true
+}

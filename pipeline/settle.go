@@ -1,0 +1,159 @@
+package pipeline
+
+import (
+	"context"
+	"time"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+)
+
+// settle decides every candidate of b: kept because referenced, deleted,
+// absent, or recorded as failed. Transient trouble (database or storage) is
+// retried with backoff without limit; only the end of ctx stops it early,
+// with an error, and then nothing of b may be acknowledged.
+func (p *Pipeline) settle(ctx context.Context, b *batch) error {
+	storage := p.cfg.Storages[b.storage]
+	log := p.log.With().Str("storage", b.storage).Logger()
+
+	// One decision per distinct path; the first candidate stands for the
+	// others in logs and failure records.
+	first := map[string]cdccleaner.Candidate{}
+	var todo []string
+	var failures []cdccleaner.Failure
+	for _, c := range b.cands {
+		if _, seen := first[c.Path]; seen {
+			continue
+		}
+		first[c.Path] = c
+		if err := deleter.ValidatePath(c.Path); err != nil {
+			failures = append(failures, p.failure(c, err))
+			continue
+		}
+		todo = append(todo, c.Path)
+	}
+
+	var deleted, absent, kept, wouldDelete int
+	backoff := p.cfg.RetryMin
+	warned := false
+	for len(todo) > 0 {
+		refs, err := p.cfg.Refs.Referenced(ctx, b.storage, todo)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			log.Warn().Err(err).Int("paths", len(todo)).Dur("retry_in", backoff).Msg("reference check failed; nothing deleted, retrying")
+			if !sleep(ctx, backoff) {
+				return ctx.Err()
+			}
+			backoff = min(backoff*2, p.cfg.RetryMax)
+			continue
+		}
+		var unreferenced []string
+		for _, path := range todo {
+			if refs[path] {
+				kept++
+				p.cfg.Metrics.KeptReferenced.WithLabelValues(b.storage).Inc()
+				log.Debug().Str("path", path).Str("source", first[path].Source).Msg("kept: still referenced")
+				continue
+			}
+			unreferenced = append(unreferenced, path)
+		}
+		if p.cfg.DryRun {
+			for _, path := range unreferenced {
+				wouldDelete++
+				c := first[path]
+				log.Info().Str("path", path).Str("source", c.Source).Stringer("commit_lsn", c.CommitLSN).Msg("dry run: would delete")
+			}
+			break
+		}
+		var retry []string
+		var firstErr error
+		for _, r := range storage.Delete(ctx, unreferenced) {
+			c := first[r.Path]
+			switch r.Outcome {
+			case cdccleaner.Deleted:
+				deleted++
+				p.cfg.Metrics.Deleted.WithLabelValues(b.storage).Inc()
+				p.cfg.Metrics.DeleteLatency.Observe(time.Since(c.CommitTime).Seconds())
+				log.Debug().Str("path", r.Path).Str("source", c.Source).Stringer("commit_lsn", c.CommitLSN).Msg("deleted")
+			case cdccleaner.Absent:
+				absent++
+				p.cfg.Metrics.Absent.WithLabelValues(b.storage).Inc()
+				log.Debug().Str("path", r.Path).Str("source", c.Source).Msg("already absent")
+			default:
+				if deleter.IsPermanent(r.Err) {
+					failures = append(failures, p.failure(c, r.Err))
+					continue
+				}
+				if firstErr == nil {
+					firstErr = r.Err
+				}
+				retry = append(retry, r.Path)
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		todo = retry
+		if len(todo) > 0 {
+			if !warned || backoff >= p.cfg.RetryMax {
+				log.Warn().Err(firstErr).Int("paths", len(todo)).Dur("retry_in", backoff).
+					Msg("storage failed transiently; holding the LSN and retrying")
+				warned = true
+			}
+			if !sleep(ctx, backoff) {
+				return ctx.Err()
+			}
+			backoff = min(backoff*2, p.cfg.RetryMax)
+		}
+	}
+
+	if len(failures) > 0 {
+		if err := p.record(ctx, b.storage, failures); err != nil {
+			return err
+		}
+	}
+	p.count(deleted, absent, kept, len(failures), wouldDelete)
+	return nil
+}
+
+func (p *Pipeline) failure(c cdccleaner.Candidate, err error) cdccleaner.Failure {
+	return cdccleaner.Failure{Candidate: c, Reason: deleter.Reason(err), Detail: err.Error()}
+}
+
+// record logs and counts failures and stores them durably, retrying until
+// it can (or ctx ends): a failure that is not recorded must not be settled.
+func (p *Pipeline) record(ctx context.Context, storage string, failures []cdccleaner.Failure) error {
+	const logCap = 20
+	for i, f := range failures {
+		if i == logCap {
+			p.log.Error().Str("storage", storage).Msgf("and %d more failed deletions", len(failures)-logCap)
+			break
+		}
+		p.log.Error().Str("storage", storage).Str("path", f.Path).Str("reason", f.Reason).Str("error", f.Detail).
+			Str("source", f.Source).Stringer("commit_lsn", f.CommitLSN).Msg("not deleted; recorded in cdc_cleaner.failed_deletions")
+	}
+	if p.cfg.DryRun {
+		return nil
+	}
+	backoff := p.cfg.RetryMin
+	for {
+		err := p.cfg.Failures.RecordFailures(ctx, failures)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		p.log.Warn().Err(err).Dur("retry_in", backoff).Msg("recording failed deletions failed; holding the LSN and retrying")
+		if !sleep(ctx, backoff) {
+			return ctx.Err()
+		}
+		backoff = min(backoff*2, p.cfg.RetryMax)
+	}
+	for _, f := range failures {
+		p.cfg.Metrics.Failed.WithLabelValues(storage, f.Reason).Inc()
+	}
+	return nil
+}

@@ -1,0 +1,346 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cdc-cleaner/cdc-cleaner/config"
+)
+
+// Severity of a finding.
+type Severity int
+
+const (
+	OK Severity = iota
+	Warning
+	Problem
+)
+
+func (s Severity) String() string {
+	switch s {
+	case OK:
+		return "ok"
+	case Warning:
+		return "warning"
+	}
+	return "problem"
+}
+
+// Finding is one line of a check report.
+type Finding struct {
+	Severity Severity
+	Field    string // configuration field it concerns, if any: "watch[0].table"
+	Message  string
+}
+
+func (f Finding) String() string {
+	if f.Field != "" {
+		return f.Field + ": " + f.Message
+	}
+	return f.Message
+}
+
+// ValueKind is how a column holds paths.
+type ValueKind string
+
+const (
+	KindText  ValueKind = "text"
+	KindArray ValueKind = "array"
+	KindJSON  ValueKind = "json"
+)
+
+// Column is a watched or protect column as the database describes it.
+type Column struct {
+	Storage  string
+	Schema   string
+	Table    string
+	Column   string
+	Type     string // format_type, e.g. "character varying(100)"
+	Kind     ValueKind
+	JSONPath string
+	Protect  bool
+	Indexed  bool
+}
+
+// Report is what Inspect found.
+type Report struct {
+	ServerVersion int
+	Findings      []Finding
+	Columns       []Column // every column that exists, watched and protect
+}
+
+// Problems returns the findings that stop the cleaner from running.
+func (r *Report) Problems() []Finding { return r.filter(Problem) }
+
+// Warnings returns the findings worth attention that do not stop it.
+func (r *Report) Warnings() []Finding { return r.filter(Warning) }
+
+func (r *Report) filter(s Severity) []Finding {
+	var out []Finding
+	for _, f := range r.Findings {
+		if f.Severity == s {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func (r *Report) add(s Severity, field, format string, args ...any) {
+	r.Findings = append(r.Findings, Finding{Severity: s, Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+// Inspect checks that the database is ready for the configuration: server
+// settings, privileges, watched tables and columns, replica identity,
+// publication, slot and the cleaner's own table. It returns an error only
+// when it cannot ask (no connection); everything else is a finding.
+func Inspect(ctx context.Context, conn *pgx.Conn, cfg *config.Config) (*Report, error) {
+	r := &Report{}
+	var walLevel, slots, senders, keepSize string
+	var isSuper, canReplicate bool
+	err := conn.QueryRow(ctx, `SELECT current_setting('server_version_num')::int,
+		current_setting('wal_level'), current_setting('max_replication_slots'),
+		current_setting('max_wal_senders'), coalesce(current_setting('max_slot_wal_keep_size', true), '-1'),
+		rolsuper, rolreplication
+		FROM pg_roles WHERE rolname = current_user`).Scan(&r.ServerVersion, &walLevel, &slots, &senders, &keepSize, &isSuper, &canReplicate)
+	if err != nil {
+		return nil, fmt.Errorf("read server settings: %w", err)
+	}
+	if r.ServerVersion < 130000 {
+		r.add(Problem, "", "PostgreSQL %d is too old: cdc-cleaner needs 13 or later (14 or later for logical decoding messages)", r.ServerVersion/10000)
+	} else {
+		r.add(OK, "", "PostgreSQL %d", r.ServerVersion/10000)
+	}
+	if walLevel != "logical" {
+		r.add(Problem, "", "wal_level is %q, must be \"logical\": set wal_level = logical in postgresql.conf and restart PostgreSQL", walLevel)
+	} else {
+		r.add(OK, "", "wal_level is logical")
+	}
+	if slots == "0" {
+		r.add(Problem, "", "max_replication_slots is 0: set it to at least 1 and restart PostgreSQL")
+	}
+	if senders == "0" {
+		r.add(Problem, "", "max_wal_senders is 0: set it to at least 1 and restart PostgreSQL")
+	}
+	if keepSize == "-1" {
+		r.add(Warning, "", "max_slot_wal_keep_size is unlimited: if the cleaner stops for long, its slot retains WAL until the server's disk is full; consider a limit (the slot is then invalidated instead, and `cdc-cleaner scan` recovers what it missed)")
+	}
+	if !isSuper && !canReplicate {
+		r.add(Problem, "postgres.url", "role %s has neither REPLICATION nor SUPERUSER: ALTER ROLE ... WITH REPLICATION", "current_user")
+	}
+
+	watched := map[string]bool{} // quoted schema.table
+	inspectEntries(ctx, conn, r, "watch", cfg.Watch, false, watched)
+	inspectEntries(ctx, conn, r, "protect", cfg.Protect, true, nil)
+
+	inspectPublication(ctx, conn, r, cfg, watched)
+	inspectSlot(ctx, conn, r, cfg)
+
+	var hasTable bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass('cdc_cleaner.failed_deletions') IS NOT NULL").Scan(&hasTable); err != nil {
+		return nil, fmt.Errorf("look up cdc_cleaner.failed_deletions: %w", err)
+	}
+	if !hasTable {
+		r.add(Problem, "", "table cdc_cleaner.failed_deletions does not exist: run cdc-cleaner setup (or apply migrations/)")
+	} else {
+		var canInsert bool
+		if err := conn.QueryRow(ctx, "SELECT has_table_privilege('cdc_cleaner.failed_deletions', 'INSERT')").Scan(&canInsert); err == nil && !canInsert {
+			r.add(Problem, "", "current user may not INSERT into cdc_cleaner.failed_deletions: GRANT INSERT ON cdc_cleaner.failed_deletions TO ...")
+		}
+	}
+	return r, nil
+}
+
+func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, kind string, entries []*config.Watch, protect bool, watched map[string]bool) {
+	for i, w := range entries {
+		field := fmt.Sprintf("%s[%d]", kind, i)
+		qualified := config.QuoteIdentifier(w.Schema) + "." + config.QuoteIdentifier(w.Name)
+		var oid uint32
+		var relkind, replident string
+		var canSelect bool
+		err := conn.QueryRow(ctx, `SELECT c.oid, c.relkind::text, c.relreplident::text, has_table_privilege(c.oid, 'SELECT')
+			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = $1 AND c.relname = $2`, w.Schema, w.Name).Scan(&oid, &relkind, &replident, &canSelect)
+		if errors.Is(err, pgx.ErrNoRows) {
+			r.add(Problem, field+".table", "table %s does not exist (names are case-folded unless double-quoted, as in SQL)", w.Schema+"."+w.Name)
+			continue
+		}
+		if err != nil {
+			r.add(Problem, field+".table", "look up %s: %v", qualified, err)
+			continue
+		}
+		if relkind != "r" && relkind != "p" {
+			r.add(Problem, field+".table", "%s is not a table (relkind %s): only tables and partitioned tables can be watched", qualified, relkind)
+			continue
+		}
+		if !canSelect {
+			r.add(Problem, field+".table", "current user may not SELECT from %s, which the reference check needs: GRANT SELECT ON %s TO ...", qualified, qualified)
+		}
+		if watched != nil {
+			watched[qualified] = true
+		}
+		identity := identityColumns(ctx, conn, oid, replident)
+		identityReported := false
+		for j, col := range w.ColNames {
+			cfield := fmt.Sprintf("%s.columns[%d]", field, j)
+			var typ, generated string
+			var typOID uint32
+			var category, elemCategory string
+			var indexed bool
+			err := conn.QueryRow(ctx, `SELECT format_type(a.atttypid, a.atttypmod), a.attgenerated::text, a.atttypid,
+				t.typcategory::text, coalesce(et.typcategory::text, ''),
+				EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = a.attrelid AND x.indkey[0] = a.attnum)
+				FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+				LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
+				WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped`, oid, col).
+				Scan(&typ, &generated, &typOID, &category, &elemCategory, &indexed)
+			if errors.Is(err, pgx.ErrNoRows) {
+				r.add(Problem, cfield, "column %q not found in %s", col, w.Schema+"."+w.Name)
+				continue
+			}
+			if err != nil {
+				r.add(Problem, cfield, "look up column %q of %s: %v", col, qualified, err)
+				continue
+			}
+			if generated != "" && !protect {
+				r.add(Problem, cfield, "column %q of %s is a generated column: pgoutput does not send generated columns, so it cannot be watched (watch the columns it is computed from, or list it under protect)", col, qualified)
+				continue
+			}
+			c := Column{Storage: w.Storage, Schema: w.Schema, Table: w.Name, Column: col, Type: typ, JSONPath: w.JSONPath, Protect: protect, Indexed: indexed}
+			switch {
+			case typ == "json" || typ == "jsonb":
+				c.Kind = KindJSON
+			case category == "A" && elemCategory == "S":
+				c.Kind = KindArray
+			case category == "S":
+				c.Kind = KindText
+			default:
+				r.add(Problem, cfield, "column %q of %s has type %s: file columns must be text, varchar, an array of them, or json/jsonb", col, qualified, typ)
+				continue
+			}
+			if w.JSONPath != "" && c.Kind != KindJSON {
+				r.add(Problem, field+".json_path", "json_path is set but column %q of %s is %s, not json or jsonb", col, qualified, typ)
+				continue
+			}
+			r.Columns = append(r.Columns, c)
+			if !protect && !identity[col] && !identityReported {
+				identityReported = true
+				r.add(Problem, field+".table", "%s lacks REPLICA IDENTITY FULL (and column %q is not in its replica identity index), so UPDATE and DELETE would not carry old file paths: run cdc-cleaner setup, or ALTER TABLE %s REPLICA IDENTITY FULL", qualified, col, qualified)
+			}
+			if !indexed {
+				r.add(Warning, cfield, "no index starts with %s.%q: every reference check scans the table; CREATE INDEX ON %s (%s)", qualified, col, qualified, config.QuoteIdentifier(col))
+			}
+		}
+	}
+}
+
+// identityColumns returns the columns whose old values UPDATE and DELETE
+// carry: all of them for REPLICA IDENTITY FULL, the index's for DEFAULT
+// (primary key) and USING INDEX, none for NOTHING.
+func identityColumns(ctx context.Context, conn *pgx.Conn, oid uint32, replident string) map[string]bool {
+	cols := map[string]bool{}
+	var q string
+	switch replident {
+	case "f":
+		q = `SELECT attname FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped`
+	case "d":
+		q = `SELECT a.attname FROM pg_index x JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = ANY(x.indkey) WHERE x.indrelid = $1 AND x.indisprimary`
+	case "i":
+		q = `SELECT a.attname FROM pg_index x JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = ANY(x.indkey) WHERE x.indrelid = $1 AND x.indisreplident`
+	default:
+		return cols
+	}
+	rows, err := conn.Query(ctx, q, oid)
+	if err != nil {
+		return cols
+	}
+	names, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+	for _, n := range names {
+		cols[n] = true
+	}
+	return cols
+}
+
+func inspectPublication(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Config, watched map[string]bool) {
+	name := cfg.Postgres.Publication
+	var upd, del, trunc bool
+	err := conn.QueryRow(ctx, "SELECT pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1", name).Scan(&upd, &del, &trunc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		r.add(Problem, "postgres.publication", "publication %q does not exist: run cdc-cleaner setup", name)
+		return
+	}
+	if err != nil {
+		r.add(Problem, "postgres.publication", "look up publication %q: %v", name, err)
+		return
+	}
+	if !upd || !del {
+		r.add(Problem, "postgres.publication", "publication %q does not publish both update and delete: run cdc-cleaner setup", name)
+	}
+	if !trunc {
+		r.add(Warning, "postgres.publication", "publication %q does not publish truncate: a TRUNCATE of a watched table would go unnoticed", name)
+	}
+	rows, err := conn.Query(ctx, "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_publication_tables WHERE pubname = $1", name)
+	if err != nil {
+		r.add(Problem, "postgres.publication", "list tables of publication %q: %v", name, err)
+		return
+	}
+	published, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		r.add(Problem, "postgres.publication", "list tables of publication %q: %v", name, err)
+		return
+	}
+	// quote_ident leaves simple names bare; normalise both sides.
+	norm := func(q string) string { return strings.ReplaceAll(q, `"`, "") }
+	in := map[string]bool{}
+	for _, p := range published {
+		in[norm(p)] = true
+	}
+	var missing []string
+	for t := range watched {
+		if !in[norm(t)] {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) > 0 {
+		r.add(Problem, "postgres.publication", "publication %q does not cover %s: run cdc-cleaner setup", name, strings.Join(missing, ", "))
+	} else {
+		r.add(OK, "postgres.publication", "publication %q covers the watched tables", name)
+	}
+}
+
+func inspectSlot(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Config) {
+	name := cfg.Postgres.Slot
+	var plugin, database string
+	var pid *int32
+	var retained *int64
+	err := conn.QueryRow(ctx, `SELECT plugin, database, active_pid,
+		pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END, restart_lsn)::bigint
+		FROM pg_replication_slots WHERE slot_name = $1`, name).Scan(&plugin, &database, &pid, &retained)
+	if errors.Is(err, pgx.ErrNoRows) {
+		r.add(Problem, "postgres.slot", "replication slot %q does not exist: run cdc-cleaner setup", name)
+		return
+	}
+	if err != nil {
+		r.add(Problem, "postgres.slot", "look up slot %q: %v", name, err)
+		return
+	}
+	var current string
+	_ = conn.QueryRow(ctx, "SELECT current_database()").Scan(&current)
+	if plugin != "pgoutput" {
+		r.add(Problem, "postgres.slot", "slot %q uses plugin %q, not pgoutput: choose another slot name or drop it", name, plugin)
+	}
+	if database != current {
+		r.add(Problem, "postgres.slot", "slot %q belongs to database %q, not %q: choose another slot name", name, database, current)
+	}
+	msg := fmt.Sprintf("slot %q exists", name)
+	if pid != nil {
+		msg += fmt.Sprintf(", in use by PID %d", *pid)
+	}
+	if retained != nil {
+		msg += fmt.Sprintf(", retains %d bytes of WAL", *retained)
+	}
+	r.add(OK, "postgres.slot", "%s", msg)
+}

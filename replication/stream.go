@@ -1,0 +1,343 @@
+package replication
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/rs/zerolog"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+)
+
+// Message is one item of the stream, in server order: a pgoutput message, or
+// a keepalive carrying the server's WAL end.
+type Message struct {
+	WALStart cdccleaner.LSN
+	Data     []byte         // pgoutput message bytes; nil for a keepalive
+	WALEnd   cdccleaner.LSN // keepalive only: the server's WAL end
+}
+
+// IsKeepalive reports whether m is a keepalive rather than a pgoutput message.
+func (m Message) IsKeepalive() bool { return m.Data == nil }
+
+// StreamConfig says which slot to read and how to acknowledge.
+type StreamConfig struct {
+	URL            string // the application database; replication=database is added
+	Slot           string
+	Publication    string
+	StatusInterval time.Duration
+	// Confirm, when false (dry run), never moves the slot: every status
+	// update reports the slot's position at start.
+	Confirm bool
+	Logger  zerolog.Logger
+}
+
+// SlotInUseError is returned when another process streams from the slot.
+type SlotInUseError struct {
+	Slot string
+	PID  int
+}
+
+func (e *SlotInUseError) Error() string {
+	return fmt.Sprintf("replication slot %q is in use by PID %d", e.Slot, e.PID)
+}
+
+// Errors returned by OpenStream.
+var (
+	// ErrSlotMissing means the replication slot does not exist; run setup.
+	ErrSlotMissing = errors.New("replication slot does not exist; run cdc-cleaner setup")
+)
+
+// IsSlotInUse reports whether err says the slot is held by another process,
+// and by which PID.
+func IsSlotInUse(err error) (int, bool) {
+	var e *SlotInUseError
+	if errors.As(err, &e) {
+		return e.PID, true
+	}
+	return 0, false
+}
+
+// Stream is one replication connection streaming from the slot. It owns the
+// connection: only its goroutine reads from or writes to it.
+type Stream struct {
+	cfg       StreamConfig
+	conn      *pgconn.PgConn
+	start     cdccleaner.LSN // slot's confirmed_flush_lsn when the stream started
+	received  cdccleaner.LSN
+	lastFlush cdccleaner.LSN
+	log       zerolog.Logger
+}
+
+// ReplicationConfig parses url and turns it into a replication connection
+// (replication=database) named cdc-cleaner.
+func ReplicationConfig(url string) (*pgconn.Config, error) {
+	pc, err := pgconn.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse postgres.url: %w", err)
+	}
+	pc.RuntimeParams["replication"] = "database"
+	if pc.RuntimeParams["application_name"] == "" {
+		pc.RuntimeParams["application_name"] = "cdc-cleaner"
+	}
+	return pc, nil
+}
+
+// OpenStream connects, checks that the slot exists and is free, and starts
+// streaming from it at 0/0, so that the server resumes at the slot's
+// confirmed_flush_lsn. Starting at IDENTIFY_SYSTEM's current position instead
+// would skip transactions that were received but never settled.
+func OpenStream(ctx context.Context, cfg StreamConfig) (*Stream, error) {
+	pc, err := ReplicationConfig(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pgconn.ConnectConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("connect for replication: %w", err)
+	}
+	s := &Stream{cfg: cfg, conn: conn, log: cfg.Logger}
+	if err := s.start0(ctx); err != nil {
+		conn.Close(context.Background())
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stream) start0(ctx context.Context) error {
+	// Slot names are validated as [a-z0-9_]; quoting keeps that safe anyway.
+	q := fmt.Sprintf("SELECT coalesce(confirmed_flush_lsn::text, ''), coalesce(active_pid, 0), plugin FROM pg_replication_slots WHERE slot_name = %s AND database = current_database()", quoteLiteral(s.cfg.Slot))
+	res, err := s.conn.Exec(ctx, q).ReadAll()
+	if err != nil {
+		return fmt.Errorf("look up slot %q: %w", s.cfg.Slot, err)
+	}
+	if len(res) != 1 || len(res[0].Rows) == 0 {
+		return fmt.Errorf("slot %q: %w", s.cfg.Slot, ErrSlotMissing)
+	}
+	row := res[0].Rows[0]
+	if plugin := string(row[2]); plugin != "pgoutput" {
+		return fmt.Errorf("slot %q uses output plugin %q, not pgoutput; drop it (cdc-cleaner teardown) and run cdc-cleaner setup", s.cfg.Slot, plugin)
+	}
+	if pid, _ := strconv.Atoi(string(row[1])); pid != 0 {
+		return &SlotInUseError{Slot: s.cfg.Slot, PID: pid}
+	}
+	if lsn := string(row[0]); lsn != "" {
+		if s.start, err = cdccleaner.ParseLSN(lsn); err != nil {
+			return err
+		}
+	}
+	args := []string{
+		"proto_version '1'",
+		"publication_names " + quoteLiteral(s.cfg.Publication),
+	}
+	if v, _ := strconv.Atoi(s.conn.ParameterStatus("server_version_num")); v >= 140000 {
+		// Logical decoding messages (pg_logical_emit_message); 14+ only.
+		args = append(args, "messages 'true'")
+	}
+	err = pglogrepl.StartReplication(ctx, s.conn, s.cfg.Slot, 0, pglogrepl.StartReplicationOptions{
+		Mode:       pglogrepl.LogicalReplication,
+		PluginArgs: args,
+	})
+	if err != nil {
+		return classifyStartError(s.cfg.Slot, err)
+	}
+	s.received = s.start
+	s.lastFlush = s.start
+	return nil
+}
+
+var activePIDRe = regexp.MustCompile(`active for PID (\d+)`)
+
+func classifyStartError(slot string, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "55006": // object_in_use
+			pid := 0
+			if m := activePIDRe.FindStringSubmatch(pgErr.Message); m != nil {
+				pid, _ = strconv.Atoi(m[1])
+			}
+			return &SlotInUseError{Slot: slot, PID: pid}
+		case "42704": // undefined_object
+			return fmt.Errorf("slot %q: %w", slot, ErrSlotMissing)
+		}
+	}
+	return fmt.Errorf("start replication from slot %q: %w", slot, err)
+}
+
+// SlotStart returns the slot's confirmed_flush_lsn when streaming started:
+// every transaction that ends after it will be (re)sent.
+func (s *Stream) SlotStart() cdccleaner.LSN { return s.start }
+
+// Run reads the stream and sends every message to out, in order, until ctx
+// ends (it then returns nil) or the connection fails. It answers keepalives
+// and sends a standby status update at least every StatusInterval, also
+// while out is full, so the server's wal_sender_timeout never fires however
+// slow the consumer is. confirmed reports the LSN that may be confirmed.
+func (s *Stream) Run(ctx context.Context, out chan<- Message, confirmed func() cdccleaner.LSN) error {
+	nextStatus := time.Now()
+	for {
+		if !time.Now().Before(nextStatus) {
+			if err := s.sendStatus(confirmed(), false); err != nil {
+				return err
+			}
+			nextStatus = time.Now().Add(s.cfg.StatusInterval)
+		}
+		rctx, cancel := context.WithDeadline(ctx, nextStatus)
+		raw, err := s.conn.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if pgconn.Timeout(err) {
+				continue
+			}
+			return fmt.Errorf("receive from slot %q: %w", s.cfg.Slot, err)
+		}
+		var m Message
+		switch msg := raw.(type) {
+		case *pgproto3.CopyData:
+			if len(msg.Data) == 0 {
+				return fmt.Errorf("receive from slot %q: empty CopyData message", s.cfg.Slot)
+			}
+			switch msg.Data[0] {
+			case pglogrepl.PrimaryKeepaliveMessageByteID:
+				ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(msg.Data[1:])
+				if err != nil {
+					return fmt.Errorf("parse keepalive: %w", err)
+				}
+				m = Message{WALEnd: cdccleaner.LSN(ka.ServerWALEnd)}
+				if ka.ReplyRequested {
+					nextStatus = time.Now() // answer right away, after handing it on
+				}
+			case pglogrepl.XLogDataByteID:
+				xld, err := pglogrepl.ParseXLogData(msg.Data[1:])
+				if err != nil {
+					return fmt.Errorf("parse XLogData: %w", err)
+				}
+				// The receive buffer is reused by the next read: copy.
+				data := make([]byte, len(xld.WALData))
+				copy(data, xld.WALData)
+				if len(data) == 0 {
+					continue
+				}
+				m = Message{WALStart: cdccleaner.LSN(xld.WALStart), Data: data}
+				if end := cdccleaner.LSN(xld.WALStart) + cdccleaner.LSN(len(xld.WALData)); end > s.received {
+					s.received = end
+				}
+			default:
+				continue
+			}
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("slot %q: %w", s.cfg.Slot, pgconn.ErrorResponseToPgError(msg))
+		case *pgproto3.CopyDone:
+			return fmt.Errorf("slot %q: server ended the replication stream", s.cfg.Slot)
+		default:
+			continue
+		}
+		if err := s.deliver(ctx, out, m, confirmed, &nextStatus); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// deliver hands m to out, sending status updates while out is full.
+func (s *Stream) deliver(ctx context.Context, out chan<- Message, m Message, confirmed func() cdccleaner.LSN, nextStatus *time.Time) error {
+	select {
+	case out <- m:
+		return nil
+	default:
+	}
+	timer := time.NewTimer(time.Until(*nextStatus))
+	defer timer.Stop()
+	for {
+		select {
+		case out <- m:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+			if err := s.sendStatus(confirmed(), false); err != nil {
+				return err
+			}
+			*nextStatus = time.Now().Add(s.cfg.StatusInterval)
+			timer.Reset(s.cfg.StatusInterval)
+		}
+	}
+}
+
+// sendStatus sends a standby status update with every position explicit:
+// write = last received, flush = apply = confirmed. pglogrepl's helper would
+// copy write into a zero flush, confirming unsettled work; this never does.
+func (s *Stream) sendStatus(confirmed cdccleaner.LSN, reply bool) error {
+	flush := s.start
+	if s.cfg.Confirm && confirmed > flush {
+		flush = confirmed
+	}
+	write := s.received
+	if flush > write {
+		write = flush
+	}
+	buf := encodeStatus(write, flush, flush, time.Now(), reply)
+	if err := s.conn.Frontend().SendUnbufferedEncodedCopyData(buf); err != nil {
+		return fmt.Errorf("send standby status to slot %q: %w", s.cfg.Slot, err)
+	}
+	if flush != s.lastFlush {
+		s.log.Debug().Stringer("flush", flush).Msg("confirmed")
+		s.lastFlush = flush
+	}
+	return nil
+}
+
+// LastConfirmed returns the flush position of the last status update sent.
+func (s *Stream) LastConfirmed() cdccleaner.LSN { return s.lastFlush }
+
+// encodeStatus builds a CopyData message holding a Standby Status Update
+// ('r'), as described in PostgreSQL's streaming replication protocol.
+func encodeStatus(write, flush, apply cdccleaner.LSN, now time.Time, reply bool) []byte {
+	const pgEpochOffset = 946684800 // seconds from 1970-01-01 to 2000-01-01
+	micros := now.UnixMicro() - pgEpochOffset*1_000_000
+	buf := make([]byte, 0, 5+34)
+	buf = append(buf, 'd', 0, 0, 0, 0) // CopyData, length filled below
+	buf = append(buf, pglogrepl.StandbyStatusUpdateByteID)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(write))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(flush))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(apply))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(micros))
+	if reply {
+		buf = append(buf, 1)
+	} else {
+		buf = append(buf, 0)
+	}
+	binary.BigEndian.PutUint32(buf[1:5], uint32(len(buf)-1))
+	return buf
+}
+
+// Close sends a last status update confirming final (when confirming is on)
+// and closes the connection. It is safe to call once, after Run returned.
+func (s *Stream) Close(final cdccleaner.LSN) error {
+	err := s.sendStatus(final, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if cerr := s.conn.Close(ctx); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
