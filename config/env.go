@@ -67,6 +67,12 @@ func applyEnv(cfg *Config, environ []string) error {
 		}
 		if err := s.set(val); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", v.name, err))
+			continue
+		}
+		if s.typ.Kind() == reflect.Slice {
+			// A replaced list has other entries now.
+			settings = map[string][]envSetting{}
+			collectEnv(reflect.ValueOf(cfg).Elem(), "", strings.TrimSuffix(EnvPrefix, "_"), settings)
 		}
 	}
 	return errors.Join(errs...)

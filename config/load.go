@@ -66,8 +66,20 @@ func Load(path string, environ []string) (*Config, error) {
 // load is Load without the file system.
 func load(data []byte, environ []string) (*Config, error) {
 	cfg := DefaultConfig()
+	if err := loadInto(cfg, data, environ); err != nil {
+		// No message should quote a connection string, but a password may
+		// still turn up where it does not belong (as a size, say): hide it.
+		secrets := connSecrets(cfg.Postgres.URL)
+		secrets = append(secrets, connSecrets(getenv(environ, "DATABASE_URL"))...)
+		secrets = append(secrets, connSecrets(getenv(environ, EnvPrefix+"POSTGRES_URL"))...)
+		return nil, redactError(err, secrets)
+	}
+	return cfg, nil
+}
+
+func loadInto(cfg *Config, data []byte, environ []string) error {
 	if err := decodeYAML(data, cfg); err != nil {
-		return nil, err
+		return err
 	}
 	for name, s := range cfg.Storages {
 		if s == nil { // "media:" with no settings
@@ -75,15 +87,12 @@ func load(data []byte, environ []string) (*Config, error) {
 		}
 	}
 	if err := applyEnv(cfg, environ); err != nil {
-		return nil, err
+		return err
 	}
 	if cfg.Postgres.URL == "" {
 		cfg.Postgres.URL = getenv(environ, "DATABASE_URL")
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return cfg.Validate()
 }
 
 // yamlError carries a YAML error with a message reworded for users.

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -156,4 +157,102 @@ func scanKeyValues(s string) ([]kvPair, error) {
 		return nil, errors.New("no settings")
 	}
 	return pairs, nil
+}
+
+// connSecrets returns the passwords in connection string s, as written and
+// decoded; best effort when s does not parse.
+func connSecrets(s string) []string {
+	var out []string
+	add := func(v string) {
+		out = append(out, v)
+		if u, err := url.PathUnescape(v); err == nil {
+			out = append(out, u)
+		}
+		if len(v) >= 2 && v[0] == '\'' && v[len(v)-1] == '\'' {
+			out = append(out, v[1:len(v)-1])
+		}
+	}
+	if _, rest, ok := strings.Cut(s, "://"); ok {
+		if u, err := url.Parse(s); err == nil {
+			if p, ok := u.User.Password(); ok {
+				add(p)
+			}
+			for k, vs := range u.Query() {
+				if isSecretKey(k) {
+					for _, v := range vs {
+						add(v)
+					}
+				}
+			}
+		}
+		// user:password@host, with @ (first or last) possibly in the password
+		for _, i := range []int{strings.Index(rest, "@"), strings.LastIndex(rest, "@")} {
+			if i >= 0 {
+				if _, p, ok := strings.Cut(rest[:i], ":"); ok {
+					add(p)
+				}
+			}
+		}
+	}
+	if pairs, err := scanKeyValues(s); err == nil {
+		for _, p := range pairs {
+			if isSecretKey(p.key) {
+				add(s[p.start:p.end])
+			}
+		}
+	} else {
+		// password=value up to the next white space, quoted or not
+		lower := strings.ToLower(s)
+		for i := 0; ; {
+			j := strings.Index(lower[i:], "password")
+			if j < 0 {
+				break
+			}
+			i += j + len("password")
+			v := strings.TrimLeft(s[i:], " \t")
+			if v, ok := strings.CutPrefix(v, "="); ok {
+				v = strings.TrimLeft(v, " \t")
+				if strings.HasPrefix(v, "'") {
+					add(v)
+					add(v[1:])
+				}
+				if k := strings.IndexAny(v, " \t\n"); k >= 0 {
+					v = v[:k]
+				}
+				add(v)
+			}
+		}
+	}
+	out = slices.DeleteFunc(out, func(v string) bool { return v == "" })
+	// Longest first, so that no part of a longer secret is left behind.
+	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
+	return slices.Compact(out)
+}
+
+// redactedError hides secrets in the message of the error it wraps.
+type redactedError struct {
+	err     error
+	secrets []string
+}
+
+func (e *redactedError) Error() string {
+	msg := e.err.Error()
+	for _, s := range e.secrets {
+		msg = strings.ReplaceAll(msg, s, RedactedPassword)
+	}
+	return msg
+}
+
+func (e *redactedError) Unwrap() error { return e.err }
+
+// redactError returns err, wrapped so that its message shows none of secrets.
+func redactError(err error, secrets []string) error {
+	msg := err.Error()
+	for _, s := range secrets {
+		if s != "" && strings.Contains(msg, s) {
+			slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+			return &redactedError{err: err, secrets: secrets}
+		}
+	}
+	return err
 }

@@ -1,6 +1,10 @@
 package config
 
-import "time"
+import (
+	"time"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+)
 
 // Config is the whole configuration file. Field tags name the YAML keys of
 // the contract in DESIGN.md; keep them as they are.
@@ -58,7 +62,7 @@ type Watch struct {
 	Name     string   `yaml:"-"` // unquoted table name, as in pg_class
 	ColNames []string `yaml:"-"` // unquoted column names, as in pg_attribute
 	// JSONSteps is JSONPath parsed by ParseJSONPath; nil when JSONPath is empty.
-	JSONSteps []JSONStep `yaml:"-"`
+	JSONSteps cdccleaner.JSONPath `yaml:"-"`
 }
 
 // HTTP configures the metrics and health endpoints.

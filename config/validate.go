@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 )
 
 // FieldError is one problem Validate found: the setting, as a path into the
@@ -84,13 +86,13 @@ func (c *Config) validatePostgres(p *problems) {
 	case pg.Slot == "":
 		p.add("postgres.slot", "empty; the default is cdc_cleaner")
 	case len(pg.Slot) > maxIdentifierLen || !slotNameRE.MatchString(pg.Slot):
-		p.add("postgres.slot", "%q is not a valid replication slot name; use lower-case letters, digits and underscores, at most %d", pg.Slot, maxIdentifierLen)
+		p.add("postgres.slot", "%q is not a valid replication slot name; use lower-case letters, digits and underscores, at most %d characters", pg.Slot, maxIdentifierLen)
 	}
 	switch {
 	case pg.Publication == "":
 		p.add("postgres.publication", "empty; the default is cdc_cleaner")
 	case len(pg.Publication) > maxIdentifierLen || !pubNameRE.MatchString(pg.Publication):
-		p.add("postgres.publication", "%q is not a valid publication name; use lower-case letters, digits and underscores, starting with a letter or underscore, at most %d", pg.Publication, maxIdentifierLen)
+		p.add("postgres.publication", "%q is not a valid publication name; use lower-case letters, digits and underscores, starting with a letter or underscore, at most %d characters", pg.Publication, maxIdentifierLen)
 	}
 	if pg.StatusInterval <= 0 {
 		p.add("postgres.status_interval", "must be positive; the default is 10s")
@@ -241,7 +243,7 @@ func (c *Config) validateWatches(p *problems, list string, ws []*Watch, seen map
 			w.ColNames = nil // only complete when every column parsed
 		}
 		if w.JSONPath != "" {
-			steps, err := ParseJSONPath(w.JSONPath)
+			steps, err := cdccleaner.ParseJSONPath(w.JSONPath)
 			if err != nil {
 				p.add(f+".json_path", "%v; write keys separated by dots and [*] for array elements, e.g. files[*].path", err)
 			} else {

@@ -84,7 +84,7 @@ type column struct {
 	name    string
 	storage string
 	kind    valueKind
-	json    jsonPath
+	json    cdccleaner.JSONPath
 	source  string // "schema.table.column"
 }
 
@@ -122,7 +122,7 @@ func New(tables []Table) (*Decoder, error) {
 	}
 	for _, t := range tables {
 		if t.JSONPath != "" {
-			if _, err := parseJSONPath(t.JSONPath); err != nil {
+			if _, err := cdccleaner.ParseJSONPath(t.JSONPath); err != nil {
 				return nil, fmt.Errorf("table %s.%s: %w", t.Schema, t.Name, err)
 			}
 		}
@@ -151,6 +151,9 @@ func (d *Decoder) Decode(data []byte) (Event, error) {
 func parse(data []byte) (msg pglogrepl.Message, err error) {
 	if len(data) == 0 {
 		return nil, fmt.Errorf("%w: empty message", ErrMalformed)
+	}
+	if err := checkLengths(data); err != nil {
+		return nil, fmt.Errorf("%w: type %q, %d bytes: %v", ErrMalformed, data[0], len(data), err)
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -215,7 +218,10 @@ func (d *Decoder) relation(m *pglogrepl.RelationMessage) Event {
 	var ev Event
 	tables := d.tables[tableKey{m.Namespace, m.RelationName}]
 	for _, t := range tables {
-		jp, _ := parseJSONPath(t.JSONPath) // validated in New
+		var jp cdccleaner.JSONPath
+		if t.JSONPath != "" {
+			jp, _ = cdccleaner.ParseJSONPath(t.JSONPath) // validated in New
+		}
 		for _, name := range t.Columns {
 			idx := -1
 			for i, c := range m.Columns {

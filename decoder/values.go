@@ -1,7 +1,6 @@
 package decoder
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -44,7 +43,8 @@ func kindOf(typeOID uint32, hasJSONPath bool) valueKind {
 }
 
 // refs returns the paths a column value references. NULL and the empty
-// string reference nothing (Django stores '' for an empty FileField).
+// string reference nothing (Django stores an empty string for an empty
+// FileField).
 func (c column) refs(v *pglogrepl.TupleDataColumn) ([]string, error) {
 	switch v.DataType {
 	case pglogrepl.TupleDataTypeNull:
@@ -60,7 +60,7 @@ func (c column) refs(v *pglogrepl.TupleDataColumn) ([]string, error) {
 	case kindArray:
 		return parseArray(string(v.Data))
 	case kindJSON:
-		return c.json.strings(v.Data)
+		return c.json.Strings(v.Data)
 	default:
 		return []string{string(v.Data)}, nil
 	}
@@ -153,77 +153,5 @@ func parseArray(s string) ([]string, error) {
 	if depth != 0 {
 		return nil, fmt.Errorf("unbalanced '{' in array literal")
 	}
-	return out, nil
-}
-
-// jsonPath is a parsed json_path: keys and [*] wildcards, e.g.
-// "gallery[*].sizes[*].path". The empty path selects the whole value.
-type jsonPath []jsonStep
-
-type jsonStep struct {
-	key  string
-	each bool // [*]: every element of an array
-}
-
-func parseJSONPath(p string) (jsonPath, error) {
-	if p == "" {
-		return nil, nil
-	}
-	var steps jsonPath
-	for _, part := range strings.Split(p, ".") {
-		key := part
-		var each int
-		for strings.HasSuffix(key, "[*]") {
-			key = strings.TrimSuffix(key, "[*]")
-			each++
-		}
-		if strings.ContainsAny(key, "[]*") {
-			return nil, fmt.Errorf("json_path %q: segment %q: only keys and [*] are supported", p, part)
-		}
-		if key == "" && (each == 0 || len(steps) > 0) {
-			return nil, fmt.Errorf("json_path %q: empty key", p)
-		}
-		if key != "" {
-			steps = append(steps, jsonStep{key: key})
-		}
-		for ; each > 0; each-- {
-			steps = append(steps, jsonStep{each: true})
-		}
-	}
-	return steps, nil
-}
-
-// strings returns the string leaves of doc at the path, skipping empty
-// strings, nulls and values of other types.
-func (jp jsonPath) strings(doc []byte) ([]string, error) {
-	var v any
-	if err := json.Unmarshal(doc, &v); err != nil {
-		return nil, fmt.Errorf("parse json: %w", err)
-	}
-	var out []string
-	var walk func(v any, steps jsonPath)
-	walk = func(v any, steps jsonPath) {
-		if len(steps) == 0 {
-			if s, ok := v.(string); ok && s != "" {
-				out = append(out, s)
-			}
-			return
-		}
-		st := steps[0]
-		if st.each {
-			if arr, ok := v.([]any); ok {
-				for _, e := range arr {
-					walk(e, steps[1:])
-				}
-			}
-			return
-		}
-		if obj, ok := v.(map[string]any); ok {
-			if child, ok := obj[st.key]; ok {
-				walk(child, steps[1:])
-			}
-		}
-	}
-	walk(v, jp)
 	return out, nil
 }

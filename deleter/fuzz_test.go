@@ -3,6 +3,7 @@ package deleter_test
 import (
 	"context"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -13,19 +14,18 @@ import (
 	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 )
 
-// fuzzTree builds, in a fresh temporary directory, a root with files,
+// fuzzTree builds, in the empty directory dir, a root with files,
 // directories and symlinks pointing inside and outside it, plus files
 // outside the root. It returns the root.
-func fuzzTree(t *testing.T) (dir, root string) {
-	t.Helper()
-	dir = t.TempDir()
+func fuzzTree(tb testing.TB, dir string) (root string) {
+	tb.Helper()
 	root = filepath.Join(dir, "root")
 	for _, f := range []string{
 		"root/file", "root/dir/file", "root/dir/sub/file", "root/x",
 		"root/fotos/été 2024/ünïcode ✓.jpg", `root/..\x`,
 		"x", "outside/sentinel", "outside/sub/deep", "root-sibling/file",
 	} {
-		writeFile(t, filepath.Join(dir, filepath.FromSlash(f)), []byte(f))
+		writeFile(tb, filepath.Join(dir, filepath.FromSlash(f)), []byte(f))
 	}
 	for _, l := range [][2]string{
 		{filepath.Join(dir, "outside"), "root/evil"},             // absolute, outside
@@ -41,16 +41,35 @@ func fuzzTree(t *testing.T) (dir, root string) {
 		{"../..", "root/dir/up2"}, // climbs out from a subdirectory
 	} {
 		if err := os.Symlink(l[0], filepath.Join(dir, filepath.FromSlash(l[1]))); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 	}
-	return dir, root
+	return root
+}
+
+// restoreTree rebuilds the tree in dir if it differs from pristine. It never
+// follows symlinks (os.RemoveAll does not).
+func restoreTree(tb testing.TB, dir string, pristine map[string]string) {
+	tb.Helper()
+	if maps.Equal(snapshot(tb, dir), pristine) {
+		return
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	fuzzTree(tb, dir)
 }
 
 // snapshot records every entry under dir (not following symlinks): its type,
 // and the target of a symlink or the content of a file.
-func snapshot(t *testing.T, dir string) map[string]string {
-	t.Helper()
+func snapshot(tb testing.TB, dir string) map[string]string {
+	tb.Helper()
 	snap := map[string]string{}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -75,7 +94,7 @@ func snapshot(t *testing.T, dir string) map[string]string {
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("walk %s: %v", dir, err)
+		tb.Fatalf("walk %s: %v", dir, err)
 	}
 	return snap
 }
@@ -100,7 +119,13 @@ func validBySpec(p string) bool {
 //
 // The seeds, hostile paths aimed at the tree fuzzTree builds, are in
 // testdata/fuzz/FuzzValidatePathConfined.
+//
+// The tree is built once per process and rebuilt only after an input
+// changed it: file system calls are the cost of each run.
 func FuzzValidatePathConfined(f *testing.F) {
+	dir := f.TempDir()
+	root := fuzzTree(f, dir)
+	pristine := snapshot(f, dir)
 	f.Fuzz(func(t *testing.T, p string) {
 		verr := deleter.ValidatePath(p)
 		if (verr == nil) != validBySpec(p) {
@@ -110,8 +135,7 @@ func FuzzValidatePathConfined(f *testing.F) {
 			t.Fatalf("ValidatePath(%q) = %v, want a permanent rejected_path error", p, verr)
 		}
 
-		dir, root := fuzzTree(t)
-		before := snapshot(t, dir)
+		defer restoreTree(t, dir, pristine)
 		l, err := deleter.NewLocal(root, deleter.LocalOptions{PruneEmptyDirs: true})
 		if err != nil {
 			t.Fatal(err)
@@ -134,7 +158,7 @@ func FuzzValidatePathConfined(f *testing.F) {
 			t.Fatalf("Delete(%q) removed the root", p)
 		}
 		inRoot := func(q string) bool { return strings.HasPrefix(q, root+string(filepath.Separator)) }
-		for q, was := range before {
+		for q, was := range pristine {
 			now, ok := after[q]
 			switch {
 			case verr != nil && now != was:
@@ -143,7 +167,7 @@ func FuzzValidatePathConfined(f *testing.F) {
 				t.Errorf("Delete(%q) changed %s outside the root: %q -> %q", p, q, was, now)
 			}
 		}
-		if len(after) > len(before) {
+		if len(after) > len(pristine) {
 			t.Errorf("Delete(%q) created entries", p)
 		}
 	})

@@ -93,13 +93,13 @@ func (f *localFixture) symlink(t *testing.T, target, p string) {
 	}
 }
 
-func writeFile(t *testing.T, full string, data []byte) {
-	t.Helper()
+func writeFile(tb testing.TB, full string, data []byte) {
+	tb.Helper()
 	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	if err := os.WriteFile(full, data, 0o644); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 }
 

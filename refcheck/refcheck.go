@@ -2,7 +2,6 @@ package refcheck
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -40,7 +39,7 @@ type Checker struct {
 
 type query struct {
 	sql  string
-	json []jsonProbe // one per JSON column, in order of their $n parameters
+	json []cdccleaner.JSONPath // one per JSON column, in order of their $n parameters
 }
 
 var _ cdccleaner.ReferenceChecker = (*Checker)(nil)
@@ -84,16 +83,19 @@ func buildQuery(cols []Column) (query, error) {
 		case Array:
 			parts = append(parts, fmt.Sprintf("SELECT u FROM %s CROSS JOIN LATERAL unnest(%s::text[]) AS u WHERE %s::text[] && $1::text[] AND u = ANY($1::text[])", tbl, col, col))
 		case JSON:
-			probe, err := newJSONProbe(c.JSONPath)
-			if err != nil {
-				return q, fmt.Errorf("%s.%s: %w", tbl, col, err)
+			var probe cdccleaner.JSONPath
+			if c.JSONPath != "" {
+				var err error
+				if probe, err = cdccleaner.ParseJSONPath(c.JSONPath); err != nil {
+					return q, fmt.Errorf("%s.%s: json_path: %w", tbl, col, err)
+				}
 			}
 			n := len(q.json) + 2
 			q.json = append(q.json, probe)
 			// The containment test (@>) can use a GIN index on the column;
 			// the jsonpath then says which of the paths matched.
 			parts = append(parts, fmt.Sprintf("SELECT v #>> '{}' FROM %s CROSS JOIN LATERAL jsonb_path_query(%s::jsonb, %s) AS v WHERE %s::jsonb @> ANY($%d::jsonb[]) AND jsonb_typeof(v) = 'string' AND v #>> '{}' = ANY($1::text[])",
-				tbl, col, quoteLiteral(probe.sqlPath), col, n))
+				tbl, col, quoteLiteral(probe.SQL()), col, n))
 		}
 	}
 	q.sql = strings.Join(parts, "\nUNION ALL\n")
@@ -109,8 +111,12 @@ func (c *Checker) Referenced(ctx context.Context, storage string, paths []string
 		return nil, fmt.Errorf("no columns reference storage %q", storage)
 	}
 	args := []any{paths}
-	for _, p := range q.json {
-		args = append(args, p.docs(paths))
+	for _, jp := range q.json {
+		docs := make([]string, len(paths))
+		for i, p := range paths {
+			docs[i] = jp.Containing(p)
+		}
+		args = append(args, docs)
 	}
 	rows, err := c.pool.Query(ctx, q.sql, args...)
 	if err != nil {
@@ -127,63 +133,4 @@ func (c *Checker) Referenced(ctx context.Context, storage string, paths []string
 		}
 	}
 	return out, nil
-}
-
-// jsonProbe turns a json_path into an SQL/JSON path and, for each candidate
-// path, a document that a row containing it would contain (@>).
-type jsonProbe struct {
-	steps   []jsonStep
-	sqlPath string
-}
-
-type jsonStep struct {
-	key  string
-	each bool
-}
-
-func newJSONProbe(p string) (jsonProbe, error) {
-	var probe jsonProbe
-	sqlPath := "$"
-	if p != "" {
-		for _, part := range strings.Split(p, ".") {
-			key := part
-			n := 0
-			for strings.HasSuffix(key, "[*]") {
-				key = strings.TrimSuffix(key, "[*]")
-				n++
-			}
-			if strings.ContainsAny(key, "[]*\"\\") {
-				return probe, fmt.Errorf("json_path %q: unsupported segment %q", p, part)
-			}
-			if key != "" {
-				probe.steps = append(probe.steps, jsonStep{key: key})
-				sqlPath += `."` + key + `"`
-			}
-			for ; n > 0; n-- {
-				probe.steps = append(probe.steps, jsonStep{each: true})
-				sqlPath += "[*]"
-			}
-		}
-	}
-	probe.sqlPath = sqlPath
-	return probe, nil
-}
-
-// docs returns, for each path, the JSON document {"files":[{"path":p}]}
-// built from the steps, encoded as text for a jsonb[] parameter.
-func (p jsonProbe) docs(paths []string) []string {
-	out := make([]string, len(paths))
-	for i, path := range paths {
-		var v any = path
-		for j := len(p.steps) - 1; j >= 0; j-- {
-			if p.steps[j].each {
-				v = []any{v}
-			} else {
-				v = map[string]any{p.steps[j].key: v}
-			}
-		}
-		b, _ := json.Marshal(v)
-		out[i] = string(b)
-	}
-	return out
 }

@@ -383,6 +383,7 @@ func (c *Cluster) Stop() error {
 		return nil
 	}
 	c.stopOnce.Do(func() {
+		c.terminateWalsenders()
 		if err := c.StopServer("fast"); err != nil {
 			c.stopErr = err
 			if err := c.StopServer("immediate"); err != nil {
@@ -396,6 +397,20 @@ func (c *Cluster) Stop() error {
 	return c.stopErr
 }
 
+// terminateWalsenders ends the replication connections before a teardown:
+// a fast shutdown waits for every walsender's client to confirm all WAL sent
+// to it, which a client holding back its confirmation never does.
+func (c *Cluster) terminateWalsenders() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.adminURL())
+	if err != nil {
+		return // the stop reports what is wrong
+	}
+	defer conn.Close(context.Background())
+	_, _ = conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_replication")
+}
+
 func (c *Cluster) removeDir() error {
 	if err := os.RemoveAll(c.dir); err != nil {
 		return fmt.Errorf("remove %s: %w", c.dir, err)
@@ -407,7 +422,10 @@ func (c *Cluster) removeDir() error {
 // "immediate") and starts it again on the same port, so every URL keeps
 // working once it returns. "immediate" makes the server processes crash:
 // the server runs crash recovery when it starts again, and clients, walsenders
-// included, lose their connections without a goodbye.
+// included, lose their connections without a goodbye. "smart" and "fast" wait
+// until every walsender's client has confirmed all WAL sent to it, so with a
+// connected consumer that holds back its confirmation they take up to
+// wal_sender_timeout (60s) and may then fail.
 func (c *Cluster) Restart(mode string) error {
 	if err := c.StopServer(mode); err != nil {
 		return err

@@ -181,29 +181,31 @@ func TestRestartImmediate(t *testing.T) {
 func TestWaitSettled(t *testing.T) {
 	_, url := cluster.NewDatabase(t)
 	pgtest.Exec(t, url, `CREATE TABLE photo (id int PRIMARY KEY, image text)`)
-	pgtest.Exec(t, url, `SELECT pg_create_logical_replication_slot('settle', 'pgoutput')`)
-	pgtest.Exec(t, url, `INSERT INTO photo VALUES (1, 'a.jpg')`)
-	before := pgtest.QueryLSN(t, url, "SELECT pg_current_wal_lsn()")
 
 	t.Run("consumer confirms", func(t *testing.T) {
+		pgtest.Exec(t, url, `SELECT pg_create_logical_replication_slot('advanced', 'pgoutput')`)
+		pgtest.Exec(t, url, `INSERT INTO photo VALUES (1, 'a.jpg')`)
+		inserted := pgtest.QueryLSN(t, url, "SELECT pg_current_wal_lsn()")
 		// A stand-in for the cleaner: advance the slot as far as the WAL is flushed.
-		ctx, cancel := context.WithCancel(context.Background())
+		stop := make(chan struct{})
 		done := make(chan error, 1)
-		go func() { done <- advanceUntilCanceled(ctx, url, "settle") }()
-		pgtest.WaitSettled(t, url, "settle", 10*time.Second)
-		cancel()
+		go func() { done <- advanceUntilStopped(stop, url, "advanced") }()
+		pgtest.WaitSettled(t, url, "advanced", 10*time.Second)
+		close(stop)
 		if err := <-done; err != nil {
 			t.Fatalf("advance slot: %v", err)
 		}
-		confirmed := pgtest.SlotConfirmedFlush(t, url, "settle")
-		if pgtest.QueryString(t, url, "SELECT $1::pg_lsn >= $2::pg_lsn", confirmed, before) != "t" {
-			t.Errorf("confirmed_flush_lsn %s is before the insert's %s", confirmed, before)
+		confirmed := pgtest.SlotConfirmedFlush(t, url, "advanced")
+		if pgtest.QueryString(t, url, "SELECT $1::pg_lsn >= $2::pg_lsn", confirmed, inserted) != "t" {
+			t.Errorf("confirmed_flush_lsn %s is before the insert's %s", confirmed, inserted)
 		}
 	})
 
 	t.Run("nobody confirms", func(t *testing.T) {
-		msg := fatalMessage(t, func(tb testing.TB) { pgtest.WaitSettled(tb, url, "settle", 300*time.Millisecond) })
-		for _, want := range []string{"slot settle did not settle within 300ms", "barrier at", "confirmed_flush_lsn", "active false"} {
+		pgtest.Exec(t, url, `SELECT pg_create_logical_replication_slot('idle', 'pgoutput')`)
+		pgtest.Exec(t, url, `INSERT INTO photo VALUES (2, 'b.jpg')`)
+		msg := fatalMessage(t, func(tb testing.TB) { pgtest.WaitSettled(tb, url, "idle", 300*time.Millisecond) })
+		for _, want := range []string{"slot idle did not settle within 300ms", "barrier at", "confirmed_flush_lsn", "active false"} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("failure message %q does not contain %q", msg, want)
 			}
@@ -218,21 +220,23 @@ func TestWaitSettled(t *testing.T) {
 	})
 }
 
-func advanceUntilCanceled(ctx context.Context, url, slot string) error {
+// advanceUntilStopped moves the slot's confirmed_flush_lsn up to the current
+// WAL position until stop is closed. It stops between statements, never in
+// the middle of one: a canceled statement may still run on the server and
+// advance the slot after the caller moved on.
+func advanceUntilStopped(stop <-chan struct{}, url, slot string) error {
+	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.Background())
+	defer conn.Close(ctx)
 	for {
 		if _, err := conn.Exec(ctx, `SELECT pg_replication_slot_advance($1, pg_current_wal_lsn())`, slot); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
 			return err
 		}
 		select {
-		case <-ctx.Done():
+		case <-stop:
 			return nil
 		case <-time.After(20 * time.Millisecond):
 		}

@@ -1,0 +1,143 @@
+package decoder
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+)
+
+// checkLengths walks a message's counted fields before pglogrepl.Parse sees
+// it. Parse trusts counts and lengths from the wire: a corrupt count makes
+// it allocate gigabytes (which recover cannot catch) or index out of range.
+// Only the messages with counts need walking; fixed-size ones are checked
+// by Parse itself.
+func checkLengths(data []byte) error {
+	r := reader{b: data[1:]}
+	switch data[0] {
+	case 'R': // Relation: oid, namespace, name, replident, ncols, columns
+		r.skip(4)
+		r.cstring()
+		r.cstring()
+		r.skip(1)
+		n := r.uint16()
+		for i := 0; i < int(n) && r.err == nil; i++ {
+			r.skip(1)
+			r.cstring()
+			r.skip(8)
+		}
+	case 'I': // Insert: oid, 'N', tuple
+		r.skip(5)
+		r.tuple()
+	case 'U': // Update: oid, ['K'|'O' tuple], 'N' tuple
+		r.skip(4)
+		kind := r.byte()
+		if kind == 'K' || kind == 'O' {
+			r.tuple()
+			kind = r.byte()
+		}
+		if kind != 'N' && r.err == nil {
+			r.err = errors.New("update without new tuple")
+		}
+		r.tuple()
+	case 'D': // Delete: oid, 'K'|'O', tuple
+		r.skip(5)
+		r.tuple()
+	case 'T': // Truncate: nrels, options, oids
+		n := r.uint32()
+		r.skip(1)
+		if uint64(n)*4 > uint64(len(r.b)) && r.err == nil {
+			r.err = errors.New("truncate relation count exceeds message")
+		}
+	case 'M': // Message: flags, lsn, prefix, content length, content
+		r.skip(9)
+		r.cstring()
+		n := r.uint32()
+		r.skip(int(n))
+	case 'Y': // Type: oid, namespace, name
+		r.skip(4)
+		r.cstring()
+		r.cstring()
+	}
+	return r.err
+}
+
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) need(n int) bool {
+	if r.err != nil {
+		return false
+	}
+	if n < 0 || n > len(r.b) {
+		r.err = errors.New("message shorter than its fields")
+		return false
+	}
+	return true
+}
+
+func (r *reader) skip(n int) {
+	if r.need(n) {
+		r.b = r.b[n:]
+	}
+}
+
+func (r *reader) byte() byte {
+	if !r.need(1) {
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *reader) uint16() uint16 {
+	if !r.need(2) {
+		return 0
+	}
+	v := binary.BigEndian.Uint16(r.b)
+	r.b = r.b[2:]
+	return v
+}
+
+func (r *reader) uint32() uint32 {
+	if !r.need(4) {
+		return 0
+	}
+	v := binary.BigEndian.Uint32(r.b)
+	r.b = r.b[4:]
+	return v
+}
+
+func (r *reader) cstring() {
+	if r.err != nil {
+		return
+	}
+	i := bytes.IndexByte(r.b, 0)
+	if i < 0 {
+		r.err = errors.New("unterminated string")
+		return
+	}
+	r.b = r.b[i+1:]
+}
+
+func (r *reader) tuple() {
+	n := r.uint16()
+	for i := 0; i < int(n) && r.err == nil; i++ {
+		switch r.byte() {
+		case 'n', 'u':
+		case 't', 'b':
+			l := r.uint32()
+			if uint64(l) > uint64(len(r.b)) {
+				r.err = errors.New("column value longer than message")
+				return
+			}
+			r.skip(int(l))
+		default:
+			if r.err == nil {
+				r.err = errors.New("unknown tuple column kind")
+			}
+		}
+	}
+}
