@@ -59,6 +59,8 @@ type envOptions struct {
 	watch   string // YAML of the watch: (and protect:) sections; "media" is the local storage
 	extra   string // more YAML (top level)
 	noSetup bool
+	// urlParams is appended to the configuration URL's query.
+	urlParams string
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -76,6 +78,16 @@ func newEnv(t *testing.T, o envOptions) *env {
 		e.exec(o.schema)
 	}
 	e.cfgPath = filepath.Join(e.dir, "cdc-cleaner.yaml")
+	// The throwaway cluster trusts local connections and never asks for the
+	// password, so one can be put in the URL to check it is never shown.
+	cfgURL := strings.Replace(url, "postgres://postgres@", "postgres://postgres:"+testPassword+"@", 1)
+	if o.urlParams != "" {
+		sep := "?"
+		if strings.Contains(cfgURL, "?") {
+			sep = "&"
+		}
+		cfgURL += sep + o.urlParams
+	}
 	cfg := fmt.Sprintf(`postgres:
   url: %s
   slot: %s
@@ -91,7 +103,7 @@ http:
 log:
   level: debug
 %s
-`, url, e.slot, db, e.root, o.watch, o.extra)
+`, cfgURL, e.slot, db, e.root, o.watch, o.extra)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -176,6 +188,9 @@ func (e *env) start(args ...string) *proc {
 	}()
 	e.t.Cleanup(func() {
 		p.stop()
+		if strings.Contains(p.Logs(), testPassword) {
+			e.t.Errorf("cdc-cleaner run logged the database password")
+		}
 		if e.t.Failed() {
 			e.t.Logf("--- cdc-cleaner run (pid %d) logs:\n%s", p.cmd.Process.Pid, p.Logs())
 		}
@@ -299,6 +314,9 @@ func (e *env) failed() map[string]string {
 	}
 	return out
 }
+
+// testPassword is in every configuration URL; no output may show it.
+const testPassword = "pw-never-shown"
 
 // photoSchema is a Django-style table with two FileFields.
 const photoSchema = `CREATE TABLE gallery_photo (

@@ -1,0 +1,214 @@
+package integration_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cdc-cleaner/cdc-cleaner/integration_test/pgtest"
+)
+
+// putMany creates n files named dir/NNNNNN.jpg and rows referencing them,
+// fast: files directly, rows with generate_series.
+func putMany(t *testing.T, e *env, dir string, n int) {
+	t.Helper()
+	full := filepath.Join(e.root, dir)
+	if err := os.MkdirAll(full, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		if err := os.WriteFile(filepath.Join(full, fmt.Sprintf("%06d.jpg", i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.exec(fmt.Sprintf(`INSERT INTO gallery_photo (image) SELECT '%s/' || lpad(i::text, 6, '0') || '.jpg' FROM generate_series(0, %d) AS i`, dir, n-1))
+}
+
+func countFiles(t *testing.T, dir string) int {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+// TestLargeTransaction deletes 100,000 rows in one transaction: the cleaner
+// streams it in batches and deletes every file.
+func TestLargeTransaction(t *testing.T) {
+	e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch})
+	const n = 100_000
+	putMany(t, e, "big", n)
+	e.put("kept/referenced.jpg")
+	e.exec(`INSERT INTO gallery_photo (image) VALUES ('kept/referenced.jpg')`)
+	p := e.start()
+	start := time.Now()
+	e.exec(`DELETE FROM gallery_photo WHERE image LIKE 'big/%'`)
+	pgtest.WaitSettled(t, e.url, e.slot, 5*time.Minute)
+	t.Logf("%d-row DELETE settled in %s", n, time.Since(start).Round(time.Millisecond))
+	if left := countFiles(t, filepath.Join(e.root, "big")); left != 0 {
+		t.Fatalf("%d of %d files left", left, n)
+	}
+	e.expect([]string{"kept/referenced.jpg"}, nil)
+	if code := p.stop(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0", code)
+	}
+}
+
+// TestKill9AndRestartLosesNothing kills the cleaner in the middle of a large
+// transaction; the restarted cleaner replays it from the slot and deletes
+// every file, while referenced ones stay.
+func TestKill9AndRestartLosesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch})
+	const n = 20_000
+	putMany(t, e, "k", n)
+	e.put("k_keep/shared.jpg")
+	e.exec(`INSERT INTO gallery_photo (image) VALUES ('k_keep/shared.jpg'), ('k_keep/shared.jpg')`)
+	before := pgtest.SlotConfirmedFlush(t, e.url, e.slot)
+	p := e.start()
+	e.exec(`DELETE FROM gallery_photo WHERE image LIKE 'k/%' OR id = (SELECT min(id) FROM gallery_photo WHERE image = 'k_keep/shared.jpg')`)
+	// Wait until deleting has begun, then kill -9.
+	deadline := time.Now().Add(time.Minute)
+	for countFiles(t, filepath.Join(e.root, "k")) == n {
+		if time.Now().After(deadline) {
+			t.Fatalf("no file deleted within a minute:\n%s", p.Logs())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	p.kill()
+	left := countFiles(t, filepath.Join(e.root, "k"))
+	t.Logf("killed with %d of %d files left (slot confirmed %s before)", left, n, before)
+	if left == 0 {
+		t.Log("all files were deleted before the kill; the restart still has to settle the transaction")
+	}
+	e.start()
+	e.settle()
+	if left := countFiles(t, filepath.Join(e.root, "k")); left != 0 {
+		t.Fatalf("%d files left after restart", left)
+	}
+	e.expect([]string{"k_keep/shared.jpg"}, nil)
+}
+
+// TestTerminatedConnectionReconnects terminates the walsender; the cleaner
+// reconnects and goes on.
+func TestTerminatedConnectionReconnects(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch})
+	e.put("t/1.jpg", "t/2.jpg")
+	e.exec(`INSERT INTO gallery_photo (id, image) VALUES (1, 't/1.jpg'), (2, 't/2.jpg')`)
+	p := e.start()
+	p.waitLog(`"streaming"`, 30*time.Second)
+	e.exec(`DELETE FROM gallery_photo WHERE id = 1`)
+	e.settle()
+	var pid int
+	if err := e.conn().QueryRow(context.Background(), `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1`, e.slot).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(`SELECT pg_terminate_backend($1)`, pid)
+	// A change made while the cleaner is disconnected is picked up after
+	// the reconnect.
+	e.exec(`DELETE FROM gallery_photo WHERE id = 2`)
+	e.settle()
+	e.expect(nil, []string{"t/1.jpg", "t/2.jpg"})
+	if !strings.Contains(p.Logs(), "reconnecting") {
+		t.Errorf("no reconnect was logged")
+	}
+}
+
+// TestDryRunDeletesNothingAndLeavesChanges: --dry-run logs what it would
+// delete, deletes nothing and confirms nothing, so a later real run sees
+// the same changes.
+func TestDryRunDeletesNothingAndLeavesChanges(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch})
+	e.put("d/1.jpg", "d/2.jpg")
+	e.exec(`INSERT INTO gallery_photo (id, image) VALUES (1, 'd/1.jpg'), (2, 'd/2.jpg')`)
+	before := pgtest.SlotConfirmedFlush(t, e.url, e.slot)
+	dry := e.start("--dry-run")
+	e.exec(`DELETE FROM gallery_photo WHERE id = 1`)
+	e.exec(`UPDATE gallery_photo SET image = '' WHERE id = 2`)
+	dry.waitLog(`d/2.jpg`, 30*time.Second)
+	if !strings.Contains(dry.Logs(), "would delete") || !strings.Contains(dry.Logs(), "d/1.jpg") {
+		t.Fatalf("dry run did not log both deletions:\n%s", dry.Logs())
+	}
+	if code := dry.stop(); code != 0 {
+		t.Fatalf("dry run exit code %d", code)
+	}
+	e.expect([]string{"d/1.jpg", "d/2.jpg"}, nil)
+	if after := pgtest.SlotConfirmedFlush(t, e.url, e.slot); after != before {
+		t.Fatalf("dry run moved the slot from %s to %s", before, after)
+	}
+	e.start()
+	e.settle()
+	e.expect(nil, []string{"d/1.jpg", "d/2.jpg"})
+}
+
+// TestSecondInstanceIsStandby: a second run with the same config waits for
+// the slot and says so once.
+func TestSecondInstanceIsStandby(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch})
+	first := e.start()
+	first.waitLog(`"streaming"`, 30*time.Second)
+	second := e.start()
+	second.waitLog("in use by PID", 30*time.Second)
+	time.Sleep(3 * time.Second)
+	if n := strings.Count(second.Logs(), "in use by PID"); n != 1 {
+		t.Errorf("standby logged 'in use' %d times, want once", n)
+	}
+	first.kill()
+	second.waitLog(`"streaming"`, 30*time.Second)
+	e.put("sb/1.jpg")
+	e.exec(`INSERT INTO gallery_photo (id, image) VALUES (1, 'sb/1.jpg')`)
+	e.exec(`DELETE FROM gallery_photo WHERE id = 1`)
+	e.settle()
+	e.expect(nil, []string{"sb/1.jpg"})
+}
+
+// TestKeepalivesWhileBlocked: while every worker waits on a reference check
+// that a lock blocks, the stream's buffers fill and the reader stops
+// reading; it must still answer the server within wal_sender_timeout (2s
+// here, for the cleaner's connections only), so the slot is never dropped
+// for a timeout, and everything is deleted once the lock goes.
+func TestKeepalivesWhileBlocked(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{
+		schema: photoSchema + `CREATE TABLE legacy_upload (file text);`,
+		watch: photoWatch + `
+protect:
+  - table: legacy_upload
+    columns: [file]
+    storage: media`,
+		urlParams: "options=-c%20wal_sender_timeout%3D2s",
+	})
+	const n = 20_000
+	putMany(t, e, "blk", n)
+	p := e.start()
+	p.waitLog(`"streaming"`, 30*time.Second)
+
+	locker := e.conn()
+	ctx := context.Background()
+	if _, err := locker.Exec(ctx, "BEGIN; LOCK TABLE legacy_upload IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(`DELETE FROM gallery_photo WHERE image LIKE 'blk/%'`)
+	time.Sleep(8 * time.Second) // four wal_sender_timeouts
+	if left := countFiles(t, filepath.Join(e.root, "blk")); left != n {
+		t.Fatalf("%d files deleted while the reference check was blocked", n-left)
+	}
+	if _, err := locker.Exec(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	e.settle()
+	if left := countFiles(t, filepath.Join(e.root, "blk")); left != 0 {
+		t.Fatalf("%d files left", left)
+	}
+	if strings.Contains(p.Logs(), "reconnecting") {
+		t.Fatalf("the replication connection was lost while blocked:\n%s", p.Logs())
+	}
+}
