@@ -62,7 +62,7 @@ func loadConfig(path string) (*config.Config, error) {
 func newLogger(cfg config.Log, stderr io.Writer) zerolog.Logger {
 	var w io.Writer = stderr
 	if strings.EqualFold(cfg.Format, "console") {
-		w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: "15:04:05.000"}
+		w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: "15:04:05.000", NoColor: !isTerminal(stderr)}
 	}
 	level, err := zerolog.ParseLevel(strings.ToLower(cfg.Level))
 	if err != nil || cfg.Level == "" {
@@ -70,4 +70,14 @@ func newLogger(cfg config.Log, stderr io.Writer) zerolog.Logger {
 	}
 	zerolog.TimeFieldFormat = time.RFC3339Nano
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
