@@ -54,6 +54,13 @@ func TestLargeTransaction(t *testing.T) {
 		t.Fatalf("%d of %d files left", left, n)
 	}
 	e.expect([]string{"kept/referenced.jpg"}, nil)
+	if status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid)); err == nil {
+		for _, line := range strings.Split(string(status), "\n") {
+			if strings.HasPrefix(line, "VmHWM:") {
+				t.Logf("cleaner peak resident memory: %s", strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:")))
+			}
+		}
+	}
 	if code := p.stop(); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM, want 0", code)
 	}
@@ -210,5 +217,49 @@ protect:
 	}
 	if strings.Contains(p.Logs(), "reconnecting") {
 		t.Fatalf("the replication connection was lost while blocked:\n%s", p.Logs())
+	}
+}
+
+// TestServerRestart restarts PostgreSQL (immediate mode: a crash) while the
+// cleaner runs; it reconnects with backoff, and a change committed just
+// before the crash and one made after it are both handled. It is not
+// parallel: the restart would disturb other tests.
+func TestServerRestart(t *testing.T) {
+	if cluster.External() {
+		t.Skip("cannot restart an external server (CDC_TEST_DATABASE_URL)")
+	}
+	e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch})
+	e.put("r/before.jpg", "r/after.jpg", "r/kept.jpg")
+	e.exec(`INSERT INTO gallery_photo (id, image) VALUES (1, 'r/before.jpg'), (2, 'r/after.jpg'), (3, 'r/kept.jpg')`)
+	p := e.start()
+	p.waitLog(`"streaming"`, 30*time.Second)
+	e.exec(`DELETE FROM gallery_photo WHERE id = 1`)
+	if err := cluster.Restart("immediate"); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(`DELETE FROM gallery_photo WHERE id = 2`)
+	e.settle()
+	e.expect([]string{"r/kept.jpg"}, []string{"r/before.jpg", "r/after.jpg"})
+	if !strings.Contains(p.Logs(), "reconnecting") {
+		t.Errorf("no reconnect was logged")
+	}
+}
+
+// TestTruncateIsWarned: TRUNCATE cannot name its files; the cleaner says so,
+// naming the table, deletes nothing and goes on.
+func TestTruncateIsWarned(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch})
+	e.put("tr/1.jpg", "tr/2.jpg")
+	e.exec(`INSERT INTO gallery_photo (id, image) VALUES (1, 'tr/1.jpg')`)
+	p := e.start()
+	e.exec(`TRUNCATE gallery_photo`)
+	e.exec(`INSERT INTO gallery_photo (id, image) VALUES (2, 'tr/2.jpg')`)
+	e.exec(`DELETE FROM gallery_photo WHERE id = 2`)
+	e.settle()
+	e.expect([]string{"tr/1.jpg"}, []string{"tr/2.jpg"})
+	logs := p.Logs()
+	if !strings.Contains(logs, "TRUNCATE") || !strings.Contains(logs, "public.gallery_photo") || !strings.Contains(logs, "cdc-cleaner scan") {
+		t.Errorf("no warning naming the truncated table and scan:\n%s", logs)
 	}
 }
