@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
@@ -69,8 +70,31 @@ func (p *Pipeline) settle(ctx context.Context, b *batch) error {
 		}
 		var retry []string
 		var firstErr error
-		for _, r := range storage.Delete(ctx, unreferenced) {
-			c := first[r.Path]
+		var results []cdccleaner.Result
+		if len(unreferenced) > 0 {
+			results = storage.Delete(ctx, unreferenced)
+		}
+		// A storage that breaks its contract (a result missing, or for a
+		// path it was not given) must not get a path settled: retry those.
+		answered := make(map[string]bool, len(results))
+		for _, r := range results {
+			if _, ok := first[r.Path]; ok {
+				answered[r.Path] = true
+			}
+		}
+		for _, path := range unreferenced {
+			if !answered[path] {
+				retry = append(retry, path)
+				if firstErr == nil {
+					firstErr = fmt.Errorf("storage %q returned no result for %q", b.storage, path)
+				}
+			}
+		}
+		for _, r := range results {
+			c, ok := first[r.Path]
+			if !ok {
+				continue
+			}
 			switch r.Outcome {
 			case cdccleaner.Deleted:
 				deleted++
@@ -126,13 +150,17 @@ func (p *Pipeline) failure(c cdccleaner.Candidate, err error) cdccleaner.Failure
 // it can (or ctx ends): a failure that is not recorded must not be settled.
 func (p *Pipeline) record(ctx context.Context, storage string, failures []cdccleaner.Failure) error {
 	const logCap = 20
+	msg := "not deleted; recorded in cdc_cleaner.failed_deletions"
+	if p.cfg.DryRun {
+		msg = "dry run: would not delete; would record in cdc_cleaner.failed_deletions"
+	}
 	for i, f := range failures {
 		if i == logCap {
 			p.log.Error().Str("storage", storage).Msgf("and %d more failed deletions", len(failures)-logCap)
 			break
 		}
 		p.log.Error().Str("storage", storage).Str("path", f.Path).Str("reason", f.Reason).Str("error", f.Detail).
-			Str("source", f.Source).Stringer("commit_lsn", f.CommitLSN).Msg("not deleted; recorded in cdc_cleaner.failed_deletions")
+			Str("source", f.Source).Stringer("commit_lsn", f.CommitLSN).Msg(msg)
 	}
 	if p.cfg.DryRun {
 		return nil

@@ -105,6 +105,7 @@ type fakeRefs struct {
 	ev         *events
 	referenced map[string]bool
 	fail       int
+	hook       func() // called at the start of every call, if set
 
 	mu    sync.Mutex
 	calls [][]string
@@ -113,10 +114,17 @@ type fakeRefs struct {
 var _ cdccleaner.ReferenceChecker = (*fakeRefs)(nil)
 
 func (r *fakeRefs) Referenced(ctx context.Context, storage string, paths []string) (map[string]bool, error) {
+	if r.hook != nil {
+		r.hook()
+	}
 	r.mu.Lock()
 	r.calls = append(r.calls, slices.Clone(paths))
 	n := len(r.calls)
 	r.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		r.ev.add("refs failed %q", paths)
+		return nil, fmt.Errorf("query references: %w", err)
+	}
 	if n <= r.fail {
 		r.ev.add("refs failed %q", paths)
 		return nil, errors.New("query references: connection refused")
@@ -142,6 +150,7 @@ func (r *fakeRefs) callsCopy() [][]string {
 type fakeRecorder struct {
 	ev   *events
 	fail int
+	hook func() // called at the start of every call, if set
 
 	mu       sync.Mutex
 	calls    int
@@ -151,9 +160,16 @@ type fakeRecorder struct {
 var _ cdccleaner.FailureRecorder = (*fakeRecorder)(nil)
 
 func (r *fakeRecorder) RecordFailures(ctx context.Context, failures []cdccleaner.Failure) error {
+	if r.hook != nil {
+		r.hook()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls++
+	if err := ctx.Err(); err != nil {
+		r.ev.add("record failed")
+		return fmt.Errorf("insert failed deletions: %w", err)
+	}
 	if r.calls <= r.fail {
 		r.ev.add("record failed")
 		return errors.New("insert failed deletions: connection refused")
@@ -461,27 +477,39 @@ func (r *refsAfterFirstDelete) Referenced(ctx context.Context, storage string, p
 
 func TestSettleStopsWhenContextEnds(t *testing.T) {
 	tests := []struct {
-		name        string
-		opts        worldOpts
+		name string
+		opts worldOpts
+		// cancelIn names the fake that ends ctx from inside its call, so
+		// that ctx ends while it runs rather than during a backoff;
+		// "" lets ctx time out.
+		cancelIn    string
 		wantDeleted float64
 	}{
-		{"hanging storage", worldOpts{script: map[string]script{"a.jpg": {hang: true}}}, 0},
-		{"storage failing transiently forever", worldOpts{script: map[string]script{"a.jpg": {transient: -1}}}, 0},
-		{"reference check failing forever", worldOpts{refsFail: 1 << 30}, 0},
-		{"recorder failing forever", worldOpts{recFail: 1 << 30}, 1},
+		{name: "hanging storage", opts: worldOpts{script: map[string]script{"a.jpg": {hang: true}}}},
+		{name: "storage failing transiently forever", opts: worldOpts{script: map[string]script{"a.jpg": {transient: -1}}}},
+		{name: "reference check failing forever", opts: worldOpts{refsFail: 1 << 30}},
+		{name: "reference check failing as ctx ends", opts: worldOpts{refsFail: 1 << 30}, cancelIn: "refs"},
+		{name: "recorder failing forever", opts: worldOpts{recFail: 1 << 30}, wantDeleted: 1},
+		{name: "recorder failing as ctx ends", opts: worldOpts{recFail: 1 << 30}, cancelIn: "record", wantDeleted: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWorld(t, tt.opts)
 			ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 			defer cancel()
+			switch tt.cancelIn {
+			case "refs":
+				w.refs.hook = cancel
+			case "record":
+				w.rec.hook = cancel
+			}
 			start := time.Now()
 			err := w.p.settle(ctx, mediaBatch(1, "a.jpg", "../x"))
 			if err == nil {
 				t.Fatal("settle returned nil after ctx ended without settling: the batch would be acknowledged")
 			}
-			if !errors.Is(err, context.DeadlineExceeded) {
-				t.Errorf("settle error = %v, want the context's error", err)
+			if !errors.Is(err, ctx.Err()) {
+				t.Errorf("settle error = %v, want the context's error %v", err, ctx.Err())
 			}
 			if d := time.Since(start); d > 5*time.Second {
 				t.Errorf("settle took %v to notice the end of ctx", d)
@@ -588,4 +616,44 @@ func TestWork(t *testing.T) {
 			t.Errorf("work: %v", err)
 		}
 	})
+}
+
+// droppingStorage breaks the Storage contract: it answers only for the
+// first path of each call (and deletes only that one).
+type droppingStorage struct {
+	mu      sync.Mutex
+	deleted []string
+}
+
+func (s *droppingStorage) Delete(ctx context.Context, paths []string) []cdccleaner.Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(paths) == 0 {
+		return nil
+	}
+	s.deleted = append(s.deleted, paths[0])
+	return []cdccleaner.Result{{Path: paths[0], Outcome: cdccleaner.Deleted}}
+}
+
+// TestSettleRetriesPathsAStorageDidNotAnswer: a path without a result is
+// neither settled nor recorded; it is retried until the storage answers.
+func TestSettleRetriesPathsAStorageDidNotAnswer(t *testing.T) {
+	s := &droppingStorage{}
+	p, err := New(Config{
+		Storages: map[string]cdccleaner.Storage{"media": s},
+		Refs:     &fakeRefs{ev: &events{}, referenced: map[string]bool{}},
+		Failures: &fakeRecorder{ev: &events{}},
+		Logger:   zerolog.New(zerolog.TestWriter{T: t}),
+		RetryMin: time.Millisecond,
+		RetryMax: time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.settle(context.Background(), mediaBatch(1, "a", "b", "c")); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(s.deleted, ","); got != "a,b,c" {
+		t.Fatalf("deleted %q, want each path once, in turn", got)
+	}
 }
