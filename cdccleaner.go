@@ -42,6 +42,9 @@ type Candidate struct {
 	// Txn identifies the transaction inside the current stream session; the
 	// LSN tracker uses it to know when a transaction is settled.
 	Txn uint64
+	// Xid is the transaction's 32-bit ID, as the server assigned it. The
+	// reference check waits until it is visible to new snapshots.
+	Xid uint32
 	// CommitLSN is the LSN of the transaction's commit record.
 	CommitLSN LSN
 	// CommitTime is when the transaction committed, per the server.
@@ -94,6 +97,13 @@ type Storage interface {
 // ReferenceChecker tells which paths are still referenced in the live
 // database.
 type ReferenceChecker interface {
+	// Visible reports whether every transaction in xids is visible to a new
+	// snapshot. A transaction is streamed as soon as its commit record is
+	// flushed, which can be before other sessions see it (a synchronous
+	// standby is still acknowledging, or the committing backend has not yet
+	// left the proc array): a reference check run before then would see the
+	// database as it was before the commit.
+	Visible(ctx context.Context, xids []uint32) (bool, error)
 	// Referenced returns the subset of paths that some watched or protect
 	// column mapped to storage still references. An error means the answer is
 	// unknown and nothing may be deleted.

@@ -917,3 +917,35 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func TestOverlappingLocalRootsAreRejected(t *testing.T) {
+	for name, roots := range map[string][2]string{
+		"same":        {"/srv/media", "/srv/media/"},
+		"nested":      {"/srv/media", "/srv/media/avatars"},
+		"nested back": {"/srv/media/avatars", "/srv/media"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Postgres.URL = "postgres://x@y/z"
+			cfg.Storages = map[string]*Storage{
+				"a": {Type: StorageLocal, Root: roots[0]},
+				"b": {Type: StorageLocal, Root: roots[1]},
+			}
+			cfg.Watch = []*Watch{{Table: "t", Columns: []string{"c"}, Storage: "a"}}
+			err := cfg.Validate()
+			if err == nil || !strings.Contains(err.Error(), "storages.b.root") || !strings.Contains(err.Error(), "overlaps") {
+				t.Fatalf("err = %v, want an overlap error on storages.b.root", err)
+			}
+		})
+	}
+	cfg := DefaultConfig()
+	cfg.Postgres.URL = "postgres://x@y/z"
+	cfg.Storages = map[string]*Storage{
+		"a": {Type: StorageLocal, Root: "/srv/media"},
+		"b": {Type: StorageLocal, Root: "/srv/media2"},
+	}
+	cfg.Watch = []*Watch{{Table: "t", Columns: []string{"c"}, Storage: "a"}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("siblings /srv/media and /srv/media2: %v", err)
+	}
+}

@@ -130,6 +130,7 @@ func (c *Config) validateStorages(p *problems) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
+	c.validateOverlap(p, names)
 	for _, name := range names {
 		s := c.Storages[name]
 		f := "storages." + name
@@ -269,4 +270,27 @@ func definedStorages(m map[string]*Storage) string {
 	}
 	slices.Sort(names)
 	return " (defined: " + strings.Join(names, ", ") + ")"
+}
+
+// validateOverlap rejects two local storages whose roots are the same
+// directory or one inside the other: the reference check is per storage, so
+// a file reachable through both could be deleted while the other storage's
+// columns still reference it.
+func (c *Config) validateOverlap(p *problems, names []string) {
+	for i, a := range names {
+		sa := c.Storages[a]
+		if sa == nil || sa.Type != StorageLocal || !path.IsAbs(sa.Root) {
+			continue
+		}
+		for _, b := range names[i+1:] {
+			sb := c.Storages[b]
+			if sb == nil || sb.Type != StorageLocal || !path.IsAbs(sb.Root) {
+				continue
+			}
+			ra, rb := path.Clean(sa.Root), path.Clean(sb.Root)
+			if ra == rb || strings.HasPrefix(rb+"/", ra+"/") || strings.HasPrefix(ra+"/", rb+"/") {
+				p.add("storages."+b+".root", "%q overlaps storage %q (%q): files reachable from both would be checked against only one storage's columns; use one storage for both, or separate directories", sb.Root, a, sa.Root)
+			}
+		}
+	}
 }

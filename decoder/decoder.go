@@ -107,6 +107,7 @@ type Decoder struct {
 
 	inTxn      bool
 	txn        uint64 // sequence number of the current transaction
+	xid        uint32
 	finalLSN   cdccleaner.LSN
 	commitTime time.Time
 
@@ -178,6 +179,7 @@ func (d *Decoder) Handle(msg pglogrepl.Message) (Event, error) {
 		d.inTxn = true
 		d.txn++
 		d.finalLSN = cdccleaner.LSN(m.FinalLSN)
+		d.xid = m.Xid
 		d.commitTime = m.CommitTime
 		return Event{Kind: KindBegin, Xid: m.Xid, FinalLSN: d.finalLSN, CommitTime: m.CommitTime}, nil
 	case *pglogrepl.CommitMessage:
@@ -312,6 +314,7 @@ func (d *Decoder) change(relID uint32, op string, oldType uint8, oldTup, newTup 
 				Ref:        cdccleaner.Ref{Storage: c.storage, Path: p},
 				Source:     c.source,
 				Txn:        d.txn,
+				Xid:        d.xid,
 				CommitLSN:  d.finalLSN,
 				CommitTime: d.commitTime,
 			})

@@ -263,3 +263,62 @@ func TestTruncateIsWarned(t *testing.T) {
 		t.Errorf("no warning naming the truncated table and scan:\n%s", logs)
 	}
 }
+
+// TestReferenceCheckWaitsForVisibility: a transaction is streamed once its
+// commit record is flushed, which with synchronous replication is before
+// other sessions can see it. Here the commit waits for a synchronous
+// standby that does not exist; the cleaner must not check references (and
+// find none) until the transaction is visible. The transaction moves p.jpg
+// from one row to another, so deleting it would lose a referenced file.
+// Not parallel: it changes synchronous_standby_names for the whole cluster
+// (other tests' sessions use synchronous_commit=off and do not wait).
+func TestReferenceCheckWaitsForVisibility(t *testing.T) {
+	if cluster.External() {
+		t.Skip("changes server settings; not done on an external server (CDC_TEST_DATABASE_URL)")
+	}
+	e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch})
+	e.put("vis/p.jpg")
+	p := e.start()
+	p.waitLog(`"streaming"`, 30*time.Second)
+
+	admin := cluster.URL("postgres")
+	pgtest.Exec(t, admin, `ALTER SYSTEM SET synchronous_standby_names = 'nobody_is_here'`)
+	pgtest.Exec(t, admin, `SELECT pg_reload_conf()`)
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			pgtest.Exec(t, admin, `ALTER SYSTEM RESET synchronous_standby_names`)
+			pgtest.Exec(t, admin, `SELECT pg_reload_conf()`)
+		}
+	}
+	t.Cleanup(release)
+
+	c := e.conn()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(context.Background(), `SET synchronous_commit = on;
+			BEGIN;
+			INSERT INTO gallery_photo (id, image) VALUES (1, 'vis/p.jpg');
+			UPDATE gallery_photo SET image = '' WHERE id = 1;
+			INSERT INTO gallery_photo (id, image) VALUES (2, 'vis/p.jpg');
+			COMMIT`)
+		done <- err
+	}()
+	// The commit is flushed and streamed, but waits for the standby.
+	time.Sleep(2 * time.Second)
+	select {
+	case err := <-done:
+		t.Fatalf("the commit did not wait for the synchronous standby (err %v)", err)
+	default:
+	}
+	if !e.exists("vis/p.jpg") {
+		t.Fatalf("vis/p.jpg was deleted before its transaction was visible; row 2 references it")
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	e.settle()
+	e.expect([]string{"vis/p.jpg"}, nil)
+}

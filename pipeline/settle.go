@@ -34,6 +34,12 @@ func (p *Pipeline) settle(ctx context.Context, b *batch) error {
 		todo = append(todo, c.Path)
 	}
 
+	if len(todo) > 0 {
+		if err := p.waitVisible(ctx, b); err != nil {
+			return err
+		}
+	}
+
 	var deleted, absent, kept, wouldDelete int
 	backoff := p.cfg.RetryMin
 	warned := false
@@ -184,4 +190,42 @@ func (p *Pipeline) record(ctx context.Context, storage string, failures []cdccle
 		p.cfg.Metrics.Failed.WithLabelValues(storage, f.Reason).Inc()
 	}
 	return nil
+}
+
+// waitVisible waits until every transaction of b is visible to new
+// snapshots, so that the reference check sees the database as of (at
+// least) those commits.
+func (p *Pipeline) waitVisible(ctx context.Context, b *batch) error {
+	var xids []uint32
+	seen := map[uint32]bool{}
+	for _, c := range b.cands {
+		if !seen[c.Xid] {
+			seen[c.Xid] = true
+			xids = append(xids, c.Xid)
+		}
+	}
+	wait := time.Millisecond
+	since := time.Now()
+	warned := false
+	for {
+		ok, err := p.cfg.Refs.Visible(ctx, xids)
+		if err == nil && ok {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			p.log.Warn().Err(err).Str("storage", b.storage).Msg("visibility check failed; nothing deleted, retrying")
+			wait = max(wait, p.cfg.RetryMin)
+		} else if !warned && time.Since(since) > 10*time.Second {
+			p.log.Warn().Str("storage", b.storage).Uints32("xids", xids).
+				Msg("committed transactions are still not visible after 10s (a synchronous standby not answering?); waiting before checking references")
+			warned = true
+		}
+		if !sleep(ctx, wait) {
+			return ctx.Err()
+		}
+		wait = min(wait*2, p.cfg.RetryMax, time.Second)
+	}
 }

@@ -106,12 +106,26 @@ type fakeRefs struct {
 	referenced map[string]bool
 	fail       int
 	hook       func() // called at the start of every call, if set
+	// invisible is how many Visible calls answer false before true.
+	invisible int
 
-	mu    sync.Mutex
-	calls [][]string
+	mu          sync.Mutex
+	calls       [][]string
+	visibleSeen int
 }
 
 var _ cdccleaner.ReferenceChecker = (*fakeRefs)(nil)
+
+func (r *fakeRefs) Visible(ctx context.Context, xids []uint32) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.visibleSeen++
+	if r.visibleSeen <= r.invisible {
+		r.ev.add("not visible %v", xids)
+		return false, nil
+	}
+	return true, nil
+}
 
 func (r *fakeRefs) Referenced(ctx context.Context, storage string, paths []string) (map[string]bool, error) {
 	if r.hook != nil {
@@ -655,5 +669,20 @@ func TestSettleRetriesPathsAStorageDidNotAnswer(t *testing.T) {
 	}
 	if got := strings.Join(s.deleted, ","); got != "a,b,c" {
 		t.Fatalf("deleted %q, want each path once, in turn", got)
+	}
+}
+
+// TestSettleWaitsForVisibility: references are not checked before the
+// transactions are visible to new snapshots.
+func TestSettleWaitsForVisibility(t *testing.T) {
+	w := newWorld(t, worldOpts{})
+	w.refs.invisible = 3
+	if err := w.p.settle(context.Background(), mediaBatch(1, "a.jpg")); err != nil {
+		t.Fatal(err)
+	}
+	got := w.ev.list()
+	want := []string{"not visible [0]", "not visible [0]", "not visible [0]", `refs ["a.jpg"]`}
+	if len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
+		t.Fatalf("events %q, want to start with %q", got, want)
 	}
 }

@@ -104,6 +104,28 @@ func buildQuery(cols []Column) (query, error) {
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
+// visibleSQL asks whether every 32-bit xid in $1 is visible to a new
+// snapshot. The full 64-bit xid is rebuilt from the epoch of the snapshot's
+// xmax: an xid above xmax's low half belongs to the previous epoch.
+const visibleSQL = `WITH s AS (SELECT pg_current_snapshot() AS snap),
+e AS (SELECT snap, pg_snapshot_xmax(snap)::text::bigint AS xmax FROM s)
+SELECT coalesce(bool_and(pg_visible_in_snapshot(
+	(((e.xmax >> 32) - CASE WHEN x > (e.xmax & 4294967295) THEN 1 ELSE 0 END) << 32 | x)::text::xid8, e.snap)), true)
+FROM e, unnest($1::bigint[]) AS x`
+
+// Visible implements cdccleaner.ReferenceChecker.
+func (c *Checker) Visible(ctx context.Context, xids []uint32) (bool, error) {
+	args := make([]int64, len(xids))
+	for i, x := range xids {
+		args[i] = int64(x)
+	}
+	var ok bool
+	if err := c.pool.QueryRow(ctx, visibleSQL, args).Scan(&ok); err != nil {
+		return false, fmt.Errorf("check that %d transactions are visible: %w", len(xids), err)
+	}
+	return ok, nil
+}
+
 // Referenced implements cdccleaner.ReferenceChecker.
 func (c *Checker) Referenced(ctx context.Context, storage string, paths []string) (map[string]bool, error) {
 	q, ok := c.queries[storage]

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -55,6 +56,9 @@ func loadConfig(path string) (*config.Config, error) {
 	if err != nil {
 		return nil, configErr(err)
 	}
+	if err := notYetSupported(cfg); err != nil {
+		return nil, configErr(fmt.Errorf("load config %s: %w", path, err))
+	}
 	return cfg, nil
 }
 
@@ -80,4 +84,38 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// notYetSupported refuses settings of the configuration contract that this
+// version does not act on yet. Accepting them silently would be worse than
+// refusing: keep, trash and delete_delay are what users set to avoid losing
+// files.
+func notYetSupported(cfg *config.Config) error {
+	var errs []error
+	if cfg.DeleteDelay != 0 {
+		errs = append(errs, errors.New("delete_delay: not supported by this version yet; remove it (or set 0s)"))
+	}
+	names := make([]string, 0, len(cfg.Storages))
+	for name := range cfg.Storages {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		s := cfg.Storages[name]
+		if s.Type == config.StorageS3 {
+			errs = append(errs, fmt.Errorf("storages.%s.type: s3 is not supported by this version yet; use type local", name))
+		}
+		if len(s.Keep) > 0 {
+			errs = append(errs, fmt.Errorf("storages.%s.keep: not supported by this version yet; remove it", name))
+		}
+		if s.Trash {
+			errs = append(errs, fmt.Errorf("storages.%s.trash: not supported by this version yet; remove it (or set false)", name))
+		}
+	}
+	for i, w := range cfg.Watch {
+		if w.JSONPath != "" {
+			errs = append(errs, fmt.Errorf("watch[%d].json_path: JSON columns are not supported by this version yet", i))
+		}
+	}
+	return errors.Join(errs...)
 }
