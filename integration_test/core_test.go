@@ -225,3 +225,31 @@ func TestToastedValuesUnchanged(t *testing.T) {
 	e.settle()
 	e.expect([]string{"short.jpg"}, []string{long})
 }
+
+// TestPartitionedTable: watching a partitioned parent covers its
+// partitions, including one created after setup; setup gives every
+// partition REPLICA IDENTITY FULL, so the application's UPDATE and DELETE on
+// partitions without a primary key keep working.
+func TestPartitionedTable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{
+		schema: `CREATE TABLE upload (id int, day date NOT NULL, file text) PARTITION BY RANGE (day);
+			CREATE TABLE upload_2024 PARTITION OF upload FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');`,
+		watch: `watch:
+  - table: upload
+    columns: [file]
+    storage: media`,
+	})
+	e.put("p/2024.jpg", "p/2025.jpg", "p/2025-new.jpg")
+	e.start()
+	e.exec(`CREATE TABLE upload_2025 PARTITION OF upload FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`)
+	e.exec(`INSERT INTO upload VALUES (1, '2024-05-01', 'p/2024.jpg'), (2, '2025-05-01', 'p/2025.jpg')`)
+	e.exec(`UPDATE upload SET file = 'p/2025-new.jpg' WHERE id = 2`)
+	e.exec(`DELETE FROM upload WHERE id = 1`)
+	e.settle()
+	e.expect([]string{"p/2025-new.jpg"}, []string{"p/2024.jpg", "p/2025.jpg"})
+	out, code := e.cli("check")
+	if code != 0 {
+		t.Errorf("check after adding a partition: exit %d:\n%s", code, out)
+	}
+}

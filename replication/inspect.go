@@ -128,13 +128,17 @@ func Inspect(ctx context.Context, conn *pgx.Conn, cfg *config.Config) (*Report, 
 	if keepSize == "-1" {
 		r.add(Warning, "", "max_slot_wal_keep_size is unlimited: if the cleaner stops for long, its slot retains WAL until the server's disk is full; consider a limit (the slot is then invalidated instead, and `cdc-cleaner scan` recovers what it missed)")
 	}
+	var inRecovery bool
+	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err == nil && inRecovery {
+		r.add(Problem, "postgres.url", "the server is a standby (in recovery): connect to the primary, where the slot and the application's writes are")
+	}
 	if !isSuper && !canReplicate {
 		r.add(Problem, "postgres.url", "role %s has neither REPLICATION nor SUPERUSER: ALTER ROLE ... WITH REPLICATION", "current_user")
 	}
 
 	watched := map[string]bool{} // quoted schema.table
-	inspectEntries(ctx, conn, r, "watch", cfg.Watch, false, watched)
-	inspectEntries(ctx, conn, r, "protect", cfg.Protect, true, nil)
+	inspectEntries(ctx, conn, r, cfg, "watch", cfg.Watch, false, watched)
+	inspectEntries(ctx, conn, r, cfg, "protect", cfg.Protect, true, nil)
 
 	inspectPublication(ctx, conn, r, cfg, watched)
 	inspectSlot(ctx, conn, r, cfg)
@@ -154,7 +158,7 @@ func Inspect(ctx context.Context, conn *pgx.Conn, cfg *config.Config) (*Report, 
 	return r, nil
 }
 
-func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, kind string, entries []*config.Watch, protect bool, watched map[string]bool) {
+func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Config, kind string, entries []*config.Watch, protect bool, watched map[string]bool) {
 	for i, w := range entries {
 		field := fmt.Sprintf("%s[%d]", kind, i)
 		qualified := config.QuoteIdentifier(w.Schema) + "." + config.QuoteIdentifier(w.Name)
@@ -181,6 +185,9 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, kind string,
 		}
 		if watched != nil {
 			watched[qualified] = true
+		}
+		if !protect {
+			inspectDescendants(ctx, conn, r, cfg, field, oid, relkind, qualified)
 		}
 		identity := identityColumns(ctx, conn, oid, replident)
 		identityReported := false
@@ -212,6 +219,10 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, kind string,
 			c := Column{Storage: w.Storage, Schema: w.Schema, Table: w.Name, Column: col, Type: typ, JSONPath: w.JSONPath, Protect: protect, Indexed: indexed}
 			switch {
 			case typ == "json" || typ == "jsonb":
+				if !protect {
+					r.add(Problem, cfield, "column %q of %s is %s: JSON columns are not supported by this version yet", col, qualified, typ)
+					continue
+				}
 				c.Kind = KindJSON
 			case category == "A" && elemCategory == "S":
 				c.Kind = KindArray
@@ -343,4 +354,33 @@ func inspectSlot(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Con
 		msg += fmt.Sprintf(", retains %d bytes of WAL", *retained)
 	}
 	r.add(OK, "postgres.slot", "%s", msg)
+}
+
+// inspectDescendants checks what lies below a watched table: every partition
+// of a partitioned table must have REPLICA IDENTITY FULL (the publication
+// publishes their changes), and inheritance children are not watched.
+func inspectDescendants(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Config, field string, oid uint32, relkind, qualified string) {
+	switch relkind {
+	case "p":
+		var lacking *string
+		err := conn.QueryRow(ctx, `SELECT string_agg(t.relid::regclass::text, ', ')
+			FROM pg_partition_tree($1) t JOIN pg_class c ON c.oid = t.relid
+			WHERE c.relreplident <> 'f' AND c.relkind IN ('r', 'p')`, oid).Scan(&lacking)
+		if err != nil {
+			r.add(Problem, field+".table", "list partitions of %s: %v", qualified, err)
+			return
+		}
+		if lacking != nil {
+			r.add(Problem, field+".table", "partitions of %s lack REPLICA IDENTITY FULL (%s): their UPDATE and DELETE would not carry old file paths (or fail, without a primary key); run cdc-cleaner setup", qualified, *lacking)
+		}
+		var hasTrigger bool
+		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1 AND evtenabled <> 'D')", EventTriggerName(cfg.Postgres.Publication)).Scan(&hasTrigger); err == nil && !hasTrigger {
+			r.add(Warning, field+".table", "%s is partitioned and the event trigger %s is missing: partitions created later will lack REPLICA IDENTITY FULL; run cdc-cleaner setup as a superuser, or again after creating partitions", qualified, EventTriggerName(cfg.Postgres.Publication))
+		}
+	case "r":
+		var children *string
+		if err := conn.QueryRow(ctx, "SELECT string_agg(inhrelid::regclass::text, ', ') FROM pg_inherits WHERE inhparent = $1", oid).Scan(&children); err == nil && children != nil {
+			r.add(Warning, field+".table", "%s has inheritance children (%s): their rows count as references, but changes to them are not watched; add them to watch to clean their files", qualified, *children)
+		}
+	}
 }

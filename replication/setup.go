@@ -32,33 +32,77 @@ func SetupSQL(cfg *config.Config, serverVersion int) []Statement {
 	})
 	tables := WatchedTables(cfg)
 	for _, t := range tables {
+		// A partitioned table's partitions carry their own replica
+		// identity, and the publication publishes their changes: without
+		// FULL on each, UPDATE and DELETE on a partition lacking a primary
+		// key would fail in the application, and the others would not
+		// carry old file paths.
 		stmts = append(stmts, Statement{
-			Comment: fmt.Sprintf("UPDATE and DELETE of %s must carry the old file paths", t),
-			SQL: fmt.Sprintf(`DO $cdc$ BEGIN
-  IF (SELECT relreplident FROM pg_class WHERE oid = %s::regclass) <> 'f' THEN
-    ALTER TABLE %s REPLICA IDENTITY FULL;
-  END IF;
-END $cdc$`, quoteLiteral(t), t),
+			Comment: fmt.Sprintf("UPDATE and DELETE of %s (and of its partitions) must carry the old file paths", t),
+			SQL: doBlock(fmt.Sprintf(`DECLARE r regclass;
+BEGIN
+  FOR r IN SELECT c.oid FROM pg_class c
+           WHERE c.relreplident <> 'f' AND c.relkind IN ('r', 'p')
+             AND (c.oid = %[1]s::regclass OR c.oid IN (SELECT relid FROM pg_partition_tree(%[1]s::regclass)))
+  LOOP
+    EXECUTE format('ALTER TABLE %%s REPLICA IDENTITY FULL', r);
+  END LOOP;
+END`, quoteLiteral(t))),
 		})
 	}
-	pub := config.QuoteIdentifier(cfg.Postgres.Publication)
+	pubName := cfg.Postgres.Publication
+	pub := config.QuoteIdentifier(pubName)
 	with := "publish = 'update, delete, truncate'"
 	if serverVersion == 0 || serverVersion >= 130000 {
 		// Changes to partitions arrive as changes to the watched parent,
 		// including partitions created later.
 		with += ", publish_via_partition_root = true"
 	}
-	list := strings.Join(tables, ", ")
+	// ONLY: inheritance children (not partitions) stay out of the
+	// publication, so setup never makes their UPDATE and DELETE demand a
+	// replica identity. Partitions are published through their root.
+	only := make([]string, len(tables))
+	for i, t := range tables {
+		only[i] = "ONLY " + t
+	}
+	list := strings.Join(only, ", ")
 	stmts = append(stmts, Statement{
 		Comment: "the publication covers exactly the watched tables",
-		SQL: fmt.Sprintf(`DO $cdc$ BEGIN
+		SQL: doBlock(fmt.Sprintf(`BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = %s) THEN
     CREATE PUBLICATION %s FOR TABLE %s WITH (%s);
   ELSE
     ALTER PUBLICATION %s SET TABLE %s;
     ALTER PUBLICATION %s SET (%s);
   END IF;
-END $cdc$`, quoteLiteral(cfg.Postgres.Publication), pub, list, with, pub, list, pub, with),
+END`, quoteLiteral(pubName), pub, list, with, pub, list, pub, with)),
+	})
+	fn := "cdc_cleaner." + config.QuoteIdentifier("replica_identity_"+pubName)
+	trigger := config.QuoteIdentifier(EventTriggerName(pubName))
+	stmts = append(stmts, Statement{
+		Comment: "partitions created later get REPLICA IDENTITY FULL too: the function an event trigger calls",
+		SQL: fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s() RETURNS event_trigger LANGUAGE plpgsql AS %s`, fn, dollarQuote(fmt.Sprintf(`DECLARE r regclass;
+BEGIN
+  FOR r IN SELECT t.relid FROM pg_publication_tables pt
+           CROSS JOIN LATERAL pg_partition_tree(format('%%I.%%I', pt.schemaname, pt.tablename)::regclass) t
+           JOIN pg_class c ON c.oid = t.relid
+           WHERE pt.pubname = %s AND c.relreplident <> 'f' AND c.relkind IN ('r', 'p')
+  LOOP
+    EXECUTE format('ALTER TABLE %%s REPLICA IDENTITY FULL', r);
+  END LOOP;
+END`, quoteLiteral(pubName)))),
+	})
+	stmts = append(stmts, Statement{
+		Comment: "the event trigger (superuser only; otherwise run setup again after creating partitions)",
+		SQL: doBlock(fmt.Sprintf(`BEGIN
+  IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+    DROP EVENT TRIGGER IF EXISTS %s;
+    CREATE EVENT TRIGGER %s ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+      EXECUTE FUNCTION %s();
+  ELSE
+    RAISE WARNING 'cdc-cleaner: not a superuser, so partitions created later will not get REPLICA IDENTITY FULL automatically; run cdc-cleaner setup again after creating partitions';
+  END IF;
+END`, trigger, trigger, fn)),
 	})
 	stmts = append(stmts, Statement{
 		Comment: "the logical replication slot (pgoutput) the cleaner streams from",
@@ -67,6 +111,26 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)`,
 			quoteLiteral(cfg.Postgres.Slot), quoteLiteral(cfg.Postgres.Slot)),
 	})
 	return stmts
+}
+
+// EventTriggerName is the name of the event trigger setup installs for a
+// publication.
+func EventTriggerName(publication string) string {
+	return "cdc_cleaner_replica_identity_" + publication
+}
+
+// doBlock wraps a PL/pgSQL body in DO with a dollar quote that the body
+// cannot end early, whatever identifiers it holds.
+func doBlock(body string) string {
+	return "DO " + dollarQuote(body)
+}
+
+func dollarQuote(body string) string {
+	tag := "$cdc$"
+	for i := 0; strings.Contains(body, tag); i++ {
+		tag = fmt.Sprintf("$cdc%d$", i)
+	}
+	return tag + "\n" + body + "\n" + tag
 }
 
 // WatchedTables returns the distinct watched tables, quoted and
@@ -122,8 +186,9 @@ func Setup(ctx context.Context, conn *pgx.Conn, cfg *config.Config, progress fun
 
 // Dropped says what Teardown removed.
 type Dropped struct {
-	Slot        bool
-	Publication bool
+	Slot         bool
+	Publication  bool
+	EventTrigger bool
 }
 
 // Teardown drops the slot and the publication, so an uninstalled cleaner
@@ -144,6 +209,19 @@ func Teardown(ctx context.Context, conn *pgx.Conn, slot, publication string) (Dr
 			return d, fmt.Errorf("drop slot %q: %w", slot, err)
 		}
 		d.Slot = true
+	}
+	var hasTrigger bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1)", EventTriggerName(publication)).Scan(&hasTrigger); err != nil {
+		return d, fmt.Errorf("look up event trigger: %w", err)
+	}
+	if hasTrigger {
+		if _, err := conn.Exec(ctx, "DROP EVENT TRIGGER IF EXISTS "+config.QuoteIdentifier(EventTriggerName(publication))); err != nil {
+			return d, fmt.Errorf("drop event trigger %s (needs a superuser): %w", EventTriggerName(publication), err)
+		}
+		d.EventTrigger = true
+	}
+	if _, err := conn.Exec(ctx, "DROP FUNCTION IF EXISTS cdc_cleaner."+config.QuoteIdentifier("replica_identity_"+publication)+"()"); err != nil {
+		return d, fmt.Errorf("drop function cdc_cleaner.replica_identity_%s: %w", publication, err)
 	}
 	tag, err := conn.Exec(ctx, "SELECT 1 FROM pg_publication WHERE pubname = $1", publication)
 	if err != nil {

@@ -41,5 +41,6 @@ Exit codes: 0 done, 1 failure (for example the slot is in use by a running clean
 	}
 	report("replication slot", cfg.Postgres.Slot, d.Slot)
 	report("publication", cfg.Postgres.Publication, d.Publication)
+	report("event trigger", replication.EventTriggerName(cfg.Postgres.Publication), d.EventTrigger)
 	return nil
 }
