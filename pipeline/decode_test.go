@@ -465,3 +465,33 @@ func TestDecodeBatchSize(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeFlushesOldPartialBatchesOnCommit: while messages keep arriving
+// (the input never runs dry), a partial batch older than the age limit is
+// sent at the next commit instead of waiting for the backlog to drain.
+func TestDecodeFlushesOldPartialBatchesOnCommit(t *testing.T) {
+	msgs, _ := capturedStream(t)
+	p, dec := newDecodePipeline(t, 0)
+	p.maxBatchAge = 0 // every partial batch is old at the next commit
+	in := make(chan replication.Message, len(msgs))
+	for _, m := range msgs {
+		in <- m
+	}
+	close(in)
+	out := make(chan *batch)
+	done := make(chan error, 1)
+	go func() { done <- p.decode(t.Context(), dec, replication.NewTracker(0), in, out) }()
+	first := <-out
+	left := len(in)
+	for range out {
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if left == 0 {
+		t.Fatalf("the first batch (%d candidates) came out only after the whole input was read", len(first.cands))
+	}
+	if len(first.cands) != 1 || first.cands[0].Path != "a/one.jpg" {
+		t.Fatalf("first batch %v, want the single candidate of the first transaction that had one", first.cands)
+	}
+}

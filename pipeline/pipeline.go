@@ -48,10 +48,11 @@ type Config struct {
 
 // Pipeline streams from the slot and settles candidates until stopped.
 type Pipeline struct {
-	cfg       Config
-	log       zerolog.Logger
-	streaming atomic.Bool
-	stats     stats
+	cfg         Config
+	maxBatchAge time.Duration
+	log         zerolog.Logger
+	streaming   atomic.Bool
+	stats       stats
 }
 
 // New checks cfg and fills its defaults.
@@ -89,7 +90,7 @@ func New(cfg Config) (*Pipeline, error) {
 		return nil, err
 	}
 	cfg.Stream.Confirm = !cfg.DryRun
-	p := &Pipeline{cfg: cfg, log: cfg.Logger.With().Str("component", "pipeline").Logger()}
+	p := &Pipeline{cfg: cfg, maxBatchAge: defaultMaxBatchAge, log: cfg.Logger.With().Str("component", "pipeline").Logger()}
 	p.stats.last = time.Now()
 	return p, nil
 }
@@ -110,7 +111,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if errors.Is(err, replication.ErrSlotMissing) {
+		if replication.IsFatal(err) {
 			return err
 		}
 		if pid, ok := replication.IsSlotInUse(err); ok {
@@ -209,7 +210,14 @@ func (p *Pipeline) session(ctx context.Context) error {
 type batch struct {
 	storage string
 	cands   []cdccleaner.Candidate
+	started time.Time // when the first candidate was added
 }
+
+// defaultMaxBatchAge is how long a partial batch may wait for more
+// candidates while other messages keep arriving. Without a limit, a rarely
+// used storage's partial batch would hold the confirmed LSN through a whole
+// backlog.
+const defaultMaxBatchAge = 200 * time.Millisecond
 
 // decode turns messages into batches, registering every transaction and
 // candidate with the tracker before a worker can see it. It flushes partial
@@ -275,6 +283,14 @@ func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replica
 			tr.Begin(dec.Txn())
 		case decoder.KindCommit:
 			tr.Commit(dec.Txn(), ev.EndLSN)
+			for st, b := range pending {
+				if time.Since(b.started) >= p.maxBatchAge {
+					delete(pending, st)
+					if err := send(b); err != nil {
+						return nil
+					}
+				}
+			}
 		case decoder.KindChange:
 			p.cfg.Metrics.Changes.WithLabelValues(ev.Table, ev.Op).Inc()
 			for _, c := range ev.Candidates {
@@ -282,7 +298,7 @@ func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replica
 				p.cfg.Metrics.Candidates.WithLabelValues(c.Storage).Inc()
 				b := pending[c.Storage]
 				if b == nil {
-					b = &batch{storage: c.Storage, cands: make([]cdccleaner.Candidate, 0, p.cfg.BatchSize)}
+					b = &batch{storage: c.Storage, cands: make([]cdccleaner.Candidate, 0, p.cfg.BatchSize), started: time.Now()}
 					pending[c.Storage] = b
 				}
 				b.cands = append(b.cands, c)

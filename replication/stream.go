@@ -55,7 +55,17 @@ func (e *SlotInUseError) Error() string {
 var (
 	// ErrSlotMissing means the replication slot does not exist; run setup.
 	ErrSlotMissing = errors.New("replication slot does not exist; run cdc-cleaner setup")
+	// ErrSlotInvalidated means the server dropped the WAL the slot needed
+	// (max_slot_wal_keep_size): changes were lost to the cleaner. Recreate
+	// the slot (teardown, setup) and run scan for what was missed.
+	ErrSlotInvalidated = errors.New("replication slot was invalidated by the server (max_slot_wal_keep_size exceeded); run cdc-cleaner teardown and setup, then cdc-cleaner scan to find files orphaned meanwhile")
 )
+
+// IsFatal reports whether err means streaming cannot succeed by retrying:
+// the slot is gone or unusable.
+func IsFatal(err error) bool {
+	return errors.Is(err, ErrSlotMissing) || errors.Is(err, ErrSlotInvalidated)
+}
 
 // IsSlotInUse reports whether err says the slot is held by another process,
 // and by which PID.
@@ -139,7 +149,7 @@ func (s *Stream) start0(ctx context.Context) error {
 		"proto_version '1'",
 		"publication_names " + quoteLiteral(s.cfg.Publication),
 	}
-	if v, _ := strconv.Atoi(s.conn.ParameterStatus("server_version_num")); v >= 140000 {
+	if serverMajor(s.conn.ParameterStatus("server_version")) >= 14 {
 		// Logical decoding messages (pg_logical_emit_message); 14+ only.
 		args = append(args, "messages 'true'")
 	}
@@ -153,6 +163,18 @@ func (s *Stream) start0(ctx context.Context) error {
 	s.received = s.start
 	s.lastFlush = s.start
 	return nil
+}
+
+// serverMajor reads the major version from the server_version parameter
+// ("15.18 (Debian 15.18-0+deb12u1)", "14.2", "17beta1"); 0 if unknown.
+// server_version_num is not reported at connection start.
+func serverMajor(v string) int {
+	end := 0
+	for end < len(v) && v[end] >= '0' && v[end] <= '9' {
+		end++
+	}
+	n, _ := strconv.Atoi(v[:end])
+	return n
 }
 
 var activePIDRe = regexp.MustCompile(`active for PID (\d+)`)
@@ -169,6 +191,10 @@ func classifyStartError(slot string, err error) error {
 			return &SlotInUseError{Slot: slot, PID: pid}
 		case "42704": // undefined_object
 			return fmt.Errorf("slot %q: %w", slot, ErrSlotMissing)
+		case "55000": // object_not_in_prerequisite_state
+			if strings.Contains(pgErr.Message, "invalidated") || strings.Contains(pgErr.Message, "can no longer get changes") {
+				return fmt.Errorf("slot %q: %w: %s", slot, ErrSlotInvalidated, pgErr.Message)
+			}
 		}
 	}
 	return fmt.Errorf("start replication from slot %q: %w", slot, err)
@@ -283,14 +309,15 @@ func (s *Stream) deliver(ctx context.Context, out chan<- Message, m Message, con
 // write = last received, flush = apply = confirmed. pglogrepl's helper would
 // copy write into a zero flush, confirming unsettled work; this never does.
 func (s *Stream) sendStatus(confirmed cdccleaner.LSN, reply bool) error {
-	flush := s.start
-	if s.cfg.Confirm && confirmed > flush {
+	// Until something past the slot's starting position is settled, report
+	// no flush position at all (0, which the server ignores): repeating the
+	// start could move the slot backwards if another process advanced it
+	// between our lookup and START_REPLICATION. A dry run never reports one.
+	var flush cdccleaner.LSN
+	if s.cfg.Confirm && confirmed > s.start {
 		flush = confirmed
 	}
-	write := s.received
-	if flush > write {
-		write = flush
-	}
+	write := max(s.received, flush)
 	buf := encodeStatus(write, flush, flush, time.Now(), reply)
 	if err := s.conn.Frontend().SendUnbufferedEncodedCopyData(buf); err != nil {
 		return fmt.Errorf("send standby status to slot %q: %w", s.cfg.Slot, err)
@@ -301,9 +328,6 @@ func (s *Stream) sendStatus(confirmed cdccleaner.LSN, reply bool) error {
 	}
 	return nil
 }
-
-// LastConfirmed returns the flush position of the last status update sent.
-func (s *Stream) LastConfirmed() cdccleaner.LSN { return s.lastFlush }
 
 // encodeStatus builds a CopyData message holding a Standby Status Update
 // ('r'), as described in PostgreSQL's streaming replication protocol.
