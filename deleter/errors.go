@@ -2,6 +2,7 @@ package deleter
 
 import (
 	"errors"
+	"io/fs"
 )
 
 // Sentinel errors wrapped in the errors Delete and ValidatePath return; test
@@ -45,6 +46,10 @@ const (
 	ReasonNameTooLong = "name_too_long"
 	// ReasonSymlinkLoop: resolving a parent component met too many symlinks.
 	ReasonSymlinkLoop = "symlink_loop"
+	// ReasonPermissionDenied: the storage refused the deletion for
+	// permission (EACCES, EPERM on a file, S3 AccessDenied) for longer than
+	// the pipeline's patience; recorded by the pipeline, not the storage.
+	ReasonPermissionDenied = "permission_denied"
 	// ReasonTransient is what Reason returns for an error that is not
 	// permanent: retrying may help (permission, read-only file system, I/O
 	// error, canceled context, anything unknown).
@@ -60,6 +65,7 @@ func Reasons() []string {
 		ReasonIsDirectory,
 		ReasonNameTooLong,
 		ReasonSymlinkLoop,
+		ReasonPermissionDenied,
 		ReasonTransient,
 	}
 }
@@ -103,4 +109,13 @@ func Reason(err error) string {
 		return pe.Reason
 	}
 	return ReasonTransient
+}
+
+// IsPermission reports whether err is a transient failure for lack of
+// permission (EACCES or EPERM). Such a failure may go away (a directory
+// made read-only for a while) or not (a file owned by another user), so the
+// pipeline retries it for a while and then records it as failed, instead of
+// holding the slot forever for one file.
+func IsPermission(err error) bool {
+	return err != nil && !IsPermanent(err) && errors.Is(err, fs.ErrPermission)
 }

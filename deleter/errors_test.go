@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"syscall"
 	"testing"
 
 	"github.com/cdc-cleaner/cdc-cleaner/deleter"
@@ -61,5 +63,23 @@ func TestReasonsAreLabels(t *testing.T) {
 	}
 	if !seen[deleter.ReasonTransient] || !seen[deleter.ReasonRejectedPath] {
 		t.Errorf("Reasons() = %v lacks transient or rejected_path", deleter.Reasons())
+	}
+}
+
+func TestIsPermission(t *testing.T) {
+	for name, tt := range map[string]struct {
+		err  error
+		want bool
+	}{
+		"EACCES":          {&fs.PathError{Op: "unlinkat", Path: "a", Err: syscall.EACCES}, true},
+		"EPERM":           {fmt.Errorf("delete: %w", syscall.EPERM), true},
+		"EROFS":           {syscall.EROFS, false},
+		"EIO":             {syscall.EIO, false},
+		"permanent EPERM": {deleter.Permanent(deleter.ReasonIsDirectory, syscall.EPERM), false},
+		"nil":             {nil, false},
+	} {
+		if got := deleter.IsPermission(tt.err); got != tt.want {
+			t.Errorf("%s: IsPermission = %v, want %v", name, got, tt.want)
+		}
 	}
 }

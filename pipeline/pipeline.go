@@ -44,6 +44,12 @@ type Config struct {
 	// SlotBusyRetry is how often a standby asks for a slot that another
 	// process holds (default 2s).
 	SlotBusyRetry time.Duration
+	// PermissionPatience is how long a path is retried while the storage
+	// refuses it for lack of permission before it is recorded as failed
+	// (default 10m): long enough to outlast a directory made read-only for
+	// a while, short enough that one file owned by someone else cannot hold
+	// the slot forever.
+	PermissionPatience time.Duration
 }
 
 // Pipeline streams from the slot and settles candidates until stopped.
@@ -74,6 +80,9 @@ func New(cfg Config) (*Pipeline, error) {
 	}
 	if cfg.SlotBusyRetry <= 0 {
 		cfg.SlotBusyRetry = 2 * time.Second
+	}
+	if cfg.PermissionPatience <= 0 {
+		cfg.PermissionPatience = 10 * time.Minute
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New()

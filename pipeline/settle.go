@@ -42,6 +42,7 @@ func (p *Pipeline) settle(ctx context.Context, b *batch) error {
 
 	var deleted, absent, kept, wouldDelete int
 	backoff := p.cfg.RetryMin
+	deniedSince := map[string]time.Time{} // first permission failure of a path
 	warned := false
 	for len(todo) > 0 {
 		refs, err := p.cfg.Refs.Referenced(ctx, b.storage, todo)
@@ -115,6 +116,17 @@ func (p *Pipeline) settle(ctx context.Context, b *batch) error {
 				if deleter.IsPermanent(r.Err) {
 					failures = append(failures, p.failure(c, r.Err))
 					continue
+				}
+				if deleter.IsPermission(r.Err) {
+					since, ok := deniedSince[r.Path]
+					if !ok {
+						deniedSince[r.Path] = time.Now()
+					} else if time.Since(since) >= p.cfg.PermissionPatience {
+						err := deleter.Permanent(deleter.ReasonPermissionDenied,
+							fmt.Errorf("permission denied for %s: %w", time.Since(since).Round(time.Second), r.Err))
+						failures = append(failures, p.failure(c, err))
+						continue
+					}
 				}
 				if firstErr == nil {
 					firstErr = r.Err

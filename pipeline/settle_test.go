@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,6 +46,7 @@ type script struct {
 	transient int   // fail transiently this many times first; -1: forever
 	permanent error // fail with this error every time
 	hang      bool  // block until ctx ends
+	denied    int   // fail with EACCES this many times first; -1: forever
 }
 
 // fakeStorage is a cdccleaner.Storage scripted per path.
@@ -80,6 +83,8 @@ func (s *fakeStorage) Delete(ctx context.Context, paths []string) []cdccleaner.R
 			return out
 		}
 		switch {
+		case sc.denied < 0 || n <= sc.denied:
+			out = append(out, cdccleaner.Result{Path: p, Outcome: cdccleaner.Failed, Err: &fs.PathError{Op: "unlinkat", Path: p, Err: syscall.EACCES}})
 		case sc.permanent != nil:
 			out = append(out, cdccleaner.Result{Path: p, Outcome: cdccleaner.Failed, Err: sc.permanent})
 		case sc.transient < 0 || n <= sc.transient:
@@ -685,4 +690,38 @@ func TestSettleWaitsForVisibility(t *testing.T) {
 	if len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
 		t.Fatalf("events %q, want to start with %q", got, want)
 	}
+}
+
+// TestSettlePermissionPatience: a path refused for lack of permission is
+// retried (a directory made read-only for a while), and once that lasts
+// longer than PermissionPatience it is recorded as permission_denied
+// instead of holding the slot forever.
+func TestSettlePermissionPatience(t *testing.T) {
+	t.Run("denied for a while, then deleted", func(t *testing.T) {
+		w := newWorld(t, worldOpts{script: map[string]script{"ro.jpg": {denied: 3}}})
+		w.p.cfg.PermissionPatience = time.Hour
+		if err := w.p.settle(context.Background(), mediaBatch(1, "ro.jpg")); err != nil {
+			t.Fatal(err)
+		}
+		if c := readCounters(w.p); c.deleted != 1 {
+			t.Fatalf("counters %+v, want 1 deleted", c)
+		}
+		if _, recorded := w.rec.snapshot(); len(recorded) != 0 {
+			t.Fatalf("recorded %v", recorded)
+		}
+	})
+	t.Run("denied for longer than the patience", func(t *testing.T) {
+		w := newWorld(t, worldOpts{script: map[string]script{"owned.jpg": {denied: -1}, "fine.jpg": {}}})
+		w.p.cfg.PermissionPatience = 20 * time.Millisecond
+		if err := w.p.settle(context.Background(), mediaBatch(1, "owned.jpg", "fine.jpg")); err != nil {
+			t.Fatal(err)
+		}
+		_, recorded := w.rec.snapshot()
+		if len(recorded) != 1 || recorded[0].Path != "owned.jpg" || recorded[0].Reason != deleter.ReasonPermissionDenied {
+			t.Fatalf("recorded %+v, want owned.jpg as permission_denied", recorded)
+		}
+		if c := readCounters(w.p); c.deleted != 1 {
+			t.Fatalf("counters %+v, want fine.jpg deleted", c)
+		}
+	})
 }
