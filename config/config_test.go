@@ -541,7 +541,7 @@ func TestValidate(t *testing.T) {
 			[]string{"storages.bucket.bucket: required for type s3"}},
 		{"s3 endpoint", func(c *Config) { c.Storages["bucket"].Endpoint = "127.0.0.1:9000" },
 			[]string{`storages.bucket.endpoint: "127.0.0.1:9000" is not an http:// or https:// URL`}},
-		{"storage name", func(c *Config) { c.Storages["my media"] = c.Storages["media"] },
+		{"storage name", func(c *Config) { c.Storages["my media"] = &Storage{Type: StorageLocal, Root: "/srv/elsewhere"} },
 			[]string{`storages["my media"]: a storage name may only hold letters, digits, _ and -`}},
 		{"nil storage", func(c *Config) { c.Storages["other"] = nil }, []string{"storages.other: no settings"}},
 		{"keep glob", func(c *Config) { c.Storages["bucket"].Keep = []string{"defaults/*", "a[", ""} }, []string{
