@@ -19,6 +19,10 @@ type Table struct {
 	Columns  []string
 	Storage  string
 	JSONPath string // for json/jsonb columns: where the paths are; empty means the whole value is one string
+	// Kinds says how each column holds paths, as the catalog describes it
+	// (a domain or an extension's array type has an OID the decoder cannot
+	// recognise). A column missing here is inferred from its type OID.
+	Kinds map[string]ValueKind
 }
 
 // Kind is what a decoded message was.
@@ -83,7 +87,7 @@ type column struct {
 	index   int
 	name    string
 	storage string
-	kind    valueKind
+	kind    ValueKind
 	json    cdccleaner.JSONPath
 	source  string // "schema.table.column"
 }
@@ -240,11 +244,15 @@ func (d *Decoder) relation(m *pglogrepl.RelationMessage) Event {
 			if m.ReplicaIdentity != 'f' && c.Flags&1 == 0 {
 				ev.Warnings = append(ev.Warnings, fmt.Sprintf("table %s has replica identity %q and watched column %q is not part of it: updates and deletes will not carry its old value; run cdc-cleaner setup to set REPLICA IDENTITY FULL", r.name, m.ReplicaIdentity, name))
 			}
+			kind := t.Kinds[name]
+			if kind == KindAuto {
+				kind = kindOf(c.DataType, t.JSONPath != "")
+			}
 			r.watched = append(r.watched, column{
 				index:   idx,
 				name:    name,
 				storage: t.Storage,
-				kind:    kindOf(c.DataType, t.JSONPath != ""),
+				kind:    kind,
 				json:    jp,
 				source:  r.name + "." + name,
 			})

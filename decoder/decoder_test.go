@@ -320,3 +320,31 @@ func TestCapturedStream(t *testing.T) {
 		t.Fatalf("truncated = %q", truncated)
 	}
 }
+
+// TestKindsFromCatalog: an array type the decoder cannot recognise by OID
+// (citext[], a domain's array) is read as an array when the catalog says so.
+func TestKindsFromCatalog(t *testing.T) {
+	const citextArrayOID = 90001
+	rel := &pglogrepl.RelationMessage{RelationID: 1, Namespace: "public", RelationName: "doc", ReplicaIdentity: 'f',
+		Columns: []*pglogrepl.RelationMessageColumn{{Flags: 1, Name: "files", DataType: citextArrayOID}}}
+	del := &pglogrepl.DeleteMessage{RelationID: 1, OldTupleType: 'O', OldTuple: tuple(s(`{a.pdf,"b c.pdf"}`))}
+	for name, tt := range map[string]struct {
+		kinds map[string]ValueKind
+		want  []string
+	}{
+		"inferred from the OID":   {nil, []string{`media:{a.pdf,"b c.pdf"}`}},
+		"array, from the catalog": {map[string]ValueKind{"files": KindArray}, []string{"media:a.pdf", "media:b c.pdf"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			d, err := New([]Table{{Schema: "public", Name: "doc", Columns: []string{"files"}, Storage: "media", Kinds: tt.kinds}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustHandle(t, d, rel)
+			mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 1, Xid: 1})
+			if got := paths(mustHandle(t, d, del)); !slices.Equal(got, tt.want) {
+				t.Fatalf("candidates %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

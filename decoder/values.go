@@ -7,13 +7,19 @@ import (
 	"github.com/jackc/pglogrepl"
 )
 
-// valueKind is how a column's text form holds paths.
-type valueKind int
+// ValueKind is how a column's text form holds paths.
+type ValueKind int
 
 const (
-	kindText  valueKind = iota // the whole value is one path
-	kindArray                  // a PostgreSQL array literal; each element is a path
-	kindJSON                   // json or jsonb; string leaves at the JSON path are paths
+	// KindAuto infers the kind from the column's type OID in the Relation
+	// message (built-in types only).
+	KindAuto ValueKind = iota
+	// KindText: the whole value is one path.
+	KindText
+	// KindArray: a PostgreSQL array literal; each element is a path.
+	KindArray
+	// KindJSON: json or jsonb; string leaves at the JSON path are paths.
+	KindJSON
 )
 
 // Type OIDs from pg_type.dat. A domain over text arrives with its own OID and
@@ -27,19 +33,19 @@ const (
 	oidNameArray    = 1003
 )
 
-func kindOf(typeOID uint32, hasJSONPath bool) valueKind {
+func kindOf(typeOID uint32, hasJSONPath bool) ValueKind {
 	switch typeOID {
 	case oidJSON, oidJSONB:
-		return kindJSON
+		return KindJSON
 	case oidTextArray, oidVarcharArray, oidBpcharArray, oidNameArray:
-		return kindArray
+		return KindArray
 	}
 	if hasJSONPath {
 		// A json_path on a column that is not json: read it as JSON anyway,
 		// which fails loudly (as a warning) instead of guessing.
-		return kindJSON
+		return KindJSON
 	}
-	return kindText
+	return KindText
 }
 
 // refs returns the paths a column value references. NULL and the empty
@@ -57,9 +63,9 @@ func (c column) refs(v *pglogrepl.TupleDataColumn) ([]string, error) {
 		return nil, nil
 	}
 	switch c.kind {
-	case kindArray:
+	case KindArray:
 		return parseArray(string(v.Data))
-	case kindJSON:
+	case KindJSON:
 		return c.json.Strings(v.Data)
 	default:
 		return []string{string(v.Data)}, nil

@@ -233,9 +233,10 @@ func TestMainSetupPrint(t *testing.T) {
 		t.Fatalf("exit %d, want 0 without a database\n%s", r.code, r)
 	}
 	for _, want := range []string{
-		`CREATE PUBLICATION "cdc_cleaner" FOR TABLE "Media Schema"."PhotoTable"`,
+		`CREATE PUBLICATION "cdc_cleaner" FOR TABLE ONLY "Media Schema"."PhotoTable"`,
 		"publish = 'update, delete, truncate'",
-		`ALTER TABLE "Media Schema"."PhotoTable" REPLICA IDENTITY FULL`,
+		`pg_partition_tree('"Media Schema"."PhotoTable"'::regclass)`,
+		"REPLICA IDENTITY FULL",
 		"pg_create_logical_replication_slot('cdc_cleaner', 'pgoutput')",
 		"CREATE SCHEMA IF NOT EXISTS cdc_cleaner",
 		"cdc_cleaner.failed_deletions",

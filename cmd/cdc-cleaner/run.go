@@ -99,7 +99,7 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 			StatusInterval: cfg.Postgres.StatusInterval,
 			Logger:         log.With().Str("component", "replication").Logger(),
 		},
-		Tables:   decoderTables(cfg),
+		Tables:   decoderTables(cfg, report.Columns),
 		Storages: storages,
 		Refs:     refs,
 		Failures: ledger.New(pool),

@@ -26,11 +26,33 @@ func connect(ctx context.Context, cfg *config.Config) (*pgx.Conn, error) {
 	return conn, nil
 }
 
-// decoderTables maps the watch list to what the decoder needs.
-func decoderTables(cfg *config.Config) []decoder.Table {
+// decoderTables maps the watch list to what the decoder needs, with each
+// column's kind as the catalog describes it (Inspect), so that the decoder
+// reads a value exactly as the reference check searches it.
+func decoderTables(cfg *config.Config, cols []replication.Column) []decoder.Table {
+	kinds := map[[3]string]decoder.ValueKind{}
+	for _, c := range cols {
+		if c.Protect {
+			continue
+		}
+		k := decoder.KindText
+		switch c.Kind {
+		case replication.KindArray:
+			k = decoder.KindArray
+		case replication.KindJSON:
+			k = decoder.KindJSON
+		}
+		kinds[[3]string{c.Schema, c.Table, c.Column}] = k
+	}
 	var out []decoder.Table
 	for _, w := range cfg.Watch {
-		out = append(out, decoder.Table{Schema: w.Schema, Name: w.Name, Columns: w.ColNames, Storage: w.Storage, JSONPath: w.JSONPath})
+		t := decoder.Table{Schema: w.Schema, Name: w.Name, Columns: w.ColNames, Storage: w.Storage, JSONPath: w.JSONPath, Kinds: map[string]decoder.ValueKind{}}
+		for _, c := range w.ColNames {
+			if k, ok := kinds[[3]string{w.Schema, w.Name, c}]; ok {
+				t.Kinds[c] = k
+			}
+		}
+		out = append(out, t)
 	}
 	return out
 }
