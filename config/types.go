@@ -42,6 +42,9 @@ type Storage struct {
 	Region    string `yaml:"region"`
 	Endpoint  string `yaml:"endpoint"`
 	PathStyle bool   `yaml:"path_style"`
+	// Concurrency is how many DeleteObjects requests may be in flight at
+	// once (s3 only; default 4).
+	Concurrency int `yaml:"concurrency"`
 
 	// any type
 	Keep           []string      `yaml:"keep"`

@@ -151,6 +151,9 @@ func (c *Config) validateStorages(p *problems) {
 				p.add(f+".root", "%q is not an absolute path; give the full path, e.g. /srv/app/media", s.Root)
 			}
 		case StorageS3:
+			if s.Concurrency < 0 || s.Concurrency > 64 {
+				p.add(f+".concurrency", "%d is out of range; give 1 to 64 requests in flight (0 means the default, 4)", s.Concurrency)
+			}
 			if s.Bucket == "" {
 				p.add(f+".bucket", "required for type s3; give the bucket name")
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sort"
 
 	"github.com/cdc-cleaner/cdc-cleaner/config"
 	"github.com/cdc-cleaner/cdc-cleaner/replication"
@@ -40,20 +41,46 @@ Exit codes: 0 ok (warnings allowed), 1 problems found, 2 bad configuration.`, st
 		label := map[replication.Severity]string{replication.OK: "ok", replication.Warning: "warning", replication.Problem: "FAIL"}[f.Severity]
 		fmt.Fprintf(stdout, "  %-8s %s\n", label, f)
 	}
-	for name, s := range cfg.Storages {
+	names := make([]string, 0, len(cfg.Storages))
+	for name := range cfg.Storages {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		s := cfg.Storages[name]
 		fmt.Fprintf(stdout, "storage %s (%s)\n", name, s.Type)
-		if _, closeFn, err := openStorages(&config.Config{Storages: map[string]*config.Storage{name: s}}); err != nil {
+		err := checkStorage(ctx, name, s)
+		if err != nil {
 			fmt.Fprintf(stdout, "  FAIL     %v\n", err)
 			report.Findings = append(report.Findings, replication.Finding{Severity: replication.Problem, Message: err.Error()})
-		} else {
-			closeFn()
-			fmt.Fprintf(stdout, "  ok       reachable\n")
+			continue
+		}
+		switch s.Type {
+		case config.StorageS3:
+			fmt.Fprintf(stdout, "  ok       bucket %q reachable; the credentials may delete under prefix %q\n", s.Bucket, s.Prefix)
+		default:
+			fmt.Fprintf(stdout, "  ok       %s is a directory\n", s.Root)
 		}
 	}
 	problems, warnings := len(report.Problems()), len(report.Warnings())
 	fmt.Fprintf(stdout, "%d problems, %d warnings\n", problems, warnings)
 	if problems > 0 {
 		return failure(fmt.Errorf("%d problems found", problems))
+	}
+	return nil
+}
+
+// checkStorage opens one storage and, where it can, checks it for real.
+func checkStorage(ctx context.Context, name string, s *config.Storage) error {
+	storages, closeFn, err := openStorages(ctx, &config.Config{Storages: map[string]*config.Storage{name: s}})
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	if c, ok := storages[name].(checker); ok {
+		if err := c.Check(ctx); err != nil {
+			return fmt.Errorf("storages.%s: %w", name, err)
+		}
 	}
 	return nil
 }

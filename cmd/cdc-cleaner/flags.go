@@ -102,9 +102,6 @@ func notYetSupported(cfg *config.Config) error {
 	sort.Strings(names)
 	for _, name := range names {
 		s := cfg.Storages[name]
-		if s.Type == config.StorageS3 {
-			errs = append(errs, fmt.Errorf("storages.%s.type: s3 is not supported by this version yet; use type local", name))
-		}
 		if len(s.Keep) > 0 {
 			errs = append(errs, fmt.Errorf("storages.%s.keep: not supported by this version yet; remove it", name))
 		}

@@ -66,7 +66,7 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 		return configErr(errors.New(msg))
 	}
 
-	storages, closeStorages, err := openStorages(cfg)
+	storages, closeStorages, err := openStorages(ctx, cfg)
 	if err != nil {
 		return configErr(err)
 	}

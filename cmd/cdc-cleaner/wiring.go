@@ -74,12 +74,12 @@ func refColumns(cols []replication.Column) []refcheck.Column {
 }
 
 // openStorages opens every configured storage. The caller closes them.
-func openStorages(cfg *config.Config) (map[string]cdccleaner.Storage, func(), error) {
+func openStorages(ctx context.Context, cfg *config.Config) (map[string]cdccleaner.Storage, func(), error) {
 	out := map[string]cdccleaner.Storage{}
-	var locals []*deleter.Local
+	var closers []func() error
 	closeAll := func() {
-		for _, l := range locals {
-			l.Close()
+		for _, c := range closers {
+			c()
 		}
 	}
 	for name, s := range cfg.Storages {
@@ -90,12 +90,31 @@ func openStorages(cfg *config.Config) (map[string]cdccleaner.Storage, func(), er
 				closeAll()
 				return nil, nil, fmt.Errorf("storages.%s.root: %w", name, err)
 			}
-			locals = append(locals, l)
+			closers = append(closers, l.Close)
 			out[name] = l
+		case config.StorageS3:
+			st, err := deleter.NewS3(ctx, deleter.S3Options{
+				Bucket:      s.Bucket,
+				Prefix:      s.Prefix,
+				Region:      s.Region,
+				Endpoint:    s.Endpoint,
+				PathStyle:   s.PathStyle,
+				Concurrency: s.Concurrency,
+			})
+			if err != nil {
+				closeAll()
+				return nil, nil, fmt.Errorf("storages.%s: %w", name, err)
+			}
+			out[name] = st
 		default:
 			closeAll()
 			return nil, nil, fmt.Errorf("storages.%s.type: %q storage is not supported by this version", name, s.Type)
 		}
 	}
 	return out, closeAll, nil
+}
+
+// checker is a storage that can verify it is reachable and writable.
+type checker interface {
+	Check(ctx context.Context) error
 }

@@ -1,0 +1,334 @@
+package deleter
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"golang.org/x/sync/errgroup"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+)
+
+// MaxKeysPerRequest is the most keys one DeleteObjects request may carry.
+const MaxKeysPerRequest = 1000
+
+// S3Options configures an S3 storage.
+type S3Options struct {
+	Bucket    string
+	Prefix    string // object key = Prefix + path
+	Region    string // empty: from the standard AWS chain (AWS_REGION, shared config)
+	Endpoint  string // S3-compatible servers: http(s)://host:port
+	PathStyle bool
+	// Concurrency is how many DeleteObjects requests may be in flight at
+	// once (default 4).
+	Concurrency int
+	// RequestTimeout bounds one request, so a hanging endpoint becomes a
+	// transient error the caller retries (default 60s).
+	RequestTimeout time.Duration
+	// MaxAttempts is how often the SDK tries one request before the error
+	// reaches the caller, who retries again with its own backoff (default 5).
+	MaxAttempts int
+	// HTTPClient replaces the SDK's HTTP client (tests).
+	HTTPClient *http.Client
+}
+
+// S3 deletes objects under a prefix of one bucket with batched
+// DeleteObjects requests.
+type S3 struct {
+	client *s3.Client
+	opts   S3Options
+}
+
+var _ cdccleaner.Storage = (*S3)(nil)
+
+// NewS3 builds the client from the standard AWS credential chain
+// (environment, shared config and credentials files, web identity, ECS
+// task role, EC2 instance role) and the options. It does not contact the
+// server; Check does.
+func NewS3(ctx context.Context, opts S3Options) (*S3, error) {
+	if opts.Bucket == "" {
+		return nil, errors.New("s3 storage needs a bucket")
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 4
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = 60 * time.Second
+	}
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = 5
+	}
+	loadOpts := []func(*awsconfig.LoadOptions) error{
+		awsconfig.WithRetryer(func() aws.Retryer {
+			// The default retryer draws from a token bucket that runs dry
+			// during a long outage and then fails every request at once;
+			// the pipeline retries without limit anyway, so no quota.
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = opts.MaxAttempts
+				o.MaxBackoff = 20 * time.Second
+				o.RateLimiter = ratelimit.None
+			})
+		}),
+	}
+	if opts.Region != "" {
+		loadOpts = append(loadOpts, awsconfig.WithRegion(opts.Region))
+	}
+	if opts.HTTPClient != nil {
+		loadOpts = append(loadOpts, awsconfig.WithHTTPClient(opts.HTTPClient))
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, loadOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		// S3-compatible servers rarely care; AWS needs the bucket's region.
+		cfg.Region = "us-east-1"
+	}
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		if opts.Endpoint != "" {
+			o.BaseEndpoint = aws.String(opts.Endpoint)
+		}
+		o.UsePathStyle = opts.PathStyle
+		// Since early 2025 the SDK adds CRC32 checksums to every request
+		// and validates them on responses; many S3-compatible servers
+		// reject or mangle those. Only where the API requires one.
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	})
+	return &S3{client: client, opts: opts}, nil
+}
+
+// Client returns the underlying client, for tests and tools that share the
+// configuration.
+func (s *S3) Client() *s3.Client { return s.client }
+
+// Key returns the object key of path.
+func (s *S3) Key(path string) string { return s.opts.Prefix + path }
+
+// Delete removes the objects of paths, up to MaxKeysPerRequest keys per
+// DeleteObjects request and Concurrency requests at once, and returns one
+// Result per path, in order. S3 does not say whether a key existed, so a
+// missing object is reported as Deleted (deleting it is still a success).
+// A path that fails ValidatePath never becomes a key.
+func (s *S3) Delete(ctx context.Context, paths []string) []cdccleaner.Result {
+	results := make([]cdccleaner.Result, len(paths))
+	var idx []int // positions of valid paths
+	for i, p := range paths {
+		results[i].Path = p
+		if err := ValidatePath(p); err != nil {
+			results[i].Outcome, results[i].Err = cdccleaner.Failed, err
+			continue
+		}
+		idx = append(idx, i)
+	}
+	g := new(errgroup.Group)
+	g.SetLimit(s.opts.Concurrency)
+	for start := 0; start < len(idx); start += MaxKeysPerRequest {
+		chunk := idx[start:min(start+MaxKeysPerRequest, len(idx))]
+		g.Go(func() error {
+			s.deleteChunk(ctx, paths, chunk, results)
+			return nil
+		})
+	}
+	g.Wait()
+	return results
+}
+
+// deleteChunk sends one DeleteObjects request for paths[i], i in chunk,
+// and fills their results.
+func (s *S3) deleteChunk(ctx context.Context, paths []string, chunk []int, results []cdccleaner.Result) {
+	fail := func(err error) {
+		for _, i := range chunk {
+			results[i].Outcome, results[i].Err = cdccleaner.Failed, fmt.Errorf("delete s3://%s/%s: %w", s.opts.Bucket, s.Key(paths[i]), err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		fail(err)
+		return
+	}
+	objects := make([]types.ObjectIdentifier, len(chunk))
+	byKey := make(map[string][]int, len(chunk))
+	for n, i := range chunk {
+		key := s.Key(paths[i])
+		objects[n] = types.ObjectIdentifier{Key: aws.String(key)}
+		byKey[key] = append(byKey[key], i)
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	out, err := s.client.DeleteObjects(rctx, &s3.DeleteObjectsInput{
+		Bucket: aws.String(s.opts.Bucket),
+		Delete: &types.Delete{Objects: objects, Quiet: aws.Bool(true)},
+	}, withContentMD5)
+	if err != nil {
+		fail(classifyS3(err))
+		return
+	}
+	for _, i := range chunk {
+		results[i].Outcome = cdccleaner.Deleted
+	}
+	// A 200 response can still refuse some keys: examine every one.
+	for _, e := range out.Errors {
+		code := aws.ToString(e.Code)
+		for _, i := range byKey[aws.ToString(e.Key)] {
+			if code == "NoSuchKey" {
+				results[i].Outcome, results[i].Err = cdccleaner.Absent, nil
+				continue
+			}
+			results[i].Outcome = cdccleaner.Failed
+			results[i].Err = keyError(s.opts.Bucket, aws.ToString(e.Key), code, aws.ToString(e.Message))
+		}
+	}
+}
+
+// S3Error is an error the server returned, with its code.
+type S3Error struct {
+	Code    string // e.g. "AccessDenied", "SlowDown"
+	Message string
+	Status  int // HTTP status, 0 for per-key errors inside a 200
+}
+
+func (e *S3Error) Error() string {
+	if e.Message == "" {
+		return "s3 " + e.Code
+	}
+	return fmt.Sprintf("s3 %s: %s", e.Code, e.Message)
+}
+
+// transientS3Codes are codes worth retrying: throttling, server trouble, and
+// credential or clock trouble that an operator fixes without losing work.
+var transientS3Codes = map[string]bool{
+	"SlowDown": true, "ServiceUnavailable": true, "InternalError": true, "RequestTimeout": true,
+	"Throttling": true, "ThrottlingException": true, "RequestLimitExceeded": true, "TooManyRequests": true,
+	"RequestTimeTooSkewed": true, "ExpiredToken": true, "TokenRefreshRequired": true,
+	"InvalidAccessKeyId": true, "SignatureDoesNotMatch": true, "OperationAborted": true,
+}
+
+// keyError classifies a per-key error of a DeleteObjects response.
+func keyError(bucket, key, code, msg string) error {
+	err := fmt.Errorf("delete s3://%s/%s: %w", bucket, key, &S3Error{Code: code, Message: msg})
+	if transientS3Codes[code] {
+		return err
+	}
+	return Permanent(S3Reason(code), err)
+}
+
+// classifyS3 turns a request error into a permanent error (4xx such as
+// AccessDenied or NoSuchBucket: recorded, never retried) or leaves it
+// transient (throttling, 5xx, timeouts, connection errors, credentials).
+func classifyS3(err error) error {
+	var apiErr smithy.APIError
+	if !errors.As(err, &apiErr) {
+		return err // network, timeout, canceled: transient
+	}
+	status := 0
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		status = re.HTTPStatusCode()
+	}
+	code := apiErr.ErrorCode()
+	wrapped := fmt.Errorf("%w (%v)", &S3Error{Code: code, Message: apiErr.ErrorMessage(), Status: status}, err)
+	switch {
+	case transientS3Codes[code], status >= 500, status == 429, status == 408, status == 0:
+		return wrapped
+	case status >= 400:
+		return Permanent(S3Reason(code), wrapped)
+	}
+	return wrapped
+}
+
+// S3Reason turns an S3 error code into a failure reason: "s3_" and the code
+// in snake case, e.g. "s3_access_denied", "s3_no_such_bucket".
+func S3Reason(code string) string {
+	var b strings.Builder
+	b.WriteString("s3_")
+	for i, r := range code {
+		if unicode.IsUpper(r) {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r = unicode.ToLower(r)
+		}
+		if r == '.' || r == ' ' {
+			r = '_'
+		}
+		b.WriteRune(r)
+	}
+	if code == "" {
+		b.WriteString("unknown")
+	}
+	return b.String()
+}
+
+// withContentMD5 adds a Content-MD5 header to a request: DeleteObjects
+// requires an integrity header and the SDK now sends only a CRC32 one,
+// which older MinIO, OCI and other S3-compatible servers refuse.
+func withContentMD5(o *s3.Options) {
+	o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
+		return stack.Build.Add(middleware.BuildMiddlewareFunc("cdcCleanerContentMD5",
+			func(ctx context.Context, in middleware.BuildInput, next middleware.BuildHandler) (middleware.BuildOutput, middleware.Metadata, error) {
+				req, ok := in.Request.(*smithyhttp.Request)
+				if ok && req.Header.Get("Content-MD5") == "" {
+					if stream := req.GetStream(); stream != nil {
+						body, err := io.ReadAll(stream)
+						if err != nil {
+							return middleware.BuildOutput{}, middleware.Metadata{}, fmt.Errorf("read request body for Content-MD5: %w", err)
+						}
+						sum := md5.Sum(body)
+						req.Header.Set("Content-MD5", base64.StdEncoding.EncodeToString(sum[:]))
+						if req, err = req.SetStream(bytes.NewReader(body)); err != nil {
+							return middleware.BuildOutput{}, middleware.Metadata{}, err
+						}
+						in.Request = req
+					}
+				}
+				return next.HandleBuild(ctx, in)
+			}), middleware.After)
+	})
+}
+
+// Check verifies that the bucket is reachable and that the credentials may
+// delete under the prefix, without deleting anything that exists: it asks
+// to delete a key that cannot exist (a random name under the prefix).
+func (s *S3) Check(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	if _, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s.opts.Bucket)}); err != nil {
+		return fmt.Errorf("reach bucket %q: %w", s.opts.Bucket, err)
+	}
+	var rnd [12]byte
+	rand.Read(rnd[:])
+	key := s.opts.Prefix + ".cdc-cleaner-check-" + hex.EncodeToString(rnd[:])
+	out, err := s.client.DeleteObjects(ctx, &s3.DeleteObjectsInput{
+		Bucket: aws.String(s.opts.Bucket),
+		Delete: &types.Delete{Objects: []types.ObjectIdentifier{{Key: aws.String(key)}}, Quiet: aws.Bool(true)},
+	}, withContentMD5)
+	if err != nil {
+		return fmt.Errorf("test delete permission on s3://%s/%s (a key that does not exist): %w", s.opts.Bucket, key, err)
+	}
+	for _, e := range out.Errors {
+		if aws.ToString(e.Code) != "NoSuchKey" {
+			return fmt.Errorf("test delete permission on s3://%s/%s: %w", s.opts.Bucket, key, &S3Error{Code: aws.ToString(e.Code), Message: aws.ToString(e.Message)})
+		}
+	}
+	return nil
+}
