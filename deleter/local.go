@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -21,6 +22,12 @@ type LocalOptions struct {
 	// first that is not empty. The root itself is never removed, and neither
 	// is a parent that is a symlink.
 	PruneEmptyDirs bool
+	// Trash, when set, moves files under TrashPrefix (same relative path)
+	// instead of removing them; PurgeTrash removes them later.
+	Trash bool
+	// TrashPrefix is the directory, relative to the root and ending in "/",
+	// that trashed files go to, e.g. ".trash/".
+	TrashPrefix string
 }
 
 // Local is a Storage on a local directory. Every operation goes through an
@@ -37,6 +44,11 @@ var _ cdccleaner.Storage = (*Local)(nil)
 // NewLocal opens the directory root. It fails if root does not exist or is
 // not a directory. Close releases it.
 func NewLocal(root string, opts LocalOptions) (*Local, error) {
+	if opts.Trash {
+		if err := ValidatePath(strings.TrimSuffix(opts.TrashPrefix, "/")); err != nil || !strings.HasSuffix(opts.TrashPrefix, "/") {
+			return nil, fmt.Errorf("trash prefix %q must be a relative directory ending in /", opts.TrashPrefix)
+		}
+	}
 	r, err := os.OpenRoot(root)
 	if err != nil {
 		return nil, fmt.Errorf("open root %s: %w", root, err)
@@ -78,8 +90,25 @@ func (l *Local) Delete(ctx context.Context, paths []string) []cdccleaner.Result 
 	return results
 }
 
-// deleteOne removes one path; see Delete.
+// deleteOne removes one path, or moves it to the trash; see Delete.
 func (l *Local) deleteOne(p string) (cdccleaner.Outcome, error) {
+	if l.opts.Trash && !l.inTrash(p) {
+		if err := ValidatePath(p); err != nil {
+			return cdccleaner.Failed, err
+		}
+		dir, base := splitParent(p)
+		d, err := l.root.OpenFile(dir, os.O_RDONLY|syscall.O_DIRECTORY, 0)
+		if err != nil {
+			return classify(p, err, false)
+		}
+		defer d.Close()
+		return l.trashOne(p, dir, base, d)
+	}
+	return l.unlink(p)
+}
+
+// unlink removes one path for real.
+func (l *Local) unlink(p string) (cdccleaner.Outcome, error) {
 	if err := ValidatePath(p); err != nil {
 		return cdccleaner.Failed, err
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 	"unicode"
@@ -50,6 +51,12 @@ type S3Options struct {
 	MaxAttempts int
 	// HTTPClient replaces the SDK's HTTP client (tests).
 	HTTPClient *http.Client
+	// Trash, when set, copies each object to Prefix+TrashPrefix+path and
+	// then deletes the original; PurgeTrash removes trashed objects later.
+	Trash bool
+	// TrashPrefix is where trashed objects go, relative to Prefix and
+	// ending in "/", e.g. ".trash/".
+	TrashPrefix string
 }
 
 // S3 deletes objects under a prefix of one bucket with batched
@@ -71,6 +78,11 @@ func NewS3(ctx context.Context, opts S3Options) (*S3, error) {
 	}
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 4
+	}
+	if opts.Trash {
+		if err := ValidatePath(strings.TrimSuffix(opts.TrashPrefix, "/")); err != nil || !strings.HasSuffix(opts.TrashPrefix, "/") {
+			return nil, fmt.Errorf("trash prefix %q must be a relative path ending in /", opts.TrashPrefix)
+		}
 	}
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = 60 * time.Second
@@ -140,6 +152,9 @@ func (s *S3) Delete(ctx context.Context, paths []string) []cdccleaner.Result {
 			continue
 		}
 		idx = append(idx, i)
+	}
+	if s.opts.Trash {
+		idx = s.copyToTrash(ctx, paths, idx, results)
 	}
 	g := new(errgroup.Group)
 	g.SetLimit(s.opts.Concurrency)
@@ -332,3 +347,101 @@ func (s *S3) Check(ctx context.Context) error {
 	}
 	return nil
 }
+
+// copyToTrash copies the objects of paths[i], i in idx (those not already
+// in the trash), to the trash, and returns the positions whose original may
+// now be deleted: copied ones, and ones already in the trash. A missing
+// object is Absent; a failed copy fails its path (nothing is deleted).
+func (s *S3) copyToTrash(ctx context.Context, paths []string, idx []int, results []cdccleaner.Result) []int {
+	ok := make([]bool, len(paths))
+	g := new(errgroup.Group)
+	g.SetLimit(s.opts.Concurrency * 4) // copies are one request per key
+	for _, i := range idx {
+		if strings.HasPrefix(paths[i], s.opts.TrashPrefix) {
+			ok[i] = true // already trashed: delete for real
+			continue
+		}
+		g.Go(func() error {
+			src := s.Key(paths[i])
+			rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+			defer cancel()
+			_, err := s.client.CopyObject(rctx, &s3.CopyObjectInput{
+				Bucket:     aws.String(s.opts.Bucket),
+				Key:        aws.String(s.opts.Prefix + s.opts.TrashPrefix + paths[i]),
+				CopySource: aws.String(url.PathEscape(s.opts.Bucket) + "/" + escapeKey(src)),
+			})
+			var apiErr smithy.APIError
+			switch {
+			case err == nil:
+				ok[i] = true
+			case errors.As(err, &apiErr) && (apiErr.ErrorCode() == "NoSuchKey" || apiErr.ErrorCode() == "NotFound"):
+				results[i].Outcome = cdccleaner.Absent
+			default:
+				results[i].Outcome = cdccleaner.Failed
+				results[i].Err = fmt.Errorf("copy s3://%s/%s to the trash: %w", s.opts.Bucket, src, classifyS3(err))
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	var out []int
+	for _, i := range idx {
+		if ok[i] {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// escapeKey URL-encodes each segment of an object key for CopySource.
+func escapeKey(key string) string {
+	segs := strings.Split(key, "/")
+	for i, seg := range segs {
+		segs[i] = url.PathEscape(seg)
+	}
+	return strings.Join(segs, "/")
+}
+
+// PurgeTrash implements Trasher: it lists Prefix+TrashPrefix page by page
+// and deletes objects last modified (copied into the trash) before cutoff.
+func (s *S3) PurgeTrash(ctx context.Context, cutoff time.Time) (int, error) {
+	if !s.opts.Trash {
+		return 0, nil
+	}
+	purged := 0
+	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
+		Bucket: aws.String(s.opts.Bucket),
+		Prefix: aws.String(s.opts.Prefix + s.opts.TrashPrefix),
+	})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return purged, fmt.Errorf("list trash s3://%s/%s%s: %w", s.opts.Bucket, s.opts.Prefix, s.opts.TrashPrefix, err)
+		}
+		var old []string
+		for _, o := range page.Contents {
+			if o.LastModified != nil && o.LastModified.Before(cutoff) {
+				old = append(old, strings.TrimPrefix(aws.ToString(o.Key), s.opts.Prefix))
+			}
+		}
+		if len(old) == 0 {
+			continue
+		}
+		idx := make([]int, len(old))
+		for i := range idx {
+			idx[i] = i
+		}
+		results := make([]cdccleaner.Result, len(old))
+		s.deleteChunk(ctx, old, idx, results)
+		for _, r := range results {
+			if r.Outcome == cdccleaner.Deleted {
+				purged++
+			} else if r.Err != nil {
+				return purged, fmt.Errorf("purge trash: %w", r.Err)
+			}
+		}
+	}
+	return purged, nil
+}
+
+var _ Trasher = (*S3)(nil)

@@ -27,6 +27,10 @@ type Config struct {
 	Metrics  *metrics.Metrics
 	Logger   zerolog.Logger
 
+	// Keep holds, per storage, glob patterns of paths never deleted (a
+	// model field's default file, say). See KeepMatch for the syntax.
+	Keep map[string][]string
+
 	// DryRun decides and logs as usual but deletes nothing, records nothing
 	// and never confirms an LSN.
 	DryRun bool
@@ -97,6 +101,13 @@ func New(cfg Config) (*Pipeline, error) {
 	}
 	if _, err := decoder.New(cfg.Tables); err != nil {
 		return nil, err
+	}
+	for storage, patterns := range cfg.Keep {
+		for _, pat := range patterns {
+			if err := validKeepPattern(pat); err != nil {
+				return nil, fmt.Errorf("storages.%s.keep: %w", storage, err)
+			}
+		}
 	}
 	cfg.Stream.Confirm = !cfg.DryRun
 	p := &Pipeline{cfg: cfg, maxBatchAge: defaultMaxBatchAge, log: cfg.Logger.With().Str("component", "pipeline").Logger()}

@@ -22,11 +22,19 @@ func (p *Pipeline) settle(ctx context.Context, b *batch) error {
 	first := map[string]cdccleaner.Candidate{}
 	var todo []string
 	var failures []cdccleaner.Failure
+	var kept int
+	keep := p.cfg.Keep[b.storage]
 	for _, c := range b.cands {
 		if _, seen := first[c.Path]; seen {
 			continue
 		}
 		first[c.Path] = c
+		if KeepMatch(keep, c.Path) {
+			kept++
+			p.cfg.Metrics.KeptReferenced.WithLabelValues(b.storage).Inc()
+			log.Debug().Str("path", c.Path).Str("source", c.Source).Msg("kept: matches a keep pattern")
+			continue
+		}
 		if err := deleter.ValidatePath(c.Path); err != nil {
 			failures = append(failures, p.failure(c, err))
 			continue
@@ -40,7 +48,7 @@ func (p *Pipeline) settle(ctx context.Context, b *batch) error {
 		}
 	}
 
-	var deleted, absent, kept, wouldDelete int
+	var deleted, absent, wouldDelete int
 	backoff := p.cfg.RetryMin
 	deniedSince := map[string]time.Time{} // first permission failure of a path
 	warned := false

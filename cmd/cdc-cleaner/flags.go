@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -88,26 +87,11 @@ func isTerminal(w io.Writer) bool {
 
 // notYetSupported refuses settings of the configuration contract that this
 // version does not act on yet. Accepting them silently would be worse than
-// refusing: keep, trash and delete_delay are what users set to avoid losing
-// files.
+// refusing: delete_delay is what users set to avoid losing files.
 func notYetSupported(cfg *config.Config) error {
 	var errs []error
 	if cfg.DeleteDelay != 0 {
 		errs = append(errs, errors.New("delete_delay: not supported by this version yet; remove it (or set 0s)"))
-	}
-	names := make([]string, 0, len(cfg.Storages))
-	for name := range cfg.Storages {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		s := cfg.Storages[name]
-		if len(s.Keep) > 0 {
-			errs = append(errs, fmt.Errorf("storages.%s.keep: not supported by this version yet; remove it", name))
-		}
-		if s.Trash {
-			errs = append(errs, fmt.Errorf("storages.%s.trash: not supported by this version yet; remove it (or set false)", name))
-		}
 	}
 	for i, w := range cfg.Watch {
 		if w.JSONPath != "" {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 	"github.com/cdc-cleaner/cdc-cleaner/ledger"
 	"github.com/cdc-cleaner/cdc-cleaner/metrics"
 	"github.com/cdc-cleaner/cdc-cleaner/pipeline"
@@ -103,6 +104,7 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 		Storages: storages,
 		Refs:     refs,
 		Failures: ledger.New(pool),
+		Keep:     keepPatterns(cfg),
 		Metrics:  m,
 		Logger:   log,
 		DryRun:   cfg.DryRun,
@@ -127,6 +129,21 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 		}
 		return nil
 	})
+	for name, st := range storages {
+		s := cfg.Storages[name]
+		t, ok := st.(deleter.Trasher)
+		if !s.Trash || !ok {
+			continue
+		}
+		plog := log.With().Str("component", "trash").Str("storage", name).Logger()
+		plog.Info().Str("trash_prefix", s.TrashPrefix).Dur("retention", s.TrashRetention).Msg("trash mode: deleted files are moved to the trash and purged after the retention")
+		if cfg.DryRun {
+			continue
+		}
+		g.Go(func() error {
+			return deleter.RunPurger(gctx, t, s.TrashRetention, purgeInterval(s.TrashRetention), plog)
+		})
+	}
 	if ln != nil {
 		srv := &http.Server{Handler: handler(m, p), ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error {

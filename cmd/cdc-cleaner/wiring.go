@@ -85,7 +85,7 @@ func openStorages(ctx context.Context, cfg *config.Config) (map[string]cdccleane
 	for name, s := range cfg.Storages {
 		switch s.Type {
 		case config.StorageLocal:
-			l, err := deleter.NewLocal(s.Root, deleter.LocalOptions{PruneEmptyDirs: s.PruneEmptyDirs})
+			l, err := deleter.NewLocal(s.Root, deleter.LocalOptions{PruneEmptyDirs: s.PruneEmptyDirs, Trash: s.Trash, TrashPrefix: s.TrashPrefix})
 			if err != nil {
 				closeAll()
 				return nil, nil, fmt.Errorf("storages.%s.root: %w", name, err)
@@ -100,6 +100,8 @@ func openStorages(ctx context.Context, cfg *config.Config) (map[string]cdccleane
 				Endpoint:    s.Endpoint,
 				PathStyle:   s.PathStyle,
 				Concurrency: s.Concurrency,
+				Trash:       s.Trash,
+				TrashPrefix: s.TrashPrefix,
 			})
 			if err != nil {
 				closeAll()
@@ -117,4 +119,21 @@ func openStorages(ctx context.Context, cfg *config.Config) (map[string]cdccleane
 // checker is a storage that can verify it is reachable and writable.
 type checker interface {
 	Check(ctx context.Context) error
+}
+
+// keepPatterns maps each storage to its keep globs.
+func keepPatterns(cfg *config.Config) map[string][]string {
+	out := map[string][]string{}
+	for name, s := range cfg.Storages {
+		if len(s.Keep) > 0 {
+			out[name] = s.Keep
+		}
+	}
+	return out
+}
+
+// purgeInterval is how often a trash is purged: often enough that files
+// leave within a few percent of their retention, at most hourly.
+func purgeInterval(retention time.Duration) time.Duration {
+	return min(max(retention/24, time.Minute), time.Hour)
 }

@@ -1,0 +1,179 @@
+package deleter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+)
+
+// Trasher is a storage that can move files to a trash area instead of
+// deleting them, and purge what has been there long enough.
+type Trasher interface {
+	// PurgeTrash deletes trashed files that were trashed before cutoff and
+	// returns how many it deleted. A file trashed again later is kept.
+	PurgeTrash(ctx context.Context, cutoff time.Time) (int, error)
+}
+
+// inTrash reports whether p already lies in the trash area; such a path is
+// deleted for real rather than trashed again.
+func (l *Local) inTrash(p string) bool {
+	return strings.HasPrefix(p, l.opts.TrashPrefix)
+}
+
+// trashOne moves p (whose parent directory d is open) to TrashPrefix+p,
+// creating parent directories in the trash as needed, and stamps its
+// modification time with the time of trashing, which PurgeTrash goes by.
+// The same rules as for deleting hold: never a directory, never following a
+// final symlink (a link is trashed as a link), never outside the root.
+func (l *Local) trashOne(p, dir, base string, d *os.File) (cdccleaner.Outcome, error) {
+	var statErr error
+	isDir := false
+	if err := withFd(d, func(fd int) {
+		var st unix.Stat_t
+		statErr = ignoringEINTR(func() error { return unix.Fstatat(fd, base, &st, unix.AT_SYMLINK_NOFOLLOW) })
+		isDir = statErr == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR
+	}); err != nil {
+		return cdccleaner.Failed, fmt.Errorf("trash %q: %w", p, err)
+	}
+	if statErr != nil {
+		return classify(p, os.NewSyscallError("fstatat", statErr), false)
+	}
+	if isDir {
+		return classify(p, os.NewSyscallError("fstatat", syscall.EISDIR), true)
+	}
+	dst := l.opts.TrashPrefix + p
+	dstDir, dstBase := splitParent(dst)
+	if err := l.root.MkdirAll(dstDir, 0o755); err != nil {
+		_, cerr := classify(dst, err, false)
+		return cdccleaner.Failed, fmt.Errorf("trash %q: create %s: %w", p, dstDir, cerr)
+	}
+	dd, err := l.root.OpenFile(dstDir, os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		_, cerr := classify(dst, err, false)
+		return cdccleaner.Failed, fmt.Errorf("trash %q: open %s: %w", p, dstDir, cerr)
+	}
+	defer dd.Close()
+	var renameErr error
+	if err := withFd(d, func(fd int) {
+		err := withFd(dd, func(dfd int) {
+			renameErr = ignoringEINTR(func() error { return unix.Renameat(fd, base, dfd, dstBase) })
+			if renameErr == nil {
+				now := unix.NsecToTimespec(time.Now().UnixNano())
+				// Best effort: a failure only makes the file purge earlier
+				// or later than the retention says.
+				unix.UtimesNanoAt(dfd, dstBase, []unix.Timespec{now, now}, unix.AT_SYMLINK_NOFOLLOW)
+			}
+		})
+		if err != nil {
+			renameErr = err
+		}
+	}); err != nil {
+		return cdccleaner.Failed, fmt.Errorf("trash %q: %w", p, err)
+	}
+	if renameErr != nil {
+		return classify(p, os.NewSyscallError("renameat", renameErr), false)
+	}
+	if l.opts.PruneEmptyDirs {
+		l.prune(dir)
+	}
+	return cdccleaner.Deleted, nil
+}
+
+// PurgeTrash implements Trasher: it walks TrashPrefix (never following a
+// symlink) and deletes files trashed before cutoff, then removes trash
+// directories left empty. Without trash it does nothing.
+func (l *Local) PurgeTrash(ctx context.Context, cutoff time.Time) (int, error) {
+	if !l.opts.Trash {
+		return 0, nil
+	}
+	top := strings.TrimSuffix(l.opts.TrashPrefix, "/")
+	var dirs []string
+	purged := 0
+	err := fs.WalkDir(l.root.FS(), top, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == top && errors.Is(err, fs.ErrNotExist) {
+				return fs.SkipAll // nothing trashed yet
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if p != top {
+				dirs = append(dirs, p)
+			}
+			return nil
+		}
+		info, err := d.Info() // lstat: a symlink's own time
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if !info.ModTime().Before(cutoff) {
+			return nil
+		}
+		outcome, err := l.unlink(p)
+		if err != nil {
+			return err
+		}
+		if outcome == cdccleaner.Deleted {
+			purged++
+		}
+		return nil
+	})
+	// Deepest first; a directory that is not empty stays.
+	slices.Reverse(dirs)
+	for _, dir := range dirs {
+		parent, name := splitParent(dir)
+		if d, oerr := l.root.OpenFile(parent, os.O_RDONLY|syscall.O_DIRECTORY, 0); oerr == nil {
+			withFd(d, func(fd int) { unix.Unlinkat(fd, name, unix.AT_REMOVEDIR) })
+			d.Close()
+		}
+	}
+	if err != nil {
+		return purged, fmt.Errorf("purge trash %s: %w", path.Join(l.Root(), top), err)
+	}
+	return purged, nil
+}
+
+// RunPurger purges t's trash of files older than retention, at start and
+// then every interval, until ctx ends (it then returns nil). Errors are
+// logged and retried at the next round.
+func RunPurger(ctx context.Context, t Trasher, retention, interval time.Duration, log zerolog.Logger) error {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+		n, err := t.PurgeTrash(ctx, time.Now().Add(-retention))
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			log.Warn().Err(err).Msg("purge trash")
+		case n > 0:
+			log.Info().Int("purged", n).Dur("retention", retention).Msg("purged trashed files past their retention")
+		}
+		timer.Reset(interval)
+	}
+}
+
+var _ Trasher = (*Local)(nil)

@@ -1,0 +1,158 @@
+package deleter_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+)
+
+func newTrashLocal(t *testing.T) (*deleter.Local, string) {
+	t.Helper()
+	root := t.TempDir()
+	l, err := deleter.NewLocal(root, deleter.LocalOptions{Trash: true, TrashPrefix: ".trash/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l, root
+}
+
+func write(t *testing.T, p, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLocalTrashMovesAndPurges(t *testing.T) {
+	l, root := newTrashLocal(t)
+	outside := filepath.Join(t.TempDir(), "secret")
+	write(t, outside, "secret")
+	write(t, filepath.Join(root, "photos/a.jpg"), "a")
+	write(t, filepath.Join(root, "b.jpg"), "b")
+	write(t, filepath.Join(root, ".trash/already/there.jpg"), "t")
+	if err := os.Symlink(outside, filepath.Join(root, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now().Add(-time.Second)
+
+	res := l.Delete(context.Background(), []string{"photos/a.jpg", "b.jpg", "missing.jpg", "link", "dir", "../x", ".trash/already/there.jpg"})
+	want := []cdccleaner.Outcome{cdccleaner.Deleted, cdccleaner.Deleted, cdccleaner.Absent, cdccleaner.Deleted, cdccleaner.Failed, cdccleaner.Failed, cdccleaner.Deleted}
+	for i, r := range res {
+		if r.Outcome != want[i] {
+			t.Errorf("%s: %v (%v), want %v", r.Path, r.Outcome, r.Err, want[i])
+		}
+	}
+	if deleter.Reason(res[4].Err) != deleter.ReasonIsDirectory || deleter.Reason(res[5].Err) != deleter.ReasonRejectedPath {
+		t.Errorf("reasons: dir %q, ../x %q", deleter.Reason(res[4].Err), deleter.Reason(res[5].Err))
+	}
+	for _, p := range []string{"photos/a.jpg", "b.jpg", "link", ".trash/already/there.jpg"} {
+		if _, err := os.Lstat(filepath.Join(root, p)); !os.IsNotExist(err) {
+			t.Errorf("%s still exists after trashing: %v", p, err)
+		}
+	}
+	// Contents and the link itself are in the trash; the link's target is
+	// untouched; a path already in the trash is deleted for real.
+	if b, err := os.ReadFile(filepath.Join(root, ".trash/photos/a.jpg")); err != nil || string(b) != "a" {
+		t.Errorf("trashed photos/a.jpg: %q, %v", b, err)
+	}
+	if target, err := os.Readlink(filepath.Join(root, ".trash/link")); err != nil || target != outside {
+		t.Errorf("trashed link: %q, %v", target, err)
+	}
+	if b, err := os.ReadFile(outside); err != nil || string(b) != "secret" {
+		t.Errorf("link target: %q, %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, ".trash/.trash")); !os.IsNotExist(err) {
+		t.Errorf("a trashed path was trashed again")
+	}
+	// Trashing stamps the time, so retention counts from the deletion.
+	st, err := os.Stat(filepath.Join(root, ".trash/b.jpg"))
+	if err != nil || st.ModTime().Before(before) {
+		t.Fatalf("trashed b.jpg mtime %v, want after %v (%v)", st.ModTime(), before, err)
+	}
+
+	// Nothing is old enough yet.
+	if n, err := l.PurgeTrash(context.Background(), before); err != nil || n != 0 {
+		t.Fatalf("purge before: %d, %v", n, err)
+	}
+	// Make photos/a.jpg old; only it goes, with its emptied directory.
+	old := time.Now().Add(-48 * time.Hour)
+	if err := os.Chtimes(filepath.Join(root, ".trash/photos/a.jpg"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	n, err := l.PurgeTrash(context.Background(), time.Now().Add(-24*time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("purge: %d, %v; want 1", n, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, ".trash/photos")); !os.IsNotExist(err) {
+		t.Errorf("emptied trash directory kept: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, ".trash/b.jpg")); err != nil {
+		t.Errorf("young trashed file purged: %v", err)
+	}
+	// Everything goes with a cutoff in the future; the link target stays.
+	if _, err := l.PurgeTrash(context.Background(), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(outside); err != nil || string(b) != "secret" {
+		t.Errorf("link target after purge: %q, %v", b, err)
+	}
+}
+
+func TestLocalTrashNeverLeavesTheRoot(t *testing.T) {
+	l, root := newTrashLocal(t)
+	outside := t.TempDir()
+	// The trash directory is a symlink leading outside: nothing may be
+	// moved there.
+	if err := os.Symlink(outside, filepath.Join(root, ".trash")); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(root, "a.jpg"), "a")
+	res := l.Delete(context.Background(), []string{"a.jpg"})
+	if res[0].Outcome != cdccleaner.Failed || !deleter.IsPermanent(res[0].Err) {
+		t.Fatalf("trash through an escaping symlink: %v %v", res[0].Outcome, res[0].Err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "a.jpg")); err != nil {
+		t.Fatalf("a.jpg moved: %v", err)
+	}
+	entries, _ := os.ReadDir(outside)
+	if len(entries) != 0 {
+		t.Fatalf("something was moved outside the root: %v", entries)
+	}
+	// A symlinked directory inside the trash is not followed by the purge.
+	l2, root2 := newTrashLocal(t)
+	write(t, filepath.Join(outside, "keep.txt"), "k")
+	old := time.Now().Add(-48 * time.Hour)
+	os.Chtimes(filepath.Join(outside, "keep.txt"), old, old)
+	if err := os.MkdirAll(filepath.Join(root2, ".trash"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(root2, ".trash/out")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l2.PurgeTrash(context.Background(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(outside, "keep.txt")); err != nil {
+		t.Fatalf("purge followed a symlink out of the root: %v", err)
+	}
+}
+
+func TestLocalTrashRejectsBadPrefix(t *testing.T) {
+	for _, prefix := range []string{"", "/abs/", "../up/", ".trash", "a//b/"} {
+		if _, err := deleter.NewLocal(t.TempDir(), deleter.LocalOptions{Trash: true, TrashPrefix: prefix}); err == nil {
+			t.Errorf("trash prefix %q accepted", prefix)
+		}
+	}
+}
