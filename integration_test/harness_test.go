@@ -61,6 +61,11 @@ type envOptions struct {
 	noSetup bool
 	// urlParams is appended to the configuration URL's query.
 	urlParams string
+	// media is more YAML for the "media" storage (indented four spaces),
+	// e.g. "    trash: true".
+	media string
+	// storages replaces the whole storages: section when set.
+	storages string
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -93,17 +98,14 @@ func newEnv(t *testing.T, o envOptions) *env {
   slot: %s
   publication: pub_%s
   status_interval: 200ms
-storages:
-  media:
-    type: local
-    root: %s
+%s
 %s
 http:
   listen: ""
 log:
   level: debug
 %s
-`, cfgURL, e.slot, db, e.root, o.watch, o.extra)
+`, cfgURL, e.slot, db, storagesYAML(e.root, o), o.watch, o.extra)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -332,3 +334,16 @@ const photoWatch = `watch:
   - table: public.gallery_photo
     columns: [image, thumbnail]
     storage: media`
+
+// storagesYAML is the storages: section: one local storage "media" on root
+// unless the options replace it.
+func storagesYAML(root string, o envOptions) string {
+	if o.storages != "" {
+		return o.storages
+	}
+	out := "storages:\n  media:\n    type: local\n    root: " + root
+	if o.media != "" {
+		out += "\n" + strings.TrimRight(o.media, "\n")
+	}
+	return out
+}
