@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
@@ -156,8 +157,26 @@ func (s *S3) Delete(ctx context.Context, paths []string) []cdccleaner.Result {
 	if s.opts.Trash {
 		idx = s.copyToTrash(ctx, paths, idx, results)
 	}
+	// A key XML cannot carry would reach the server as another key inside
+	// a DeleteObjects body; such keys go one by one, in the URL.
+	var single []int
+	batched := idx[:0:0]
+	for _, i := range idx {
+		if xmlSafe(s.Key(paths[i])) {
+			batched = append(batched, i)
+		} else {
+			single = append(single, i)
+		}
+	}
+	idx = batched
 	g := new(errgroup.Group)
 	g.SetLimit(s.opts.Concurrency)
+	for _, i := range single {
+		g.Go(func() error {
+			s.deleteOne(ctx, paths[i], &results[i])
+			return nil
+		})
+	}
 	for start := 0; start < len(idx); start += MaxKeysPerRequest {
 		chunk := idx[start:min(start+MaxKeysPerRequest, len(idx))]
 		g.Go(func() error {
@@ -213,6 +232,34 @@ func (s *S3) deleteChunk(ctx context.Context, paths []string, chunk []int, resul
 			results[i].Err = keyError(s.opts.Bucket, aws.ToString(e.Key), code, aws.ToString(e.Message))
 		}
 	}
+}
+
+// deleteOne deletes one key with DeleteObject, whose key travels in the
+// URL: for keys that an XML body cannot carry.
+func (s *S3) deleteOne(ctx context.Context, path string, r *cdccleaner.Result) {
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	_, err := s.client.DeleteObject(rctx, &s3.DeleteObjectInput{Bucket: aws.String(s.opts.Bucket), Key: aws.String(s.Key(path))})
+	if err != nil {
+		r.Outcome, r.Err = cdccleaner.Failed, fmt.Errorf("delete s3://%s/%s: %w", s.opts.Bucket, s.Key(path), classifyS3(err))
+		return
+	}
+	r.Outcome = cdccleaner.Deleted
+}
+
+// xmlSafe reports whether key survives an XML 1.0 document unchanged:
+// valid UTF-8 without control characters (a carriage return would even be
+// normalised to a newline) and without the non-characters U+FFFE, U+FFFF.
+func xmlSafe(key string) bool {
+	if !utf8.ValidString(key) {
+		return false
+	}
+	for _, r := range key {
+		if r < 0x20 && r != '\t' && r != '\n' || r == '\r' || r == 0x7f || r == 0xFFFE || r == 0xFFFF {
+			return false
+		}
+	}
+	return true
 }
 
 // S3Error is an error the server returned, with its code.
@@ -274,22 +321,28 @@ func classifyS3(err error) error {
 // S3Reason turns an S3 error code into a failure reason: "s3_" and the code
 // in snake case, e.g. "s3_access_denied", "s3_no_such_bucket".
 func S3Reason(code string) string {
+	if code == "" {
+		return "s3_unknown"
+	}
 	var b strings.Builder
 	b.WriteString("s3_")
-	for i, r := range code {
-		if unicode.IsUpper(r) {
-			if i > 0 {
+	rs := []rune(code)
+	for i, r := range rs {
+		if unicode.IsUpper(r) && i > 0 {
+			// A word starts at an upper-case letter after a lower-case one
+			// or a digit ("AccessDenied", "SHA256Mismatch"), or at the last
+			// capital of an acronym followed by a lower-case letter
+			// ("XAmz").
+			prev := rs[i-1]
+			nextLower := i+1 < len(rs) && unicode.IsLower(rs[i+1])
+			if unicode.IsLower(prev) || unicode.IsDigit(prev) || unicode.IsUpper(prev) && nextLower {
 				b.WriteByte('_')
 			}
-			r = unicode.ToLower(r)
 		}
-		if r == '.' || r == ' ' {
+		if r == '.' || r == ' ' || r == '-' {
 			r = '_'
 		}
-		b.WriteRune(r)
-	}
-	if code == "" {
-		b.WriteString("unknown")
+		b.WriteRune(unicode.ToLower(r))
 	}
 	return b.String()
 }
@@ -394,10 +447,12 @@ func (s *S3) copyToTrash(ctx context.Context, paths []string, idx []int, results
 }
 
 // escapeKey URL-encodes each segment of an object key for CopySource.
+// Servers decode CopySource like a query string, where "+" means a space,
+// so "+" is escaped too (url.PathEscape leaves it).
 func escapeKey(key string) string {
 	segs := strings.Split(key, "/")
 	for i, seg := range segs {
-		segs[i] = url.PathEscape(seg)
+		segs[i] = strings.ReplaceAll(url.PathEscape(seg), "+", "%2B")
 	}
 	return strings.Join(segs, "/")
 }

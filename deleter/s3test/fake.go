@@ -1,0 +1,375 @@
+package s3test
+
+import (
+	"bytes"
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
+)
+
+// fake is the handler in front of gofakes3: it counts requests, records
+// keys and injects the faults of Options.
+type fake struct {
+	opts    Options
+	backend *s3mem.Backend
+	next    http.Handler
+	stop    chan struct{}
+	stopped sync.Once
+	reqID   atomic.Uint64
+
+	mu       sync.Mutex
+	count    map[string]int
+	inFlight map[string]int
+	maxIn    map[string]int
+	keys     []string
+}
+
+func newFake(opts Options, backend *s3mem.Backend, next http.Handler) *fake {
+	return &fake{
+		opts: opts, backend: backend, next: next, stop: make(chan struct{}),
+		count: map[string]int{}, inFlight: map[string]int{}, maxIn: map[string]int{},
+	}
+}
+
+func (f *fake) close() { f.stopped.Do(func() { close(f.stop) }) }
+
+// The bodies of DeleteObjects, as far as the fake needs them.
+type deleteRequest struct {
+	XMLName xml.Name   `xml:"Delete"`
+	Objects []objectID `xml:"Object"`
+	Quiet   bool       `xml:"Quiet,omitempty"`
+}
+
+type objectID struct {
+	Key       string `xml:"Key"`
+	VersionID string `xml:"VersionId,omitempty"`
+}
+
+type deleteResult struct {
+	XMLName xml.Name   `xml:"DeleteResult"`
+	Xmlns   string     `xml:"xmlns,attr,omitempty"`
+	Deleted []objectID `xml:"Deleted"`
+	Errors  []keyError `xml:"Error"`
+}
+
+type keyError struct {
+	Key     string `xml:"Key"`
+	Code    string `xml:"Code"`
+	Message string `xml:"Message"`
+}
+
+type errorResponse struct {
+	XMLName   xml.Name `xml:"Error"`
+	Code      string   `xml:"Code"`
+	Message   string   `xml:"Message"`
+	RequestID string   `xml:"RequestId"`
+}
+
+const s3Namespace = "http://s3.amazonaws.com/doc/2006-03-01/"
+
+func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	op, key := operation(r)
+	f.begin(op)
+	defer f.end(op)
+
+	var body []byte
+	var del *deleteRequest
+	if op == OpDeleteObjects {
+		var err error
+		body, err = io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			f.writeError(w, r, http.StatusBadRequest, "IncompleteBody", err.Error())
+			return
+		}
+		del = new(deleteRequest)
+		if err := xml.Unmarshal(body, del); err != nil {
+			del = nil // gofakes3 answers MalformedXML
+		} else {
+			keys := make([]string, len(del.Objects))
+			for i, o := range del.Objects {
+				keys[i] = o.Key
+			}
+			f.record(keys...)
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	} else if key != "" {
+		f.record(key)
+		if op == OpCopyObject {
+			f.record(copySourceKey(r.Header.Get("x-amz-copy-source")))
+		}
+	}
+
+	if f.opts.Latency != nil {
+		if d := f.opts.Latency(op); d > 0 {
+			timer := time.NewTimer(d)
+			select {
+			case <-timer.C:
+			case <-r.Context().Done():
+				timer.Stop()
+				return
+			case <-f.stop:
+				timer.Stop()
+				return
+			}
+		}
+	}
+	if f.opts.Reset != nil && f.opts.Reset(op) {
+		resetConnection(w)
+		return
+	}
+	if f.opts.Throttle != nil && f.opts.Throttle() {
+		f.writeError(w, r, http.StatusServiceUnavailable, "SlowDown", "Please reduce your request rate.")
+		return
+	}
+	if f.opts.RequestError != nil {
+		if status, code := f.opts.RequestError(op); status != 0 {
+			f.writeError(w, r, status, code, "injected by s3test")
+			return
+		}
+	}
+	switch op {
+	case OpDeleteObjects:
+		if f.opts.RequireContentMD5 {
+			if code, msg := checkContentMD5(r.Header.Get("Content-MD5"), body); code != "" {
+				f.writeError(w, r, http.StatusBadRequest, code, msg)
+				return
+			}
+		}
+		if f.opts.KeyError != nil && del != nil {
+			f.deleteObjects(w, r, del)
+			return
+		}
+	case OpDeleteObject:
+		if f.opts.KeyError != nil {
+			if code, msg := f.opts.KeyError(key); code != "" {
+				f.writeError(w, r, statusOf(code), code, msg)
+				return
+			}
+		}
+	}
+	f.next.ServeHTTP(w, r)
+}
+
+// deleteObjects forwards the keys KeyError accepts to gofakes3 and adds an
+// <Error> entry for each refused one to its 200 answer.
+func (f *fake) deleteObjects(w http.ResponseWriter, r *http.Request, del *deleteRequest) {
+	fwd := deleteRequest{Quiet: del.Quiet}
+	var refused []keyError
+	for _, o := range del.Objects {
+		if code, msg := f.opts.KeyError(o.Key); code != "" {
+			refused = append(refused, keyError{Key: o.Key, Code: code, Message: msg})
+			continue
+		}
+		fwd.Objects = append(fwd.Objects, o)
+	}
+	body, err := xml.Marshal(fwd)
+	if err != nil {
+		f.writeError(w, r, http.StatusInternalServerError, "InternalError", err.Error())
+		return
+	}
+	r2 := r.Clone(r.Context())
+	r2.Body = io.NopCloser(bytes.NewReader(body))
+	r2.ContentLength = int64(len(body))
+	r2.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	sum := md5.Sum(body)
+	r2.Header.Set("Content-MD5", base64.StdEncoding.EncodeToString(sum[:]))
+	for h := range r2.Header {
+		if strings.HasPrefix(strings.ToLower(h), "x-amz-checksum-") {
+			r2.Header.Del(h)
+		}
+	}
+	rec := httptest.NewRecorder()
+	f.next.ServeHTTP(rec, r2)
+	if rec.Code != http.StatusOK {
+		maps.Copy(w.Header(), rec.Header())
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+		return
+	}
+	var res deleteResult
+	if err := xml.Unmarshal(rec.Body.Bytes(), &res); err != nil {
+		f.writeError(w, r, http.StatusInternalServerError, "InternalError", "decode gofakes3 answer: "+err.Error())
+		return
+	}
+	res.Xmlns = s3Namespace
+	res.Errors = append(res.Errors, refused...)
+	out, err := xml.Marshal(res)
+	if err != nil {
+		f.writeError(w, r, http.StatusInternalServerError, "InternalError", err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/xml")
+	w.Header().Set("x-amz-request-id", f.requestID())
+	w.WriteHeader(http.StatusOK)
+	io.WriteString(w, xml.Header)
+	w.Write(out)
+}
+
+// checkContentMD5 returns the S3 error code and message for a missing,
+// malformed or wrong Content-MD5 of body, or "" when it is right.
+func checkContentMD5(header string, body []byte) (code, msg string) {
+	if header == "" {
+		return "MissingContentMD5", "Missing required header for this request: Content-Md5."
+	}
+	got, err := base64.StdEncoding.DecodeString(header)
+	if err != nil || len(got) != md5.Size {
+		return "InvalidDigest", "The Content-Md5 you specified is not valid."
+	}
+	if sum := md5.Sum(body); !bytes.Equal(got, sum[:]) {
+		return "BadDigest", "The Content-Md5 you specified did not match what we received."
+	}
+	return "", ""
+}
+
+// statusOf is the HTTP status S3 answers with for a request-level code.
+func statusOf(code string) int {
+	switch {
+	case code == "AccessDenied" || code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch":
+		return http.StatusForbidden
+	case strings.HasPrefix(code, "NoSuch"):
+		return http.StatusNotFound
+	case code == "InternalError":
+		return http.StatusInternalServerError
+	case code == "SlowDown" || code == "ServiceUnavailable":
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusBadRequest
+}
+
+func (f *fake) requestID() string { return fmt.Sprintf("S3TEST%010d", f.reqID.Add(1)) }
+
+func (f *fake) writeError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	id := f.requestID()
+	w.Header().Set("Content-Type", "application/xml")
+	w.Header().Set("x-amz-request-id", id)
+	w.WriteHeader(status)
+	if r.Method == http.MethodHead {
+		return
+	}
+	out, _ := xml.Marshal(errorResponse{Code: code, Message: msg, RequestID: id})
+	io.WriteString(w, xml.Header)
+	w.Write(out)
+}
+
+// resetConnection closes the client's connection with a TCP RST.
+func resetConnection(w http.ResponseWriter) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		panic("s3test: response writer cannot be hijacked")
+	}
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	conn.Close()
+}
+
+// copySourceKey returns the key of an x-amz-copy-source header,
+// "[/]bucket/key" URL-encoded.
+func copySourceKey(src string) string {
+	_, key, _ := strings.Cut(strings.TrimPrefix(src, "/"), "/")
+	if k, err := url.PathUnescape(key); err == nil {
+		return k
+	}
+	return key
+}
+
+// operation names the S3 operation of a path-style request and returns
+// the object key in its URL, if any.
+func operation(r *http.Request) (op, key string) {
+	bucket, key, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	q := r.URL.Query()
+	switch {
+	case bucket == "":
+		return "ListBuckets", ""
+	case key == "":
+		switch r.Method {
+		case http.MethodPost:
+			if q.Has("delete") {
+				return OpDeleteObjects, ""
+			}
+		case http.MethodHead:
+			return OpHeadBucket, ""
+		case http.MethodGet:
+			if q.Has("location") {
+				return "GetBucketLocation", ""
+			}
+			return OpListObjects, ""
+		case http.MethodPut:
+			return "CreateBucket", ""
+		case http.MethodDelete:
+			return "DeleteBucket", ""
+		}
+	default:
+		switch r.Method {
+		case http.MethodGet:
+			return OpGetObject, key
+		case http.MethodHead:
+			return OpHeadObject, key
+		case http.MethodPut:
+			if r.Header.Get("x-amz-copy-source") != "" {
+				return OpCopyObject, key
+			}
+			return OpPutObject, key
+		case http.MethodDelete:
+			return OpDeleteObject, key
+		}
+	}
+	return r.Method + " " + r.URL.Path, key
+}
+
+func (f *fake) begin(op string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.count[op]++
+	f.inFlight[op]++
+	f.maxIn[op] = max(f.maxIn[op], f.inFlight[op])
+}
+
+func (f *fake) end(op string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.inFlight[op]--
+}
+
+func (f *fake) record(keys ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keys = append(f.keys, keys...)
+}
+
+func (f *fake) requests(op string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.count[op]
+}
+
+func (f *fake) maxInFlight(op string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.maxIn[op]
+}
+
+func (f *fake) receivedKeys() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.keys...)
+}
