@@ -52,6 +52,9 @@ type env struct {
 	root    string // the local storage root
 	outside string // a directory beside the root that must never be touched
 	cfgPath string
+	// env is added to the environment of every cdc-cleaner process (the
+	// AWS_* variables of an S3 test server).
+	env []string
 }
 
 type envOptions struct {
@@ -124,7 +127,7 @@ func (e *env) cli(args ...string) (string, int) {
 	e.t.Helper()
 	args = append(args, "--config", e.cfgPath)
 	cmd := exec.Command(binary(e.t), args...)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), e.env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
@@ -178,7 +181,7 @@ func (e *env) start(args ...string) *proc {
 	args = append([]string{"run", "--config", e.cfgPath}, args...)
 	p := &proc{t: e.t, done: make(chan struct{})}
 	p.cmd = exec.Command(binary(e.t), args...)
-	p.cmd.Env = cleanEnv()
+	p.cmd.Env = append(cleanEnv(), e.env...)
 	p.cmd.Stdout = p
 	p.cmd.Stderr = p
 	if err := p.cmd.Start(); err != nil {
