@@ -1,6 +1,8 @@
 package decoder
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -42,7 +44,19 @@ const (
 	// KindTruncate: watched tables were truncated; their files cannot be
 	// named. Event.Tables lists them.
 	KindTruncate
+	// KindMessage: pg_logical_emit_message(true, 'cdc_cleaner', ...) asked
+	// for a deletion; Event.Candidates or Event.Bad is set.
+	KindMessage
 )
+
+// MessagePrefix is the prefix of logical decoding messages that request a
+// deletion: pg_logical_emit_message(true, 'cdc_cleaner',
+// '{"storage":"media","path":"a/b.jpg"}').
+const MessagePrefix = "cdc_cleaner"
+
+// ReasonBadMessage is the failure reason of a cdc_cleaner message whose
+// content is not a valid request.
+const ReasonBadMessage = "bad_message"
 
 // Event is the decoded meaning of one pgoutput message.
 type Event struct {
@@ -64,6 +78,12 @@ type Event struct {
 
 	// KindTruncate
 	Tables []string
+
+	// KindMessage: a transactional logical decoding message with the
+	// cdc_cleaner prefix asked for a deletion. Candidates holds it, or Bad
+	// holds it when its content is not a valid request (recorded as failed,
+	// never guessed).
+	Bad []cdccleaner.Failure
 
 	// Warnings are problems worth a log line that do not stop decoding, such
 	// as a watched column missing from a table's new definition.
@@ -108,6 +128,7 @@ type tableKey struct{ schema, name string }
 type Decoder struct {
 	tables    map[tableKey][]Table
 	relations map[uint32]*relation
+	storages  map[string]bool // storages a message may name; nil: messages ignored
 
 	inTxn      bool
 	txn        uint64 // sequence number of the current transaction
@@ -118,12 +139,29 @@ type Decoder struct {
 	buf []cdccleaner.Candidate
 }
 
+// Option configures a Decoder.
+type Option func(*Decoder)
+
+// Messages makes transactional logical decoding messages with MessagePrefix
+// candidates; storages are the storage names they may name.
+func Messages(storages ...string) Option {
+	return func(d *Decoder) {
+		d.storages = map[string]bool{}
+		for _, s := range storages {
+			d.storages[s] = true
+		}
+	}
+}
+
 // New returns a Decoder that reports references vanishing from tables.
 // It validates each table's JSON path.
-func New(tables []Table) (*Decoder, error) {
+func New(tables []Table, opts ...Option) (*Decoder, error) {
 	d := &Decoder{
 		tables:    make(map[tableKey][]Table),
 		relations: make(map[uint32]*relation),
+	}
+	for _, o := range opts {
+		o(d)
 	}
 	for _, t := range tables {
 		if t.JSONPath != "" {
@@ -211,11 +249,66 @@ func (d *Decoder) Handle(msg pglogrepl.Message) (Event, error) {
 			ev.Kind = KindTruncate
 		}
 		return ev, nil
+	case *pglogrepl.LogicalDecodingMessage:
+		return d.message(m)
 	default:
-		// Type, Origin and (until they are handled) logical messages carry
-		// nothing this decoder acts on.
+		// Type and Origin messages carry nothing this decoder acts on.
 		return Event{}, nil
 	}
+}
+
+// message turns a transactional cdc_cleaner message into a candidate, or a
+// failure when its content is not exactly {"storage": ..., "path": ...}
+// naming a configured storage. Other prefixes and non-transactional
+// messages (which are not tied to a commit) are ignored.
+func (d *Decoder) message(m *pglogrepl.LogicalDecodingMessage) (Event, error) {
+	if d.storages == nil || !m.Transactional || m.Prefix != MessagePrefix {
+		return Event{}, nil
+	}
+	if !d.inTxn {
+		return Event{}, fmt.Errorf("%w: transactional message outside a transaction", ErrMalformed)
+	}
+	c := cdccleaner.Candidate{
+		Source:     "message",
+		Txn:        d.txn,
+		Xid:        d.xid,
+		CommitLSN:  d.finalLSN,
+		CommitTime: d.commitTime,
+	}
+	var req struct {
+		Storage *string `json:"storage"`
+		Path    *string `json:"path"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(m.Content))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&req)
+	if err == nil && dec.More() {
+		err = errors.New("trailing data after the JSON object")
+	}
+	switch {
+	case err != nil:
+		err = fmt.Errorf("parse message content: %w", err)
+	case req.Storage == nil || req.Path == nil:
+		err = errors.New(`message content must be {"storage": "...", "path": "..."}`)
+	case !d.storages[*req.Storage]:
+		err = fmt.Errorf("message names storage %q, which is not configured", *req.Storage)
+	case *req.Path == "":
+		err = errors.New("message has an empty path")
+	}
+	d.buf = d.buf[:0]
+	if err != nil {
+		if req.Storage != nil {
+			c.Storage = *req.Storage
+		}
+		c.Path = string(m.Content)
+		if req.Path != nil {
+			c.Path = *req.Path
+		}
+		return Event{Kind: KindMessage, Bad: []cdccleaner.Failure{{Candidate: c, Reason: ReasonBadMessage, Detail: err.Error()}}}, nil
+	}
+	c.Storage, c.Path = *req.Storage, *req.Path
+	d.buf = append(d.buf, c)
+	return Event{Kind: KindMessage, Candidates: d.buf}, nil
 }
 
 func (d *Decoder) relation(m *pglogrepl.RelationMessage) Event {

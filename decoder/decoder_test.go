@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -346,5 +347,83 @@ func TestKindsFromCatalog(t *testing.T) {
 				t.Fatalf("candidates %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestLogicalMessages(t *testing.T) {
+	msg := func(transactional bool, prefix, content string) *pglogrepl.LogicalDecodingMessage {
+		return &pglogrepl.LogicalDecodingMessage{Transactional: transactional, Prefix: prefix, Content: []byte(content)}
+	}
+	tests := []struct {
+		name string
+		msg  *pglogrepl.LogicalDecodingMessage
+		want []string // candidates
+		bad  string   // substring of the failure detail
+	}{
+		{"request", msg(true, "cdc_cleaner", `{"storage":"media","path":"a/b.jpg"}`), []string{"media:a/b.jpg"}, ""},
+		{"fields in any order", msg(true, "cdc_cleaner", `{"path":"x y.jpg","storage":"media"}`), []string{"media:x y.jpg"}, ""},
+		{"other prefix", msg(true, "app_audit", `{"storage":"media","path":"a/b.jpg"}`), nil, ""},
+		{"not transactional", msg(false, "cdc_cleaner", `{"storage":"media","path":"a/b.jpg"}`), nil, ""},
+		{"not JSON", msg(true, "cdc_cleaner", `delete a/b.jpg`), nil, "parse message content"},
+		{"unknown storage", msg(true, "cdc_cleaner", `{"storage":"medai","path":"a/b.jpg"}`), nil, `storage "medai"`},
+		{"missing path", msg(true, "cdc_cleaner", `{"storage":"media"}`), nil, `must be {"storage"`},
+		{"empty path", msg(true, "cdc_cleaner", `{"storage":"media","path":""}`), nil, "empty path"},
+		{"extra field", msg(true, "cdc_cleaner", `{"storage":"media","path":"a","paths":["b"]}`), nil, "unknown field"},
+		{"two objects", msg(true, "cdc_cleaner", `{"storage":"media","path":"a"}{"storage":"media","path":"b"}`), nil, "trailing data"},
+		{"path not a string", msg(true, "cdc_cleaner", `{"storage":"media","path":["a"]}`), nil, "parse message content"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, _ := New(nil, Messages("media", "docs"))
+			mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 0x2000, Xid: 9})
+			ev := mustHandle(t, d, tt.msg)
+			if got := paths(ev); !slices.Equal(got, tt.want) {
+				t.Fatalf("candidates %q, want %q", got, tt.want)
+			}
+			for _, c := range ev.Candidates {
+				if c.Source != "message" || c.Txn != 1 || c.Xid != 9 || c.CommitLSN != 0x2000 {
+					t.Fatalf("candidate %+v", c)
+				}
+			}
+			if tt.bad == "" {
+				if len(ev.Bad) != 0 {
+					t.Fatalf("unexpected failures %+v", ev.Bad)
+				}
+				return
+			}
+			if len(ev.Bad) != 1 || ev.Bad[0].Reason != ReasonBadMessage || !strings.Contains(ev.Bad[0].Detail, tt.bad) || ev.Bad[0].Txn != 1 {
+				t.Fatalf("failures %+v, want one bad_message mentioning %q", ev.Bad, tt.bad)
+			}
+		})
+	}
+	// Without the Messages option, requests are ignored.
+	d, _ := New(nil)
+	mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 1, Xid: 1})
+	if ev := mustHandle(t, d, msg(true, "cdc_cleaner", `{"storage":"media","path":"a"}`)); len(ev.Candidates)+len(ev.Bad) != 0 {
+		t.Fatalf("message decoded without the Messages option: %+v", ev)
+	}
+}
+
+// TestCapturedMessage: the captured stream's pg_logical_emit_message is a
+// candidate of its own transaction.
+func TestCapturedMessage(t *testing.T) {
+	d, err := New([]Table{{Schema: "Media Schema", Name: "PhotoTable", Columns: []string{"ImageFile"}, Storage: "media"}}, Messages("media"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range readStream(t, "testdata/mixed_case_stream.txt") {
+		ev, err := d.Decode(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Kind == KindMessage {
+			for _, c := range ev.Candidates {
+				got = append(got, fmt.Sprintf("%s:%s@txn%d", c.Storage, c.Path, c.Txn))
+			}
+		}
+	}
+	if want := []string{"media:m/1.jpg@txn6"}; !slices.Equal(got, want) {
+		t.Fatalf("message candidates %q, want %q", got, want)
 	}
 }

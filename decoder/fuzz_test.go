@@ -16,7 +16,7 @@ func FuzzDecode(f *testing.F) {
 		d, err := New([]Table{
 			{Schema: "Media Schema", Name: "PhotoTable", Columns: []string{"ImageFile", "big", "tags"}, Storage: "media"},
 			{Schema: "Media Schema", Name: "PhotoTable", Columns: []string{"doc"}, Storage: "docs", JSONPath: "files[*].path"},
-		})
+		}, Messages("media", "docs"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -32,6 +32,11 @@ func FuzzDecode(f *testing.F) {
 			ev, err := d.Decode(data)
 			if err != nil {
 				continue
+			}
+			for _, f := range ev.Bad {
+				if f.Reason != ReasonBadMessage || f.Detail == "" {
+					t.Fatalf("failure %+v", f)
+				}
 			}
 			for _, c := range ev.Candidates {
 				if c.Storage != "media" && c.Storage != "docs" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -166,7 +167,7 @@ func (p *Pipeline) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	dec, err := decoder.New(p.cfg.Tables)
+	dec, err := p.newDecoder()
 	if err != nil {
 		st.Close(st.SlotStart())
 		return err
@@ -226,11 +227,23 @@ func (p *Pipeline) session(ctx context.Context) error {
 	return streamErr
 }
 
-// batch is up to BatchSize candidates of one storage.
+// newDecoder returns a decoder for one session; cdc_cleaner messages may
+// name any configured storage.
+func (p *Pipeline) newDecoder() (*decoder.Decoder, error) {
+	storages := make([]string, 0, len(p.cfg.Storages))
+	for name := range p.cfg.Storages {
+		storages = append(storages, name)
+	}
+	return decoder.New(p.cfg.Tables, decoder.Messages(storages...))
+}
+
+// batch is up to BatchSize candidates of one storage, or failures to record
+// (a cdc_cleaner message that is not a valid request).
 type batch struct {
-	storage string
-	cands   []cdccleaner.Candidate
-	started time.Time // when the first candidate was added
+	storage  string
+	cands    []cdccleaner.Candidate
+	failures []cdccleaner.Failure
+	started  time.Time // when the first candidate was added
 }
 
 // defaultMaxBatchAge is how long a partial batch may wait for more
@@ -311,8 +324,18 @@ func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replica
 					}
 				}
 			}
-		case decoder.KindChange:
-			p.cfg.Metrics.Changes.WithLabelValues(ev.Table, ev.Op).Inc()
+		case decoder.KindChange, decoder.KindMessage:
+			if ev.Kind == decoder.KindChange {
+				p.cfg.Metrics.Changes.WithLabelValues(ev.Table, ev.Op).Inc()
+			}
+			if len(ev.Bad) > 0 {
+				for _, f := range ev.Bad {
+					tr.Emitted(f.Txn, 1)
+				}
+				if err := send(&batch{storage: ev.Bad[0].Storage, failures: slices.Clone(ev.Bad)}); err != nil {
+					return nil
+				}
+			}
 			for _, c := range ev.Candidates {
 				tr.Emitted(c.Txn, 1)
 				p.cfg.Metrics.Candidates.WithLabelValues(c.Storage).Inc()
@@ -351,13 +374,20 @@ func (p *Pipeline) work(ctx context.Context, tr *replication.Tracker, in <-chan 
 		case <-ctx.Done():
 			return nil
 		}
-		if err := p.settle(ctx, b); err != nil {
+		if len(b.failures) > 0 {
+			if err := p.record(ctx, b.storage, b.failures); err != nil {
+				return nil
+			}
+		} else if err := p.settle(ctx, b); err != nil {
 			// Only ctx ends a settle early; the batch stays unacknowledged.
 			return nil
 		}
 		counts := map[uint64]int{}
 		for _, c := range b.cands {
 			counts[c.Txn]++
+		}
+		for _, f := range b.failures {
+			counts[f.Txn]++
 		}
 		for txn, n := range counts {
 			tr.Settled(txn, n)

@@ -111,6 +111,8 @@ func Inspect(ctx context.Context, conn *pgx.Conn, cfg *config.Config) (*Report, 
 	}
 	if r.ServerVersion < 130000 {
 		r.add(Problem, "", "PostgreSQL %d is too old: cdc-cleaner needs 13 or later (14 or later for logical decoding messages)", r.ServerVersion/10000)
+	} else if r.ServerVersion < 140000 {
+		r.add(Warning, "", "PostgreSQL %d: logical decoding messages (pg_logical_emit_message with prefix cdc_cleaner) need PostgreSQL 14; such requests are not seen", r.ServerVersion/10000)
 	} else {
 		r.add(OK, "", "PostgreSQL %d", r.ServerVersion/10000)
 	}
