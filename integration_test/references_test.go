@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"testing"
+	"time"
 )
 
 // TestLogicalMessages: an application asks for a transactional delete of a
@@ -36,4 +37,34 @@ func TestLogicalMessages(t *testing.T) {
 	if len(failed) != 2 {
 		t.Errorf("failed_deletions has %d rows, want 2: %v", len(failed), failed)
 	}
+}
+
+// TestDeleteDelay: with delete_delay, a candidate waits until its commit
+// time plus the delay and is checked again right before deletion: a path
+// re-referenced during the delay is kept, one that is not is deleted after
+// the delay; kill -9 during the delay loses nothing.
+func TestDeleteDelay(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch, extra: "delete_delay: 4s"})
+	e.put("dl/rereferenced.jpg", "dl/orphan.jpg", "dl/killed.jpg")
+	e.exec(`INSERT INTO gallery_photo (id, image) VALUES (1, 'dl/rereferenced.jpg'), (2, 'dl/orphan.jpg'), (3, 'dl/killed.jpg')`)
+	p := e.start()
+	p.waitLog(`"streaming"`, 30*time.Second)
+	e.exec(`DELETE FROM gallery_photo WHERE id IN (1, 2)`)
+	time.Sleep(time.Second)
+	// Well inside the delay: nothing is gone yet, and a re-upload points a
+	// new row at the first file again.
+	e.expect([]string{"dl/rereferenced.jpg", "dl/orphan.jpg"}, nil)
+	e.exec(`INSERT INTO gallery_photo (id, image) VALUES (10, 'dl/rereferenced.jpg')`)
+	e.settle()
+	e.expect([]string{"dl/rereferenced.jpg"}, []string{"dl/orphan.jpg"})
+
+	// kill -9 during the delay; the restarted cleaner deletes after it.
+	e.exec(`DELETE FROM gallery_photo WHERE id = 3`)
+	time.Sleep(time.Second)
+	p.kill()
+	e.expect([]string{"dl/killed.jpg"}, nil)
+	e.start()
+	e.settle()
+	e.expect(nil, []string{"dl/killed.jpg"})
 }

@@ -28,6 +28,11 @@ type Config struct {
 	Metrics  *metrics.Metrics
 	Logger   zerolog.Logger
 
+	// DeleteDelay makes every candidate wait until its commit time plus the
+	// delay; references are checked after the wait, right before deleting,
+	// and the LSN is held meanwhile.
+	DeleteDelay time.Duration
+
 	// Keep holds, per storage, glob patterns of paths never deleted (a
 	// model field's default file, say). See KeepMatch for the syntax.
 	Keep map[string][]string

@@ -43,6 +43,9 @@ func (p *Pipeline) settle(ctx context.Context, b *batch) error {
 	}
 
 	if len(todo) > 0 {
+		if err := p.waitDue(ctx, b); err != nil {
+			return err
+		}
 		if err := p.waitVisible(ctx, b); err != nil {
 			return err
 		}
@@ -248,4 +251,30 @@ func (p *Pipeline) waitVisible(ctx context.Context, b *batch) error {
 		}
 		wait = min(wait*2, p.cfg.RetryMax, time.Second)
 	}
+}
+
+// waitDue waits until every candidate of b is DeleteDelay past its commit.
+// Batches arrive in commit order, so waiting for the newest commit of b
+// holds back nothing that later batches could settle first. Restarts lose
+// nothing: the LSN stays held while waiting, and the wait is computed from
+// the commit time again after a replay.
+func (p *Pipeline) waitDue(ctx context.Context, b *batch) error {
+	if p.cfg.DeleteDelay <= 0 {
+		return nil
+	}
+	var newest time.Time
+	for _, c := range b.cands {
+		if c.CommitTime.After(newest) {
+			newest = c.CommitTime
+		}
+	}
+	wait := time.Until(newest.Add(p.cfg.DeleteDelay))
+	if wait <= 0 {
+		return nil
+	}
+	p.log.Debug().Str("storage", b.storage).Int("candidates", len(b.cands)).Dur("wait", wait).Msg("waiting for delete_delay")
+	if !sleep(ctx, wait) {
+		return ctx.Err()
+	}
+	return nil
 }

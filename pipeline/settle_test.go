@@ -725,3 +725,45 @@ func TestSettlePermissionPatience(t *testing.T) {
 		}
 	})
 }
+
+// TestSettleDeleteDelay: nothing is checked or deleted before commit time
+// plus the delay; a candidate already past it goes at once.
+func TestSettleDeleteDelay(t *testing.T) {
+	w := newWorld(t, worldOpts{})
+	w.p.cfg.DeleteDelay = 300 * time.Millisecond
+	b := mediaBatch(1, "a.jpg")
+	commit := time.Now()
+	b.cands[0].CommitTime = commit
+	if err := w.p.settle(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if since := time.Since(commit); since < w.p.cfg.DeleteDelay {
+		t.Fatalf("settled %s after commit, before the %s delay", since, w.p.cfg.DeleteDelay)
+	}
+	if n := w.storage.attemptsCopy()["a.jpg"]; n != 1 {
+		t.Fatalf("a.jpg deleted %d times, want 1", n)
+	}
+
+	// Long past its delay: no wait (the test would time out otherwise).
+	w2 := newWorld(t, worldOpts{})
+	w2.p.cfg.DeleteDelay = time.Hour
+	old := mediaBatch(1, "b.jpg")
+	old.cands[0].CommitTime = time.Now().Add(-2 * time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w2.p.settle(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+
+	// Stopping during the wait leaves the batch unsettled.
+	w3 := newWorld(t, worldOpts{})
+	w3.p.cfg.DeleteDelay = time.Hour
+	ctx3, cancel3 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel3()
+	if err := w3.p.settle(ctx3, mediaBatch(1, "c.jpg")); err == nil {
+		t.Fatal("settle returned nil although stopped during the delay")
+	}
+	if n := w3.storage.attemptsCopy()["c.jpg"]; n != 0 {
+		t.Fatalf("c.jpg deleted during the delay")
+	}
+}

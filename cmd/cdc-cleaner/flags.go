@@ -87,12 +87,9 @@ func isTerminal(w io.Writer) bool {
 
 // notYetSupported refuses settings of the configuration contract that this
 // version does not act on yet. Accepting them silently would be worse than
-// refusing: delete_delay is what users set to avoid losing files.
+// refusing.
 func notYetSupported(cfg *config.Config) error {
 	var errs []error
-	if cfg.DeleteDelay != 0 {
-		errs = append(errs, errors.New("delete_delay: not supported by this version yet; remove it (or set 0s)"))
-	}
 	for i, w := range cfg.Watch {
 		if w.JSONPath != "" {
 			errs = append(errs, fmt.Errorf("watch[%d].json_path: JSON columns are not supported by this version yet", i))

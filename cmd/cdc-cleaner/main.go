@@ -43,6 +43,7 @@ func commands() []command {
 		{"run", "stream committed changes and delete orphaned files until stopped", cmdRun},
 		{"setup", "create the publication, replica identity, cdc_cleaner schema and slot (idempotent)", cmdSetup},
 		{"check", "validate the configuration and the database, and print a report", cmdCheck},
+		{"status", "show the slot's state, the WAL it retains and failed deletions (--json for scripts)", cmdStatus},
 		{"teardown", "drop the slot and the publication, so no WAL is retained", cmdTeardown},
 		{"version", "print the version", cmdVersion},
 	}

@@ -100,14 +100,15 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 			StatusInterval: cfg.Postgres.StatusInterval,
 			Logger:         log.With().Str("component", "replication").Logger(),
 		},
-		Tables:   decoderTables(cfg, report.Columns),
-		Storages: storages,
-		Refs:     refs,
-		Failures: ledger.New(pool),
-		Keep:     keepPatterns(cfg),
-		Metrics:  m,
-		Logger:   log,
-		DryRun:   cfg.DryRun,
+		Tables:      decoderTables(cfg, report.Columns),
+		Storages:    storages,
+		Refs:        refs,
+		Failures:    ledger.New(pool),
+		Keep:        keepPatterns(cfg),
+		DeleteDelay: cfg.DeleteDelay,
+		Metrics:     m,
+		Logger:      log,
+		DryRun:      cfg.DryRun,
 	})
 	if err != nil {
 		return configErr(err)
