@@ -68,3 +68,55 @@ func TestDeleteDelay(t *testing.T) {
 	e.settle()
 	e.expect(nil, []string{"dl/killed.jpg"})
 }
+
+// TestJSONColumns: string leaves at json_path in a jsonb column are paths;
+// a leaf removed is deleted, one another row still holds is kept, a large
+// TOASTed document that did not change is not read as vanished, and a json
+// (not jsonb) column with a value jsonb refuses does not stall the stream
+// and still keeps the files its text mentions.
+//
+// Run on its own, this test also caught the slot failing to follow the
+// server's WAL end while idle: the write position reported in status
+// updates (XLogData start plus length) ran ahead of what the walsender had
+// sent, so it stopped sending the keepalives the cleaner follows.
+func TestJSONColumns(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{
+		schema: `CREATE TABLE document (id int PRIMARY KEY, title text, attachments jsonb);
+			CREATE INDEX ON document USING gin (attachments jsonb_path_ops);
+			CREATE TABLE gallery (id int PRIMARY KEY, data json);`,
+		watch: `watch:
+  - table: document
+    columns: [attachments]
+    json_path: "files[*].path"
+    storage: media
+  - table: gallery
+    columns: [data]
+    json_path: "items[*].sizes[*].path"
+    storage: media`,
+	})
+	e.put("j/a.pdf", "j/b.pdf", "j/shared.pdf", "j/big.pdf", "g/1s.jpg", "g/1l.jpg", "g/2s.jpg", "g/kept-by-bad-row.jpg")
+	e.exec(`INSERT INTO document VALUES
+		(1, 't', '{"files":[{"path":"j/a.pdf"},{"path":"j/b.pdf"},{"path":"j/shared.pdf"}]}'),
+		(2, 't', '{"files":[{"path":"j/shared.pdf"}]}'),
+		(3, 't', jsonb_build_object('files', jsonb_build_array(jsonb_build_object('path', 'j/big.pdf')), 'padding', repeat('x', 20000)))`)
+	e.exec(`ALTER TABLE document ALTER COLUMN attachments SET STORAGE EXTERNAL`)
+	e.exec(`UPDATE document SET attachments = attachments || '{}'::jsonb WHERE id = 3`) // rewrite it out of line
+	e.exec(`INSERT INTO gallery VALUES
+		(1, '{"items":[{"sizes":[{"path":"g/1s.jpg"},{"path":"g/1l.jpg"}]},{"sizes":[{"path":"g/2s.jpg"}]}]}'),
+		(2, '{"note":"\u0000 g/kept-by-bad-row.jpg"}')`)
+	e.start()
+	e.exec(`UPDATE document SET attachments = '{"files":[{"path":"j/b.pdf"}]}' WHERE id = 1`)
+	e.exec(`UPDATE document SET title = 'changed' WHERE id = 3`)
+	e.exec(`UPDATE gallery SET data = '{"items":[{"sizes":[{"path":"g/1s.jpg"}]}]}' WHERE id = 1`)
+	e.settle()
+	e.expect([]string{"j/b.pdf", "j/shared.pdf", "j/big.pdf", "g/1s.jpg"}, []string{"j/a.pdf", "g/1l.jpg", "g/2s.jpg"})
+
+	// A path vanishing from the json column while only the row jsonb
+	// refuses mentions it: kept (searched as text).
+	e.exec(`INSERT INTO gallery VALUES (3, '{"items":[{"sizes":[{"path":"g/kept-by-bad-row.jpg"}]}]}')`)
+	e.exec(`DELETE FROM gallery WHERE id = 3`)
+	e.exec(`DELETE FROM document WHERE id = 3`)
+	e.settle()
+	e.expect([]string{"g/kept-by-bad-row.jpg"}, []string{"j/big.pdf"})
+}

@@ -18,3 +18,16 @@ CREATE TABLE IF NOT EXISTS cdc_cleaner.failed_deletions (
 
 CREATE INDEX IF NOT EXISTS failed_deletions_recorded_at_idx
     ON cdc_cleaner.failed_deletions (recorded_at);
+
+-- The reference check reads json (not jsonb) columns through this function:
+-- a json value that jsonb refuses (a \u0000 escape, a lone surrogate) must
+-- not make every check of its storage fail. Rows it cannot read are then
+-- searched as text, so they still keep the files they mention.
+CREATE OR REPLACE FUNCTION cdc_cleaner.try_jsonb(v json) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+BEGIN
+    RETURN v::jsonb;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END
+$$;

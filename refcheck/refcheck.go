@@ -28,6 +28,9 @@ type Column struct {
 	Column   string // unquoted
 	Kind     Kind
 	JSONPath string // dot keys and [*], e.g. "files[*].path"; empty: the whole value
+	// JSONText is set for a json (not jsonb) column: it is read through
+	// cdc_cleaner.try_jsonb, and rows jsonb refuses are searched as text.
+	JSONText bool
 }
 
 // Checker implements cdccleaner.ReferenceChecker with one query per batch
@@ -90,11 +93,21 @@ func buildQuery(cols []Column) (query, error) {
 					return q, fmt.Errorf("%s.%s: json_path: %w", tbl, col, err)
 				}
 			}
+			if c.JSONText {
+				// json: no index can help; a value jsonb refuses must not
+				// fail the query, and keeps any path its text mentions.
+				parts = append(parts,
+					fmt.Sprintf("SELECT v #>> '{}' FROM %s CROSS JOIN LATERAL jsonb_path_query(cdc_cleaner.try_jsonb(%s), %s) AS v WHERE %s IS NOT NULL AND jsonb_typeof(v) = 'string' AND v #>> '{}' = ANY($1::text[])",
+						tbl, col, quoteLiteral(probe.SQL()), col),
+					fmt.Sprintf("SELECT p FROM unnest($1::text[]) AS p WHERE EXISTS (SELECT 1 FROM %s WHERE %s IS NOT NULL AND cdc_cleaner.try_jsonb(%s) IS NULL AND strpos(%s::text, p) > 0)",
+						tbl, col, col, col))
+				continue
+			}
+			// The containment test (@>) can use a GIN index on the column
+			// (jsonb_path_ops); the jsonpath then says which paths matched.
 			n := len(q.json) + 2
 			q.json = append(q.json, probe)
-			// The containment test (@>) can use a GIN index on the column;
-			// the jsonpath then says which of the paths matched.
-			parts = append(parts, fmt.Sprintf("SELECT v #>> '{}' FROM %s CROSS JOIN LATERAL jsonb_path_query(%s::jsonb, %s) AS v WHERE %s::jsonb @> ANY($%d::jsonb[]) AND jsonb_typeof(v) = 'string' AND v #>> '{}' = ANY($1::text[])",
+			parts = append(parts, fmt.Sprintf("SELECT v #>> '{}' FROM %s CROSS JOIN LATERAL jsonb_path_query(%s, %s) AS v WHERE %s @> ANY($%d::jsonb[]) AND jsonb_typeof(v) = 'string' AND v #>> '{}' = ANY($1::text[])",
 				tbl, col, quoteLiteral(probe.SQL()), col, n))
 		}
 	}

@@ -221,10 +221,6 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 			c := Column{Storage: w.Storage, Schema: w.Schema, Table: w.Name, Column: col, Type: typ, JSONPath: w.JSONPath, Protect: protect, Indexed: indexed}
 			switch {
 			case typ == "json" || typ == "jsonb":
-				if !protect {
-					r.add(Problem, cfield, "column %q of %s is %s: JSON columns are not supported by this version yet", col, qualified, typ)
-					continue
-				}
 				c.Kind = KindJSON
 			case category == "A" && elemCategory == "S":
 				c.Kind = KindArray
@@ -243,7 +239,14 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 				identityReported = true
 				r.add(Problem, field+".table", "%s lacks REPLICA IDENTITY FULL (and column %q is not in its replica identity index), so UPDATE and DELETE would not carry old file paths: run cdc-cleaner setup, or ALTER TABLE %s REPLICA IDENTITY FULL", qualified, col, qualified)
 			}
-			if !indexed {
+			switch {
+			case c.Kind == KindJSON && typ == "json":
+				r.add(Warning, cfield, "column %q of %s is json, not jsonb: no index can serve the reference check, which reads every row; ALTER TABLE %s ALTER COLUMN %s TYPE jsonb, then CREATE INDEX ON %s USING gin (%s jsonb_path_ops)", col, qualified, qualified, config.QuoteIdentifier(col), qualified, config.QuoteIdentifier(col))
+			case c.Kind == KindJSON && !hasGIN(ctx, conn, oid, col):
+				r.add(Warning, cfield, "no GIN index on %s.%q: every reference check scans the table; CREATE INDEX ON %s USING gin (%s jsonb_path_ops)", qualified, col, qualified, config.QuoteIdentifier(col))
+			case c.Kind == KindArray && !hasGIN(ctx, conn, oid, col):
+				r.add(Warning, cfield, "no GIN index on %s.%q: every reference check scans the table; CREATE INDEX ON %s USING gin (%s)", qualified, col, qualified, config.QuoteIdentifier(col))
+			case c.Kind == KindText && !indexed:
 				r.add(Warning, cfield, "no index starts with %s.%q: every reference check scans the table; CREATE INDEX ON %s (%s)", qualified, col, qualified, config.QuoteIdentifier(col))
 			}
 		}
@@ -385,4 +388,14 @@ func inspectDescendants(ctx context.Context, conn *pgx.Conn, r *Report, cfg *con
 			r.add(Warning, field+".table", "%s has inheritance children (%s): their rows count as references, but changes to them are not watched; add them to watch to clean their files", qualified, *children)
 		}
 	}
+}
+
+// hasGIN reports whether a GIN index covers column col of table oid.
+func hasGIN(ctx context.Context, conn *pgx.Conn, oid uint32, col string) bool {
+	var ok bool
+	err := conn.QueryRow(ctx, `SELECT EXISTS (
+		SELECT 1 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am am ON am.oid = i.relam
+		JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = ANY(x.indkey)
+		WHERE x.indrelid = $1 AND a.attname = $2 AND am.amname = 'gin')`, oid, col).Scan(&ok)
+	return err == nil && ok
 }

@@ -160,7 +160,7 @@ func slotStatus(ctx context.Context, conn *pgx.Conn, s *SlotStatus, version int)
 		var app, addr *string
 		// Visible in full only to the same role, superusers and
 		// pg_read_all_stats; the rest see NULLs, which is fine here.
-		err := conn.QueryRow(ctx, "SELECT application_name, client_addr::text FROM pg_stat_replication WHERE pid = $1", *pid).Scan(&app, &addr)
+		err := conn.QueryRow(ctx, "SELECT application_name, host(client_addr) FROM pg_stat_replication WHERE pid = $1", *pid).Scan(&app, &addr)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("look up the connection streaming from slot %q: %w", s.Slot, err)
 		}
@@ -273,7 +273,11 @@ func (s *SlotStatus) Warnings(maxLagWarn int64) []string {
 		out = append(out, "wal_status is unreserved: the slot retains more WAL than max_slot_wal_keep_size and will be invalidated at the next checkpoint unless the cleaner catches up")
 	}
 	if s.FailedLast24h != nil && *s.FailedLast24h > 0 {
-		out = append(out, fmt.Sprintf("%d deletions failed in the last 24 hours: SELECT * FROM cdc_cleaner.failed_deletions ORDER BY recorded_at DESC", *s.FailedLast24h))
+		what := "deletions"
+		if *s.FailedLast24h == 1 {
+			what = "deletion"
+		}
+		out = append(out, fmt.Sprintf("%d %s failed in the last 24 hours: SELECT * FROM cdc_cleaner.failed_deletions ORDER BY recorded_at DESC", *s.FailedLast24h, what))
 	}
 	return out
 }

@@ -46,7 +46,9 @@ func TestSlotStatusVerdict(t *testing.T) {
 		wantWarnings []string // substrings, one per warning
 	}{
 		{"healthy", func(*SlotStatus) {}, 1 << 30, nil, nil},
-		{"missing slot", func(s *SlotStatus) { *s = SlotStatus{Slot: "cdc_cleaner", Publication: "cdc_cleaner", PublicationExists: true} }, 1 << 30,
+		{"missing slot", func(s *SlotStatus) {
+			*s = SlotStatus{Slot: "cdc_cleaner", Publication: "cdc_cleaner", PublicationExists: true}
+		}, 1 << 30,
 			[]string{`slot "cdc_cleaner" does not exist: run cdc-cleaner setup`}, nil},
 		{"missing slot and publication", func(s *SlotStatus) { *s = SlotStatus{Slot: "s", Publication: "p"} }, 1 << 30,
 			[]string{`slot "s" does not exist`, `publication "p" does not exist`}, nil},

@@ -83,7 +83,6 @@ type Stream struct {
 	cfg       StreamConfig
 	conn      *pgconn.PgConn
 	start     cdccleaner.LSN // slot's confirmed_flush_lsn when the stream started
-	received  cdccleaner.LSN
 	lastFlush cdccleaner.LSN
 	log       zerolog.Logger
 }
@@ -160,7 +159,6 @@ func (s *Stream) start0(ctx context.Context) error {
 	if err != nil {
 		return classifyStartError(s.cfg.Slot, err)
 	}
-	s.received = s.start
 	s.lastFlush = s.start
 	return nil
 }
@@ -258,9 +256,6 @@ func (s *Stream) Run(ctx context.Context, out chan<- Message, confirmed func() c
 					continue
 				}
 				m = Message{WALStart: cdccleaner.LSN(xld.WALStart), Data: data}
-				if end := cdccleaner.LSN(xld.WALStart) + cdccleaner.LSN(len(xld.WALData)); end > s.received {
-					s.received = end
-				}
 			default:
 				continue
 			}
@@ -306,8 +301,14 @@ func (s *Stream) deliver(ctx context.Context, out chan<- Message, m Message, con
 }
 
 // sendStatus sends a standby status update with every position explicit:
-// write = last received, flush = apply = confirmed. pglogrepl's helper would
-// copy write into a zero flush, confirming unsettled work; this never does.
+// write = flush = apply = confirmed. pglogrepl's helper would copy write into
+// a zero flush, confirming unsettled work; this never does.
+//
+// Write is not "last received": the walsender sends a keepalive (whose WAL
+// end the tracker follows while idle) only while both our write and flush
+// positions are behind what it sent, and a received position computed from
+// XLogData headers can pass that after a non-transactional message, which
+// would stop the keepalives and leave the slot behind for good.
 func (s *Stream) sendStatus(confirmed cdccleaner.LSN, reply bool) error {
 	// Until something past the slot's starting position is settled, report
 	// no flush position at all (0, which the server ignores): repeating the
@@ -317,7 +318,7 @@ func (s *Stream) sendStatus(confirmed cdccleaner.LSN, reply bool) error {
 	if s.cfg.Confirm && confirmed > s.start {
 		flush = confirmed
 	}
-	write := max(s.received, flush)
+	write := flush
 	buf := encodeStatus(write, flush, flush, time.Now(), reply)
 	if err := s.conn.Frontend().SendUnbufferedEncodedCopyData(buf); err != nil {
 		return fmt.Errorf("send standby status to slot %q: %w", s.cfg.Slot, err)

@@ -90,10 +90,5 @@ func isTerminal(w io.Writer) bool {
 // refusing.
 func notYetSupported(cfg *config.Config) error {
 	var errs []error
-	for i, w := range cfg.Watch {
-		if w.JSONPath != "" {
-			errs = append(errs, fmt.Errorf("watch[%d].json_path: JSON columns are not supported by this version yet", i))
-		}
-	}
 	return errors.Join(errs...)
 }

@@ -110,13 +110,13 @@ func TestPrintStatus(t *testing.T) {
 			"failed deletions     3 in total, 1 in the last 24 hours; newest:\n",
 			`  2025-01-02T03:04:05Z  media  "../x\n"  rejected_path`,
 			"hint: no cleaner is streaming",
-			"hint: 1 deletions failed in the last 24 hours",
+			"hint: 1 deletion failed in the last 24 hours",
 			"postgres://cleaner:xxxxx@127.0.0.1:1/app",
 		}, []string{"problem:", "retains 12.3 MiB"}},
 		{"active with lag", func(s *replication.SlotStatus) {
-			s.Active, s.ActivePID, s.ActiveApplication, s.ActiveClientAddr = true, 4242, "cdc-cleaner", "127.0.0.1/32"
+			s.Active, s.ActivePID, s.ActiveApplication, s.ActiveClientAddr = true, 4242, "cdc-cleaner", "127.0.0.1"
 		}, 1 << 20, []string{
-			"state                active: PID 4242 (the server process streaming the slot, for cdc-cleaner from 127.0.0.1/32)\n",
+			"state                active: PID 4242 (the server process streaming the slot, for cdc-cleaner from 127.0.0.1)\n",
 			"hint: the slot retains 12.3 MiB of WAL, more than postgres.max_lag_warn (1.0 MiB)",
 		}, []string{"inactive", "no cleaner is streaming"}},
 		{"missing", func(s *replication.SlotStatus) {

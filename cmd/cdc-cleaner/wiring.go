@@ -68,7 +68,7 @@ func refColumns(cols []replication.Column) []refcheck.Column {
 		case replication.KindJSON:
 			kind = refcheck.JSON
 		}
-		out = append(out, refcheck.Column{Storage: c.Storage, Schema: c.Schema, Table: c.Table, Column: c.Column, Kind: kind, JSONPath: c.JSONPath})
+		out = append(out, refcheck.Column{Storage: c.Storage, Schema: c.Schema, Table: c.Table, Column: c.Column, Kind: kind, JSONPath: c.JSONPath, JSONText: c.Type == "json"})
 	}
 	return out
 }
