@@ -104,3 +104,23 @@ func readFile(t *testing.T, p string) string {
 	}
 	return string(b)
 }
+
+// TestGeneratedColumnIsRefused: pgoutput does not send generated columns,
+// so watching one is refused by check (exit 1) and run (exit 2), saying why.
+func TestGeneratedColumnIsRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{
+		schema: `CREATE TABLE upload (id int PRIMARY KEY, name text, path text GENERATED ALWAYS AS ('uploads/' || name) STORED);`,
+		watch: `watch:
+  - table: upload
+    columns: [path]
+    storage: media`,
+		noSetup: true,
+	})
+	for cmd, want := range map[string]int{"check": 1, "run": 2, "setup": 2} {
+		out, code := e.cli(cmd)
+		if code != want || !strings.Contains(out, "generated column") || !strings.Contains(out, "watch[0].columns[0]") {
+			t.Errorf("%s: exit %d (want %d):\n%s", cmd, code, want, out)
+		}
+	}
+}
