@@ -69,6 +69,8 @@ type envOptions struct {
 	media string
 	// storages replaces the whole storages: section when set.
 	storages string
+	// httpListen is http.listen; "" (the default) disables the server.
+	httpListen string
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -104,11 +106,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 %s
 %s
 http:
-  listen: ""
+  listen: "%s"
 log:
   level: debug
 %s
-`, cfgURL, e.slot, db, storagesYAML(e.root, o), o.watch, o.extra)
+`, cfgURL, e.slot, db, storagesYAML(e.root, o), o.watch, o.httpListen, o.extra)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

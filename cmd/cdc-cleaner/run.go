@@ -130,6 +130,15 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 		}
 		return nil
 	})
+	lag := &replication.LagMonitor{
+		Pool:      pool,
+		Slot:      cfg.Postgres.Slot,
+		Interval:  cfg.Postgres.StatusInterval,
+		WarnAbove: uint64(cfg.Postgres.MaxLagWarn),
+		Set:       m.LagBytes.Set,
+		Log:       log.With().Str("component", "lag").Logger(),
+	}
+	g.Go(func() error { return lag.Run(gctx) })
 	for name, st := range storages {
 		s := cfg.Storages[name]
 		t, ok := st.(deleter.Trasher)
