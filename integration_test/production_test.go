@@ -90,6 +90,7 @@ protect:
 		`cdc_cleaner_kept_referenced_total{storage="media"}`:                  1,
 		`cdc_cleaner_failed_total{reason="rejected_path",storage="media"}`:    1,
 		`cdc_cleaner_delete_latency_seconds_count`:                            2,
+		`cdc_cleaner_streaming`:                                               1,
 	}
 	for series, v := range want {
 		if got := metricValue(body, series); got != v {

@@ -21,6 +21,7 @@ type Metrics struct {
 	Truncates      *prometheus.CounterVec // table
 	ConfirmedLSN   prometheus.Gauge
 	LagBytes       prometheus.Gauge
+	Streaming      prometheus.Gauge
 	DeleteLatency  prometheus.Histogram
 }
 
@@ -56,6 +57,9 @@ func New() *Metrics {
 		LagBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cdc_cleaner_lag_bytes", Help: "WAL the slot retains, in bytes, as the server reports it.",
 		}),
+		Streaming: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cdc_cleaner_streaming", Help: "1 while this instance streams from the slot (0: standby, reconnecting or stopped).",
+		}),
 		DeleteLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "cdc_cleaner_delete_latency_seconds",
 			Help:    "Time from a transaction's commit to the deletion of a file it orphaned.",
@@ -66,7 +70,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Changes, m.Candidates, m.Deleted, m.Absent, m.KeptReferenced, m.Failed, m.Truncates,
-		m.ConfirmedLSN, m.LagBytes, m.DeleteLatency,
+		m.ConfirmedLSN, m.LagBytes, m.Streaming, m.DeleteLatency,
 	)
 	return m
 }

@@ -180,7 +180,11 @@ func (p *Pipeline) session(ctx context.Context) error {
 	tracker := replication.NewTracker(st.SlotStart())
 	p.log.Info().Str("slot", p.cfg.Stream.Slot).Stringer("from", st.SlotStart()).Bool("dry_run", p.cfg.DryRun).Msg("streaming")
 	p.streaming.Store(true)
-	defer p.streaming.Store(false)
+	p.cfg.Metrics.Streaming.Set(1)
+	defer func() {
+		p.streaming.Store(false)
+		p.cfg.Metrics.Streaming.Set(0)
+	}()
 
 	msgs := make(chan replication.Message, 1024)
 	batches := make(chan *batch, p.cfg.Workers)
