@@ -1,0 +1,72 @@
+package integration_test
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestCheckReportsEachMisconfiguration breaks one thing at a time and reads
+// check's report: exit 1 and the line that names it, or exit 0 with a
+// warning for what only deserves one.
+func TestCheckReportsEachMisconfiguration(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		opts  envOptions
+		setup string // SQL run after setup
+		code  int
+		want  []string
+	}{
+		{name: "healthy", opts: envOptions{schema: photoSchema, watch: photoWatch}, code: 0,
+			want: []string{"wal_level is logical", "covers the watched tables", "exists", "0 problems"}},
+		{name: "slot dropped", opts: envOptions{schema: photoSchema, watch: photoWatch},
+			setup: `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()`,
+			code:  1, want: []string{"FAIL", "postgres.slot", "does not exist: run cdc-cleaner setup"}},
+		{name: "publication dropped", opts: envOptions{schema: photoSchema, watch: photoWatch},
+			setup: `DO $$ DECLARE p text; BEGIN FOR p IN SELECT pubname FROM pg_publication LOOP EXECUTE format('DROP PUBLICATION %I', p); END LOOP; END $$`,
+			code:  1, want: []string{"postgres.publication", "does not exist: run cdc-cleaner setup"}},
+		{name: "table left the publication", opts: envOptions{schema: photoSchema + `CREATE TABLE other (f text);`, watch: photoWatch + `
+  - table: other
+    columns: [f]
+    storage: media`},
+			setup: `DO $$ DECLARE p text; BEGIN FOR p IN SELECT pubname FROM pg_publication LOOP EXECUTE format('ALTER PUBLICATION %I DROP TABLE other', p); END LOOP; END $$`,
+			code:  1, want: []string{"does not cover", "other"}},
+		{name: "replica identity reset", opts: envOptions{schema: photoSchema, watch: photoWatch},
+			setup: `ALTER TABLE gallery_photo REPLICA IDENTITY DEFAULT`,
+			code:  1, want: []string{"watch[0].table", "REPLICA IDENTITY FULL"}},
+		{name: "missing index is a warning", opts: envOptions{schema: `CREATE TABLE doc (id int PRIMARY KEY, file text);`, watch: `watch:
+  - table: doc
+    columns: [file]
+    storage: media`},
+			code: 0, want: []string{"warning", `no index starts with "public"."doc"."file"`, "CREATE INDEX ON"}},
+		{name: "failed_deletions dropped", opts: envOptions{schema: photoSchema, watch: photoWatch},
+			setup: `DROP TABLE cdc_cleaner.failed_deletions`,
+			code:  1, want: []string{"cdc_cleaner.failed_deletions does not exist"}},
+		{name: "column dropped after setup", opts: envOptions{schema: photoSchema, watch: photoWatch},
+			setup: `ALTER TABLE gallery_photo DROP COLUMN thumbnail`,
+			code:  1, want: []string{`watch[0].columns[1]: column "thumbnail" not found`}},
+		{name: "unlimited WAL retention is a warning", opts: envOptions{schema: photoSchema, watch: photoWatch}, code: 0,
+			want: []string{"max_slot_wal_keep_size is unlimited"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, tt.opts)
+			if tt.setup != "" {
+				e.exec(tt.setup)
+			}
+			out, code := e.cli("check")
+			if code != tt.code {
+				t.Errorf("exit %d, want %d", code, tt.code)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("report lacks %q", w)
+				}
+			}
+			if t.Failed() {
+				t.Logf("report:\n%s", out)
+			}
+		})
+	}
+}
