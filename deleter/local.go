@@ -93,22 +93,14 @@ func (l *Local) Delete(ctx context.Context, paths []string) []cdccleaner.Result 
 // deleteOne removes one path, or moves it to the trash; see Delete.
 func (l *Local) deleteOne(p string) (cdccleaner.Outcome, error) {
 	if l.opts.Trash && !l.inTrash(p) {
-		if err := ValidatePath(p); err != nil {
-			return cdccleaner.Failed, err
-		}
-		dir, base := splitParent(p)
-		d, err := l.root.OpenFile(dir, os.O_RDONLY|syscall.O_DIRECTORY, 0)
-		if err != nil {
-			return classify(p, err, false)
-		}
-		defer d.Close()
-		return l.trashOne(p, dir, base, d)
+		return l.withParent(p, l.trashOne)
 	}
 	return l.unlink(p)
 }
 
-// unlink removes one path for real.
-func (l *Local) unlink(p string) (cdccleaner.Outcome, error) {
+// withParent validates p, opens its parent directory through the root and
+// calls fn with it; a missing parent is Absent.
+func (l *Local) withParent(p string, fn func(p, dir, base string, d *os.File) (cdccleaner.Outcome, error)) (cdccleaner.Outcome, error) {
 	if err := ValidatePath(p); err != nil {
 		return cdccleaner.Failed, err
 	}
@@ -118,6 +110,16 @@ func (l *Local) unlink(p string) (cdccleaner.Outcome, error) {
 		return classify(p, err, false)
 	}
 	defer d.Close()
+	return fn(p, dir, base, d)
+}
+
+// unlink removes one path for real.
+func (l *Local) unlink(p string) (cdccleaner.Outcome, error) {
+	return l.withParent(p, l.unlinkAt)
+}
+
+// unlinkAt removes base from the open directory d (p's parent).
+func (l *Local) unlinkAt(p, dir, base string, d *os.File) (cdccleaner.Outcome, error) {
 
 	var unlinkErr error
 	var isDir bool
