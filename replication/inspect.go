@@ -69,8 +69,12 @@ type Column struct {
 // Report is what Inspect found.
 type Report struct {
 	ServerVersion int
+	Role          string // current_user: the role whose privileges were checked
 	Findings      []Finding
 	Columns       []Column // every column that exists, watched and protect
+
+	missingPrivileges int             // privilege problems found
+	schemaReported    map[string]bool // schemas whose missing USAGE is reported
 }
 
 // Problems returns the findings that stop the cleaner from running.
@@ -93,19 +97,44 @@ func (r *Report) add(s Severity, field, format string, args ...any) {
 	r.Findings = append(r.Findings, Finding{Severity: s, Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
+// MissingPrivileges returns how many problems are privileges the current
+// role lacks (each names its GRANT; `setup --role` grants them all).
+func (r *Report) MissingPrivileges() int { return r.missingPrivileges }
+
+// missingPrivilege adds a problem naming the GRANT that would solve it.
+func (r *Report) missingPrivilege(field, format string, args ...any) {
+	r.missingPrivileges++
+	r.add(Problem, field, format, args...)
+}
+
+// who is the current role as an SQL identifier, for the GRANTs findings name.
+func (r *Report) who() string { return config.QuoteIdentifier(r.Role) }
+
 // Inspect checks that the database is ready for the configuration: server
-// settings, privileges, watched tables and columns, replica identity,
-// publication, slot and the cleaner's own table. It returns an error only
-// when it cannot ask (no connection); everything else is a finding.
+// settings, the current role's privileges, watched tables and columns,
+// replica identity, publication, slot and the cleaner's own table. Each
+// privilege run lacks is a problem naming the GRANT to run. It returns an
+// error only when it cannot ask (no connection); everything else is a
+// finding.
+//
+// Inspect reads only what any role may read (pg_catalog, pg_roles,
+// pg_replication_slots, pg_publication_tables, pg_partition_tree, the
+// has_*_privilege functions), so that it runs as the least-privilege role of
+// RoleSQL. It looks the cleaner's and the watched objects up by name in the
+// catalogs: a cast to regclass (or to_regclass) fails with "permission
+// denied" in a schema the role may not use, where a finding should say so.
 func Inspect(ctx context.Context, conn *pgx.Conn, cfg *config.Config) (*Report, error) {
-	r := &Report{}
+	r := &Report{schemaReported: map[string]bool{}}
 	var walLevel, slots, senders, keepSize string
 	var isSuper, canReplicate bool
+	// Amazon RDS and Aurora give replication through membership in
+	// rds_replication, not the REPLICATION attribute.
 	err := conn.QueryRow(ctx, `SELECT current_setting('server_version_num')::int,
 		current_setting('wal_level'), current_setting('max_replication_slots'),
 		current_setting('max_wal_senders'), coalesce(current_setting('max_slot_wal_keep_size', true), '-1'),
-		rolsuper, rolreplication
-		FROM pg_roles WHERE rolname = current_user`).Scan(&r.ServerVersion, &walLevel, &slots, &senders, &keepSize, &isSuper, &canReplicate)
+		current_user::text, rolsuper, rolreplication OR EXISTS (SELECT 1 FROM pg_roles g
+			WHERE g.rolname = 'rds_replication' AND pg_has_role(current_user, g.oid, 'MEMBER'))
+		FROM pg_roles WHERE rolname = current_user`).Scan(&r.ServerVersion, &walLevel, &slots, &senders, &keepSize, &r.Role, &isSuper, &canReplicate)
 	if err != nil {
 		return nil, fmt.Errorf("read server settings: %w", err)
 	}
@@ -135,7 +164,7 @@ func Inspect(ctx context.Context, conn *pgx.Conn, cfg *config.Config) (*Report, 
 		r.add(Problem, "postgres.url", "the server is a standby (in recovery): connect to the primary, where the slot and the application's writes are")
 	}
 	if !isSuper && !canReplicate {
-		r.add(Problem, "postgres.url", "role %s has neither REPLICATION nor SUPERUSER: ALTER ROLE ... WITH REPLICATION", "current_user")
+		r.missingPrivilege("postgres.url", "role %s has neither REPLICATION nor SUPERUSER, so it cannot stream from the slot: ALTER ROLE %s WITH REPLICATION (as a superuser; on Amazon RDS: GRANT rds_replication TO %s)", r.who(), r.who(), r.who())
 	}
 
 	watched := map[string]bool{} // quoted schema.table
@@ -145,19 +174,97 @@ func Inspect(ctx context.Context, conn *pgx.Conn, cfg *config.Config) (*Report, 
 	inspectPublication(ctx, conn, r, cfg, watched)
 	inspectSlot(ctx, conn, r, cfg)
 
-	var hasTable bool
-	if err := conn.QueryRow(ctx, "SELECT to_regclass('cdc_cleaner.failed_deletions') IS NOT NULL").Scan(&hasTable); err != nil {
-		return nil, fmt.Errorf("look up cdc_cleaner.failed_deletions: %w", err)
+	if err := inspectOwnObjects(ctx, conn, r); err != nil {
+		return nil, err
 	}
-	if !hasTable {
-		r.add(Problem, "", "table cdc_cleaner.failed_deletions does not exist: run cdc-cleaner setup (or apply migrations/)")
-	} else {
-		var canInsert bool
-		if err := conn.QueryRow(ctx, "SELECT has_table_privilege('cdc_cleaner.failed_deletions', 'INSERT')").Scan(&canInsert); err == nil && !canInsert {
-			r.add(Problem, "", "current user may not INSERT into cdc_cleaner.failed_deletions: GRANT INSERT ON cdc_cleaner.failed_deletions TO ...")
-		}
+	switch {
+	case r.missingPrivileges > 0:
+	case isSuper:
+		r.add(OK, "postgres.url", "role %s is a superuser; `cdc-cleaner setup --role NAME` creates a role with only the privileges run needs", r.who())
+	default:
+		r.add(OK, "postgres.url", "role %s has the privileges run needs", r.who())
 	}
 	return r, nil
+}
+
+// ledgerColumns are the columns of cdc_cleaner.failed_deletions that run
+// inserts into (package ledger); id and recorded_at take their defaults.
+var ledgerColumns = []string{"storage", "path", "reason", "detail", "source", "commit_lsn", "commit_time"}
+
+// inspectOwnObjects checks the cleaner's schema, its failed_deletions table
+// with the id sequence, and, when a json column is watched or protected,
+// cdc_cleaner.try_jsonb: that they exist and that the current role may use
+// them as run does.
+func inspectOwnObjects(ctx context.Context, conn *pgx.Conn, r *Report) error {
+	const missingTable = "table cdc_cleaner.failed_deletions does not exist: run cdc-cleaner setup (or apply migrations/)"
+	var usage bool
+	err := conn.QueryRow(ctx, "SELECT has_schema_privilege(oid, 'USAGE') FROM pg_namespace WHERE nspname = 'cdc_cleaner'").Scan(&usage)
+	if errors.Is(err, pgx.ErrNoRows) {
+		r.add(Problem, "", missingTable)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up schema cdc_cleaner: %w", err)
+	}
+	if !usage {
+		r.missingPrivilege("", "role %s may not use schema cdc_cleaner, where run records failed deletions in cdc_cleaner.failed_deletions: GRANT USAGE ON SCHEMA cdc_cleaner TO %s", r.who(), r.who())
+	}
+
+	// has_column_privilege counts table-level grants too. nextval needs
+	// USAGE or UPDATE on the sequence.
+	var canInsert bool
+	var seq *string
+	var canSeq *bool
+	err = conn.QueryRow(ctx, `SELECT (SELECT coalesce(bool_and(has_column_privilege(c.oid, a.attnum, 'INSERT')), false)
+			FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname::text = ANY($1::text[]) AND NOT a.attisdropped),
+		s.name, s.ok
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		LEFT JOIN LATERAL (
+			SELECT quote_ident(sn.nspname) || '.' || quote_ident(sc.relname) AS name,
+				has_sequence_privilege(sc.oid, 'USAGE') OR has_sequence_privilege(sc.oid, 'UPDATE') AS ok
+			FROM pg_depend d JOIN pg_class sc ON sc.oid = d.objid AND sc.relkind = 'S'
+			JOIN pg_namespace sn ON sn.oid = sc.relnamespace
+			WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+				AND d.refobjid = c.oid AND d.deptype IN ('a', 'i')
+			ORDER BY d.refobjsubid LIMIT 1) s ON true
+		WHERE n.nspname = 'cdc_cleaner' AND c.relname = 'failed_deletions' AND c.relkind IN ('r', 'p')`, ledgerColumns).
+		Scan(&canInsert, &seq, &canSeq)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		r.add(Problem, "", missingTable)
+	case err != nil:
+		return fmt.Errorf("look up cdc_cleaner.failed_deletions: %w", err)
+	default:
+		if !canInsert {
+			r.missingPrivilege("", "role %s may not INSERT into cdc_cleaner.failed_deletions, where run records what it could not delete: GRANT INSERT ON cdc_cleaner.failed_deletions TO %s", r.who(), r.who())
+		}
+		if seq != nil && canSeq != nil && !*canSeq {
+			r.missingPrivilege("", "role %s may not use sequence %s, which numbers the rows of cdc_cleaner.failed_deletions: GRANT USAGE ON SEQUENCE %s TO %s", r.who(), *seq, *seq, r.who())
+		}
+	}
+
+	needJSON := false
+	for _, c := range r.Columns {
+		if c.Type == "json" {
+			needJSON = true
+		}
+	}
+	if !needJSON {
+		return nil
+	}
+	var canExecute bool
+	err = conn.QueryRow(ctx, `SELECT has_function_privilege(p.oid, 'EXECUTE')
+		FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		WHERE n.nspname = 'cdc_cleaner' AND p.proname = 'try_jsonb' AND p.pronargs = 1 AND p.proargtypes[0] = 'json'::regtype`).Scan(&canExecute)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		r.add(Problem, "", "function cdc_cleaner.try_jsonb(json), through which the reference check reads json columns, does not exist: run cdc-cleaner setup (or apply migrations/0001_cdc_cleaner_schema.sql)")
+	case err != nil:
+		return fmt.Errorf("look up function cdc_cleaner.try_jsonb(json): %w", err)
+	case !canExecute:
+		r.missingPrivilege("", "role %s may not execute cdc_cleaner.try_jsonb(json), through which the reference check reads json columns: GRANT EXECUTE ON FUNCTION cdc_cleaner.try_jsonb(json) TO %s", r.who(), r.who())
+	}
+	return nil
 }
 
 func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Config, kind string, entries []*config.Watch, protect bool, watched map[string]bool) {
@@ -166,10 +273,10 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 		qualified := config.QuoteIdentifier(w.Schema) + "." + config.QuoteIdentifier(w.Name)
 		var oid uint32
 		var relkind, replident string
-		var canSelect bool
-		err := conn.QueryRow(ctx, `SELECT c.oid, c.relkind::text, c.relreplident::text, has_table_privilege(c.oid, 'SELECT')
+		var usage bool
+		err := conn.QueryRow(ctx, `SELECT c.oid, c.relkind::text, c.relreplident::text, has_schema_privilege(n.oid, 'USAGE')
 			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-			WHERE n.nspname = $1 AND c.relname = $2`, w.Schema, w.Name).Scan(&oid, &relkind, &replident, &canSelect)
+			WHERE n.nspname = $1 AND c.relname = $2`, w.Schema, w.Name).Scan(&oid, &relkind, &replident, &usage)
 		if errors.Is(err, pgx.ErrNoRows) {
 			r.add(Problem, field+".table", "table %s does not exist (names are case-folded unless double-quoted, as in SQL)", w.Schema+"."+w.Name)
 			continue
@@ -182,8 +289,10 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 			r.add(Problem, field+".table", "%s is not a table (relkind %s): only tables and partitioned tables can be watched", qualified, relkind)
 			continue
 		}
-		if !canSelect {
-			r.add(Problem, field+".table", "current user may not SELECT from %s, which the reference check needs: GRANT SELECT ON %s TO ...", qualified, qualified)
+		if !usage && !r.schemaReported[w.Schema] {
+			r.schemaReported[w.Schema] = true
+			schema := config.QuoteIdentifier(w.Schema)
+			r.missingPrivilege(field+".table", "role %s may not use schema %s, where %s is, so the reference check cannot read it: GRANT USAGE ON SCHEMA %s TO %s", r.who(), schema, qualified, schema, r.who())
 		}
 		if watched != nil {
 			watched[qualified] = true
@@ -198,14 +307,17 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 			var typ, generated string
 			var typOID uint32
 			var category, elemCategory string
-			var indexed bool
+			var indexed, canSelect bool
+			// has_column_privilege counts a grant on the whole table and
+			// one on the column alike.
 			err := conn.QueryRow(ctx, `SELECT format_type(a.atttypid, a.atttypmod), a.attgenerated::text, a.atttypid,
 				t.typcategory::text, coalesce(et.typcategory::text, ''),
-				EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = a.attrelid AND x.indkey[0] = a.attnum)
+				EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = a.attrelid AND x.indkey[0] = a.attnum),
+				has_column_privilege(a.attrelid, a.attnum, 'SELECT')
 				FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 				LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
 				WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped`, oid, col).
-				Scan(&typ, &generated, &typOID, &category, &elemCategory, &indexed)
+				Scan(&typ, &generated, &typOID, &category, &elemCategory, &indexed, &canSelect)
 			if errors.Is(err, pgx.ErrNoRows) {
 				r.add(Problem, cfield, "column %q not found in %s", col, w.Schema+"."+w.Name)
 				continue
@@ -213,6 +325,10 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 			if err != nil {
 				r.add(Problem, cfield, "look up column %q of %s: %v", col, qualified, err)
 				continue
+			}
+			if !canSelect {
+				qcol := config.QuoteIdentifier(col)
+				r.missingPrivilege(cfield, "role %s may not read column %s of %s, which the reference check searches: GRANT SELECT (%s) ON %s TO %s", r.who(), qcol, qualified, qcol, qualified, r.who())
 			}
 			if generated != "" && !protect {
 				r.add(Problem, cfield, "column %q of %s is a generated column: pgoutput does not send generated columns, so it cannot be watched (watch the columns it is computed from, or list it under protect)", col, qualified)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -19,12 +20,25 @@ type Statement struct {
 	SQL     string
 }
 
+// SetupOptions adds to what setup does beyond the configuration.
+type SetupOptions struct {
+	// Role, when set, names the role `run` logs in as: setup creates it if
+	// missing and grants it exactly what run and status need (RoleSQL).
+	Role string
+}
+
+// SlotComment is the comment of the statement that creates the slot, the
+// last one of SetupSQL. A migration tool must run that statement outside
+// the transaction of the others (see SetupSQL).
+const SlotComment = "the logical replication slot (pgoutput) the cleaner streams from; run this statement on its own, outside a transaction that has written"
+
 // SetupSQL returns the statements `setup` runs, in order. Each is idempotent,
 // so the script can be printed (setup --print) and applied by hand or by a
 // migration tool with the same effect. The slot is created by the last
 // statement, on its own: PostgreSQL refuses to create a logical slot in a
-// transaction that has written.
-func SetupSQL(cfg *config.Config, serverVersion int) []Statement {
+// transaction that has written. With opts.Role, RoleSQL comes just before
+// it.
+func SetupSQL(cfg *config.Config, serverVersion int, opts SetupOptions) []Statement {
 	var stmts []Statement
 	stmts = append(stmts, Statement{
 		Comment: "cdc-cleaner's own schema and the failed_deletions table (migrations/0001_cdc_cleaner_schema.sql)",
@@ -104,8 +118,11 @@ END`, quoteLiteral(pubName)))),
   END IF;
 END`, trigger, trigger, fn)),
 	})
+	if opts.Role != "" {
+		stmts = append(stmts, RoleSQL(cfg, opts.Role)...)
+	}
 	stmts = append(stmts, Statement{
-		Comment: "the logical replication slot (pgoutput) the cleaner streams from",
+		Comment: SlotComment,
 		SQL: fmt.Sprintf(`SELECT pg_create_logical_replication_slot(%s, 'pgoutput')
 WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)`,
 			quoteLiteral(cfg.Postgres.Slot), quoteLiteral(cfg.Postgres.Slot)),
@@ -113,10 +130,124 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)`,
 	return stmts
 }
 
+// RoleSQL returns the statements that give role exactly what `run` needs,
+// and what `status` reads, idempotently:
+//
+//   - the role itself, created if missing WITH LOGIN and REPLICATION (on
+//     Amazon RDS, membership in rds_replication instead), with no password
+//     and no other attribute; an existing role only gains what it lacks;
+//   - CONNECT on the current database, when PUBLIC does not already give it;
+//   - USAGE on the schemas of the watched and protect tables and on
+//     cdc_cleaner;
+//   - SELECT on exactly the watched and protect columns, which is all the
+//     reference check reads (column-level grants: other columns, which may
+//     hold personal data, stay unreadable);
+//   - INSERT on cdc_cleaner.failed_deletions and USAGE on its id sequence,
+//     where run records what it could not delete, and SELECT on it, which
+//     status reads (counts and the newest rows);
+//   - EXECUTE on cdc_cleaner.try_jsonb(json), through which the reference
+//     check reads json columns.
+//
+// Nothing else is needed: the slot and the publication belong to no role a
+// replication connection must match (a role with REPLICATION may stream
+// from any slot of its database), and what Inspect and status read
+// (pg_class, pg_replication_slots, pg_publication_tables,
+// pg_partition_tree, pg_event_trigger) any role may read. RoleSQL never
+// revokes: privileges the role holds beyond these stay.
+func RoleSQL(cfg *config.Config, role string) []Statement {
+	who := config.QuoteIdentifier(role)
+	lit := quoteLiteral(role)
+	stmts := []Statement{{
+		Comment: fmt.Sprintf("the role cdc-cleaner run logs in as: LOGIN and REPLICATION, nothing else; no password is set here: ALTER ROLE %s PASSWORD '...'", who),
+		SQL: doBlock(fmt.Sprintf(`BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %[1]s) THEN
+    CREATE ROLE %[2]s WITH LOGIN;
+  ELSIF NOT (SELECT rolcanlogin FROM pg_roles WHERE rolname = %[1]s) THEN
+    ALTER ROLE %[2]s WITH LOGIN;
+  END IF;
+  IF (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = %[1]s) THEN
+    NULL;
+  ELSIF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rds_replication') THEN
+    -- Amazon RDS and Aurora grant replication through this role.
+    IF NOT pg_has_role(%[1]s, 'rds_replication', 'MEMBER') THEN
+      GRANT rds_replication TO %[2]s;
+    END IF;
+  ELSE
+    ALTER ROLE %[2]s WITH REPLICATION;
+  END IF;
+END`, lit, who)),
+	}, {
+		Comment: "connect to this database (PUBLIC usually may already)",
+		SQL: doBlock(fmt.Sprintf(`BEGIN
+  IF NOT has_database_privilege(%s, current_database(), 'CONNECT') THEN
+    EXECUTE format('GRANT CONNECT ON DATABASE %%I TO %%I', current_database(), %s);
+  END IF;
+END`, lit, lit)),
+	}}
+
+	// The tables in configuration order, each with its columns, watch and
+	// protect entries for one table merged.
+	type table struct {
+		name string
+		cols []string
+	}
+	var tables []*table
+	byName := map[string]*table{}
+	var schemas []string
+	seenSchema := map[string]bool{}
+	for _, w := range append(append([]*config.Watch{}, cfg.Watch...), cfg.Protect...) {
+		if !seenSchema[w.Schema] {
+			seenSchema[w.Schema] = true
+			schemas = append(schemas, config.QuoteIdentifier(w.Schema))
+		}
+		q := config.QuoteIdentifier(w.Schema) + "." + config.QuoteIdentifier(w.Name)
+		t := byName[q]
+		if t == nil {
+			t = &table{name: q}
+			byName[q] = t
+			tables = append(tables, t)
+		}
+		for _, c := range w.ColNames {
+			qc := config.QuoteIdentifier(c)
+			if !slices.Contains(t.cols, qc) {
+				t.cols = append(t.cols, qc)
+			}
+		}
+	}
+	if !seenSchema["cdc_cleaner"] {
+		schemas = append(schemas, "cdc_cleaner")
+	}
+	stmts = append(stmts, Statement{
+		Comment: "reach the watched and protect tables and the cleaner's own objects",
+		SQL:     fmt.Sprintf("GRANT USAGE ON SCHEMA %s TO %s", strings.Join(schemas, ", "), who),
+	})
+	for _, t := range tables {
+		stmts = append(stmts, Statement{
+			Comment: fmt.Sprintf("the reference check reads only these columns of %s", t.name),
+			SQL:     fmt.Sprintf("GRANT SELECT (%s) ON TABLE %s TO %s", strings.Join(t.cols, ", "), t.name, who),
+		})
+	}
+	stmts = append(stmts, Statement{
+		Comment: "run records what it could not delete (INSERT, and the id sequence); status counts and lists it (SELECT)",
+		SQL: fmt.Sprintf(`GRANT SELECT, INSERT ON TABLE cdc_cleaner.failed_deletions TO %[1]s;
+GRANT USAGE ON SEQUENCE cdc_cleaner.failed_deletions_id_seq TO %[1]s`, who),
+	}, Statement{
+		Comment: "the reference check reads json (not jsonb) columns through this function",
+		SQL:     fmt.Sprintf("GRANT EXECUTE ON FUNCTION cdc_cleaner.try_jsonb(json) TO %s", who),
+	})
+	return stmts
+}
+
 // EventTriggerName is the name of the event trigger setup installs for a
-// publication.
+// publication, as the catalog stores it: PostgreSQL cuts names to 63 bytes
+// (publication names are ASCII), so a lookup by the full name of a long
+// publication would never find it.
 func EventTriggerName(publication string) string {
-	return "cdc_cleaner_replica_identity_" + publication
+	name := "cdc_cleaner_replica_identity_" + publication
+	if len(name) > 63 {
+		name = name[:63]
+	}
+	return name
 }
 
 // doBlock wraps a PL/pgSQL body in DO with a dollar quote that the body
@@ -152,14 +283,17 @@ func WatchedTables(cfg *config.Config) []string {
 func FormatSQL(stmts []Statement) string {
 	var b strings.Builder
 	for _, s := range stmts {
-		fmt.Fprintf(&b, "-- %s\n%s;\n\n", s.Comment, strings.TrimRight(s.SQL, "; \n"))
+		// A name in a comment may hold a line break (a quoted identifier):
+		// it must not end the comment.
+		comment := strings.NewReplacer("\r\n", "\n-- ", "\n", "\n-- ", "\r", "\n-- ").Replace(s.Comment)
+		fmt.Fprintf(&b, "-- %s\n%s;\n\n", comment, strings.TrimRight(s.SQL, "; \n"))
 	}
 	return b.String()
 }
 
 // Setup runs SetupSQL on conn. Running it twice changes nothing. progress is
 // called before each statement.
-func Setup(ctx context.Context, conn *pgx.Conn, cfg *config.Config, progress func(Statement)) error {
+func Setup(ctx context.Context, conn *pgx.Conn, cfg *config.Config, opts SetupOptions, progress func(Statement)) error {
 	var version int
 	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
 		return fmt.Errorf("read server version: %w", err)
@@ -169,7 +303,7 @@ func Setup(ctx context.Context, conn *pgx.Conn, cfg *config.Config, progress fun
 	if _, err := conn.Exec(ctx, "SET lock_timeout = '10s'"); err != nil {
 		return fmt.Errorf("set lock_timeout: %w", err)
 	}
-	for _, st := range SetupSQL(cfg, version) {
+	for _, st := range SetupSQL(cfg, version, opts) {
 		if progress != nil {
 			progress(st)
 		}

@@ -191,8 +191,14 @@ func publicationStatus(ctx context.Context, conn *pgx.Conn, s *SlotStatus) error
 
 func failedStatus(ctx context.Context, conn *pgx.Conn, s *SlotStatus) error {
 	var canSelect *bool
-	err := conn.QueryRow(ctx, `SELECT CASE WHEN to_regclass('cdc_cleaner.failed_deletions') IS NOT NULL
-		THEN has_table_privilege('cdc_cleaner.failed_deletions', 'SELECT') END`).Scan(&canSelect)
+	// Looked up in the catalogs: to_regclass fails outright for a role
+	// without USAGE on schema cdc_cleaner.
+	err := conn.QueryRow(ctx, `SELECT has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT')
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = 'cdc_cleaner' AND c.relname = 'failed_deletions'`).Scan(&canSelect)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = nil
+	}
 	if err != nil {
 		return fmt.Errorf("look up cdc_cleaner.failed_deletions: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 
 	"github.com/cdc-cleaner/cdc-cleaner/config"
 	"github.com/cdc-cleaner/cdc-cleaner/replication"
@@ -40,6 +41,10 @@ Exit codes: 0 ok (warnings allowed), 1 problems found, 2 bad configuration.`, st
 	for _, f := range report.Findings {
 		label := map[replication.Severity]string{replication.OK: "ok", replication.Warning: "warning", replication.Problem: "FAIL"}[f.Severity]
 		fmt.Fprintf(stdout, "  %-8s %s\n", label, f)
+	}
+	if report.MissingPrivileges() > 0 {
+		fmt.Fprintf(stdout, "  hint     an administrator grants role %s all it needs at once with: cdc-cleaner setup --role %s (with a configuration that logs in as the administrator)\n",
+			config.QuoteIdentifier(report.Role), shellWord(report.Role))
 	}
 	names := make([]string, 0, len(cfg.Storages))
 	for name := range cfg.Storages {
@@ -83,4 +88,12 @@ func checkStorage(ctx context.Context, name string, s *config.Storage) error {
 		}
 	}
 	return nil
+}
+
+// shellWord quotes s for a POSIX shell unless it needs no quoting.
+func shellWord(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -6,30 +6,53 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode"
 
+	"github.com/cdc-cleaner/cdc-cleaner/config"
 	"github.com/cdc-cleaner/cdc-cleaner/replication"
 )
 
 func cmdSetup(args []string, stdout, stderr io.Writer) error {
-	fs, cfgPath := newFlags("setup", "[--config FILE] [--print]",
+	fs, cfgPath := newFlags("setup", "[--config FILE] [--print] [--role NAME]",
 		`Creates what the cleaner needs in the database, idempotently: schema
 cdc_cleaner with table failed_deletions, REPLICA IDENTITY FULL on the watched
 tables, the publication (exactly the watched tables) and the pgoutput slot.
 Running it again changes nothing; after editing the watch list it updates the
 publication. With --print it prints the SQL instead of running it.
 
+Run setup as an administrator (the tables' owner, with REPLICATION). With
+--role NAME it also creates the role NAME, if missing, with LOGIN and
+REPLICATION and no password, and grants it exactly what run and status need:
+SELECT on the watched and protect columns, INSERT and SELECT on
+cdc_cleaner.failed_deletions. Set its password yourself (ALTER ROLE NAME
+PASSWORD '...') and put that role in the postgres.url that run uses. Run
+setup --role again after editing the watch or protect lists.
+
 Exit codes: 0 done, 1 a statement failed, 2 bad configuration or database not ready.`, stderr)
 	printOnly := fs.Bool("print", false, "print the SQL instead of running it (for migration tools)")
+	role := fs.String("role", "", "also create `NAME` (LOGIN REPLICATION, no password) and grant it exactly what run needs")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
+	}
+	if err := checkRoleName(*role); err != nil {
+		return configErr(err)
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		return err
 	}
+	opts := replication.SetupOptions{Role: *role}
 	if *printOnly {
-		fmt.Fprintf(stdout, "-- cdc-cleaner setup for slot %q and publication %q\n\n", cfg.Postgres.Slot, cfg.Postgres.Publication)
-		fmt.Fprint(stdout, replication.FormatSQL(replication.SetupSQL(cfg, 0)))
+		fmt.Fprintf(stdout, "-- cdc-cleaner setup for slot %q and publication %q\n", cfg.Postgres.Slot, cfg.Postgres.Publication)
+		if *role != "" {
+			fmt.Fprintf(stdout, "-- and the role %q that cdc-cleaner run logs in as\n", *role)
+		}
+		fmt.Fprint(stdout, `-- Every statement is idempotent. A migration tool may run them all in one
+-- transaction except the last, which creates the slot: PostgreSQL refuses
+-- that in a transaction that has written, so run it on its own.
+
+`)
+		fmt.Fprint(stdout, replication.FormatSQL(replication.SetupSQL(cfg, 0, opts)))
 		return nil
 	}
 	ctx := context.Background()
@@ -53,8 +76,8 @@ Exit codes: 0 done, 1 a statement failed, 2 bad configuration or database not re
 			}
 		} else if p.Field != "" {
 			continue // publication, slot: setup creates them
-		} else if strings.Contains(p.Message, "cdc_cleaner.failed_deletions") {
-			continue
+		} else if strings.Contains(p.Message, "cdc_cleaner.") {
+			continue // the cleaner's own schema, table and function
 		}
 		blocking = append(blocking, p.String())
 	}
@@ -62,7 +85,7 @@ Exit codes: 0 done, 1 a statement failed, 2 bad configuration or database not re
 		return configErr(errors.New("cannot set up:\n  - " + strings.Join(blocking, "\n  - ")))
 	}
 
-	err = replication.Setup(ctx, conn, cfg, func(st replication.Statement) {
+	err = replication.Setup(ctx, conn, cfg, opts, func(st replication.Statement) {
 		fmt.Fprintf(stdout, "- %s\n", st.Comment)
 	})
 	if err != nil {
@@ -83,5 +106,28 @@ Exit codes: 0 done, 1 a statement failed, 2 bad configuration or database not re
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
 	fmt.Fprintf(stdout, "setup complete: slot %q, publication %q; start the cleaner with: cdc-cleaner run --config %s\n", cfg.Postgres.Slot, cfg.Postgres.Publication, *cfgPath)
+	if *role != "" {
+		who := config.QuoteIdentifier(*role)
+		fmt.Fprintf(stdout, `role %s may log in, stream from the slot and read only the watched and protect columns.
+setup sets no password: if it has none yet, set one (ALTER ROLE %s PASSWORD '...'), put
+the role in the postgres.url of the configuration run uses, and verify with cdc-cleaner check.
+`, who, who)
+	}
+	return nil
+}
+
+// checkRoleName rejects what cannot be a role name. The name is taken as
+// written, like the user name in postgres.url: no case folding.
+func checkRoleName(name string) error {
+	switch {
+	case name == "":
+		return nil
+	case strings.ContainsFunc(name, unicode.IsControl):
+		return fmt.Errorf("--role: %q: a role name cannot contain control characters", name)
+	case len(name) > 63:
+		return fmt.Errorf("--role: %q is %d bytes long; PostgreSQL allows at most 63", name, len(name))
+	case strings.HasPrefix(name, "pg_"):
+		return fmt.Errorf("--role: %q: names beginning with pg_ are reserved by PostgreSQL", name)
+	}
 	return nil
 }
