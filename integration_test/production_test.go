@@ -246,3 +246,14 @@ func slotConfirmed(t *testing.T, e *env) string {
 	}
 	return lsn
 }
+
+// TestLagWarning: above postgres.max_lag_warn (here 1 byte, set through the
+// environment) the cleaner warns that the slot retains WAL.
+func TestLagWarning(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch})
+	e.env = append(e.env, "CDC_CLEANER_POSTGRES_MAX_LAG_WARN=1B")
+	e.exec(`INSERT INTO gallery_photo (id, image) SELECT i, 'lag/' || i FROM generate_series(1, 1000) i`)
+	p := e.start()
+	p.waitLog("retains more WAL than postgres.max_lag_warn", 30*time.Second)
+}
