@@ -44,6 +44,7 @@ func commands() []command {
 		{"setup", "create the publication, replica identity, cdc_cleaner schema and slot (idempotent)", cmdSetup},
 		{"check", "validate the configuration and the database, and print a report", cmdCheck},
 		{"status", "show the slot's state, the WAL it retains and failed deletions (--json for scripts)", cmdStatus},
+		{"scan", "list files no watched or protect column references; --delete removes them", cmdScan},
 		{"teardown", "drop the slot and the publication, so no WAL is retained", cmdTeardown},
 		{"version", "print the version", cmdVersion},
 	}

@@ -1,0 +1,335 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+	"github.com/cdc-cleaner/cdc-cleaner/refcheck"
+	"github.com/cdc-cleaner/cdc-cleaner/replication"
+	"github.com/cdc-cleaner/cdc-cleaner/scan"
+)
+
+// stringList is a flag that may be given several times.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
+
+// maxInvalidShown caps the warnings about invalid paths.
+const maxInvalidShown = 10
+
+func cmdScan(args []string, stdout, stderr io.Writer) error {
+	fs, cfgPath := newFlags("scan", "[--config FILE] [--storage NAME] [--delete] [--min-age 24h] [--exclude GLOB ...] [--output FILE] [--json]",
+		`Lists every file of a storage and reports those that no watched or protect
+column mapped to it references: files left behind before the cleaner ran,
+while it was stopped without a slot, or by a TRUNCATE. Dry run unless
+--delete. References are checked against the live database in batches of
+1000 paths; the listing is streamed, so memory stays bounded.
+
+Never candidates: files modified less than --min-age ago (an upload whose row
+is not committed yet), files matching --exclude or the storage's keep
+patterns, paths that are not valid relative paths, the trash directory
+(trash_prefix) and, on local storage, symlinks and special files.
+
+With --delete the orphans are deleted through the storage, as run deletes
+(trash honoured), once the whole listing has succeeded: each batch is checked
+against the database again right before deletion, so a file referenced since
+it was listed is kept; a local file modified since is kept too. This makes a
+scan safe beside a running "cdc-cleaner run".
+
+Output (stdout, or --output FILE): one line per orphan,
+"path<TAB>size<TAB>mtime" (RFC 3339, UTC), and with --delete a fourth field,
+the outcome: deleted, absent, failed, referenced or modified. A path holding
+a control character or invalid UTF-8 is printed Go-quoted ("..."). With
+--json: one JSON object per line, {"type":"orphan",...} for each orphan and a
+last {"type":"summary",...}. Progress goes to stderr every 2s when stderr is
+a terminal; a one-line summary always ends on stderr.
+
+Exit codes: 0 done (orphans found or not); 1 runtime failure (the storage or
+the database cannot be read, a deletion failed); 2 bad flags or configuration,
+unknown storage, or a storage no column references.`, stderr)
+	storageName := fs.String("storage", "", "storage `NAME` to scan (may be left out when the configuration has one storage)")
+	doDelete := fs.Bool("delete", false, "delete the orphans (default: only list them)")
+	minAge := fs.Duration("min-age", 24*time.Hour, "never touch files modified less than `DURATION` ago")
+	var excludes stringList
+	fs.Var(&excludes, "exclude", "skip paths matching `GLOB` (path.Match; a trailing /** matches a whole directory); repeatable")
+	outPath := fs.String("output", "", "write the orphan list to `FILE` instead of stdout")
+	asJSON := fs.Bool("json", false, "write JSON lines (one object per orphan, then a summary object)")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	if *minAge < 0 {
+		return configErr(fmt.Errorf("--min-age %s: must not be negative", *minAge))
+	}
+	for _, pat := range excludes {
+		if err := scan.ValidPattern(pat); err != nil {
+			return configErr(fmt.Errorf("--exclude: %w", err))
+		}
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	name := *storageName
+	if name == "" {
+		if len(cfg.Storages) != 1 {
+			return configErr(fmt.Errorf("the configuration has %d storages (%s): choose one with --storage", len(cfg.Storages), strings.Join(sortedNames(cfg.Storages), ", ")))
+		}
+		for n := range cfg.Storages {
+			name = n
+		}
+	}
+	scfg, ok := cfg.Storages[name]
+	if !ok {
+		return configErr(fmt.Errorf("--storage %q: no such storage in %s (configured: %s)", name, *cfgPath, strings.Join(sortedNames(cfg.Storages), ", ")))
+	}
+	if *doDelete && cfg.DryRun {
+		return configErr(errors.New("--delete with dry_run set in the configuration: unset dry_run (or CDC_CLEANER_DRY_RUN) to delete"))
+	}
+	log := newLogger(cfg.Log, stderr).With().Str("component", "scan").Str("storage", name).Logger()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	// The columns that reference the storage, as they exist in the
+	// database; a configured one that is missing would make every file it
+	// references look orphaned.
+	conn, err := connect(ctx, cfg)
+	if err != nil {
+		return failure(err)
+	}
+	report, err := replication.Inspect(ctx, conn, cfg)
+	conn.Close(context.Background())
+	if err != nil {
+		return failure(err)
+	}
+	var cols []replication.Column
+	found := map[string]bool{}
+	for _, c := range report.Columns {
+		if c.Storage == name {
+			cols = append(cols, c)
+			found[c.Schema+"."+c.Table+"."+c.Column] = true
+		}
+	}
+	var missing []string
+	configured := 0
+	for _, w := range slices.Concat(cfg.Watch, cfg.Protect) {
+		if w.Storage != name {
+			continue
+		}
+		for _, c := range w.ColNames {
+			configured++
+			if !found[w.Schema+"."+w.Name+"."+c] {
+				missing = append(missing, w.Schema+"."+w.Name+"."+c)
+			}
+		}
+	}
+	switch {
+	case configured == 0:
+		return configErr(fmt.Errorf("no watch or protect column references storage %q: every file would look orphaned; add its columns (protect: for columns the cleaner must not watch)", name))
+	case len(missing) > 0:
+		return configErr(fmt.Errorf("storage %q: configured columns not found in the database (or not visible to this role): %s; run cdc-cleaner check", name, strings.Join(missing, ", ")))
+	}
+
+	storages, closeStorages, err := openStorages(ctx, cfg)
+	if err != nil {
+		return configErr(err)
+	}
+	defer closeStorages()
+	st := storages[name]
+	lister, ok := st.(deleter.Lister)
+	if !ok {
+		return configErr(fmt.Errorf("storage %q (%s) cannot be listed", name, scfg.Type))
+	}
+
+	poolCfg, err := pgxpool.ParseConfig(cfg.Postgres.URL)
+	if err != nil {
+		return configErr(fmt.Errorf("postgres.url: %w", err))
+	}
+	poolCfg.MaxConns = 2
+	if poolCfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		poolCfg.ConnConfig.RuntimeParams["application_name"] = "cdc-cleaner scan"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
+	if err != nil {
+		return failure(fmt.Errorf("connect: %w", err))
+	}
+	defer pool.Close()
+	refs, err := refcheck.New(pool, refColumns(cols))
+	if err != nil {
+		return configErr(err)
+	}
+
+	var out io.Writer = stdout
+	if *outPath != "" {
+		f, err := os.Create(*outPath)
+		if err != nil {
+			return configErr(fmt.Errorf("--output: %w", err))
+		}
+		defer f.Close()
+		out = f
+	}
+	w := bufio.NewWriterSize(out, 1<<16)
+	var writeErr error
+	write := func(v any) {
+		if writeErr != nil {
+			return
+		}
+		if *asJSON {
+			b, err := json.Marshal(v)
+			if err == nil {
+				b = append(b, '\n')
+				_, err = w.Write(b)
+			}
+			writeErr = err
+			return
+		}
+		_, writeErr = fmt.Fprintln(w, v)
+	}
+
+	terminal := isTerminal(stderr)
+	invalid := 0
+	stats, err := scan.Run(ctx, scan.Config{
+		Storage: name,
+		Files:   lister,
+		Store:   st,
+		Refs:    refs,
+		Keep:    scfg.Keep,
+		Exclude: excludes,
+		MinAge:  *minAge,
+		Delete:  *doDelete,
+		Report: func(o scan.Orphan) error {
+			if *asJSON {
+				write(orphanJSON{Type: "orphan", Path: o.Path, Size: o.Size, ModTime: o.ModTime.UTC(), Outcome: o.Outcome, Error: errText(o.Err)})
+			} else {
+				line := fmt.Sprintf("%s\t%d\t%s", printablePath(o.Path), o.Size, o.ModTime.UTC().Format(time.RFC3339))
+				if o.Outcome != "" {
+					line += "\t" + o.Outcome
+				}
+				write(line)
+			}
+			if o.Err != nil {
+				log.Warn().Err(o.Err).Str("path", o.Path).Msg("delete orphan")
+			}
+			return writeErr
+		},
+		Invalid: func(f deleter.File, err error) {
+			invalid++
+			if invalid <= maxInvalidShown {
+				log.Warn().Err(err).Str("path", f.Path).Msg("not a valid path: never deleted")
+			}
+		},
+		Progress: func(phase string, s scan.Stats) {
+			if terminal {
+				fmt.Fprintf(stderr, "scan %s: %s: %d files scanned (%.0f/s), %d orphans so far, %d deleted\n",
+					name, phase, s.Scanned, rate(s.Scanned, s.Elapsed), s.Orphaned, s.Deleted)
+			}
+		},
+	})
+	if invalid > maxInvalidShown {
+		log.Warn().Msgf("and %d more invalid paths", invalid-maxInvalidShown)
+	}
+	if *asJSON {
+		write(summaryJSON{Type: "summary", Storage: name, Delete: *doDelete, MinAge: minAge.String(), Stats: stats,
+			ElapsedSeconds: stats.Elapsed.Seconds(), FilesPerSecond: rate(stats.Scanned, stats.Elapsed), Complete: err == nil})
+	}
+	if ferr := w.Flush(); writeErr == nil {
+		writeErr = ferr
+	}
+	fmt.Fprintln(stderr, summaryLine(name, *doDelete, stats))
+	switch {
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		return failure(errors.New("interrupted: the scan is incomplete"))
+	case err != nil:
+		return failure(err)
+	case writeErr != nil:
+		return failure(fmt.Errorf("write the orphan list: %w", writeErr))
+	case stats.Failed > 0:
+		return failure(fmt.Errorf("%d deletions failed", stats.Failed))
+	}
+	return nil
+}
+
+type orphanJSON struct {
+	Type    string    `json:"type"`
+	Path    string    `json:"path"`
+	Size    int64     `json:"size"`
+	ModTime time.Time `json:"mtime"`
+	Outcome string    `json:"outcome,omitempty"`
+	Error   string    `json:"error,omitempty"`
+}
+
+type summaryJSON struct {
+	Type    string `json:"type"`
+	Storage string `json:"storage"`
+	Delete  bool   `json:"delete"`
+	MinAge  string `json:"min_age"`
+	scan.Stats
+	ElapsedSeconds float64 `json:"elapsed_seconds"`
+	FilesPerSecond float64 `json:"files_per_second"`
+	// Complete is false when the scan stopped early (an error, a signal).
+	Complete bool `json:"complete"`
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func rate(n int64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
+
+// summaryLine is the one line a scan always ends with on stderr.
+func summaryLine(name string, del bool, s scan.Stats) string {
+	line := fmt.Sprintf("scan %s: %d files scanned in %s (%.0f/s): %d referenced, %d orphaned (%s reclaimable); skipped %d young, %d excluded, %d kept, %d invalid",
+		name, s.Scanned, s.Elapsed.Round(time.Millisecond), rate(s.Scanned, s.Elapsed), s.Referenced, s.Orphaned,
+		replication.HumanBytes(s.Reclaimable), s.Young, s.Excluded, s.Kept, s.Invalid)
+	if del {
+		line += fmt.Sprintf("; deleted %d, absent %d, failed %d, kept because referenced again %d, modified %d",
+			s.Deleted, s.Absent, s.Failed, s.Rescued, s.Modified)
+	} else {
+		line += " (dry run: nothing deleted; --delete deletes)"
+	}
+	return line
+}
+
+// printablePath quotes a path that would break a tab-separated line or a
+// terminal.
+func printablePath(p string) string {
+	if !utf8.ValidString(p) || strings.IndexFunc(p, unicode.IsControl) >= 0 || strings.HasPrefix(p, `"`) {
+		return strconv.Quote(p)
+	}
+	return p
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

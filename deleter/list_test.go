@@ -1,0 +1,187 @@
+package deleter_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3test"
+)
+
+// listAll returns the listing as path => file, failing on duplicates.
+func listAll(t *testing.T, l deleter.Lister) map[string]deleter.File {
+	t.Helper()
+	out := map[string]deleter.File{}
+	err := l.List(context.Background(), func(f deleter.File) error {
+		if _, dup := out[f.Path]; dup {
+			t.Errorf("%s listed twice", f.Path)
+		}
+		out[f.Path] = f
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	return out
+}
+
+func sortedKeys(m map[string]deleter.File) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestLocalList(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	write(t, filepath.Join(outside, "secret.txt"), "secret")
+	write(t, filepath.Join(root, "a.jpg"), "aa")
+	write(t, filepath.Join(root, "dir/sub/b.jpg"), "bbb")
+	write(t, filepath.Join(root, "été ✓/with space.jpg"), "c")
+	write(t, filepath.Join(root, ".trash/old.jpg"), "trashed")
+	write(t, filepath.Join(root, "dir/.trash/not-the-trash.jpg"), "x")
+	if err := os.MkdirAll(filepath.Join(root, "empty"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(root, "linkdir")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(root, "a.jpg"), filepath.Join(root, "linkfile")); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := os.Chtimes(filepath.Join(root, "a.jpg"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	l, err := deleter.NewLocal(root, deleter.LocalOptions{TrashPrefix: ".trash/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+
+	got := listAll(t, l)
+	want := []string{"a.jpg", "dir/.trash/not-the-trash.jpg", "dir/sub/b.jpg", "été ✓/with space.jpg"}
+	if !slices.Equal(sortedKeys(got), want) {
+		t.Fatalf("listed %q, want %q", sortedKeys(got), want)
+	}
+	if f := got["a.jpg"]; f.Size != 2 || !f.ModTime.Equal(old) {
+		t.Errorf("a.jpg = %+v, want size 2, mtime %v", f, old)
+	}
+	if f := got["dir/sub/b.jpg"]; f.Size != 3 {
+		t.Errorf("dir/sub/b.jpg size %d, want 3", f.Size)
+	}
+
+	st, err := l.Stat("a.jpg")
+	if err != nil || st.Size != 2 || !st.ModTime.Equal(old) {
+		t.Errorf("Stat(a.jpg) = %+v, %v", st, err)
+	}
+	for _, p := range []string{"missing", "linkfile", "dir", "../x"} {
+		if _, err := l.Stat(p); err == nil {
+			t.Errorf("Stat(%q) succeeded", p)
+		}
+	}
+	if _, err := l.Stat("missing"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Stat(missing) = %v, want not exist", err)
+	}
+
+	// fn's error stops the listing and is returned.
+	stop := errors.New("stop")
+	n := 0
+	if err := l.List(context.Background(), func(deleter.File) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
+		t.Errorf("List with failing fn = %v after %d calls", err, n)
+	}
+}
+
+// TestLocalListLargeDirectory: a directory bigger than one read chunk is
+// listed completely.
+func TestLocalListLargeDirectory(t *testing.T) {
+	root := t.TempDir()
+	const n = 2500
+	for i := range n {
+		if err := os.WriteFile(filepath.Join(root, fmt.Sprintf("f%05d", i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := deleter.NewLocal(root, deleter.LocalOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if got := len(listAll(t, l)); got != n {
+		t.Errorf("listed %d files, want %d", got, n)
+	}
+}
+
+func TestLocalListUnreadableDirectory(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root reads any directory")
+	}
+	root := t.TempDir()
+	write(t, filepath.Join(root, "locked/a.jpg"), "a")
+	if err := os.Chmod(filepath.Join(root, "locked"), 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(filepath.Join(root, "locked"), 0o755) })
+	l, err := deleter.NewLocal(root, deleter.LocalOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	err = l.List(context.Background(), func(deleter.File) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "locked") || !errors.Is(err, os.ErrPermission) {
+		t.Errorf("List over an unreadable directory = %v, want a permission error naming it", err)
+	}
+}
+
+func TestS3List(t *testing.T) {
+	fx := newS3Fixture(t, s3test.Options{})
+	const n = 2100 // three pages
+	var keys []string
+	for i := range n {
+		keys = append(keys, fx.prefix+"many/"+strconv.Itoa(i))
+	}
+	fx.srv.PutKeys(t, keys, []byte("x"))
+	fx.Put(t, "a b/été.jpg", []byte("hello"))
+	fx.Put(t, ".trash/old.jpg", []byte("trashed"))
+	fx.Put(t, "folder/", nil)
+	fx.PutOutside(t, "outside.jpg")
+	fx.PutOutside(t, "storeish.jpg")
+	opts := fx.options()
+	opts.TrashPrefix = ".trash/"
+	st := newS3(t, opts)
+
+	got := listAll(t, st)
+	if len(got) != n+1 {
+		t.Errorf("listed %d files, want %d", len(got), n+1)
+	}
+	f, ok := got["a b/été.jpg"]
+	if !ok || f.Size != 5 || time.Since(f.ModTime) > time.Hour {
+		t.Errorf("a b/été.jpg = %+v, %v", f, ok)
+	}
+	for _, p := range []string{".trash/old.jpg", "folder/", "outside.jpg", "../outside.jpg"} {
+		if _, ok := got[p]; ok {
+			t.Errorf("%q was listed", p)
+		}
+	}
+}
+
+func TestS3ListMissingBucket(t *testing.T) {
+	srv := s3test.Start(t, s3test.Options{})
+	opts := srv.Options(srv.Prefix())
+	opts.Bucket = "cdc-missing-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	err := newS3(t, opts).List(context.Background(), func(deleter.File) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), opts.Bucket) {
+		t.Errorf("List of a missing bucket = %v, want an error naming it", err)
+	}
+}

@@ -1,0 +1,421 @@
+package scan
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+	"github.com/cdc-cleaner/cdc-cleaner/pipeline"
+)
+
+// DefaultBatchSize is how many paths one reference query and one Delete
+// call carry.
+const DefaultBatchSize = 1000
+
+// Outcomes of an orphan in a scan with Delete, as Orphan.Outcome says them.
+const (
+	OutcomeDeleted    = "deleted"    // removed (or moved to the trash)
+	OutcomeAbsent     = "absent"     // already gone when its turn came
+	OutcomeFailed     = "failed"     // the storage refused; Orphan.Err says why
+	OutcomeReferenced = "referenced" // referenced again by the time it was re-checked: kept
+	OutcomeModified   = "modified"   // rewritten since it was listed, or now younger than MinAge: kept
+)
+
+// Config is one scan of one storage.
+type Config struct {
+	// Storage is the storage's name, as Refs knows it.
+	Storage string
+	// Files lists the storage.
+	Files deleter.Lister
+	// Store deletes orphans (with Delete). A deleter.Statter is asked about
+	// each orphan again right before deletion.
+	Store cdccleaner.Storage
+	// Refs answers which paths the database still references.
+	Refs cdccleaner.ReferenceChecker
+	// Keep are the storage's keep patterns, Exclude those of the scan
+	// (pipeline.KeepMatch globs). Matching files are never candidates.
+	Keep, Exclude []string
+	// MinAge: files modified less than MinAge ago are never candidates.
+	MinAge time.Duration
+	// Delete deletes the orphans; without it the scan only reports them.
+	Delete bool
+	// BatchSize is DefaultBatchSize when zero.
+	BatchSize int
+	// Now is time.Now when nil.
+	Now func() time.Time
+	// Report, when set, is called for each orphan: without Delete as soon
+	// as it is found, with Delete once its deletion is settled (Outcome
+	// set). An error stops the scan.
+	Report func(Orphan) error
+	// Invalid, when set, is called for each listed file whose path
+	// deleter.ValidatePath rejects; such a file is never deleted.
+	Invalid func(f deleter.File, err error)
+	// Progress, when set, is called about every ProgressEvery (default 2s)
+	// while the scan runs, with the phase ("listing" or "deleting").
+	Progress      func(phase string, s Stats)
+	ProgressEvery time.Duration
+	// SpoolDir holds the temporary file of orphans between listing and
+	// deletion; os.TempDir() when empty.
+	SpoolDir string
+	// AfterList, when set, runs between the listing and the deletion.
+	AfterList func(ctx context.Context) error
+}
+
+// Orphan is a file no column referenced when it was checked.
+type Orphan struct {
+	deleter.File
+	Outcome string // with Delete: one of the Outcome constants
+	Err     error  // with OutcomeFailed
+}
+
+// Stats counts what a scan saw and did.
+type Stats struct {
+	Scanned     int64         `json:"files_scanned"`
+	Bytes       int64         `json:"bytes_scanned"`
+	Referenced  int64         `json:"referenced"`
+	Orphaned    int64         `json:"orphaned"`
+	Reclaimable int64         `json:"bytes_reclaimable"`
+	Young       int64         `json:"young"`
+	Excluded    int64         `json:"excluded"`
+	Kept        int64         `json:"kept"`
+	Invalid     int64         `json:"invalid"`
+	Deleted     int64         `json:"deleted"`
+	Absent      int64         `json:"absent"`
+	Failed      int64         `json:"failed"`
+	Rescued     int64         `json:"referenced_before_delete"` // orphans referenced again at the re-check
+	Modified    int64         `json:"modified_before_delete"`   // orphans rewritten since the listing
+	Elapsed     time.Duration `json:"-"`
+}
+
+type scanner struct {
+	cfg      Config
+	stats    Stats
+	start    time.Time
+	lastProg time.Time
+	cutoff   time.Time // files modified after it are young
+	spool    *spool
+}
+
+// Run scans cfg.Storage. It returns the counts so far with any error: a
+// listing error, a reference check that failed, ctx ending. Failed
+// deletions are counted, not returned as an error.
+func Run(ctx context.Context, cfg Config) (Stats, error) {
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = DefaultBatchSize
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.ProgressEvery <= 0 {
+		cfg.ProgressEvery = 2 * time.Second
+	}
+	s := &scanner{cfg: cfg, start: cfg.Now()}
+	s.lastProg = s.start
+	s.cutoff = s.start.Add(-cfg.MinAge)
+	err := s.run(ctx)
+	s.stats.Elapsed = cfg.Now().Sub(s.start)
+	return s.stats, err
+}
+
+func (s *scanner) run(ctx context.Context) error {
+	if s.cfg.Delete {
+		sp, err := newSpool(s.cfg.SpoolDir)
+		if err != nil {
+			return err
+		}
+		defer sp.close()
+		s.spool = sp
+	}
+	batch := make([]deleter.File, 0, s.cfg.BatchSize)
+	err := s.cfg.Files.List(ctx, func(f deleter.File) error {
+		s.stats.Scanned++
+		s.stats.Bytes += f.Size
+		if err := deleter.ValidatePath(f.Path); err != nil {
+			s.stats.Invalid++
+			if s.cfg.Invalid != nil {
+				s.cfg.Invalid(f, err)
+			}
+			return nil
+		}
+		switch {
+		case pipeline.KeepMatch(s.cfg.Exclude, f.Path):
+			s.stats.Excluded++
+			return nil
+		case pipeline.KeepMatch(s.cfg.Keep, f.Path):
+			s.stats.Kept++
+			return nil
+		case f.ModTime.After(s.cutoff):
+			s.stats.Young++
+			return nil
+		}
+		batch = append(batch, f)
+		if len(batch) < s.cfg.BatchSize {
+			return nil
+		}
+		err := s.check(ctx, batch)
+		batch = batch[:0]
+		s.progress("listing")
+		return err
+	})
+	if err == nil && len(batch) > 0 {
+		err = s.check(ctx, batch)
+	}
+	if err != nil {
+		return err
+	}
+	if !s.cfg.Delete {
+		return nil
+	}
+	if s.cfg.AfterList != nil {
+		if err := s.cfg.AfterList(ctx); err != nil {
+			return err
+		}
+	}
+	return s.deleteSpooled(ctx)
+}
+
+// check asks the database about batch and reports or spools the orphans.
+func (s *scanner) check(ctx context.Context, batch []deleter.File) error {
+	refs, err := s.referenced(ctx, batch)
+	if err != nil {
+		return err
+	}
+	for _, f := range batch {
+		if refs[f.Path] {
+			s.stats.Referenced++
+			continue
+		}
+		s.stats.Orphaned++
+		s.stats.Reclaimable += f.Size
+		if s.cfg.Delete {
+			if err := s.spool.write(f); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := s.report(Orphan{File: f}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *scanner) referenced(ctx context.Context, batch []deleter.File) (map[string]bool, error) {
+	paths := make([]string, len(batch))
+	for i, f := range batch {
+		paths[i] = f.Path
+	}
+	refs, err := s.cfg.Refs.Referenced(ctx, s.cfg.Storage, paths)
+	if err != nil {
+		return nil, fmt.Errorf("check references of %d files: %w", len(paths), err)
+	}
+	return refs, nil
+}
+
+// deleteSpooled reads the orphans back in batches, checks each batch again
+// and deletes what is still unreferenced and unchanged.
+func (s *scanner) deleteSpooled(ctx context.Context) error {
+	if err := s.spool.rewind(); err != nil {
+		return err
+	}
+	batch := make([]deleter.File, 0, s.cfg.BatchSize)
+	for {
+		f, err := s.spool.read()
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		if err == nil {
+			batch = append(batch, f)
+		}
+		if len(batch) == s.cfg.BatchSize || errors.Is(err, io.EOF) && len(batch) > 0 {
+			if derr := s.deleteBatch(ctx, batch); derr != nil {
+				return derr
+			}
+			batch = batch[:0]
+			s.progress("deleting")
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+	}
+}
+
+func (s *scanner) deleteBatch(ctx context.Context, batch []deleter.File) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	refs, err := s.referenced(ctx, batch)
+	if err != nil {
+		return err
+	}
+	statter, _ := s.cfg.Store.(deleter.Statter)
+	var doomed []deleter.File
+	for _, f := range batch {
+		o := Orphan{File: f}
+		switch {
+		case refs[f.Path]:
+			s.stats.Rescued++
+			o.Outcome = OutcomeReferenced
+		case statter != nil:
+			now, err := statter.Stat(f.Path)
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				s.stats.Absent++
+				o.Outcome = OutcomeAbsent
+			case err != nil:
+				s.stats.Failed++
+				o.Outcome, o.Err = OutcomeFailed, err
+			case !now.ModTime.Equal(f.ModTime) || now.ModTime.After(s.cfg.Now().Add(-s.cfg.MinAge)):
+				s.stats.Modified++
+				o.Outcome = OutcomeModified
+			default:
+				doomed = append(doomed, f)
+				continue
+			}
+		default:
+			doomed = append(doomed, f)
+			continue
+		}
+		if err := s.report(o); err != nil {
+			return err
+		}
+	}
+	if len(doomed) == 0 {
+		return nil
+	}
+	paths := make([]string, len(doomed))
+	for i, f := range doomed {
+		paths[i] = f.Path
+	}
+	for i, r := range s.cfg.Store.Delete(ctx, paths) {
+		o := Orphan{File: doomed[i]}
+		switch r.Outcome {
+		case cdccleaner.Deleted:
+			s.stats.Deleted++
+			o.Outcome = OutcomeDeleted
+		case cdccleaner.Absent:
+			s.stats.Absent++
+			o.Outcome = OutcomeAbsent
+		default:
+			s.stats.Failed++
+			o.Outcome, o.Err = OutcomeFailed, r.Err
+		}
+		if err := s.report(o); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+func (s *scanner) report(o Orphan) error {
+	if s.cfg.Report == nil {
+		return nil
+	}
+	return s.cfg.Report(o)
+}
+
+func (s *scanner) progress(phase string) {
+	if s.cfg.Progress == nil {
+		return
+	}
+	now := s.cfg.Now()
+	if now.Sub(s.lastProg) < s.cfg.ProgressEvery {
+		return
+	}
+	s.lastProg = now
+	s.stats.Elapsed = now.Sub(s.start)
+	s.cfg.Progress(phase, s.stats)
+}
+
+// ValidPattern checks an exclude or keep pattern.
+func ValidPattern(pat string) error {
+	if _, err := path.Match(strings.TrimSuffix(pat, "/**"), ""); err != nil {
+		return fmt.Errorf("%q is not a valid pattern: %w", pat, err)
+	}
+	return nil
+}
+
+// spool keeps orphans on disk between the listing and the deletion, as
+// length-prefixed records (a path may hold any byte, which JSON would not
+// carry unchanged).
+type spool struct {
+	f *os.File
+	w *bufio.Writer
+	r *bufio.Reader
+}
+
+func newSpool(dir string) (*spool, error) {
+	f, err := os.CreateTemp(dir, "cdc-cleaner-scan-*.spool")
+	if err != nil {
+		return nil, fmt.Errorf("create the orphan spool file: %w", err)
+	}
+	os.Remove(f.Name()) // lives until closed; nothing left behind on a crash
+	return &spool{f: f, w: bufio.NewWriterSize(f, 1<<16)}, nil
+}
+
+func (s *spool) write(f deleter.File) error {
+	var b []byte
+	b = binary.AppendUvarint(b, uint64(len(f.Path)))
+	b = append(b, f.Path...)
+	b = binary.AppendVarint(b, f.Size)
+	b = binary.AppendVarint(b, f.ModTime.UnixNano())
+	if _, err := s.w.Write(b); err != nil {
+		return fmt.Errorf("write the orphan spool file: %w", err)
+	}
+	return nil
+}
+
+func (s *spool) rewind() error {
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("write the orphan spool file: %w", err)
+	}
+	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("rewind the orphan spool file: %w", err)
+	}
+	s.r = bufio.NewReaderSize(s.f, 1<<16)
+	return nil
+}
+
+// read returns the next file, or io.EOF after the last.
+func (s *spool) read() (deleter.File, error) {
+	n, err := binary.ReadUvarint(s.r)
+	if errors.Is(err, io.EOF) {
+		return deleter.File{}, io.EOF
+	}
+	var f deleter.File
+	var mtime int64
+	if err == nil {
+		p := make([]byte, n)
+		if _, err = io.ReadFull(s.r, p); err == nil {
+			f.Path = string(p)
+			if f.Size, err = binary.ReadVarint(s.r); err == nil {
+				mtime, err = binary.ReadVarint(s.r)
+			}
+		}
+	}
+	if err != nil {
+		return deleter.File{}, fmt.Errorf("read the orphan spool file: %w", noEOF(err))
+	}
+	f.ModTime = time.Unix(0, mtime)
+	return f, nil
+}
+
+// noEOF turns an end of file inside a record into io.ErrUnexpectedEOF.
+func noEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+func (s *spool) close() { s.f.Close() }

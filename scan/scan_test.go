@@ -1,0 +1,311 @@
+package scan_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+	"github.com/cdc-cleaner/cdc-cleaner/scan"
+)
+
+var now = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+
+// store is a storage in memory: a lister, a statter and a deleter.
+type store struct {
+	mu      sync.Mutex
+	files   []deleter.File
+	deleted []string
+	listErr error // returned after listing every file
+	fail    map[string]bool
+}
+
+func (s *store) List(ctx context.Context, fn func(deleter.File) error) error {
+	for _, f := range slices.Clone(s.files) {
+		if err := fn(f); err != nil {
+			return err
+		}
+	}
+	return s.listErr
+}
+
+func (s *store) Stat(p string) (deleter.File, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.files {
+		if f.Path == p {
+			return f, nil
+		}
+	}
+	return deleter.File{}, fmt.Errorf("stat %q: %w", p, fs.ErrNotExist)
+}
+
+func (s *store) Delete(ctx context.Context, paths []string) []cdccleaner.Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]cdccleaner.Result, len(paths))
+	for i, p := range paths {
+		out[i].Path = p
+		if s.fail[p] {
+			out[i].Outcome, out[i].Err = cdccleaner.Failed, errors.New("refused")
+			continue
+		}
+		j := slices.IndexFunc(s.files, func(f deleter.File) bool { return f.Path == p })
+		if j < 0 {
+			out[i].Outcome = cdccleaner.Absent
+			continue
+		}
+		s.files = slices.Delete(s.files, j, j+1)
+		s.deleted = append(s.deleted, p)
+		out[i].Outcome = cdccleaner.Deleted
+	}
+	return out
+}
+
+// refs is a reference checker over a set of paths.
+type refs struct {
+	mu      sync.Mutex
+	paths   map[string]bool
+	calls   int
+	maxSize int
+	err     error
+}
+
+func (r *refs) Visible(context.Context, []uint32) (bool, error) { return true, nil }
+
+func (r *refs) Referenced(_ context.Context, storage string, paths []string) (map[string]bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if storage != "media" {
+		return nil, fmt.Errorf("unknown storage %q", storage)
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	r.calls++
+	r.maxSize = max(r.maxSize, len(paths))
+	out := map[string]bool{}
+	for _, p := range paths {
+		if r.paths[p] {
+			out[p] = true
+		}
+	}
+	return out, nil
+}
+
+func old(p string, size int64) deleter.File {
+	return deleter.File{Path: p, Size: size, ModTime: now.Add(-48 * time.Hour)}
+}
+
+func fixture() (*store, *refs) {
+	st := &store{files: []deleter.File{
+		old("ref.jpg", 1),
+		old("orphan.jpg", 10),
+		old("dir/orphan2.jpg", 20),
+		{Path: "young.jpg", Size: 5, ModTime: now.Add(-time.Hour)},
+		old("cache/x.jpg", 7),
+		old("cache/deep/y.jpg", 7),
+		old("defaults/avatar.png", 3),
+		old("a//b.jpg", 4),
+		old("later.jpg", 30),
+	}}
+	return st, &refs{paths: map[string]bool{"ref.jpg": true}}
+}
+
+func config(st *store, r *refs) scan.Config {
+	return scan.Config{
+		Storage: "media", Files: st, Store: st, Refs: r,
+		Keep: []string{"defaults/*"}, Exclude: []string{"cache/**"},
+		MinAge: 24 * time.Hour, Now: func() time.Time { return now },
+	}
+}
+
+func TestDryRunReportsOrphansAndDeletesNothing(t *testing.T) {
+	st, r := fixture()
+	cfg := config(st, r)
+	var got []string
+	cfg.Report = func(o scan.Orphan) error {
+		if o.Outcome != "" {
+			t.Errorf("dry run reported outcome %q for %s", o.Outcome, o.Path)
+		}
+		got = append(got, o.Path)
+		return nil
+	}
+	var invalid []string
+	cfg.Invalid = func(f deleter.File, err error) { invalid = append(invalid, f.Path) }
+	stats, err := scan.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	if want := []string{"dir/orphan2.jpg", "later.jpg", "orphan.jpg"}; !slices.Equal(got, want) {
+		t.Errorf("orphans %q, want %q", got, want)
+	}
+	if !slices.Equal(invalid, []string{"a//b.jpg"}) {
+		t.Errorf("invalid %q", invalid)
+	}
+	want := scan.Stats{Scanned: 9, Bytes: 87, Referenced: 1, Orphaned: 3, Reclaimable: 60, Young: 1, Excluded: 2, Kept: 1, Invalid: 1}
+	stats.Elapsed = 0
+	if stats != want {
+		t.Errorf("stats %+v\nwant  %+v", stats, want)
+	}
+	if len(st.deleted) != 0 {
+		t.Errorf("dry run deleted %q", st.deleted)
+	}
+}
+
+func TestDeleteDeletesExactlyTheOrphans(t *testing.T) {
+	st, r := fixture()
+	st.fail = map[string]bool{"dir/orphan2.jpg": true}
+	cfg := config(st, r)
+	cfg.Delete = true
+	// Between listing and deletion, later.jpg becomes referenced.
+	cfg.AfterList = func(context.Context) error {
+		r.mu.Lock()
+		r.paths["later.jpg"] = true
+		r.mu.Unlock()
+		return nil
+	}
+	outcomes := map[string]string{}
+	cfg.Report = func(o scan.Orphan) error {
+		outcomes[o.Path] = o.Outcome
+		if (o.Outcome == scan.OutcomeFailed) != (o.Err != nil) {
+			t.Errorf("%s: outcome %s with error %v", o.Path, o.Outcome, o.Err)
+		}
+		return nil
+	}
+	stats, err := scan.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"orphan.jpg": "deleted", "dir/orphan2.jpg": "failed", "later.jpg": "referenced"}
+	if fmt.Sprint(outcomes) != fmt.Sprint(want) {
+		t.Errorf("outcomes %v, want %v", outcomes, want)
+	}
+	if !slices.Equal(st.deleted, []string{"orphan.jpg"}) {
+		t.Errorf("deleted %q", st.deleted)
+	}
+	if stats.Deleted != 1 || stats.Failed != 1 || stats.Rescued != 1 || stats.Orphaned != 3 {
+		t.Errorf("stats %+v", stats)
+	}
+}
+
+// TestListingErrorDeletesNothing: the orphans found before a listing
+// error are not deleted.
+func TestListingErrorDeletesNothing(t *testing.T) {
+	st, r := fixture()
+	st.listErr = errors.New("permission denied")
+	cfg := config(st, r)
+	cfg.Delete = true
+	cfg.BatchSize = 1
+	if _, err := scan.Run(context.Background(), cfg); err == nil || err.Error() != "permission denied" {
+		t.Errorf("Run = %v, want the listing error", err)
+	}
+	if len(st.deleted) != 0 {
+		t.Errorf("deleted %q after a listing error", st.deleted)
+	}
+}
+
+func TestReferenceErrorDeletesNothing(t *testing.T) {
+	st, r := fixture()
+	r.err = errors.New("connection refused")
+	cfg := config(st, r)
+	cfg.Delete = true
+	if _, err := scan.Run(context.Background(), cfg); !errors.Is(err, r.err) {
+		t.Errorf("Run = %v, want the reference error", err)
+	}
+	if len(st.deleted) != 0 {
+		t.Errorf("deleted %q", st.deleted)
+	}
+}
+
+// TestModifiedSinceListingIsKept: a file rewritten between the listing
+// and its deletion is kept (a new upload reusing the name).
+func TestModifiedSinceListingIsKept(t *testing.T) {
+	st, r := fixture()
+	cfg := config(st, r)
+	cfg.Delete = true
+	cfg.AfterList = func(context.Context) error {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		for i := range st.files {
+			if st.files[i].Path == "orphan.jpg" {
+				st.files[i].ModTime = now.Add(-time.Minute)
+			}
+		}
+		return nil
+	}
+	stats, err := scan.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(st.deleted, "orphan.jpg") || stats.Modified != 1 {
+		t.Errorf("deleted %q, stats %+v; orphan.jpg was modified and must stay", st.deleted, stats)
+	}
+}
+
+// TestBatches: references are checked in batches of BatchSize, over many
+// files, and every orphan is deleted once.
+func TestBatches(t *testing.T) {
+	st := &store{}
+	r := &refs{paths: map[string]bool{}}
+	const n = 2500
+	for i := range n {
+		p := fmt.Sprintf("f/%05d", i)
+		st.files = append(st.files, old(p, 1))
+		if i%2 == 0 {
+			r.paths[p] = true
+		}
+	}
+	cfg := config(st, r)
+	cfg.Delete = true
+	stats, err := scan.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Referenced != n/2 || stats.Deleted != n/2 || len(st.files) != n/2 {
+		t.Errorf("stats %+v, %d files left", stats, len(st.files))
+	}
+	if r.maxSize != scan.DefaultBatchSize {
+		t.Errorf("largest batch %d, want %d", r.maxSize, scan.DefaultBatchSize)
+	}
+	// 3 batches while listing, 2 (of 1250 orphans) before deleting.
+	if r.calls != 5 {
+		t.Errorf("%d reference queries, want 5", r.calls)
+	}
+}
+
+func TestProgress(t *testing.T) {
+	st, r := fixture()
+	cfg := config(st, r)
+	cfg.BatchSize = 1
+	clock := now
+	cfg.Now = func() time.Time { clock = clock.Add(time.Second); return clock }
+	calls := 0
+	cfg.Progress = func(phase string, s scan.Stats) {
+		calls++
+		if phase != "listing" || s.Scanned == 0 || s.Elapsed <= 0 {
+			t.Errorf("progress %s %+v", phase, s)
+		}
+	}
+	if _, err := scan.Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if calls == 0 {
+		t.Error("no progress reported")
+	}
+}
+
+func TestValidPattern(t *testing.T) {
+	for pat, ok := range map[string]bool{"cache/**": true, "*.tmp": true, "a/[": false, "[/**": false} {
+		if err := scan.ValidPattern(pat); (err == nil) != ok {
+			t.Errorf("ValidPattern(%q) = %v", pat, err)
+		}
+	}
+}
