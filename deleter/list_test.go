@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -124,8 +125,10 @@ func TestLocalListLargeDirectory(t *testing.T) {
 }
 
 func TestLocalListUnreadableDirectory(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Skip("root reads any directory")
+	if os.Geteuid() == 0 && os.Getenv("CDC_TEST_AS_NOBODY") == "" {
+		// Root reads any directory: run this test again as nobody.
+		runAsNobody(t, "TestLocalListUnreadableDirectory")
+		return
 	}
 	root := t.TempDir()
 	write(t, filepath.Join(root, "locked/a.jpg"), "a")
@@ -183,5 +186,45 @@ func TestS3ListMissingBucket(t *testing.T) {
 	err := newS3(t, opts).List(context.Background(), func(deleter.File) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), opts.Bucket) {
 		t.Errorf("List of a missing bucket = %v, want an error naming it", err)
+	}
+}
+
+// runAsNobody runs the test named name again in a copy of this test binary
+// as user nobody (setpriv, from util-linux), for cases that root's
+// privileges would hide. The test temp dir of the child is its own.
+func runAsNobody(t *testing.T, name string) {
+	t.Helper()
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Fatalf("setpriv not found (apt-get install util-linux): it runs this test as nobody, since root reads any directory")
+	}
+	// The binary may sit in a directory only root can enter: copy it.
+	dir, err := os.MkdirTemp("", "cdc-cleaner-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "test.bin")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(tmp, 0o777)
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", bin, "-test.run=^"+name+"$", "-test.v")
+	cmd.Dir = tmp
+	cmd.Env = append(os.Environ(), "CDC_TEST_AS_NOBODY=1", "TMPDIR="+tmp, "HOME="+tmp, "GOCOVERDIR=")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+name) {
+		t.Fatalf("%s as nobody: %v\n%s", name, err, out)
 	}
 }
