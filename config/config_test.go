@@ -949,3 +949,43 @@ func TestOverlappingLocalRootsAreRejected(t *testing.T) {
 		t.Fatalf("siblings /srv/media and /srv/media2: %v", err)
 	}
 }
+
+func TestS3PrefixRules(t *testing.T) {
+	tests := map[string]struct {
+		storages map[string]*Storage
+		want     string // substring of the error; "" for none
+	}{
+		"prefix without a slash": {map[string]*Storage{"a": {Type: StorageS3, Bucket: "b", Prefix: "media"}}, "storages.a.prefix"},
+		"empty and slash-terminated prefixes are fine": {map[string]*Storage{
+			"a": {Type: StorageS3, Bucket: "b", Prefix: ""}, "c": {Type: StorageS3, Bucket: "other", Prefix: "media/"}}, ""},
+		"nested prefixes in one bucket": {map[string]*Storage{
+			"a": {Type: StorageS3, Bucket: "b", Prefix: ""}, "c": {Type: StorageS3, Bucket: "b", Prefix: "avatars/"}}, "overlaps storage"},
+		"same prefix": {map[string]*Storage{
+			"a": {Type: StorageS3, Bucket: "b", Prefix: "m/"}, "c": {Type: StorageS3, Bucket: "b", Prefix: "m/"}}, "overlaps storage"},
+		"sibling prefixes": {map[string]*Storage{
+			"a": {Type: StorageS3, Bucket: "b", Prefix: "media/"}, "c": {Type: StorageS3, Bucket: "b", Prefix: "media-avatars/"}}, ""},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Postgres.URL = "postgres://x@y/z"
+			cfg.Storages = tt.storages
+			cfg.Watch = []*Watch{{Table: "t", Columns: []string{"c"}, Storage: "a"}}
+			err := cfg.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+	cfg := DefaultConfig()
+	cfg.Postgres.URL = "postgres://x@y/z"
+	cfg.Postgres.Publication = strings.Repeat("p", 35)
+	cfg.Storages = map[string]*Storage{"a": {Type: StorageLocal, Root: "/srv"}}
+	cfg.Watch = []*Watch{{Table: "t", Columns: []string{"c"}, Storage: "a"}}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "postgres.publication") {
+		t.Fatalf("a 35-character publication name: %v", err)
+	}
+}

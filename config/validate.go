@@ -91,8 +91,8 @@ func (c *Config) validatePostgres(p *problems) {
 	switch {
 	case pg.Publication == "":
 		p.add("postgres.publication", "empty; the default is cdc_cleaner")
-	case len(pg.Publication) > maxIdentifierLen || !pubNameRE.MatchString(pg.Publication):
-		p.add("postgres.publication", "%q is not a valid publication name; use lower-case letters, digits and underscores, starting with a letter or underscore, at most %d characters", pg.Publication, maxIdentifierLen)
+	case len(pg.Publication) > maxPublicationLen || !pubNameRE.MatchString(pg.Publication):
+		p.add("postgres.publication", "%q is not a valid publication name; use lower-case letters, digits and underscores, starting with a letter or underscore, at most %d characters (setup derives a trigger name from it that PostgreSQL would otherwise cut short)", pg.Publication, maxPublicationLen)
 	}
 	if pg.StatusInterval <= 0 {
 		p.add("postgres.status_interval", "must be positive; the default is 10s")
@@ -151,6 +151,9 @@ func (c *Config) validateStorages(p *problems) {
 				p.add(f+".root", "%q is not an absolute path; give the full path, e.g. /srv/app/media", s.Root)
 			}
 		case StorageS3:
+			if s.Prefix != "" && !strings.HasSuffix(s.Prefix, "/") {
+				p.add(f+".prefix", "%q must end in / (or be empty): listing prefix %q would also match neighbouring keys such as %q", s.Prefix, s.Prefix, s.Prefix+"-backup/x")
+			}
 			if s.Concurrency < 0 || s.Concurrency > 64 {
 				p.add(f+".concurrency", "%d is out of range; give 1 to 64 requests in flight (0 means the default, 4)", s.Concurrency)
 			}
@@ -275,6 +278,11 @@ func definedStorages(m map[string]*Storage) string {
 	return " (defined: " + strings.Join(names, ", ") + ")"
 }
 
+// maxPublicationLen keeps "cdc_cleaner_replica_identity_" + publication, the
+// event trigger setup installs, within PostgreSQL's 63 bytes, so that two
+// publications never share a trigger.
+const maxPublicationLen = 34
+
 // validateOverlap rejects two local storages whose roots are the same
 // directory or one inside the other: the reference check is per storage, so
 // a file reachable through both could be deleted while the other storage's
@@ -282,6 +290,18 @@ func definedStorages(m map[string]*Storage) string {
 func (c *Config) validateOverlap(p *problems, names []string) {
 	for i, a := range names {
 		sa := c.Storages[a]
+		if sa != nil && sa.Type == StorageS3 {
+			for _, b := range names[i+1:] {
+				sb := c.Storages[b]
+				if sb == nil || sb.Type != StorageS3 || sb.Bucket != sa.Bucket || sb.Endpoint != sa.Endpoint {
+					continue
+				}
+				if strings.HasPrefix(sa.Prefix, sb.Prefix) || strings.HasPrefix(sb.Prefix, sa.Prefix) {
+					p.add("storages."+b+".prefix", "%q in bucket %q overlaps storage %q (prefix %q): objects under both would be checked against only one storage's columns; use one storage, or prefixes that do not contain each other", sb.Prefix, sb.Bucket, a, sa.Prefix)
+				}
+			}
+			continue
+		}
 		if sa == nil || sa.Type != StorageLocal || !path.IsAbs(sa.Root) {
 			continue
 		}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/aws/smithy-go"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"strings"
@@ -21,6 +23,9 @@ type File struct {
 	Path    string // relative to the storage root or prefix, as a row would name it
 	Size    int64
 	ModTime time.Time
+	// ETag identifies an object's content (S3 only; empty elsewhere). A
+	// rewrite of the same key changes it, even within one second.
+	ETag string
 }
 
 // Lister is a storage that can enumerate its files.
@@ -46,6 +51,7 @@ var (
 	_ Lister  = (*Local)(nil)
 	_ Statter = (*Local)(nil)
 	_ Lister  = (*S3)(nil)
+	_ Statter = (*S3)(nil)
 )
 
 // readDirChunk is how many directory entries a listing reads at a time, so
@@ -207,10 +213,35 @@ func (s *S3) List(ctx context.Context, fn func(File) error) error {
 			if size == 0 && strings.HasSuffix(p, "/") {
 				continue // a folder marker
 			}
-			if err := fn(File{Path: p, Size: size, ModTime: aws.ToTime(o.LastModified)}); err != nil {
+			if err := fn(File{Path: p, Size: size, ModTime: aws.ToTime(o.LastModified), ETag: aws.ToString(o.ETag)}); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// Stat implements Statter with HeadObject: a scan looks at an orphan again
+// right before deleting it, so an object overwritten since it was listed
+// (a new upload to the same key, whose row may not be committed yet) is
+// kept. A missing object is fs.ErrNotExist.
+func (s *S3) Stat(p string) (File, error) {
+	if err := ValidatePath(p); err != nil {
+		return File{}, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
+	defer cancel()
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.opts.Bucket), Key: aws.String(s.Key(p))})
+	if err != nil {
+		var apiErr smithy.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode() == "NotFound" || apiErr.ErrorCode() == "NoSuchKey") {
+			return File{}, fmt.Errorf("stat s3://%s/%s: %w", s.opts.Bucket, s.Key(p), fs.ErrNotExist)
+		}
+		return File{}, fmt.Errorf("stat s3://%s/%s: %w", s.opts.Bucket, s.Key(p), classifyS3(err))
+	}
+	f := File{Path: p, Size: aws.ToInt64(out.ContentLength), ETag: aws.ToString(out.ETag)}
+	if out.LastModified != nil {
+		f.ModTime = *out.LastModified
+	}
+	return f, nil
 }

@@ -475,9 +475,20 @@ func (s *S3) PurgeTrash(ctx context.Context, cutoff time.Time) (int, error) {
 		}
 		var old []string
 		for _, o := range page.Contents {
-			if o.LastModified != nil && o.LastModified.Before(cutoff) {
-				old = append(old, strings.TrimPrefix(aws.ToString(o.Key), s.opts.Prefix))
+			if o.LastModified == nil || !o.LastModified.Before(cutoff) {
+				continue
 			}
+			p := strings.TrimPrefix(aws.ToString(o.Key), s.opts.Prefix)
+			if !xmlSafe(aws.ToString(o.Key)) {
+				var r cdccleaner.Result
+				s.deleteOne(ctx, p, &r)
+				if r.Err != nil {
+					return purged, fmt.Errorf("purge trash: %w", r.Err)
+				}
+				purged++
+				continue
+			}
+			old = append(old, p)
 		}
 		if len(old) == 0 {
 			continue

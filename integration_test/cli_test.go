@@ -35,7 +35,7 @@ func TestCommandLine(t *testing.T) {
 	if err := c.QueryRow(context.Background(), `SELECT relreplident::text FROM pg_class WHERE oid = 'gallery_photo'::regclass`).Scan(&ident); err != nil || ident != "f" {
 		t.Errorf("replica identity %q, %v; want f", ident, err)
 	}
-	if err := c.QueryRow(context.Background(), `SELECT count(*) FROM pg_publication_tables WHERE pubname = $1`, "pub_"+e.db).Scan(&tables); err != nil || tables != 1 {
+	if err := c.QueryRow(context.Background(), `SELECT count(*) FROM pg_publication_tables WHERE pubname = $1`, e.pub).Scan(&tables); err != nil || tables != 1 {
 		t.Errorf("publication has %d tables, %v; want 1", tables, err)
 	}
 	if out, code = e.cli("check"); code != 0 || !strings.Contains(out, "0 problems") {

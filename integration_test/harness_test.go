@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,6 +49,7 @@ type env struct {
 	db      string
 	url     string
 	slot    string
+	pub     string // publication name
 	dir     string // holds root/, outside/ and the config
 	root    string // the local storage root
 	outside string // a directory beside the root that must never be touched
@@ -76,7 +78,10 @@ type envOptions struct {
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	db, url := cluster.NewDatabase(t)
-	e := &env{t: t, db: db, url: url, slot: "slot_" + db, dir: t.TempDir()}
+	// Publication names are limited to 34 characters (the event trigger
+	// setup derives from them must fit PostgreSQL's 63): a hash of the
+	// database name keeps them short and unique.
+	e := &env{t: t, db: db, url: url, slot: "slot_" + db, pub: fmt.Sprintf("pub_%08x", crc32.ChecksumIEEE([]byte(db))), dir: t.TempDir()}
 	e.root = filepath.Join(e.dir, "root")
 	e.outside = filepath.Join(e.dir, "outside")
 	for _, d := range []string{e.root, e.outside} {
@@ -101,7 +106,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	cfg := fmt.Sprintf(`postgres:
   url: %s
   slot: %s
-  publication: pub_%s
+  publication: %s
   status_interval: 200ms
 %s
 %s
@@ -110,7 +115,7 @@ http:
 log:
   level: debug
 %s
-`, cfgURL, e.slot, db, storagesYAML(e.root, o), o.watch, o.httpListen, o.extra)
+`, cfgURL, e.slot, e.pub, storagesYAML(e.root, o), o.watch, o.httpListen, o.extra)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

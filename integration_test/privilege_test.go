@@ -383,7 +383,7 @@ UNION ALL SELECT format('grant schema %s %s', n.nspname, a.privilege_type) FROM 
 UNION ALL SELECT format('grant function %s %s', p.proname, a.privilege_type) FROM pg_proc p, aclexplode(p.proacl) a, r WHERE a.grantee = r.oid
 UNION ALL SELECT format('grant database %s', a.privilege_type)
 	FROM pg_database d, aclexplode(d.datacl) a, r WHERE d.datname = current_database() AND a.grantee = r.oid
-ORDER BY 1`, role, "pub_"+e.db, e.slot)
+ORDER BY 1`, role, e.pub, e.slot)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,7 @@ END
 $cdc$;
 
 -- partitions created later get REPLICA IDENTITY FULL too: the function an event trigger calls
-CREATE OR REPLACE FUNCTION cdc_cleaner."replica_identity_cdc_cleaner"() RETURNS event_trigger LANGUAGE plpgsql AS $cdc$
+CREATE OR REPLACE FUNCTION cdc_cleaner."replica_identity_cdc_cleaner"() RETURNS event_trigger LANGUAGE plpgsql SET search_path = pg_catalog AS $cdc$
 DECLARE r regclass;
 BEGIN
   FOR r IN SELECT t.relid FROM pg_publication_tables pt

@@ -99,8 +99,8 @@ func buildQuery(cols []Column) (query, error) {
 				parts = append(parts,
 					fmt.Sprintf("SELECT v #>> '{}' FROM %s CROSS JOIN LATERAL jsonb_path_query(cdc_cleaner.try_jsonb(%s), %s) AS v WHERE %s IS NOT NULL AND jsonb_typeof(v) = 'string' AND v #>> '{}' = ANY($1::text[])",
 						tbl, col, quoteLiteral(probe.SQL()), col),
-					fmt.Sprintf("SELECT p FROM unnest($1::text[]) AS p WHERE EXISTS (SELECT 1 FROM %s WHERE %s IS NOT NULL AND cdc_cleaner.try_jsonb(%s) IS NULL AND strpos(%s::text, p) > 0)",
-						tbl, col, col, col))
+					fmt.Sprintf("SELECT p FROM unnest($1::text[]) AS p WHERE EXISTS (SELECT 1 FROM %s WHERE %s IS NOT NULL AND cdc_cleaner.try_jsonb(%s) IS NULL AND (strpos(%s::text, p) > 0 OR strpos(replace(%s::text, '\\/', '/'), p) > 0))",
+						tbl, col, col, col, col))
 				continue
 			}
 			// The containment test (@>) can use a GIN index on the column
@@ -143,7 +143,9 @@ func (c *Checker) Visible(ctx context.Context, xids []uint32) (bool, error) {
 func (c *Checker) Referenced(ctx context.Context, storage string, paths []string) (map[string]bool, error) {
 	q, ok := c.queries[storage]
 	if !ok {
-		return nil, fmt.Errorf("no columns reference storage %q", storage)
+		// No watched or protect column maps to this storage (a storage
+		// only logical decoding messages name): nothing can reference it.
+		return map[string]bool{}, nil
 	}
 	args := []any{paths}
 	for _, jp := range q.json {

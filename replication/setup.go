@@ -95,7 +95,7 @@ END`, quoteLiteral(pubName), pub, list, with, pub, list, pub, with)),
 	trigger := config.QuoteIdentifier(EventTriggerName(pubName))
 	stmts = append(stmts, Statement{
 		Comment: "partitions created later get REPLICA IDENTITY FULL too: the function an event trigger calls",
-		SQL: fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s() RETURNS event_trigger LANGUAGE plpgsql AS %s`, fn, dollarQuote(fmt.Sprintf(`DECLARE r regclass;
+		SQL: fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s() RETURNS event_trigger LANGUAGE plpgsql SET search_path = pg_catalog AS %s`, fn, dollarQuote(fmt.Sprintf(`DECLARE r regclass;
 BEGIN
   FOR r IN SELECT t.relid FROM pg_publication_tables pt
            CROSS JOIN LATERAL pg_partition_tree(format('%%I.%%I', pt.schemaname, pt.tablename)::regclass) t

@@ -12,6 +12,7 @@ import (
 	"path"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter"
@@ -140,7 +141,7 @@ func (s *scanner) run(ctx context.Context) error {
 	err := s.cfg.Files.List(ctx, func(f deleter.File) error {
 		s.stats.Scanned++
 		s.stats.Bytes += f.Size
-		if err := deleter.ValidatePath(f.Path); err != nil {
+		if err := validName(f.Path); err != nil {
 			s.stats.Invalid++
 			if s.cfg.Invalid != nil {
 				s.cfg.Invalid(f, err)
@@ -275,7 +276,7 @@ func (s *scanner) deleteBatch(ctx context.Context, batch []deleter.File) error {
 			case err != nil:
 				s.stats.Failed++
 				o.Outcome, o.Err = OutcomeFailed, err
-			case !now.ModTime.Equal(f.ModTime) || now.ModTime.After(s.cfg.Now().Add(-s.cfg.MinAge)):
+			case changed(f, now) || now.ModTime.After(s.cfg.Now().Add(-s.cfg.MinAge)):
 				s.stats.Modified++
 				o.Outcome = OutcomeModified
 			default:
@@ -369,6 +370,8 @@ func (s *spool) write(f deleter.File) error {
 	b = append(b, f.Path...)
 	b = binary.AppendVarint(b, f.Size)
 	b = binary.AppendVarint(b, f.ModTime.UnixNano())
+	b = binary.AppendUvarint(b, uint64(len(f.ETag)))
+	b = append(b, f.ETag...)
 	if _, err := s.w.Write(b); err != nil {
 		return fmt.Errorf("write the orphan spool file: %w", err)
 	}
@@ -401,6 +404,16 @@ func (s *spool) read() (deleter.File, error) {
 			if f.Size, err = binary.ReadVarint(s.r); err == nil {
 				mtime, err = binary.ReadVarint(s.r)
 			}
+			var m uint64
+			if err == nil {
+				m, err = binary.ReadUvarint(s.r)
+			}
+			if err == nil {
+				etag := make([]byte, m)
+				if _, err = io.ReadFull(s.r, etag); err == nil {
+					f.ETag = string(etag)
+				}
+			}
 		}
 	}
 	if err != nil {
@@ -419,3 +432,23 @@ func noEOF(err error) error {
 }
 
 func (s *spool) close() { s.f.Close() }
+
+// validName is deleter.ValidatePath, plus valid UTF-8: the database cannot
+// take another encoding in a text[] parameter, and such a name could never
+// be referenced by a text column anyway.
+func validName(p string) error {
+	if !utf8.ValidString(p) {
+		return fmt.Errorf("validate path %q: not valid UTF-8", p)
+	}
+	return deleter.ValidatePath(p)
+}
+
+// changed reports whether a file looked at again differs from the listing:
+// by ETag where the storage has one (S3: a rewrite of the key changes it),
+// otherwise by modification time.
+func changed(listed, now deleter.File) bool {
+	if listed.ETag != "" && now.ETag != "" {
+		return listed.ETag != now.ETag
+	}
+	return !now.ModTime.Equal(listed.ModTime)
+}
