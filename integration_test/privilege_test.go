@@ -392,7 +392,7 @@ ORDER BY 1`, role, e.pub, e.slot)
 		t.Fatal(err)
 	}
 	for i := range state {
-		state[i] = strings.ReplaceAll(state[i], e.db, "DB") // in the event trigger function's name
+		state[i] = strings.ReplaceAll(strings.ReplaceAll(state[i], e.db, "DB"), e.pub, "PUB") // in the event trigger function's name
 	}
 	return state
 }

@@ -105,7 +105,7 @@ func TestStatusLifecycle(t *testing.T) {
 		`slot                 "`+e.slot+`" (plugin pgoutput, database `+e.db+`)`,
 		"state                inactive (no cleaner is streaming)",
 		"wal_status           reserved",
-		`publication          "pub_`+e.db+`": public.gallery_photo`,
+		`publication          "`+e.pub+`": public.gallery_photo`,
 		"failed deletions     none",
 		"hint: no cleaner is streaming")
 	if strings.Contains(out, "problem:") {
