@@ -1,6 +1,9 @@
 package integration_test
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -119,4 +122,28 @@ func TestJSONColumns(t *testing.T) {
 	e.exec(`DELETE FROM document WHERE id = 3`)
 	e.settle()
 	e.expect([]string{"g/kept-by-bad-row.jpg"}, []string{"j/big.pdf"})
+}
+
+// TestMessageForStorageWithoutColumns: a storage no column maps to (used
+// only by logical messages) has nothing that can reference its files: a
+// message naming it deletes the file, and the slot moves on.
+func TestMessageForStorageWithoutColumns(t *testing.T) {
+	t.Parallel()
+	exports := t.TempDir()
+	e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch})
+	// Rewrite the configuration with a second local storage.
+	cfg := readFile(t, e.cfgPath)
+	cfg = strings.Replace(cfg, "storages:\n", "storages:\n  exports:\n    type: local\n    root: "+exports+"\n", 1)
+	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(exports, "42.zip"), []byte("zip"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	e.exec(`BEGIN; SELECT pg_logical_emit_message(true, 'cdc_cleaner', '{"storage":"exports","path":"42.zip"}'); COMMIT`)
+	e.settle()
+	if _, err := os.Stat(filepath.Join(exports, "42.zip")); !os.IsNotExist(err) {
+		t.Fatalf("exports/42.zip still there: %v", err)
+	}
 }
