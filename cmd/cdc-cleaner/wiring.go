@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -113,7 +115,39 @@ func openStorages(ctx context.Context, cfg *config.Config) (map[string]cdccleane
 			return nil, nil, fmt.Errorf("storages.%s.type: %q storage is not supported by this version", name, s.Type)
 		}
 	}
+	if err := localRootsOverlap(cfg); err != nil {
+		closeAll()
+		return nil, nil, err
+	}
 	return out, closeAll, nil
+}
+
+// localRootsOverlap refuses two local storages whose roots are the same
+// directory, or one inside the other, once symlinks are resolved (the
+// configuration check compares the paths as written).
+func localRootsOverlap(cfg *config.Config) error {
+	real := map[string]string{}
+	for name, s := range cfg.Storages {
+		if s.Type != config.StorageLocal {
+			continue
+		}
+		r, err := filepath.EvalSymlinks(s.Root)
+		if err != nil {
+			return fmt.Errorf("storages.%s.root: %w", name, err)
+		}
+		real[name] = r
+	}
+	for a, ra := range real {
+		for b, rb := range real {
+			if a >= b {
+				continue
+			}
+			if ra == rb || strings.HasPrefix(rb+"/", ra+"/") || strings.HasPrefix(ra+"/", rb+"/") {
+				return fmt.Errorf("storages.%s.root and storages.%s.root are the same directory or one inside the other (%s, %s, symlinks resolved): files reachable from both would be checked against only one storage's columns; use one storage", a, b, ra, rb)
+			}
+		}
+	}
+	return nil
 }
 
 // checker is a storage that can verify it is reachable and writable.
