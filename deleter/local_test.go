@@ -769,3 +769,68 @@ func BenchmarkLocalDelete(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*files)/b.Elapsed().Seconds(), "files/s")
 }
+
+// TestLocalMixedBatch deletes, in one call, paths spread over directories
+// in interleaved order, with duplicates and every kind of refusal: each
+// result is in its path's place and says what happened to that path alone,
+// and directories are pruned once all their names are gone.
+func TestLocalMixedBatch(t *testing.T) {
+	l, fx := newLocal(t, deleter.LocalOptions{PruneEmptyDirs: true})
+	for _, p := range []string{"a/1", "a/2", "b/1", "p/q/1", "p/q/2", "keep/1", "keep/2", "file"} {
+		fx.Put(t, p, []byte(p))
+	}
+	if err := os.MkdirAll(fx.in("dir/sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	secret := fx.outside(t, "outside/secret")
+	fx.symlink(t, filepath.Dir(secret), "esc")
+	tests := []struct {
+		path   string
+		want   cdccleaner.Outcome
+		reason string
+	}{
+		{"a/1", cdccleaner.Deleted, ""},
+		{"b/1", cdccleaner.Deleted, ""},
+		{"p/q/1", cdccleaner.Deleted, ""},
+		{"esc/secret", cdccleaner.Failed, deleter.ReasonEscapesRoot},
+		{"a/2", cdccleaner.Deleted, ""},
+		{"a/1", cdccleaner.Absent, ""}, // the same path again
+		{"../a/1", cdccleaner.Failed, deleter.ReasonRejectedPath},
+		{"missing/x", cdccleaner.Absent, ""},
+		{"file/x", cdccleaner.Absent, ""}, // parent is a file
+		{"dir/sub", cdccleaner.Failed, deleter.ReasonIsDirectory},
+		{"keep/1", cdccleaner.Deleted, ""},
+		{"p/q/2", cdccleaner.Deleted, ""},
+	}
+	paths := make([]string, len(tests))
+	for i, tt := range tests {
+		paths[i] = tt.path
+	}
+	res := l.Delete(context.Background(), paths)
+	if len(res) != len(tests) {
+		t.Fatalf("%d results for %d paths", len(res), len(tests))
+	}
+	for i, tt := range tests {
+		r := res[i]
+		if r.Path != tt.path || r.Outcome != tt.want {
+			t.Errorf("result %d = %q %v (err %v), want %q %v", i, r.Path, r.Outcome, r.Err, tt.path, tt.want)
+			continue
+		}
+		if tt.want == cdccleaner.Failed && deleter.Reason(r.Err) != tt.reason {
+			t.Errorf("%s: reason %q (err %v), want %q", tt.path, deleter.Reason(r.Err), r.Err, tt.reason)
+		}
+	}
+	for _, gone := range []string{"a", "b", "p/q", "p", "keep/1"} {
+		if fx.Exists(t, gone) {
+			t.Errorf("%s still exists", gone)
+		}
+	}
+	for _, kept := range []string{"keep/2", "file", "dir/sub", "esc"} {
+		if !fx.Exists(t, kept) {
+			t.Errorf("%s was removed", kept)
+		}
+	}
+	if _, err := os.Stat(secret); err != nil {
+		t.Errorf("the file outside the root was touched: %v", err)
+	}
+}

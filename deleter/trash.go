@@ -85,9 +85,6 @@ func (l *Local) trashOne(p, dir, base string, d *os.File) (cdccleaner.Outcome, e
 	if renameErr != nil {
 		return classify(p, os.NewSyscallError("renameat", renameErr), false)
 	}
-	if l.opts.PruneEmptyDirs {
-		l.prune(dir)
-	}
 	return cdccleaner.Deleted, nil
 }
 
