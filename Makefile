@@ -4,7 +4,7 @@
 
 GO ?= go
 
-.PHONY: all build test quickstart fuzz vet compose-check
+.PHONY: all build test quickstart fuzz vet compose-check bench
 
 all: build
 
@@ -28,6 +28,18 @@ compose-check:
 	elif docker compose version >/dev/null 2>&1; then docker compose config -q && echo "docker-compose.yml: valid"; \
 	elif [ -n "$$CI" ]; then echo "docker-compose not found: apt-get install docker-compose"; exit 1; \
 	else echo "docker-compose not found; skipping the docker-compose.yml check (apt-get install docker-compose)"; fi
+
+# The performance report (integration_test/perf_test.go): starts its own
+# PostgreSQL, drains BENCH_N noise UPDATEs and a BENCH_N-row DELETE with
+# pg_recvlogical and with the cleaner, then memory, latency, reference check
+# and S3 figures; prints one table and writes it to bench-report.md. Add
+# BENCH_ARGS=-perf.cpuprofile=prof to keep CPU profiles of the cleaner.
+BENCH_N ?= 100000
+BENCH_ARGS ?=
+bench:
+	$(GO) test -count=1 -timeout 90m -run '^TestPerformance$$' -v ./integration_test/ \
+		-args -perf.n=$(BENCH_N) -perf.report=$(CURDIR)/bench-report.md $(BENCH_ARGS)
+	@echo "report written to bench-report.md"
 
 # Short fuzzing runs of every fuzz target (longer: make fuzz FUZZTIME=10m).
 FUZZTIME ?= 30s

@@ -73,6 +73,8 @@ type envOptions struct {
 	storages string
 	// httpListen is http.listen; "" (the default) disables the server.
 	httpListen string
+	// logLevel is log.level (default debug).
+	logLevel string
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -93,6 +95,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 		e.exec(o.schema)
 	}
 	e.cfgPath = filepath.Join(e.dir, "cdc-cleaner.yaml")
+	if o.logLevel == "" {
+		o.logLevel = "debug"
+	}
 	// The throwaway cluster trusts local connections and never asks for the
 	// password, so one can be put in the URL to check it is never shown.
 	cfgURL := strings.Replace(url, "postgres://postgres@", "postgres://postgres:"+testPassword+"@", 1)
@@ -113,9 +118,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 http:
   listen: "%s"
 log:
-  level: debug
+  level: %s
 %s
-`, cfgURL, e.slot, e.pub, storagesYAML(e.root, o), o.watch, o.httpListen, o.extra)
+`, cfgURL, e.slot, e.pub, storagesYAML(e.root, o), o.watch, o.httpListen, o.logLevel, o.extra)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

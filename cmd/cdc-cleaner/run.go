@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -31,8 +33,16 @@ references them. Stops gracefully on SIGINT or SIGTERM.
 
 Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not ready.`, stderr)
 	dryRun := fs.Bool("dry-run", false, "decide and log as usual, but delete nothing and never confirm an LSN (same as dry_run: true)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the whole run to `FILE`, for performance work")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		stopProfile, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return configErr(err)
+		}
+		defer stopProfile()
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
@@ -174,6 +184,23 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 		log.Info().Msg("stopped")
 	}
 	return err
+}
+
+// startCPUProfile profiles the process into path until the returned
+// function is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // handler serves the metrics and the health endpoints.

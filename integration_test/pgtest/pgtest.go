@@ -180,6 +180,28 @@ func findBinaries() (binaries, error) {
 	return binaries{}, errNoBinaries
 }
 
+// ClientTool returns the path of a PostgreSQL client program, such as
+// pg_recvlogical: beside the throwaway cluster's server binaries, else on
+// PATH, else in the highest version under /usr/lib/postgresql.
+func (c *Cluster) ClientTool(name string) (string, error) {
+	if c.bins.postgres != "" {
+		if p := filepath.Join(filepath.Dir(c.bins.postgres), name); isExecutable(p) {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	dirs, _ := filepath.Glob(filepath.Join(pgLibDir, "*", "bin"))
+	sort.Slice(dirs, func(i, j int) bool { return dirVersion(dirs[i]) > dirVersion(dirs[j]) })
+	for _, dir := range dirs {
+		if p := filepath.Join(dir, name); isExecutable(p) {
+			return p, nil
+		}
+	}
+	return "", &NotInstalledError{Msg: name + " not found on PATH or in " + pgLibDir + "/*/bin; install it with: apt-get install -y postgresql-client"}
+}
+
 // dirVersion turns /usr/lib/postgresql/15/bin into 15, and 9.6 into 9.6.
 func dirVersion(binDir string) float64 {
 	v, err := strconv.ParseFloat(filepath.Base(filepath.Dir(binDir)), 64)

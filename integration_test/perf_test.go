@@ -1,0 +1,627 @@
+package integration_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sys/unix"
+
+	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3test"
+	"github.com/cdc-cleaner/cdc-cleaner/integration_test/pgtest"
+	"github.com/cdc-cleaner/cdc-cleaner/refcheck"
+)
+
+// The performance report. `go test ./...` runs it small (N = 10,000) to
+// keep it working and checks only correctness; `make bench` runs it at full
+// size and prints the table. Times are reported, never asserted.
+var (
+	perfN       = flag.Int("perf.n", 10_000, "rows and files of the drain benchmark (make bench: 100000)")
+	perfBig     = flag.Int("perf.big", 0, "rows of the single-transaction DELETE whose peak memory is measured (default 10 × perf.n)")
+	perfRate    = flag.Int("perf.rate", 500, "single-row transactions per second of the latency benchmark")
+	perfLatTx   = flag.Int("perf.latency-tx", 0, "transactions of the latency benchmark (default perf.n / 10, at least 1,000)")
+	perfReport  = flag.String("perf.report", "", "also write the report (Markdown) to `FILE`")
+	perfProfile = flag.String("perf.cpuprofile", "", "write CPU profiles of the cleaner (drain.pprof, big.pprof, latency.pprof) to `DIR`")
+)
+
+// TestPerformance measures the cleaner against the limits the issue sets
+// (drain ratio against pg_recvlogical, peak memory, commit-to-deletion
+// latency, reference check cost, S3 throughput) and prints one table. Not
+// parallel: the measurements need the machine to themselves.
+func TestPerformance(t *testing.T) {
+	if cluster.External() {
+		t.Skip("the performance report needs the throwaway cluster (pg_recvlogical beside it, no other load)")
+	}
+	n := *perfN
+	big := *perfBig
+	if big <= 0 {
+		big = 10 * n
+	}
+	latTx := *perfLatTx
+	if latTx <= 0 {
+		latTx = max(n/10, 1000)
+	}
+	r := &report{n: n, goVersion: runtime.Version(), cpu: cpuModel(), pgVersion: fmt.Sprintf("%d.%d", cluster.Version()/10000, cluster.Version()%10000)}
+	ok := t.Run("drain", func(t *testing.T) { perfDrain(t, n, r) })
+	ok = t.Run("big transaction", func(t *testing.T) { perfBigTransaction(t, big, r) }) && ok
+	ok = t.Run("latency", func(t *testing.T) { perfLatency(t, latTx, *perfRate, r) }) && ok
+	ok = t.Run("reference check", func(t *testing.T) { perfRefcheck(t, 10*n, r) }) && ok
+	ok = t.Run("s3", func(t *testing.T) { perfS3(t, max(n/5, 1000), r) }) && ok
+	if !ok {
+		return
+	}
+	var out strings.Builder
+	r.write(&out)
+	fmt.Print("\n" + out.String())
+	if *perfReport != "" {
+		if err := os.WriteFile(*perfReport, []byte(out.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// report collects the figures of one run.
+type report struct {
+	n                         int
+	rawDrain                  []time.Duration
+	drain                     time.Duration
+	drainRSS                  float64 // bytes
+	big                       int
+	bigTime                   time.Duration
+	bigRSS                    float64
+	latTx, latRate            int
+	achievedRate              float64
+	p50, p90, p99, pMax       time.Duration
+	refRows                   int
+	refIndexed, refSeq        time.Duration // per candidate
+	refBatchIdx, refBatchSeq  time.Duration // per batch of refBatch paths
+	s3Objects                 int
+	s3Time                    time.Duration
+	pgVersion, goVersion, cpu string
+}
+
+const refBatch = 500 // the pipeline's batch size
+
+func (r *report) write(w io.Writer) {
+	fmt.Fprintf(w, "cdc-cleaner performance report, %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(w, "machine: %s, %d cores; %s; PostgreSQL %s (throwaway cluster, fsync off)\n\n", r.cpu, runtime.NumCPU(), r.goVersion, r.pgVersion)
+	fmt.Fprintln(w, "| measurement | result | target |")
+	fmt.Fprintln(w, "| --- | --- | --- |")
+	row := func(what, result, target string) { fmt.Fprintf(w, "| %s | %s | %s |\n", what, result, target) }
+	if len(r.rawDrain) > 0 {
+		raw := slices.Min(r.rawDrain)
+		ratio := r.drain.Seconds() / raw.Seconds()
+		row(fmt.Sprintf("pg_recvlogical drains %s noise UPDATEs + a %s-row DELETE (best of %d)", thousands(r.n), thousands(r.n), len(r.rawDrain)),
+			secs(raw), "")
+		row("cdc-cleaner run drains the same, until every file is gone", secs(r.drain), "")
+		row("drain ratio", fmt.Sprintf("%.2f", ratio), verdict(ratio <= 1.3, "≤ 1.30"))
+		row("peak RSS of the cleaner, drain run", mb(r.drainRSS), "")
+	}
+	if r.big > 0 {
+		row(fmt.Sprintf("peak RSS of the cleaner, %s-row DELETE in one transaction", thousands(r.big)), mb(r.bigRSS),
+			verdict(r.big < 1_000_000 || r.bigRSS < 100<<20, "< 100 MB at 1,000,000 rows"))
+		row(fmt.Sprintf("%s-row DELETE: commit to last file deleted", thousands(r.big)),
+			fmt.Sprintf("%s (%s files/s)", secs(r.bigTime), thousands(int(float64(r.big)/r.bigTime.Seconds()))), "")
+	}
+	if r.latTx > 0 {
+		row(fmt.Sprintf("commit to deletion, p50, %s single-row tx at %d/s (achieved %.0f/s)", thousands(r.latTx), r.latRate, r.achievedRate),
+			ms(r.p50), verdict(r.p50 < 50*time.Millisecond, "< 50 ms"))
+		row("commit to deletion, p90", ms(r.p90), "")
+		row("commit to deletion, p99", ms(r.p99), verdict(r.p99 < 250*time.Millisecond, "< 250 ms"))
+		row("commit to deletion, max", ms(r.pMax), "")
+	}
+	if r.refRows > 0 {
+		row(fmt.Sprintf("reference check per candidate, indexed column, %s rows", thousands(r.refRows)),
+			fmt.Sprintf("%.1f µs (%s per batch of %d)", float64(r.refIndexed.Nanoseconds())/1e3, ms(r.refBatchIdx), refBatch), "")
+		row(fmt.Sprintf("reference check per candidate, no index, %s rows", thousands(r.refRows)),
+			fmt.Sprintf("%.1f µs (%s per batch of %d)", float64(r.refSeq.Nanoseconds())/1e3, ms(r.refBatchSeq), refBatch), "")
+	}
+	if r.s3Objects > 0 {
+		row(fmt.Sprintf("S3 deletes/s, batched, loopback gofakes3, %s objects, commit to last deleted", thousands(r.s3Objects)),
+			thousands(int(float64(r.s3Objects)/r.s3Time.Seconds())), "")
+	}
+}
+
+func verdict(ok bool, target string) string {
+	if ok {
+		return target + ": met"
+	}
+	return target + ": **missed**"
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+func ms(d time.Duration) string   { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1e3) }
+func mb(b float64) string         { return fmt.Sprintf("%.1f MB", b/(1<<20)) }
+
+func thousands(v int) string {
+	s := strconv.Itoa(v)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+// perfEnv is a scenario with metrics on a loopback port and info logs (a
+// debug line per deletion would measure the log pipe).
+func perfEnv(t *testing.T) *env {
+	return newEnv(t, envOptions{schema: photoSchema, watch: photoWatch, noSetup: true, httpListen: "127.0.0.1:0", logLevel: "info"})
+}
+
+// putTree creates n empty files dir/DDD/NNNNNNN.jpg (10,000 a directory)
+// and a row referencing each.
+func putTree(t *testing.T, e *env, dir string, n int) {
+	t.Helper()
+	const perDir = 10_000
+	var wg sync.WaitGroup
+	errs := make(chan error, runtime.NumCPU())
+	for w := range runtime.NumCPU() {
+		wg.Go(func() {
+			for d := w; d*perDir < n; d += runtime.NumCPU() {
+				sub := filepath.Join(e.root, dir, fmt.Sprintf("%03d", d))
+				if err := os.MkdirAll(sub, 0o755); err != nil {
+					errs <- err
+					return
+				}
+				for i := d * perDir; i < min((d+1)*perDir, n); i++ {
+					if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("%07d.jpg", i)), nil, 0o644); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	e.exec(fmt.Sprintf(`INSERT INTO gallery_photo (image)
+		SELECT '%s/' || lpad((i / %d)::text, 3, '0') || '/' || lpad(i::text, 7, '0') || '.jpg' FROM generate_series(0, %d) AS i`, dir, perDir, n-1))
+}
+
+func countTree(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			if os.IsNotExist(err) {
+				return nil
+			}
+			return err
+		}
+		if !d.IsDir() {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// setupCleaner runs `cdc-cleaner setup`, which creates the slot.
+func (e *env) setupCleaner() {
+	e.t.Helper()
+	if out, code := e.cli("setup"); code != 0 {
+		e.t.Fatalf("setup exited %d:\n%s", code, out)
+	}
+}
+
+// startProfiled starts the cleaner, with a CPU profile named name when
+// -perf.cpuprofile is set.
+func (e *env) startProfiled(name string) *proc {
+	e.t.Helper()
+	if *perfProfile == "" {
+		return e.start()
+	}
+	if err := os.MkdirAll(*perfProfile, 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	abs, err := filepath.Abs(filepath.Join(*perfProfile, name+".pprof"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.start("--cpuprofile", abs)
+}
+
+// waitDeleted polls the cleaner's metrics until it counted want deletions
+// of storage media, and returns when it saw them. It polls every 20ms: a
+// scrape costs the cleaner a little CPU.
+func waitDeleted(t *testing.T, p *proc, addr string, want int, timeout time.Duration) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := -1.0
+	for {
+		_, body := get(t, "http://"+addr+"/metrics")
+		now := time.Now()
+		if last = metricValue(body, `cdc_cleaner_deleted_total{storage="media"}`); last >= float64(want) {
+			return now
+		}
+		if now.After(deadline) {
+			t.Fatalf("the cleaner deleted %v of %d files within %s:\n%s", last, want, timeout, tail(p.Logs(), 40))
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("the cleaner exited (%v) after deleting %v of %d files:\n%s", p.err, last, want, tail(p.Logs(), 40))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func tail(s string, lines int) string {
+	l := strings.Split(s, "\n")
+	return strings.Join(l[max(0, len(l)-lines):], "\n")
+}
+
+// procHWM returns the peak resident set size of a running process in bytes.
+func procHWM(t *testing.T, pid int) float64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			if err != nil {
+				t.Fatalf("VmHWM %q: %v", v, err)
+			}
+			return kb * 1024
+		}
+	}
+	t.Fatalf("no VmHWM in /proc/%d/status", pid)
+	return 0
+}
+
+// rawDrain drains slot with pg_recvlogical into /dev/null, with the
+// cleaner's options (pgoutput protocol 1, the publication, messages), until
+// endpos, and returns how long it took.
+func rawDrain(t *testing.T, e *env, slot, endpos string) time.Duration {
+	t.Helper()
+	tool, err := cluster.ClientTool("pg_recvlogical")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, tool, "--dbname", e.url, "--slot", slot, "--start", "--no-loop",
+		"--endpos", endpos, "--file", "/dev/null",
+		"--option", "proto_version=1", "--option", "publication_names="+e.pub, "--option", "messages=true")
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	d := time.Since(start)
+	if err != nil {
+		t.Fatalf("pg_recvlogical: %v\n%s", err, out)
+	}
+	if got := pgtest.QueryString(t, e.url, `SELECT (confirmed_flush_lsn >= $1::pg_lsn)::text FROM pg_replication_slots WHERE slot_name = $2`, endpos, slot); got != "true" {
+		t.Fatalf("pg_recvlogical exited before reaching %s (slot %s confirmed_flush_lsn >= endpos: %s)\n%s", endpos, slot, got, out)
+	}
+	return d
+}
+
+func perfDrain(t *testing.T, n int, r *report) {
+	e := perfEnv(t)
+	putTree(t, e, "drain", n)
+	e.put("kept/shared.jpg")
+	e.exec(`INSERT INTO gallery_photo (image) VALUES ('kept/shared.jpg'), ('kept/shared.jpg')`)
+	e.setupCleaner()
+	// Two raw slots created at the same point as the cleaner's: one drained
+	// before the cleaner runs, one after, so neither side alone has the
+	// benefit of a warm cache; the faster raw drain is the baseline.
+	raw := []string{fmt.Sprintf("raw1_%08x", crc32.ChecksumIEEE([]byte(e.db))), fmt.Sprintf("raw2_%08x", crc32.ChecksumIEEE([]byte(e.db)))}
+	for _, s := range raw {
+		e.exec(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, s)
+	}
+	// N single-row UPDATE transactions that change no file column, then
+	// one DELETE of every file row (and of one of the two rows sharing a
+	// path, whose file stays).
+	e.exec(fmt.Sprintf(`DO $$ BEGIN FOR i IN 1..%d LOOP UPDATE gallery_photo SET title = 'noise ' || i WHERE id = i; COMMIT; END LOOP; END $$`, n))
+	e.exec(`DELETE FROM gallery_photo WHERE image LIKE 'drain/%' OR id = (SELECT min(id) FROM gallery_photo WHERE image = 'kept/shared.jpg')`)
+	endpos := pgtest.QueryString(t, e.url, `SELECT pg_logical_emit_message(false, 'cdc-cleaner-bench', 'end')::text`)
+
+	r.rawDrain = append(r.rawDrain, rawDrain(t, e, raw[0], endpos))
+
+	start := time.Now()
+	p := e.startProfiled("drain")
+	addr := p.httpAddr(t)
+	done := waitDeleted(t, p, addr, n, 10*time.Minute)
+	r.drain = done.Sub(start)
+	r.drainRSS = procHWM(t, p.cmd.Process.Pid)
+	e.settle()
+	if code := p.stop(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM", code)
+	}
+	if left := countTree(t, filepath.Join(e.root, "drain")); left != 0 {
+		t.Fatalf("%d of %d files left", left, n)
+	}
+	e.expect([]string{"kept/shared.jpg"}, nil)
+
+	r.rawDrain = append(r.rawDrain, rawDrain(t, e, raw[1], endpos))
+	t.Logf("pg_recvlogical %v, cleaner %v, peak RSS %s", r.rawDrain, r.drain, mb(r.drainRSS))
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return runtime.GOARCH
+}
+
+func perfBigTransaction(t *testing.T, n int, r *report) {
+	e := perfEnv(t)
+	putTree(t, e, "big", n)
+	e.setupCleaner()
+	p := e.startProfiled("big")
+	addr := p.httpAddr(t)
+	p.waitLog(`"streaming"`, 30*time.Second)
+	start := time.Now()
+	e.exec(`DELETE FROM gallery_photo WHERE image LIKE 'big/%'`)
+	committed := time.Now()
+	done := waitDeleted(t, p, addr, n, 30*time.Minute)
+	r.big, r.bigTime = n, done.Sub(committed)
+	r.bigRSS = procHWM(t, p.cmd.Process.Pid)
+	e.settle()
+	if code := p.stop(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM", code)
+	}
+	if left := countTree(t, filepath.Join(e.root, "big")); left != 0 {
+		t.Fatalf("%d of %d files left", left, n)
+	}
+	t.Logf("DELETE took %v; deleted %d files %v after its commit; peak RSS %s", committed.Sub(start), n, r.bigTime, mb(r.bigRSS))
+}
+
+// perfLatency runs tx single-row DELETE transactions at rate per second
+// (open loop: each starts at its scheduled time, whatever the ones before
+// did) and measures, per file, from the moment the client saw its COMMIT
+// acknowledged to the moment inotify saw the file unlinked.
+func perfLatency(t *testing.T, tx, rate int, r *report) {
+	e := perfEnv(t)
+	e.put("lat/keep.jpg") // keeps the watched directory from being pruned
+	files := make([]string, tx)
+	for i := range tx {
+		files[i] = fmt.Sprintf("%06d.jpg", i)
+		if err := os.WriteFile(filepath.Join(e.root, "lat", files[i]), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.exec(fmt.Sprintf(`INSERT INTO gallery_photo (id, image) SELECT i, 'lat/' || lpad(i::text, 6, '0') || '.jpg' FROM generate_series(0, %d) AS i`, tx-1))
+	e.setupCleaner()
+	w := watchDeletes(t, filepath.Join(e.root, "lat"))
+	p := e.startProfiled("latency")
+	p.waitLog(`"streaming"`, 30*time.Second)
+
+	const clients = 8
+	conns := make([]*pgx.Conn, clients)
+	for i := range conns {
+		conns[i] = e.conn()
+		// The throwaway cluster turns synchronous_commit off for speed; then
+		// a commit reaches the walsender only when the WAL writer flushes
+		// it (every wal_writer_delay, 200ms). Production's default is on.
+		if _, err := conns[i].Exec(context.Background(), `SET synchronous_commit = on`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	committed := make([]time.Time, tx)
+	jobs := make(chan int, tx)
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for c := range clients {
+		wg.Go(func() {
+			for i := range jobs {
+				if _, err := conns[c].Exec(context.Background(), `DELETE FROM gallery_photo WHERE id = $1`, i); err != nil {
+					errs <- err
+					return
+				}
+				committed[i] = time.Now()
+			}
+		})
+	}
+	start := time.Now()
+	interval := time.Second / time.Duration(rate)
+	for i := range tx {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	r.achievedRate = float64(tx) / time.Since(start).Seconds()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	e.settle()
+	deleted := w.stop()
+	if code := p.stop(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM", code)
+	}
+	lat := make([]time.Duration, 0, tx)
+	for i, name := range files {
+		at, ok := deleted[name]
+		if !ok {
+			t.Fatalf("no deletion of lat/%s seen (%d of %d seen)", name, len(deleted), tx)
+		}
+		// The walsender may send the commit before the client reads the
+		// acknowledgement: such a file was deleted "before" its commit.
+		lat = append(lat, max(0, at.Sub(committed[i])))
+	}
+	e.expect([]string{"lat/keep.jpg"}, nil)
+	slices.Sort(lat)
+	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	r.latTx, r.latRate = tx, rate
+	r.p50, r.p90, r.p99, r.pMax = q(0.50), q(0.90), q(0.99), lat[len(lat)-1]
+	t.Logf("%d transactions at %.0f/s: p50 %v p90 %v p99 %v max %v", tx, r.achievedRate, r.p50, r.p90, r.p99, r.pMax)
+}
+
+// deleteWatcher records when each file of one directory is unlinked.
+type deleteWatcher struct {
+	t    *testing.T
+	f    *os.File
+	mu   sync.Mutex
+	seen map[string]time.Time
+	done chan struct{}
+	err  error
+}
+
+func watchDeletes(t *testing.T, dir string) *deleteWatcher {
+	t.Helper()
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		t.Fatalf("inotify_init1: %v", err)
+	}
+	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_DELETE); err != nil {
+		unix.Close(fd)
+		t.Fatalf("inotify_add_watch %s: %v", dir, err)
+	}
+	w := &deleteWatcher{t: t, f: os.NewFile(uintptr(fd), "inotify"), seen: map[string]time.Time{}, done: make(chan struct{})}
+	go w.read()
+	t.Cleanup(func() { w.stop() })
+	return w
+}
+
+func (w *deleteWatcher) read() {
+	defer close(w.done)
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := w.f.Read(buf)
+		now := time.Now()
+		if err != nil {
+			if !strings.Contains(err.Error(), "closed") {
+				w.err = err
+			}
+			return
+		}
+		w.mu.Lock()
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			mask := uint32(buf[off+4]) | uint32(buf[off+5])<<8 | uint32(buf[off+6])<<16 | uint32(buf[off+7])<<24
+			l := int(uint32(buf[off+12]) | uint32(buf[off+13])<<8 | uint32(buf[off+14])<<16 | uint32(buf[off+15])<<24)
+			name := strings.TrimRight(string(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+l]), "\x00")
+			if mask&unix.IN_Q_OVERFLOW != 0 {
+				w.err = fmt.Errorf("inotify queue overflowed")
+			}
+			if mask&unix.IN_DELETE != 0 {
+				w.seen[name] = now
+			}
+			off += unix.SizeofInotifyEvent + l
+		}
+		w.mu.Unlock()
+	}
+}
+
+// stop ends the watch and returns what it saw.
+func (w *deleteWatcher) stop() map[string]time.Time {
+	w.f.Close()
+	<-w.done
+	if w.err != nil {
+		w.t.Fatalf("watch deletions: %v", w.err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.seen
+}
+
+// perfRefcheck times the reference check the pipeline runs per batch of
+// 500 paths (half referenced) on a table of rows rows, without and with an
+// index on the column, and checks its answers.
+func perfRefcheck(t *testing.T, rows int, r *report) {
+	_, url := cluster.NewDatabase(t)
+	pgtest.Exec(t, url, fmt.Sprintf(`CREATE TABLE ref_photo (id bigserial PRIMARY KEY, image text NOT NULL);
+		INSERT INTO ref_photo (image) SELECT 'r/' || lpad(i::text, 7, '0') || '.jpg' FROM generate_series(0, %d) AS i`, rows-1))
+	pgtest.Exec(t, url, `VACUUM ANALYZE ref_photo`)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	refs, err := refcheck.New(pool, []refcheck.Column{{Storage: "media", Schema: "public", Table: "ref_photo", Column: "image"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	measure := func(minTime time.Duration, maxBatches int) time.Duration {
+		var total time.Duration
+		batches := 0
+		for batches < maxBatches && (batches < 3 || total < minTime) {
+			paths := make([]string, refBatch)
+			want := map[string]bool{}
+			for i := range paths {
+				if i%2 == 0 {
+					paths[i] = fmt.Sprintf("r/%07d.jpg", rng.IntN(rows))
+					want[paths[i]] = true
+				} else {
+					paths[i] = fmt.Sprintf("r/absent/%07d.jpg", rng.IntN(rows))
+				}
+			}
+			start := time.Now()
+			got, err := refs.Referenced(ctx, "media", paths)
+			total += time.Since(start)
+			batches++
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%d paths referenced, want %d", len(got), len(want))
+			}
+			for p := range want {
+				if !got[p] {
+					t.Fatalf("%s is referenced; the check missed it", p)
+				}
+			}
+		}
+		return total / time.Duration(batches)
+	}
+	r.refRows = rows
+	r.refBatchSeq = measure(3*time.Second, 20)
+	pgtest.Exec(t, url, `CREATE INDEX ON ref_photo (image); ANALYZE ref_photo`)
+	measure(0, 5) // warm the index
+	r.refBatchIdx = measure(3*time.Second, 2000)
+	r.refSeq, r.refIndexed = r.refBatchSeq/refBatch, r.refBatchIdx/refBatch
+	t.Logf("per batch of %d: %v without index, %v with", refBatch, r.refBatchSeq, r.refBatchIdx)
+}
+
+// perfS3 deletes objects through the cleaner on the in-process S3 server.
+// Not parallel: s3test.Start sets the AWS_* variables.
+func perfS3(t *testing.T, n int, r *report) {
+	e, srv, prefix := newS3Env(t, envOptions{schema: photoSchema, watch: photoWatch, noSetup: true, httpListen: "127.0.0.1:0", logLevel: "info"}, s3test.Options{})
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%ss3/%07d.jpg", prefix, i)
+	}
+	srv.PutKeys(t, keys, []byte("x"))
+	e.exec(fmt.Sprintf(`INSERT INTO gallery_photo (image) SELECT 's3/' || lpad(i::text, 7, '0') || '.jpg' FROM generate_series(0, %d) AS i`, n-1))
+	e.setupCleaner()
+	p := e.start()
+	addr := p.httpAddr(t)
+	p.waitLog(`"streaming"`, 30*time.Second)
+	e.exec(`DELETE FROM gallery_photo`)
+	committed := time.Now()
+	done := waitDeleted(t, p, addr, n, 10*time.Minute)
+	r.s3Objects, r.s3Time = n, done.Sub(committed)
+	e.settle()
+	if left := srv.Keys(t, prefix+"s3/"); len(left) != 0 {
+		t.Fatalf("%d of %d objects left", len(left), n)
+	}
+}
