@@ -180,6 +180,10 @@ func findBinaries() (binaries, error) {
 	return binaries{}, errNoBinaries
 }
 
+// RaceEnabled reports whether the test binary, and so the cleaner that
+// BuildBinary builds, runs with the race detector (several times slower).
+func RaceEnabled() bool { return raceEnabled }
+
 // ClientTool returns the path of a PostgreSQL client program, such as
 // pg_recvlogical: beside the throwaway cluster's server binaries, else on
 // PATH, else in the highest version under /usr/lib/postgresql.
