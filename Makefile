@@ -1,6 +1,7 @@
 # cdc-cleaner: the commands a newcomer needs.
 #   make quickstart   run the cleaner end to end on a throwaway PostgreSQL and a temp folder
 #   make test         vet and run every test (unit and integration; needs PostgreSQL server binaries)
+#   make bench        the performance report (README: Performance)
 
 GO ?= go
 
