@@ -2,10 +2,11 @@
 #   make quickstart   run the cleaner end to end on a throwaway PostgreSQL and a temp folder
 #   make test         vet and run every test (unit and integration; needs PostgreSQL server binaries)
 #   make bench        the performance report (README: Performance)
+#   make soak         the fault suite for 25 minutes (README: Reliability)
 
 GO ?= go
 
-.PHONY: all build test quickstart fuzz vet compose-check bench
+.PHONY: all build test quickstart fuzz vet compose-check bench soak
 
 all: build
 
@@ -20,7 +21,7 @@ vet:
 	@test -z "$$(gofmt -l .)" || (echo "gofmt would change:"; gofmt -l .; exit 1)
 
 test: vet compose-check
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 # Validates docker-compose.yml without a Docker engine. In CI a missing
 # docker-compose is a failure; elsewhere it is skipped with a note.
@@ -41,6 +42,18 @@ bench:
 	$(GO) test -count=1 -timeout 90m -run '^TestPerformance$$' -v ./integration_test/ \
 		-args -perf.n=$(BENCH_N) -perf.report=$(CURDIR)/bench-report.md $(BENCH_ARGS)
 	@echo "report written to bench-report.md"
+
+# The fault suite (integration_test/soak_test.go) at length: a randomized
+# workload for SOAK_DURATION while the cleaner is killed, its walsender
+# terminated, PostgreSQL restarted, S3 refused and hung for 30s and local
+# directories made read-only, at least SOAK_FAULTS times each; then every
+# file is checked against the workload's ledger. Writes soak-report.md.
+SOAK_DURATION ?= 25m
+SOAK_FAULTS ?= 50
+soak:
+	$(GO) test -count=1 -timeout 120m -run '^TestFaultSuite$$' -v ./integration_test/ \
+		-args -soak.duration=$(SOAK_DURATION) -soak.min-faults=$(SOAK_FAULTS) -soak.hang=30s -soak.report=$(CURDIR)/soak-report.md
+	@echo "report written to soak-report.md"
 
 # Short fuzzing runs of every fuzz target (longer: make fuzz FUZZTIME=10m).
 FUZZTIME ?= 30s

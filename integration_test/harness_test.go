@@ -34,6 +34,11 @@ func binary(t testing.TB) string {
 			binErr = err
 			return
 		}
+		// Searchable by others: some tests run the cleaner as nobody.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			binErr = err
+			return
+		}
 		binPath, binErr = pgtest.BuildBinary(dir)
 	})
 	if binErr != nil {
@@ -57,6 +62,9 @@ type env struct {
 	// env is added to the environment of every cdc-cleaner process (the
 	// AWS_* variables of an S3 test server).
 	env []string
+	// asNobody runs `cdc-cleaner run` as the nobody user (when the tests
+	// run as root, who ignores directory permissions).
+	asNobody bool
 }
 
 type envOptions struct {
@@ -75,6 +83,11 @@ type envOptions struct {
 	httpListen string
 	// logLevel is log.level (default debug).
 	logLevel string
+	// otherUser makes the scenario usable by a cleaner running as another
+	// user: its directory is searchable by all, the root writable by all,
+	// the configuration readable by all, and, when the tests run as root,
+	// `run` runs as nobody, so directory permissions bind it.
+	otherUser bool
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -84,10 +97,28 @@ func newEnv(t *testing.T, o envOptions) *env {
 	// setup derives from them must fit PostgreSQL's 63): a hash of the
 	// database name keeps them short and unique.
 	e := &env{t: t, db: db, url: url, slot: "slot_" + db, pub: fmt.Sprintf("pub_%08x", crc32.ChecksumIEEE([]byte(db))), dir: t.TempDir()}
+	if o.otherUser {
+		// t.TempDir's parent is private to us.
+		dir, err := os.MkdirTemp("", "cdc-cleaner-other-user-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		e.dir = dir
+		e.asNobody = os.Geteuid() == 0
+	}
 	e.root = filepath.Join(e.dir, "root")
 	e.outside = filepath.Join(e.dir, "outside")
 	for _, d := range []string{e.root, e.outside} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.otherUser {
+		if err := os.Chmod(e.root, 0o777); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -121,7 +152,14 @@ log:
   level: %s
 %s
 `, cfgURL, e.slot, e.pub, storagesYAML(e.root, o), o.watch, o.httpListen, o.logLevel, o.extra)
-	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
+	mode := os.FileMode(0o600)
+	if o.otherUser {
+		mode = 0o644
+	}
+	if err := os.WriteFile(e.cfgPath, []byte(cfg), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(e.cfgPath, mode); err != nil {
 		t.Fatal(err)
 	}
 	if !o.noSetup {
@@ -193,6 +231,13 @@ func (e *env) start(args ...string) *proc {
 	args = append([]string{"run", "--config", e.cfgPath}, args...)
 	p := &proc{t: e.t, done: make(chan struct{})}
 	p.cmd = exec.Command(binary(e.t), args...)
+	if e.asNobody {
+		setpriv, err := exec.LookPath("setpriv")
+		if err != nil {
+			e.t.Fatal("setpriv not found (apt-get install util-linux): it runs the cleaner as nobody, since root ignores directory permissions")
+		}
+		p.cmd = exec.Command(setpriv, append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", binary(e.t)}, args...)...)
+	}
 	p.cmd.Env = append(cleanEnv(), e.env...)
 	p.cmd.Stdout = p
 	p.cmd.Stderr = p
@@ -354,7 +399,7 @@ const photoWatch = `watch:
 // unless the options replace it.
 func storagesYAML(root string, o envOptions) string {
 	if o.storages != "" {
-		return o.storages
+		return strings.ReplaceAll(o.storages, "{{root}}", root)
 	}
 	out := "storages:\n  media:\n    type: local\n    root: " + root
 	if o.media != "" {

@@ -388,6 +388,12 @@ func (s *Server) PutKeys(t testing.TB, keys []string, data []byte) {
 	}
 }
 
+// TryPut stores data at key like Put, but returns the error: for
+// goroutines other than the test's.
+func (s *Server) TryPut(ctx context.Context, key string, data []byte) error {
+	return s.put(ctx, key, data)
+}
+
 func (s *Server) put(ctx context.Context, key string, data []byte) error {
 	if s.fake != nil {
 		_, err := s.fake.backend.PutObject(s.bucket, key, nil, bytes.NewReader(data), int64(len(data)), nil)
