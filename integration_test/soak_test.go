@@ -153,7 +153,24 @@ func TestFaultSuite(t *testing.T) {
 	for i, kind := range faultKinds {
 		injectors.Go(func() { s.inject(kind, rand.New(rand.NewPCG(seed, uint64(100+i)))) })
 	}
-	injectors.Wait()
+	progress := time.NewTicker(time.Minute)
+	injected := make(chan struct{})
+	go func() { injectors.Wait(); close(injected) }()
+wait:
+	for {
+		select {
+		case <-injected:
+			break wait
+		case <-progress.C:
+			var f []string
+			for _, k := range faultKinds {
+				f = append(f, fmt.Sprintf("%s %d", k, s.faults[k].Load()))
+			}
+			t.Logf("%s: %d transactions committed, %d rolled back; faults: %s", time.Since(start).Round(time.Second),
+				s.committed.Load(), s.rolledBack.Load(), strings.Join(f, ", "))
+		}
+	}
+	progress.Stop()
 	stopWorkload()
 	workers.Wait()
 	s.ran = time.Since(start)
@@ -244,11 +261,23 @@ func (s *soak) newPath(storage string, rng *rand.Rand) string {
 	return fmt.Sprintf("d%02d/%s", rng.IntN(soakDirs), name)
 }
 
-// createFile creates the file of a new path before any row names it.
+// createFile creates the file of a new path before any row names it, and
+// remembers it unless creating it failed.
 func (s *soak) createFile(storage, p string) error {
+	k := fileKey{storage, p}
 	s.mu.Lock()
-	s.created[fileKey{storage, p}] = true
+	s.created[k] = true
 	s.mu.Unlock()
+	err := s.writeFile(storage, p)
+	if err != nil {
+		s.mu.Lock()
+		delete(s.created, k)
+		s.mu.Unlock()
+	}
+	return err
+}
+
+func (s *soak) writeFile(storage, p string) error {
 	if storage == "docs" {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -288,9 +317,6 @@ func (s *soak) place(ctx context.Context, c *pgx.Conn, storage string, rng *rand
 			return "", fmt.Errorf("create %s: %w", p, err)
 		}
 		// Not root, and the directory is read-only for now: another one.
-		s.mu.Lock()
-		delete(s.created, fileKey{storage, p})
-		s.mu.Unlock()
 		p = s.newPath(storage, rng)
 	}
 	return p, s.ledger(ctx, c, storage, p)
