@@ -894,6 +894,19 @@ func TestErrorsNeverContainPassword(t *testing.T) {
 	}
 }
 
+// FuzzLoad loads arbitrary bytes as a configuration file, once with an
+// empty environment and once with DATABASE_URL set (so that files without
+// postgres.url get past it), and checks that:
+//
+//   - no input panics;
+//   - an error never shows DATABASE_URL's password;
+//   - a configuration that loads validates, again, with every watch and
+//     protect entry resolved (schema, table, column names, JSON path, a
+//     defined storage);
+//   - written back as YAML, it loads again to the same configuration: what
+//     was accepted is what the settings say, not an accident of parsing.
+//
+// The seeds are below and in testdata/fuzz/FuzzLoad.
 func FuzzLoad(f *testing.F) {
 	full, err := os.ReadFile("testdata/full.yaml")
 	if err != nil {
@@ -904,18 +917,77 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte(""))
 	f.Add([]byte("storages:\n  a: &a {type: s3, bucket: b}\n  b:\n    <<: *a\n    keep: ['[']\n"))
 	f.Add([]byte("watch:\n  - {table: '\"A\"\"b\".c', columns: ['\"X\"'], json_path: 'a[*].b', storage: a}\n"))
+	environs := [][]string{nil, {"DATABASE_URL=postgres://u:" + password + "@h/db"}}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := load(data, nil)
-		if err != nil {
-			return
-		}
-		if err := cfg.Validate(); err != nil {
-			t.Fatalf("a loaded configuration does not validate: %v", err)
-		}
-		if _, err := yaml.Marshal(cfg); err != nil {
-			t.Fatalf("marshal: %v", err)
+		for _, environ := range environs {
+			cfg, err := load(data, environ)
+			if err != nil {
+				if environ != nil && strings.Contains(err.Error(), password) {
+					t.Fatalf("the error shows DATABASE_URL's password: %v", err)
+				}
+				continue
+			}
+			checkLoaded(t, cfg)
+			out, err := yaml.Marshal(cfg)
+			if err != nil {
+				t.Fatalf("marshal: %v", err)
+			}
+			again, err := load(out, nil)
+			if err != nil {
+				t.Fatalf("the accepted configuration, written back, does not load: %v\n%s", err, out)
+			}
+			checkLoaded(t, again)
+			if out2, _ := yaml.Marshal(again); string(out2) != string(out) {
+				t.Fatalf("the accepted configuration, written back and loaded, changed:\n%s\nbecame\n%s", out, out2)
+			}
+			if !reflect.DeepEqual(watchNames(cfg), watchNames(again)) {
+				t.Fatalf("resolved names changed when written back: %q -> %q", watchNames(cfg), watchNames(again))
+			}
 		}
 	})
+}
+
+// checkLoaded checks a configuration load accepted: it validates again, and
+// every watch and protect entry is resolved against a defined storage.
+func checkLoaded(t *testing.T, cfg *Config) {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("a loaded configuration does not validate: %v", err)
+	}
+	if cfg.Postgres.URL == "" || len(cfg.Storages) == 0 || len(cfg.Watch) == 0 {
+		t.Fatalf("loaded without url, storages or watch: %+v", cfg)
+	}
+	for name, s := range cfg.Storages {
+		if s == nil || (s.Type != StorageLocal && s.Type != StorageS3) {
+			t.Fatalf("storage %q: %+v", name, s)
+		}
+	}
+	for _, w := range append(append([]*Watch{}, cfg.Watch...), cfg.Protect...) {
+		switch {
+		case w == nil:
+			t.Fatal("a nil watch entry was accepted")
+		case w.Schema == "" || w.Name == "" || len(w.Columns) == 0 || len(w.ColNames) != len(w.Columns):
+			t.Fatalf("watch entry not resolved: %+v", w)
+		case (w.JSONPath != "") != (w.JSONSteps != nil):
+			t.Fatalf("json_path %q resolved to %v", w.JSONPath, w.JSONSteps)
+		case cfg.Storages[w.Storage] == nil:
+			t.Fatalf("watch entry names storage %q, which is not defined", w.Storage)
+		}
+		for _, c := range w.ColNames {
+			if c == "" {
+				t.Fatalf("empty column name in %+v", w)
+			}
+		}
+	}
+}
+
+// watchNames lists the resolved names of every watch and protect entry.
+func watchNames(cfg *Config) []string {
+	var out []string
+	for _, w := range append(append([]*Watch{}, cfg.Watch...), cfg.Protect...) {
+		out = append(out, w.Schema+"|"+w.Name+"|"+strings.Join(w.ColNames, "|")+"|"+w.JSONSteps.String())
+	}
+	return out
 }
 
 func TestOverlappingLocalRootsAreRejected(t *testing.T) {

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pglogrepl"
 
@@ -275,40 +278,101 @@ func (d *Decoder) message(m *pglogrepl.LogicalDecodingMessage) (Event, error) {
 		CommitLSN:  d.finalLSN,
 		CommitTime: d.commitTime,
 	}
-	var req struct {
-		Storage *string `json:"storage"`
-		Path    *string `json:"path"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(m.Content))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(&req)
-	if err == nil && dec.More() {
-		err = errors.New("trailing data after the JSON object")
-	}
+	storage, path, err := parseRequest(m.Content)
 	switch {
 	case err != nil:
 		err = fmt.Errorf("parse message content: %w", err)
-	case req.Storage == nil || req.Path == nil:
+	case storage == nil || path == nil:
 		err = errors.New(`message content must be {"storage": "...", "path": "..."}`)
-	case !d.storages[*req.Storage]:
-		err = fmt.Errorf("message names storage %q, which is not configured", *req.Storage)
-	case *req.Path == "":
+	case !d.storages[*storage]:
+		err = fmt.Errorf("message names storage %q, which is not configured", *storage)
+	case *path == "":
 		err = errors.New("message has an empty path")
 	}
 	d.buf = d.buf[:0]
 	if err != nil {
-		if req.Storage != nil {
-			c.Storage = *req.Storage
+		if storage != nil {
+			c.Storage = *storage
 		}
 		c.Path = string(m.Content)
-		if req.Path != nil {
-			c.Path = *req.Path
+		if path != nil {
+			c.Path = *path
 		}
 		return Event{Kind: KindMessage, Bad: []cdccleaner.Failure{{Candidate: c, Reason: ReasonBadMessage, Detail: err.Error()}}}, nil
 	}
-	c.Storage, c.Path = *req.Storage, *req.Path
+	c.Storage, c.Path = *storage, *path
 	d.buf = append(d.buf, c)
 	return Event{Kind: KindMessage, Candidates: d.buf}, nil
+}
+
+// parseRequest reads a message's content as the JSON object {"storage": s,
+// "path": p}, strictly, so that a request is never guessed at: keys spelled
+// exactly so (encoding/json would match "Path" or "ſtorage" to a struct
+// field), each at most once (with a duplicate, which one was meant?),
+// string values, and nothing after the object. Content that is not valid
+// UTF-8 and strings holding U+FFFD are refused too: encoding/json turns
+// invalid bytes and lone surrogate escapes into U+FFFD, which would name a
+// file other than the one sent. It returns the fields it read, also on
+// error.
+func parseRequest(content []byte) (storage, path *string, err error) {
+	if !utf8.Valid(content) {
+		return nil, nil, errors.New("not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(content))
+	next := func() (json.Token, error) {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF // the object is not complete
+		}
+		return tok, err
+	}
+	tok, err := next()
+	if err != nil {
+		return nil, nil, err
+	}
+	if tok != json.Delim('{') {
+		return nil, nil, errors.New("not a JSON object")
+	}
+	for dec.More() {
+		tok, err := next()
+		if err != nil {
+			return storage, path, err
+		}
+		key, _ := tok.(string)
+		var field **string
+		switch key {
+		case "storage":
+			field = &storage
+		case "path":
+			field = &path
+		default:
+			return storage, path, fmt.Errorf("unknown field %q", key)
+		}
+		if *field != nil {
+			return storage, path, fmt.Errorf("duplicate field %q", key)
+		}
+		if tok, err = next(); err != nil {
+			return storage, path, err
+		}
+		v, ok := tok.(string)
+		switch {
+		case !ok:
+			return storage, path, fmt.Errorf("field %q is not a string", key)
+		case strings.ContainsRune(v, utf8.RuneError):
+			return storage, path, fmt.Errorf("field %q holds U+FFFD (a replacement character, or a lone surrogate escape)", key)
+		}
+		*field = &v
+	}
+	if tok, err := next(); err != nil || tok != json.Delim('}') {
+		if err == nil {
+			err = fmt.Errorf("unexpected %v", tok)
+		}
+		return storage, path, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return storage, path, errors.New("trailing data after the JSON object")
+	}
+	return storage, path, nil
 }
 
 func (d *Decoder) relation(m *pglogrepl.RelationMessage) Event {

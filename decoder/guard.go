@@ -4,16 +4,27 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 )
 
-// checkLengths walks a message's counted fields before pglogrepl.Parse sees
-// it. Parse trusts counts and lengths from the wire: a corrupt count makes
-// it allocate gigabytes (which recover cannot catch) or index out of range.
-// Only the messages with counts need walking; fixed-size ones are checked
-// by Parse itself.
+// checkLengths walks a message's fields before pglogrepl.Parse sees it.
+// Parse trusts counts and lengths from the wire: a corrupt count makes it
+// allocate gigabytes (which recover cannot catch) or index out of range.
+// Parse also ignores whatever follows the last field, and reads a corrupt
+// length that comes up short as a shorter value followed by such trailing
+// bytes (a truncated path, say): so every message of protocol version 1
+// must end exactly where its fields do. Other types are left to Parse,
+// which rejects them.
 func checkLengths(data []byte) error {
 	r := reader{b: data[1:]}
 	switch data[0] {
+	case 'B': // Begin: final lsn, commit time, xid
+		r.skip(20)
+	case 'C': // Commit: flags, commit lsn, end lsn, commit time
+		r.skip(25)
+	case 'O': // Origin: lsn, name
+		r.skip(8)
+		r.cstring()
 	case 'R': // Relation: oid, namespace, name, replident, ncols, columns
 		r.skip(4)
 		r.cstring()
@@ -48,8 +59,14 @@ func checkLengths(data []byte) error {
 		if uint64(n)*4 > uint64(len(r.b)) && r.err == nil {
 			r.err = errors.New("truncate relation count exceeds message")
 		}
+		r.skip(int(n) * 4)
 	case 'M': // Message: flags, lsn, prefix, content length, content
-		r.skip(9)
+		// Flags is 1 for a transactional message, 0 otherwise; Parse
+		// reads anything but 1 as non-transactional.
+		if f := r.byte(); f > 1 && r.err == nil {
+			r.err = fmt.Errorf("unknown message flags %#x", f)
+		}
+		r.skip(8)
 		r.cstring()
 		n := r.uint32()
 		r.skip(int(n))
@@ -57,6 +74,11 @@ func checkLengths(data []byte) error {
 		r.skip(4)
 		r.cstring()
 		r.cstring()
+	default:
+		return nil
+	}
+	if r.err == nil && len(r.b) > 0 {
+		r.err = fmt.Errorf("%d bytes after the last field", len(r.b))
 	}
 	return r.err
 }

@@ -2,57 +2,164 @@ package deleter_test
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
-	"maps"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 )
 
+// fuzzTrashPrefix is where the trashing Local of the fuzz test moves files.
+const fuzzTrashPrefix = ".trash/"
+
+// fuzzTime is the modification time of every file and directory of a fresh
+// tree, so that a rebuilt tree looks like the first one.
+var fuzzTime = time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+
 // fuzzTree builds, in the empty directory dir, a root with files,
-// directories and symlinks pointing inside and outside it, plus files
-// outside the root. It returns the root.
+// directories, a FIFO and symlinks pointing inside and outside it, plus
+// files outside the root. It returns the root.
 func fuzzTree(tb testing.TB, dir string) (root string) {
 	tb.Helper()
 	root = filepath.Join(dir, "root")
 	for _, f := range []string{
 		"root/file", "root/dir/file", "root/dir/sub/file", "root/x",
-		"root/fotos/été 2024/ünïcode ✓.jpg", `root/..\x`,
+		"root/fotos/été 2024/ünïcode ✓.jpg", `root/..\x`, "root/%2e%2e/x", "root/a b/c.jpg",
 		"x", "outside/sentinel", "outside/sub/deep", "root-sibling/file",
 	} {
 		writeFile(tb, filepath.Join(dir, filepath.FromSlash(f)), []byte(f))
+	}
+	if err := syscall.Mkfifo(filepath.Join(root, "fifo"), 0o644); err != nil {
+		tb.Fatal(err)
 	}
 	for _, l := range [][2]string{
 		{filepath.Join(dir, "outside"), "root/evil"},             // absolute, outside
 		{"../outside", "root/evilrel"},                           // relative, outside
 		{filepath.Join(dir, "outside/sentinel"), "root/outfile"}, // file outside
+		{"../x", "root/upx"},                                     // relative file outside
+		{"evil", "root/chain"},                                   // a link to a link outside
 		{"..", "root/up"},                                        // the root's parent
 		{"../root-sibling", "root/sib"},                          // prefix lookalike
 		{".", "root/self"},                                       // the root itself
 		{"dir", "root/indir"},                                    // directory inside
 		{"file", "root/inlink"},                                  // file inside
+		{filepath.Join(root, "dir"), "root/absin"},               // absolute, inside
 		{"nowhere", "root/dangling"},
 		{"loop", "root/loop"},
-		{"../..", "root/dir/up2"}, // climbs out from a subdirectory
+		{"../..", "root/dir/up2"},                              // climbs out from a subdirectory
+		{"../../../outside/sentinel", "root/dir/sub/deeplink"}, // file outside, from deep inside
 	} {
 		if err := os.Symlink(l[0], filepath.Join(dir, filepath.FromSlash(l[1]))); err != nil {
 			tb.Fatal(err)
 		}
 	}
+	// Fixed times, set after every entry is made (making one changes its
+	// parent's time); a symlink keeps its own, which is not compared.
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeSymlink != 0 {
+			return err
+		}
+		return os.Chtimes(p, fuzzTime, fuzzTime)
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
 	return root
 }
 
-// restoreTree rebuilds the tree in dir if it differs from pristine. It never
-// follows symlinks (os.RemoveAll does not).
-func restoreTree(tb testing.TB, dir string, pristine map[string]string) {
+// entry is what snapshot records of one directory entry.
+type entry struct {
+	// desc is the type and permissions, and the content of a file or the
+	// target of a symlink: what a restored tree must reproduce.
+	desc  string
+	mtime time.Time // of files and directories; zero for symlinks
+	// ino, ctime and nlink change when anything at all is done to the entry
+	// (written, renamed, chmod-ed, linked or unlinked); a rebuilt tree has
+	// new ones.
+	ino   uint64
+	ctime syscall.Timespec
+	nlink uint64
+}
+
+func (e entry) isDir() bool { return strings.HasPrefix(e.desc, "dir ") }
+
+// same reports whether nothing at all was done to the entry.
+func (e entry) same(o entry) bool {
+	return e.desc == o.desc && e.mtime.Equal(o.mtime) && e.ino == o.ino && e.ctime == o.ctime && e.nlink == o.nlink
+}
+
+// snapshot records every entry under dir, dir included, never following
+// symlinks.
+func snapshot(tb testing.TB, dir string) map[string]entry {
 	tb.Helper()
-	if maps.Equal(snapshot(tb, dir), pristine) {
-		return
+	snap := map[string]entry{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info() // lstat
+		if err != nil {
+			return err
+		}
+		st := info.Sys().(*syscall.Stat_t)
+		e := entry{ino: st.Ino, ctime: st.Ctim, nlink: uint64(st.Nlink)}
+		mode := info.Mode()
+		switch {
+		case mode&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			e.desc = "link " + target
+		case mode.IsDir():
+			e.desc, e.mtime = fmt.Sprintf("dir %v", mode.Perm()), info.ModTime()
+		case mode.IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			e.desc, e.mtime = fmt.Sprintf("file %v %q", mode.Perm(), data), info.ModTime()
+		default: // the FIFO: never opened
+			e.desc, e.mtime = fmt.Sprintf("other %v", mode), info.ModTime()
+		}
+		snap[p] = e
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("walk %s: %v", dir, err)
+	}
+	return snap
+}
+
+// sameTree reports whether two snapshots hold the same entries with the
+// same descriptions and modification times.
+func sameTree(a, b map[string]entry) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for p, ea := range a {
+		eb, ok := b[p]
+		if !ok || ea.desc != eb.desc || !ea.mtime.Equal(eb.mtime) {
+			return false
+		}
+	}
+	return true
+}
+
+// restoreTree rebuilds the tree in dir unless snap, its current snapshot,
+// matches pristine, and returns the snapshot of the tree as it now is. It
+// never follows symlinks (os.RemoveAll does not).
+func restoreTree(tb testing.TB, dir string, snap, pristine map[string]entry) map[string]entry {
+	tb.Helper()
+	if sameTree(snap, pristine) {
+		return snap
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -64,37 +171,9 @@ func restoreTree(tb testing.TB, dir string, pristine map[string]string) {
 		}
 	}
 	fuzzTree(tb, dir)
-}
-
-// snapshot records every entry under dir (not following symlinks): its type,
-// and the target of a symlink or the content of a file.
-func snapshot(tb testing.TB, dir string) map[string]string {
-	tb.Helper()
-	snap := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		switch {
-		case d.Type()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			snap[p] = "link:" + target
-		case d.IsDir():
-			snap[p] = "dir"
-		default:
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			snap[p] = "file:" + string(data)
-		}
-		return nil
-	})
-	if err != nil {
-		tb.Fatalf("walk %s: %v", dir, err)
+	snap = snapshot(tb, dir)
+	if !sameTree(snap, pristine) {
+		tb.Fatal("the rebuilt tree differs from the first one")
 	}
 	return snap
 }
@@ -112,10 +191,24 @@ func validBySpec(p string) bool {
 	return true
 }
 
-// FuzzValidatePathConfined deletes fuzzed paths from a Local (with pruning
-// on) and checks that nothing outside the root changes, that the root stays,
-// that a rejected path changes nothing at all, and that ValidatePath accepts
-// exactly the relative, clean, NUL-free paths without ".." segments.
+// FuzzValidatePathConfined deletes a fuzzed path from a Local on a real
+// tree (fuzzTree: symlinks to outside and inside the root, a FIFO), once
+// removing and once trashing, both pruning empty directories, and then
+// purges the trash. It checks that:
+//
+//   - ValidatePath accepts exactly the relative, clean, NUL-free paths
+//     without ".." segments, and rejects the others as permanent
+//     rejected_path errors;
+//   - a rejected path changes nothing at all, not even a time stamp;
+//   - nothing outside the root is removed, created or touched (inode,
+//     ctime, mtime, link count, content, symlink target), and the root
+//     stays, the same directory;
+//   - inside the root, at most one non-directory entry goes, named like the
+//     path's last segment, and it goes exactly when the result says
+//     Deleted; otherwise only directories change (pruned, or their times);
+//   - a trashed entry reappears under the trash prefix, the same file or
+//     link, and the trash is the only place where entries appear;
+//   - purging the trash removes what is in it and nothing else.
 //
 // The seeds, hostile paths aimed at the tree fuzzTree builds, are in
 // testdata/fuzz/FuzzValidatePathConfined.
@@ -126,6 +219,7 @@ func FuzzValidatePathConfined(f *testing.F) {
 	dir := f.TempDir()
 	root := fuzzTree(f, dir)
 	pristine := snapshot(f, dir)
+	current := pristine
 	f.Fuzz(func(t *testing.T, p string) {
 		verr := deleter.ValidatePath(p)
 		if (verr == nil) != validBySpec(p) {
@@ -134,41 +228,139 @@ func FuzzValidatePathConfined(f *testing.F) {
 		if verr != nil && (!deleter.IsPermanent(verr) || deleter.Reason(verr) != deleter.ReasonRejectedPath) {
 			t.Fatalf("ValidatePath(%q) = %v, want a permanent rejected_path error", p, verr)
 		}
-
-		defer restoreTree(t, dir, pristine)
-		l, err := deleter.NewLocal(root, deleter.LocalOptions{PruneEmptyDirs: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		res := l.Delete(context.Background(), []string{p})
-		if len(res) != 1 || res[0].Path != p {
-			t.Fatalf("Delete(%q) = %+v, want one result for it", p, res)
-		}
-		r := res[0]
-		if (r.Err != nil) != (r.Outcome == cdccleaner.Failed) {
-			t.Fatalf("Delete(%q) = %v with err %v", p, r.Outcome, r.Err)
-		}
-		if verr != nil && (r.Outcome != cdccleaner.Failed || deleter.Reason(r.Err) != deleter.ReasonRejectedPath) {
-			t.Fatalf("Delete(%q) of a rejected path = %v, %v", p, r.Outcome, r.Err)
-		}
-
-		after := snapshot(t, dir)
-		if _, ok := after[root]; !ok {
-			t.Fatalf("Delete(%q) removed the root", p)
-		}
-		inRoot := func(q string) bool { return strings.HasPrefix(q, root+string(filepath.Separator)) }
-		for q, was := range pristine {
-			now, ok := after[q]
-			switch {
-			case verr != nil && now != was:
-				t.Errorf("Delete(%q) of a rejected path changed %s: %q -> %q", p, q, was, now)
-			case !inRoot(q) && (!ok || now != was):
-				t.Errorf("Delete(%q) changed %s outside the root: %q -> %q", p, q, was, now)
+		for _, trash := range []bool{false, true} {
+			before := restoreTree(t, dir, current, pristine)
+			current = before
+			opts := deleter.LocalOptions{PruneEmptyDirs: true}
+			if trash {
+				opts.Trash, opts.TrashPrefix = true, fuzzTrashPrefix
 			}
-		}
-		if len(after) > len(pristine) {
-			t.Errorf("Delete(%q) created entries", p)
+			l, err := deleter.NewLocal(root, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := l.Delete(context.Background(), []string{p})
+			current = snapshot(t, dir)
+			if len(res) != 1 || res[0].Path != p {
+				l.Close()
+				t.Fatalf("Delete(%q) = %+v, want one result for it", p, res)
+			}
+			r := res[0]
+			checkDeleted(t, p, trash, root, verr, r, before, current)
+			if trash {
+				if _, err := l.PurgeTrash(context.Background(), time.Now().Add(time.Hour)); err != nil {
+					t.Errorf("PurgeTrash after Delete(%q): %v", p, err)
+				}
+				purged := snapshot(t, dir)
+				checkPurged(t, p, root, current, purged)
+				current = purged
+			}
+			l.Close()
 		}
 	})
+}
+
+// checkDeleted checks what Delete(p) did to the tree (before -> after) and
+// said it did (r).
+func checkDeleted(t *testing.T, p string, trash bool, root string, verr error, r cdccleaner.Result, before, after map[string]entry) {
+	t.Helper()
+	how := "delete"
+	if trash {
+		how = "trash"
+	}
+	if (r.Err != nil) != (r.Outcome == cdccleaner.Failed) {
+		t.Fatalf("%s %q = %v with err %v", how, p, r.Outcome, r.Err)
+	}
+	if verr != nil {
+		if r.Outcome != cdccleaner.Failed || deleter.Reason(r.Err) != deleter.ReasonRejectedPath {
+			t.Fatalf("%s %q, a rejected path = %v, %v", how, p, r.Outcome, r.Err)
+		}
+		for q, was := range before {
+			if now, ok := after[q]; !ok || !now.same(was) {
+				t.Errorf("%s %q, a rejected path, changed %s: %+v -> %+v", how, p, q, was, now)
+			}
+		}
+	}
+	inRoot := func(q string) bool { return strings.HasPrefix(q, root+string(filepath.Separator)) }
+	trashDir := filepath.Join(root, filepath.FromSlash(strings.TrimSuffix(fuzzTrashPrefix, "/")))
+	inTrash := func(q string) bool { return q == trashDir || strings.HasPrefix(q, trashDir+string(filepath.Separator)) }
+
+	if now, ok := after[root]; !ok || !now.isDir() || now.ino != before[root].ino {
+		t.Fatalf("%s %q replaced or removed the root: %+v -> %+v", how, p, before[root], now)
+	}
+	var gone []string // non-directory entries removed
+	for q, was := range before {
+		now, ok := after[q]
+		switch {
+		case q != root && !inRoot(q):
+			if !ok || !now.same(was) {
+				t.Errorf("%s %q changed %s outside the root: %+v -> %+v", how, p, q, was, now)
+			}
+		case !ok && !was.isDir():
+			gone = append(gone, q)
+		case ok && !was.isDir() && !now.same(was):
+			t.Errorf("%s %q changed %s (%+v -> %+v), not removed", how, p, q, was, now)
+		case ok && was.desc != now.desc:
+			t.Errorf("%s %q changed %s: %q -> %q", how, p, q, was.desc, now.desc)
+		}
+	}
+	var created []string
+	for q := range after {
+		if _, ok := before[q]; !ok {
+			created = append(created, q)
+			if !trash || !inTrash(q) {
+				t.Errorf("%s %q created %s", how, p, q)
+			}
+		}
+	}
+	if len(gone) > 1 {
+		t.Fatalf("%s %q removed %d entries: %q", how, p, len(gone), gone)
+	}
+	if (len(gone) == 1) != (r.Outcome == cdccleaner.Deleted) {
+		t.Fatalf("%s %q = %v (%v) but removed %q", how, p, r.Outcome, r.Err, gone)
+	}
+	if len(gone) == 1 && filepath.Base(gone[0]) != path.Base(p) {
+		t.Fatalf("%s %q removed %s, another name", how, p, gone[0])
+	}
+	if r.Outcome != cdccleaner.Deleted {
+		if len(created) > 0 {
+			t.Fatalf("%s %q = %v but created %q", how, p, r.Outcome, created)
+		}
+		return
+	}
+	if trash && !strings.HasPrefix(p, fuzzTrashPrefix) {
+		moved, ok := after[filepath.Join(trashDir, filepath.FromSlash(p))]
+		if !ok || moved.desc != before[gone[0]].desc || moved.ino != before[gone[0]].ino {
+			t.Fatalf("trash %q: %s is not in the trash (%+v)", p, gone[0], moved)
+		}
+	}
+}
+
+// checkPurged checks that purging the trash (before -> after) removed what
+// was in it and nothing else.
+func checkPurged(t *testing.T, p, root string, before, after map[string]entry) {
+	t.Helper()
+	trashDir := filepath.Join(root, filepath.FromSlash(strings.TrimSuffix(fuzzTrashPrefix, "/")))
+	for q, was := range before {
+		now, ok := after[q]
+		switch {
+		case strings.HasPrefix(q, trashDir+string(filepath.Separator)):
+			if ok {
+				t.Errorf("purge after trash %q left %s", p, q)
+			}
+		case q == root:
+			if !ok || now.desc != was.desc || now.ino != was.ino {
+				t.Errorf("purge after trash %q changed the root: %+v -> %+v", p, was, now)
+			}
+		case q == trashDir: // pruned once empty, or kept
+			if ok && (now.desc != was.desc || now.ino != was.ino) {
+				t.Errorf("purge after trash %q changed %s: %+v -> %+v", p, q, was, now)
+			}
+		case !ok || !now.same(was):
+			t.Errorf("purge after trash %q changed %s: %+v -> %+v", p, q, was, now)
+		}
+	}
+	if len(after) > len(before) {
+		t.Errorf("purge after trash %q created entries", p)
+	}
 }
