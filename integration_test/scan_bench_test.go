@@ -112,17 +112,27 @@ func BenchmarkScanLocal200k(b *testing.B) {
 	}
 }
 
-// vmHWM returns the process's peak resident set size in bytes, or 0.
+// vmHWM returns this process's peak resident set size in bytes, or 0.
 func vmHWM() float64 {
-	b, err := os.ReadFile("/proc/self/status")
+	hwm, _ := readHWM("/proc/self/status")
+	return hwm
+}
+
+// readHWM reads VmHWM, the peak resident set size, from a
+// /proc/PID/status file and returns it in bytes.
+func readHWM(statusFile string) (float64, error) {
+	b, err := os.ReadFile(statusFile)
 	if err != nil {
-		return 0
+		return 0, err
 	}
 	for _, l := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
-			return kb * 1024
+			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			if err != nil {
+				return 0, fmt.Errorf("%s: VmHWM %q: %w", statusFile, v, err)
+			}
+			return kb * 1024, nil
 		}
 	}
-	return 0
+	return 0, fmt.Errorf("%s: no VmHWM", statusFile)
 }
