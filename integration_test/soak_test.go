@@ -755,7 +755,10 @@ func (s *soak) inject(kind string, rng *rand.Rand) {
 			}
 		case "PostgreSQL immediate restart":
 			time.Sleep(gap(0.3, 1))
-			if err := cluster.Restart("immediate"); err != nil {
+			began := time.Now()
+			err := cluster.Restart("immediate")
+			s.cleaner.databaseWasDown(began, time.Now())
+			if err != nil {
 				s.t.Errorf("restart PostgreSQL: %v", err)
 				return
 			}
@@ -1067,6 +1070,27 @@ type supervisor struct {
 	stopping                        bool
 	explainedExits, unexpectedExits atomic.Int32
 	wg                              sync.WaitGroup
+	down                            [][2]time.Time // when PostgreSQL was restarting
+}
+
+// databaseWasDown records that PostgreSQL was restarting from began to
+// ended.
+func (s *supervisor) databaseWasDown(began, ended time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.down = append(s.down, [2]time.Time{began, ended})
+}
+
+// overlapsDowntime reports whether [from, to] meets a restart of the
+// database, give or take the few seconds a connection takes to notice.
+func (s *supervisor) overlapsDowntimeLocked(from, to time.Time) bool {
+	const slack = 5 * time.Second
+	for _, d := range s.down {
+		if from.Before(d[1].Add(slack)) && to.After(d[0].Add(-slack)) {
+			return true
+		}
+	}
+	return false
 }
 
 func newSupervisor(t *testing.T, e *env) *supervisor {
@@ -1080,10 +1104,12 @@ func newSupervisor(t *testing.T, e *env) *supervisor {
 // startLocked starts the cleaner and a goroutine that restarts it if it
 // exits by itself.
 func (s *supervisor) startLocked() {
+	started := time.Now()
 	p := s.e.start()
 	s.p = p
 	s.wg.Go(func() {
 		<-p.done
+		exited := time.Now()
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.p != p || s.stopping {
@@ -1091,9 +1117,11 @@ func (s *supervisor) startLocked() {
 		}
 		code := p.cmd.ProcessState.ExitCode()
 		logs := p.Logs()
-		// run refuses to start (exit 2) while the database is down: the
-		// supervisor, like systemd, starts it again.
-		if code == 2 && (strings.Contains(logs, "connect") || strings.Contains(logs, "shutting down") || strings.Contains(logs, "starting up") || strings.Contains(logs, "recovery")) {
+		// run refuses to start (exit 2, "database not ready") when the
+		// database is down or goes down while it inspects it: the
+		// supervisor, like systemd's Restart=on-failure, starts it again.
+		// Any other exit, or one while the database was up, is a failure.
+		if code == 2 && s.overlapsDowntimeLocked(started, exited) {
 			s.explainedExits.Add(1)
 		} else {
 			s.unexpectedExits.Add(1)
