@@ -755,9 +755,9 @@ func (s *soak) inject(kind string, rng *rand.Rand) {
 			}
 		case "PostgreSQL immediate restart":
 			time.Sleep(gap(0.3, 1))
-			began := time.Now()
+			s.cleaner.databaseDown(true)
 			err := cluster.Restart("immediate")
-			s.cleaner.databaseWasDown(began, time.Now())
+			s.cleaner.databaseDown(false)
 			if err != nil {
 				s.t.Errorf("restart PostgreSQL: %v", err)
 				return
@@ -1073,20 +1073,29 @@ type supervisor struct {
 	down                            [][2]time.Time // when PostgreSQL was restarting
 }
 
-// databaseWasDown records that PostgreSQL was restarting from began to
-// ended.
-func (s *supervisor) databaseWasDown(began, ended time.Time) {
+// databaseDown records that PostgreSQL begins (true) or ends (false) a
+// restart.
+func (s *supervisor) databaseDown(down bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.down = append(s.down, [2]time.Time{began, ended})
+	if down {
+		s.down = append(s.down, [2]time.Time{time.Now()})
+	} else if n := len(s.down); n > 0 {
+		s.down[n-1][1] = time.Now()
+	}
 }
 
-// overlapsDowntime reports whether [from, to] meets a restart of the
-// database, give or take the few seconds a connection takes to notice.
+// overlapsDowntimeLocked reports whether [from, to] meets a restart of the
+// database (one still going on included), give or take the few seconds a
+// connection takes to notice.
 func (s *supervisor) overlapsDowntimeLocked(from, to time.Time) bool {
 	const slack = 5 * time.Second
 	for _, d := range s.down {
-		if from.Before(d[1].Add(slack)) && to.After(d[0].Add(-slack)) {
+		end := d[1]
+		if end.IsZero() {
+			end = time.Now()
+		}
+		if from.Before(end.Add(slack)) && to.After(d[0].Add(-slack)) {
 			return true
 		}
 	}
