@@ -45,6 +45,22 @@ func TestCheckReportsEachMisconfiguration(t *testing.T) {
 		{name: "column dropped after setup", opts: envOptions{schema: photoSchema, watch: photoWatch},
 			setup: `ALTER TABLE gallery_photo DROP COLUMN thumbnail`,
 			code:  1, want: []string{`watch[0].columns[1]: column "thumbnail" not found`}},
+		{name: "row filter on a watched table", opts: envOptions{schema: photoSchema, watch: photoWatch},
+			setup: `DO $$ DECLARE p text; BEGIN FOR p IN SELECT pubname FROM pg_publication LOOP EXECUTE format('ALTER PUBLICATION %I SET TABLE gallery_photo WHERE (id > 10)', p); END LOOP; END $$`,
+			code:  1, want: []string{"postgres.publication", "has a row filter on", "(id > 10)", "files leak"}},
+		{name: "column list without a watched column", opts: envOptions{schema: photoSchema, watch: photoWatch},
+			setup: `DO $$ DECLARE p text; BEGIN FOR p IN SELECT pubname FROM pg_publication LOOP EXECUTE format('ALTER PUBLICATION %I SET TABLE gallery_photo (id, image)', p); END LOOP; END $$`,
+			code:  1, want: []string{"publishes only some columns of", `not the watched "thumbnail"`}},
+		{name: "partitioned table published through its partitions", opts: envOptions{schema: `CREATE TABLE upload (id int, at date, file text) PARTITION BY RANGE (at);
+CREATE TABLE upload_1 PARTITION OF upload FOR VALUES FROM ('2020-01-01') TO ('2030-01-01');`, watch: `watch:
+  - table: upload
+    columns: [file]
+    storage: media`},
+			setup: `DO $$ DECLARE p text; BEGIN FOR p IN SELECT pubname FROM pg_publication LOOP EXECUTE format('ALTER PUBLICATION %I SET (publish_via_partition_root = false)', p); END LOOP; END $$`,
+			code:  1, want: []string{"does not publish_via_partition_root", "is partitioned"}},
+		{name: "event trigger of an earlier version", opts: envOptions{schema: photoSchema, watch: photoWatch},
+			setup: oldEventTrigger,
+			code:  1, want: []string{"comes from an earlier cdc-cleaner setup", "permission denied for schema pg_toast", "run cdc-cleaner setup as a superuser"}},
 		{name: "unlimited WAL retention is a warning", opts: envOptions{schema: photoSchema, watch: photoWatch}, code: 0,
 			want: []string{"max_slot_wal_keep_size is unlimited"}},
 	}
@@ -70,3 +86,29 @@ func TestCheckReportsEachMisconfiguration(t *testing.T) {
 		})
 	}
 }
+
+// oldEventTrigger installs, for every publication, the event trigger and
+// function of cdc-cleaner setup before the trigger was rewritten: its query
+// cast names to regclass over all of pg_class, and failed the
+// application's DDL with "permission denied for schema pg_toast".
+const oldEventTrigger = `DO $do$
+DECLARE p text;
+BEGIN
+  FOR p IN SELECT pubname FROM pg_publication LOOP
+    EXECUTE format($f$CREATE OR REPLACE FUNCTION cdc_cleaner.%I() RETURNS event_trigger LANGUAGE plpgsql SET search_path = pg_catalog AS $b$
+DECLARE r regclass;
+BEGIN
+  FOR r IN SELECT t.relid FROM pg_publication_tables pt
+           CROSS JOIN LATERAL pg_partition_tree(format('%%I.%%I', pt.schemaname, pt.tablename)::regclass) t
+           JOIN pg_class c ON c.oid = t.relid
+           WHERE pt.pubname = %L AND c.relreplident <> 'f' AND c.relkind IN ('r', 'p')
+  LOOP
+    EXECUTE format('ALTER TABLE %%s REPLICA IDENTITY FULL', r);
+  END LOOP;
+END
+$b$$f$, 'replica_identity_' || p, p);
+    EXECUTE format('CREATE EVENT TRIGGER %I ON ddl_command_end WHEN TAG IN (''CREATE TABLE'', ''ALTER TABLE'') EXECUTE FUNCTION cdc_cleaner.%I()',
+      left('cdc_cleaner_replica_identity_' || p, 63), 'replica_identity_' || p);
+  END LOOP;
+END
+$do$`

@@ -253,7 +253,14 @@ func TestPrivilegeRoleRunsEveryScenario(t *testing.T) {
 // slot, the cleaner's objects, and the role's attributes and privileges.
 func TestSetupPrintWithRoleMatchesSetup(t *testing.T) {
 	t.Parallel()
-	opts := envOptions{schema: privilegeSchema, watch: privilegeWatch, noSetup: true}
+	// A partitioned watched table: setup installs the event trigger.
+	opts := envOptions{schema: privilegeSchema + `
+CREATE TABLE media.clip (id int, at date, file text) PARTITION BY RANGE (at);
+CREATE TABLE media.clip_2026 PARTITION OF media.clip FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');`,
+		watch: strings.Replace(privilegeWatch, "protect:", `  - table: media.clip
+    columns: [file]
+    storage: media
+protect:`, 1), noSetup: true}
 	viaSetup := newEnv(t, opts)
 	viaPrint := newEnv(t, opts)
 	roleSetup := testRole(t, viaSetup)

@@ -1,5 +1,6 @@
 -- cdc-cleaner's own schema: where candidates that could not be deleted are
--- recorded, so that nothing is lost silently. `cdc-cleaner setup` runs this
+-- recorded, so that nothing is lost silently, and which replication slots
+-- are the cleaner's own. `cdc-cleaner setup` runs this
 -- file; teams that apply schema changes with their own tool can apply it
 -- instead. It is idempotent.
 CREATE SCHEMA IF NOT EXISTS cdc_cleaner;
@@ -18,6 +19,17 @@ CREATE TABLE IF NOT EXISTS cdc_cleaner.failed_deletions (
 
 CREATE INDEX IF NOT EXISTS failed_deletions_recorded_at_idx
     ON cdc_cleaner.failed_deletions (recorded_at);
+
+-- The replication slots `cdc-cleaner setup` created in this database. A
+-- slot's name says nothing of who reads it: `run` streams only from a slot
+-- recorded here, so that it never moves another consumer's slot past
+-- changes that consumer has not read, and `teardown` drops only these.
+CREATE TABLE IF NOT EXISTS cdc_cleaner.slots (
+    slot_name   text        PRIMARY KEY,
+    publication text        NOT NULL,              -- the publication it streams
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    adopted     boolean     NOT NULL DEFAULT false -- recorded by setup --adopt-slot, not created by it
+);
 
 -- The reference check reads json (not jsonb) columns through this function:
 -- a json value that jsonb refuses (a \u0000 escape, a lone surrogate) must

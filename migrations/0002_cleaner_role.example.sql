@@ -10,8 +10,9 @@
 -- The role gets exactly what run needs: LOGIN and REPLICATION (to stream
 -- from the slot), SELECT on the watched and protect columns only (all the
 -- reference check reads), INSERT on cdc_cleaner.failed_deletions with its id
--- sequence, EXECUTE on cdc_cleaner.try_jsonb; and SELECT on
--- failed_deletions, which `cdc-cleaner status` reads. No CREATE, no other
+-- sequence, EXECUTE on cdc_cleaner.try_jsonb; SELECT on
+-- failed_deletions, which `cdc-cleaner status` reads; and SELECT on
+-- cdc_cleaner.slots, where run checks that the slot is the cleaner's own. No CREATE, no other
 -- column, no superuser: the slot and the publication are created by an
 -- administrator (0003) and a REPLICATION role may stream from any slot.
 --
@@ -75,6 +76,9 @@ GRANT SELECT ("image", "thumbnail") ON TABLE "public"."gallery_photo" TO "cdc_cl
 -- run records what it could not delete (INSERT, and the id sequence); status counts and lists it (SELECT)
 GRANT SELECT, INSERT ON TABLE cdc_cleaner.failed_deletions TO "cdc_cleaner_run";
 GRANT USAGE ON SEQUENCE cdc_cleaner.failed_deletions_id_seq TO "cdc_cleaner_run";
+
+-- run streams only from a slot that cdc_cleaner.slots records as the cleaner's own
+GRANT SELECT ON TABLE cdc_cleaner.slots TO "cdc_cleaner_run";
 
 -- the reference check reads json (not jsonb) columns through this function
 GRANT EXECUTE ON FUNCTION cdc_cleaner.try_jsonb(json) TO "cdc_cleaner_run";

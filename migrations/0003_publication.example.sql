@@ -10,9 +10,13 @@
 -- publication names your watched tables, so render yours instead of editing
 -- this file (and again whenever the watch list changes).
 --
--- Apply as a role that owns the watched tables and has REPLICATION (the
--- event trigger needs a superuser; without one it is skipped with a warning
--- and `cdc-cleaner setup` must run again after partitions are created).
+-- Apply as a role that owns the watched tables and has REPLICATION. The
+-- event trigger is installed only when a watched table is partitioned, and
+-- needs a superuser (without one it is skipped with a warning and
+-- `cdc-cleaner setup` must run again after partitions are created). The
+-- statements never change what setup did not create: a publication of the
+-- same name without setup's comment, or a slot that cdc_cleaner.slots does
+-- not record, makes them fail, naming what to rename.
 -- Every statement is idempotent. The last one creates the slot:
 -- PostgreSQL refuses that in a transaction that has written, so a migration
 -- tool must run it on its own (outside the transaction of the others), or
@@ -31,46 +35,112 @@ BEGIN
 END
 $cdc$;
 
--- the publication covers exactly the watched tables
+-- the publication covers exactly the watched tables (setup alters only a publication it created)
 DO $cdc$
+DECLARE owned boolean;
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'cdc_cleaner') THEN
+  SELECT (coalesce(obj_description(p.oid, 'pg_publication') LIKE 'managed by cdc-cleaner setup%', false)
+    OR to_regprocedure('cdc_cleaner.' || quote_ident('replica_identity_' || p.pubname) || '()') IS NOT NULL) INTO owned
+    FROM pg_publication p WHERE p.pubname = 'cdc_cleaner';
+  IF NOT FOUND THEN
     CREATE PUBLICATION "cdc_cleaner" FOR TABLE ONLY "public"."gallery_photo" WITH (publish = 'update, delete, truncate', publish_via_partition_root = true);
-  ELSE
+  ELSIF owned THEN
     ALTER PUBLICATION "cdc_cleaner" SET TABLE ONLY "public"."gallery_photo";
     ALTER PUBLICATION "cdc_cleaner" SET (publish = 'update, delete, truncate', publish_via_partition_root = true);
+  ELSE
+    RAISE EXCEPTION 'publication % exists and was not created by cdc-cleaner setup', 'cdc_cleaner'
+      USING ERRCODE = 'duplicate_object',
+        HINT = 'setup never changes what it did not create, and another consumer may use this publication: set postgres.publication to another name. If it is meant for cdc-cleaner alone, mark it (COMMENT ON PUBLICATION ... IS ''managed by cdc-cleaner setup'') and run setup again: it then covers exactly the watched tables.';
   END IF;
+  COMMENT ON PUBLICATION "cdc_cleaner" IS 'managed by cdc-cleaner setup: it covers exactly the tables cdc-cleaner watches; cdc-cleaner teardown drops it';
 END
 $cdc$;
 
--- partitions created later get REPLICA IDENTITY FULL too: the function an event trigger calls
-CREATE OR REPLACE FUNCTION cdc_cleaner."replica_identity_cdc_cleaner"() RETURNS event_trigger LANGUAGE plpgsql SET search_path = pg_catalog AS $cdc$
+-- when a watched table is partitioned, partitions created later get REPLICA IDENTITY FULL too: an event trigger (superuser only; otherwise run setup again after creating partitions)
+DO $cdc0$
+DECLARE
+  partitioned boolean := EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                  WHERE c.relkind = 'p' AND (n.nspname::text, c.relname::text) IN (('public', 'gallery_photo')));
+  is_super boolean := (SELECT rolsuper FROM pg_roles WHERE rolname = current_user);
+BEGIN
+  IF partitioned AND is_super THEN
+    EXECUTE 'CREATE OR REPLACE FUNCTION cdc_cleaner."replica_identity_cdc_cleaner"() RETURNS event_trigger LANGUAGE plpgsql SET search_path = pg_catalog AS $cdc$
+-- cdc-cleaner event trigger function, version 2: it never makes the DDL that fired it fail
 DECLARE r regclass;
 BEGIN
-  FOR r IN SELECT t.relid FROM pg_publication_tables pt
-           CROSS JOIN LATERAL pg_partition_tree(format('%I.%I', pt.schemaname, pt.tablename)::regclass) t
-           JOIN pg_class c ON c.oid = t.relid
-           WHERE pt.pubname = 'cdc_cleaner' AND c.relreplident <> 'f' AND c.relkind IN ('r', 'p')
+  FOR r IN
+    SELECT DISTINCT t.relid::regclass
+      FROM pg_event_trigger_ddl_commands() d
+      CROSS JOIN LATERAL pg_partition_tree(d.objid) t
+      JOIN pg_class c ON c.oid = t.relid
+     WHERE d.classid = ''pg_catalog.pg_class''::regclass
+       AND c.relkind IN (''r'', ''p'') AND c.relreplident <> ''f''
+       AND EXISTS (SELECT 1 FROM pg_partition_ancestors(d.objid) a
+                     JOIN pg_publication_rel pr ON pr.prrelid = a.relid
+                     JOIN pg_publication p ON p.oid = pr.prpubid
+                    WHERE p.pubname = ''cdc_cleaner'')
   LOOP
-    EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', r);
+    BEGIN
+      EXECUTE format(''ALTER TABLE %s REPLICA IDENTITY FULL'', r);
+    EXCEPTION WHEN others THEN
+      RAISE WARNING ''cdc-cleaner: could not set REPLICA IDENTITY FULL on partition %: %'', r, SQLERRM
+        USING HINT = ''UPDATE and DELETE of its rows will not carry old file paths, so their files are not cleaned: run ALTER TABLE ... REPLICA IDENTITY FULL as its owner, or cdc-cleaner setup'';
+    END;
   END LOOP;
+EXCEPTION WHEN others THEN
+  RAISE WARNING ''cdc-cleaner: the event trigger that gives new partitions REPLICA IDENTITY FULL failed: %'', SQLERRM
+    USING HINT = ''the statement itself went through; run cdc-cleaner check'';
 END
-$cdc$;
-
--- the event trigger (superuser only; otherwise run setup again after creating partitions)
-DO $cdc$
-BEGIN
-  IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+$cdc$';
     DROP EVENT TRIGGER IF EXISTS "cdc_cleaner_replica_identity_cdc_cleaner";
     CREATE EVENT TRIGGER "cdc_cleaner_replica_identity_cdc_cleaner" ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
       EXECUTE FUNCTION cdc_cleaner."replica_identity_cdc_cleaner"();
-  ELSE
+  ELSIF partitioned THEN
     RAISE WARNING 'cdc-cleaner: not a superuser, so partitions created later will not get REPLICA IDENTITY FULL automatically; run cdc-cleaner setup again after creating partitions';
+  ELSE
+    -- No watched table is partitioned: nothing for a trigger to do.
+    IF EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'cdc_cleaner_replica_identity_cdc_cleaner') THEN
+      BEGIN
+        DROP EVENT TRIGGER "cdc_cleaner_replica_identity_cdc_cleaner";
+      EXCEPTION WHEN insufficient_privilege THEN
+        RAISE WARNING 'cdc-cleaner: the event trigger % is not needed (no watched table is partitioned), but only a superuser may drop it: DROP EVENT TRIGGER %', 'cdc_cleaner_replica_identity_cdc_cleaner', 'cdc_cleaner_replica_identity_cdc_cleaner';
+      END;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'cdc_cleaner_replica_identity_cdc_cleaner') THEN
+      BEGIN
+        DROP FUNCTION IF EXISTS cdc_cleaner."replica_identity_cdc_cleaner"();
+      EXCEPTION WHEN insufficient_privilege THEN
+        RAISE WARNING 'cdc-cleaner: the function % is not needed, but only its owner may drop it', 'cdc_cleaner."replica_identity_cdc_cleaner"';
+      END;
+    END IF;
+  END IF;
+END
+$cdc0$;
+
+-- the logical replication slot (pgoutput) the cleaner streams from; run this statement on its own, outside a transaction that has written
+DO $cdc$
+DECLARE s record;
+BEGIN
+  SELECT plugin, database INTO s FROM pg_replication_slots WHERE slot_name = 'cdc_cleaner';
+  IF NOT FOUND THEN
+    PERFORM pg_create_logical_replication_slot('cdc_cleaner', 'pgoutput');
+    INSERT INTO cdc_cleaner.slots (slot_name, publication) VALUES ('cdc_cleaner', 'cdc_cleaner')
+      ON CONFLICT (slot_name) DO UPDATE SET publication = EXCLUDED.publication, created_at = now(), adopted = false;
+  ELSIF s.database IS DISTINCT FROM current_database() THEN
+    RAISE EXCEPTION 'replication slot % belongs to database %, not %', 'cdc_cleaner', s.database, current_database()
+      USING ERRCODE = 'duplicate_object',
+        HINT = 'slot names are shared by every database of the server: set postgres.slot to another name';
+  ELSIF s.plugin IS DISTINCT FROM 'pgoutput' THEN
+    RAISE EXCEPTION 'replication slot % uses output plugin %, not pgoutput: it belongs to another consumer', 'cdc_cleaner', s.plugin
+      USING ERRCODE = 'duplicate_object',
+        HINT = 'set postgres.slot to another name';
+  ELSIF EXISTS (SELECT 1 FROM cdc_cleaner.slots WHERE slot_name = 'cdc_cleaner') THEN
+    UPDATE cdc_cleaner.slots SET publication = 'cdc_cleaner' WHERE slot_name = 'cdc_cleaner' AND publication IS DISTINCT FROM 'cdc_cleaner';
+  ELSE
+    RAISE EXCEPTION 'replication slot % exists and was not created by cdc-cleaner setup', 'cdc_cleaner'
+      USING ERRCODE = 'duplicate_object',
+        HINT = 'another consumer may read it, and the cleaner would move it past changes that consumer has not read yet: set postgres.slot to another name. If it is this cleaner''s own slot (created by a cdc-cleaner version before the table cdc_cleaner.slots, or by hand for it), record it with cdc-cleaner setup --adopt-slot.';
   END IF;
 END
 $cdc$;
-
--- the logical replication slot (pgoutput) the cleaner streams from; run this statement on its own, outside a transaction that has written
-SELECT pg_create_logical_replication_slot('cdc_cleaner', 'pgoutput')
-WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = 'cdc_cleaner');
 

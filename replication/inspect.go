@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -30,11 +32,30 @@ func (s Severity) String() string {
 	return "problem"
 }
 
+// Conflict says that an object the configuration names exists and is not
+// the cleaner's: setup refuses to change it and teardown to drop it.
+type Conflict int
+
+const (
+	NoConflict Conflict = iota
+	// ForeignPublication: the publication was not created by setup.
+	ForeignPublication
+	// ForeignSlot: the slot uses another plugin or belongs to another
+	// database; it is never the cleaner's.
+	ForeignSlot
+	// UnrecordedSlot: a pgoutput slot of this database that
+	// cdc_cleaner.slots does not record; setup --adopt-slot records it.
+	UnrecordedSlot
+)
+
 // Finding is one line of a check report.
 type Finding struct {
 	Severity Severity
 	Field    string // configuration field it concerns, if any: "watch[0].table"
 	Message  string
+	Conflict Conflict
+	// SetupFixes is set on a problem that running setup fixes.
+	SetupFixes bool
 }
 
 func (f Finding) String() string {
@@ -95,6 +116,22 @@ func (r *Report) filter(s Severity) []Finding {
 
 func (r *Report) add(s Severity, field, format string, args ...any) {
 	r.Findings = append(r.Findings, Finding{Severity: s, Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+// conflict adds a finding about an object that is not the cleaner's.
+func (r *Report) conflict(c Conflict, s Severity, field, format string, args ...any) {
+	r.Findings = append(r.Findings, Finding{Severity: s, Field: field, Message: fmt.Sprintf(format, args...), Conflict: c})
+}
+
+// Conflicts returns the findings about objects that are not the cleaner's.
+func (r *Report) Conflicts() []Finding {
+	var out []Finding
+	for _, f := range r.Findings {
+		if f.Conflict != NoConflict {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // MissingPrivileges returns how many problems are privileges the current
@@ -167,11 +204,12 @@ func Inspect(ctx context.Context, conn *pgx.Conn, cfg *config.Config) (*Report, 
 		r.missingPrivilege("postgres.url", "role %s has neither REPLICATION nor SUPERUSER, so it cannot stream from the slot: ALTER ROLE %s WITH REPLICATION (as a superuser; on Amazon RDS: GRANT rds_replication TO %s)", r.who(), r.who(), r.who())
 	}
 
-	watched := map[string]bool{} // quoted schema.table
+	watched := map[string]*watchedTable{} // by quoted schema.table
 	inspectEntries(ctx, conn, r, cfg, "watch", cfg.Watch, false, watched)
 	inspectEntries(ctx, conn, r, cfg, "protect", cfg.Protect, true, nil)
 
 	inspectPublication(ctx, conn, r, cfg, watched)
+	inspectEventTrigger(ctx, conn, r, cfg, watched)
 	inspectSlot(ctx, conn, r, cfg)
 
 	if err := inspectOwnObjects(ctx, conn, r); err != nil {
@@ -267,7 +305,15 @@ func inspectOwnObjects(ctx context.Context, conn *pgx.Conn, r *Report) error {
 	return nil
 }
 
-func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Config, kind string, entries []*config.Watch, protect bool, watched map[string]bool) {
+// watchedTable is a watched table as the catalog describes it.
+type watchedTable struct {
+	field   string // "watch[0]" of its first entry
+	oid     uint32
+	relkind string
+	columns []string // watched columns that exist
+}
+
+func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Config, kind string, entries []*config.Watch, protect bool, watched map[string]*watchedTable) {
 	for i, w := range entries {
 		field := fmt.Sprintf("%s[%d]", kind, i)
 		qualified := config.QuoteIdentifier(w.Schema) + "." + config.QuoteIdentifier(w.Name)
@@ -294,8 +340,12 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 			schema := config.QuoteIdentifier(w.Schema)
 			r.missingPrivilege(field+".table", "role %s may not use schema %s, where %s is, so the reference check cannot read it: GRANT USAGE ON SCHEMA %s TO %s", r.who(), schema, qualified, schema, r.who())
 		}
+		var wt *watchedTable
 		if watched != nil {
-			watched[qualified] = true
+			if wt = watched[qualified]; wt == nil {
+				wt = &watchedTable{field: field, oid: oid, relkind: relkind}
+				watched[qualified] = wt
+			}
 		}
 		if !protect {
 			inspectDescendants(ctx, conn, r, cfg, field, oid, relkind, qualified)
@@ -351,6 +401,9 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 				continue
 			}
 			r.Columns = append(r.Columns, c)
+			if wt != nil {
+				wt.columns = append(wt.columns, col)
+			}
 			if !protect && !identity[col] && !identityReported {
 				identityReported = true
 				r.add(Problem, field+".table", "%s lacks REPLICA IDENTITY FULL (and column %q is not in its replica identity index), so UPDATE and DELETE would not carry old file paths: run cdc-cleaner setup, or ALTER TABLE %s REPLICA IDENTITY FULL", qualified, col, qualified)
@@ -396,32 +449,40 @@ func identityColumns(ctx context.Context, conn *pgx.Conn, oid uint32, replident 
 	return cols
 }
 
-func inspectPublication(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Config, watched map[string]bool) {
+func inspectPublication(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Config, watched map[string]*watchedTable) {
+	const field = "postgres.publication"
 	name := cfg.Postgres.Publication
-	var upd, del, trunc bool
-	err := conn.QueryRow(ctx, "SELECT pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1", name).Scan(&upd, &del, &trunc)
+	var oid uint32
+	var upd, del, trunc, viaRoot, allTables, owned bool
+	err := conn.QueryRow(ctx, `SELECT p.oid, p.pubupdate, p.pubdelete, p.pubtruncate, p.pubviaroot, p.puballtables, `+publicationOwnedSQL+`
+		FROM pg_publication p WHERE p.pubname = $1`, name).Scan(&oid, &upd, &del, &trunc, &viaRoot, &allTables, &owned)
 	if errors.Is(err, pgx.ErrNoRows) {
-		r.add(Problem, "postgres.publication", "publication %q does not exist: run cdc-cleaner setup", name)
+		r.add(Problem, field, "publication %q does not exist: run cdc-cleaner setup", name)
 		return
 	}
 	if err != nil {
-		r.add(Problem, "postgres.publication", "look up publication %q: %v", name, err)
+		r.add(Problem, field, "look up publication %q: %v", name, err)
 		return
 	}
+	// What run needs of the publication, whoever made it.
+	fix := "run cdc-cleaner setup"
+	if !owned {
+		fix = "change it (ALTER PUBLICATION), or set postgres.publication to another name and run cdc-cleaner setup"
+	}
 	if !upd || !del {
-		r.add(Problem, "postgres.publication", "publication %q does not publish both update and delete: run cdc-cleaner setup", name)
+		r.add(Problem, field, "publication %q does not publish both update and delete: %s", name, fix)
 	}
 	if !trunc {
-		r.add(Warning, "postgres.publication", "publication %q does not publish truncate: a TRUNCATE of a watched table would go unnoticed", name)
+		r.add(Warning, field, "publication %q does not publish truncate: a TRUNCATE of a watched table would go unnoticed", name)
 	}
 	rows, err := conn.Query(ctx, "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_publication_tables WHERE pubname = $1", name)
 	if err != nil {
-		r.add(Problem, "postgres.publication", "list tables of publication %q: %v", name, err)
+		r.add(Problem, field, "list tables of publication %q: %v", name, err)
 		return
 	}
 	published, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		r.add(Problem, "postgres.publication", "list tables of publication %q: %v", name, err)
+		r.add(Problem, field, "list tables of publication %q: %v", name, err)
 		return
 	}
 	// quote_ident leaves simple names bare; normalise both sides.
@@ -430,20 +491,106 @@ func inspectPublication(ctx context.Context, conn *pgx.Conn, r *Report, cfg *con
 	for _, p := range published {
 		in[norm(p)] = true
 	}
-	var missing []string
+	want := map[string]bool{}
+	var missing, extra []string
 	for t := range watched {
+		want[norm(t)] = true
 		if !in[norm(t)] {
 			missing = append(missing, t)
 		}
 	}
+	for _, p := range published {
+		if !want[norm(p)] {
+			extra = append(extra, p)
+		}
+	}
+	slices.Sort(missing)
 	if len(missing) > 0 {
-		r.add(Problem, "postgres.publication", "publication %q does not cover %s: run cdc-cleaner setup", name, strings.Join(missing, ", "))
-	} else {
-		r.add(OK, "postgres.publication", "publication %q covers the watched tables", name)
+		r.add(Problem, field, "publication %q does not cover %s: %s", name, strings.Join(missing, ", "), fix)
+	}
+	switch {
+	case !owned:
+		what := "it covers the watched tables"
+		if allTables {
+			what = "it is FOR ALL TABLES"
+		} else if len(extra) > 0 {
+			what = fmt.Sprintf("it also covers %d tables that are not watched (%s)", len(extra), firstFew(extra, 5))
+		}
+		r.conflict(ForeignPublication, Warning, field, "publication %q was not created by cdc-cleaner setup (%s): run may read it, but setup will not change it and teardown will not drop it; to give the cleaner its own, set postgres.publication to another name and run cdc-cleaner setup", name, what)
+	case len(extra) > 0:
+		r.add(Warning, field, "publication %q also covers tables that are not watched (%s): run cdc-cleaner setup", name, firstFew(extra, 5))
+	case len(missing) == 0:
+		r.add(OK, field, "publication %q covers the watched tables", name)
+	}
+	inspectPublicationFilters(ctx, conn, r, name, oid, viaRoot, fix, watched)
+}
+
+// inspectPublicationFilters reports what makes a publication hold back
+// changes of a watched table: a row filter (deletes of rows it excludes
+// never arrive), a column list without a watched column (its values never
+// arrive), and, for a partitioned table, publishing through the partitions
+// (changes arrive under their names, which are not watched).
+func inspectPublicationFilters(ctx context.Context, conn *pgx.Conn, r *Report, name string, pubOID uint32, viaRoot bool, fix string, watched map[string]*watchedTable) {
+	const field = "postgres.publication"
+	tables := make([]string, 0, len(watched))
+	for t := range watched {
+		tables = append(tables, t)
+	}
+	slices.Sort(tables)
+	for _, t := range tables {
+		wt := watched[t]
+		if wt.relkind == "p" && !viaRoot {
+			r.add(Problem, field, "publication %q does not publish_via_partition_root, and %s is partitioned: its changes arrive under the names of its partitions, which are not watched, so their files leak; %s (ALTER PUBLICATION %s SET (publish_via_partition_root = true))", name, t, fix, config.QuoteIdentifier(name))
+		}
+	}
+	if r.ServerVersion < 150000 {
+		return // row filters and column lists arrived in PostgreSQL 15
+	}
+	for _, t := range tables {
+		wt := watched[t]
+		// The filter of the table itself, or of an ancestor it is
+		// published through.
+		var qual *string
+		var attrs []string
+		err := conn.QueryRow(ctx, `SELECT pg_get_expr(pr.prqual, pr.prrelid),
+				(SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
+				  WHERE a.attrelid = pr.prrelid AND a.attnum = ANY(pr.prattrs::int2[]))
+			FROM pg_publication_rel pr
+			WHERE pr.prpubid = $1 AND pr.prrelid = $2`, pubOID, wt.oid).Scan(&qual, &attrs)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			r.add(Problem, field, "read the row filter and column list of %s in publication %q: %v", t, name, err)
+			continue
+		}
+		if qual != nil {
+			r.add(Problem, field, "publication %q has a row filter on %s (WHERE %s): UPDATE and DELETE of rows outside it never reach the cleaner, so their files leak; remove it: %s", name, t, *qual, fix)
+		}
+		if attrs != nil {
+			var lacking []string
+			for _, c := range wt.columns {
+				if !slices.Contains(attrs, c) {
+					lacking = append(lacking, strconv.Quote(c))
+				}
+			}
+			if len(lacking) > 0 {
+				r.add(Problem, field, "publication %q publishes only some columns of %s (%s), not the watched %s: their old values never reach the cleaner; remove the column list: %s", name, t, strings.Join(attrs, ", "), strings.Join(lacking, ", "), fix)
+			}
+		}
 	}
 }
 
+// firstFew joins up to n items, saying how many more there are.
+func firstFew(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, ", ")
+	}
+	return strings.Join(items[:n], ", ") + fmt.Sprintf(" and %d more", len(items)-n)
+}
+
 func inspectSlot(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Config) {
+	const field = "postgres.slot"
 	name := cfg.Postgres.Slot
 	var plugin, database string
 	var pid *int32
@@ -452,20 +599,30 @@ func inspectSlot(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Con
 		pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END, restart_lsn)::bigint
 		FROM pg_replication_slots WHERE slot_name = $1`, name).Scan(&plugin, &database, &pid, &retained)
 	if errors.Is(err, pgx.ErrNoRows) {
-		r.add(Problem, "postgres.slot", "replication slot %q does not exist: run cdc-cleaner setup", name)
+		r.add(Problem, field, "replication slot %q does not exist: run cdc-cleaner setup", name)
 		return
 	}
 	if err != nil {
-		r.add(Problem, "postgres.slot", "look up slot %q: %v", name, err)
+		r.add(Problem, field, "look up slot %q: %v", name, err)
 		return
 	}
 	var current string
 	_ = conn.QueryRow(ctx, "SELECT current_database()").Scan(&current)
-	if plugin != "pgoutput" {
-		r.add(Problem, "postgres.slot", "slot %q uses plugin %q, not pgoutput: choose another slot name or drop it", name, plugin)
+	switch {
+	case database != current:
+		r.conflict(ForeignSlot, Problem, field, "slot %q belongs to database %q, not %q (slot names are shared by every database of the server): set postgres.slot to another name", name, database, current)
+		return
+	case plugin != "pgoutput":
+		r.conflict(ForeignSlot, Problem, field, "slot %q uses output plugin %q, not pgoutput, so it belongs to another consumer: set postgres.slot to another name", name, plugin)
+		return
 	}
-	if database != current {
-		r.add(Problem, "postgres.slot", "slot %q belongs to database %q, not %q: choose another slot name", name, database, current)
+	switch recorded, err := slotRecorded(ctx, conn, r, name); {
+	case err != nil:
+		r.add(Problem, field, "%v", err)
+		return
+	case !recorded:
+		r.conflict(UnrecordedSlot, Problem, field, "slot %q exists but was not created by cdc-cleaner setup (cdc_cleaner.slots does not record it): another consumer may read it, and streaming from it would move it past changes that consumer has not read yet. Set postgres.slot to another name and run cdc-cleaner setup; if it is this cleaner's own slot (created by a cdc-cleaner version before cdc_cleaner.slots, or by hand for it), record it with cdc-cleaner setup --adopt-slot", name)
+		return
 	}
 	msg := fmt.Sprintf("slot %q exists", name)
 	if pid != nil {
@@ -474,7 +631,62 @@ func inspectSlot(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Con
 	if retained != nil {
 		msg += fmt.Sprintf(", retains %d bytes of WAL", *retained)
 	}
-	r.add(OK, "postgres.slot", "%s", msg)
+	r.add(OK, field, "%s", msg)
+}
+
+// slotRecorded reports whether cdc_cleaner.slots records slot as one setup
+// created. An error says why it cannot tell (the table is missing, or the
+// current role may not read it), as a finding's message.
+func slotRecorded(ctx context.Context, conn *pgx.Conn, r *Report, slot string) (bool, error) {
+	var canSelect bool
+	err := conn.QueryRow(ctx, `SELECT has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT')
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = 'cdc_cleaner' AND c.relname = 'slots'`).Scan(&canSelect)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		// No record at all (setup has not run, or an earlier version did,
+		// before the record was kept): the slot is not known as setup's.
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("look up cdc_cleaner.slots: %v", err)
+	case !canSelect:
+		r.missingPrivileges++
+		return false, fmt.Errorf("role %s may not read cdc_cleaner.slots, which records the slots setup created: GRANT USAGE ON SCHEMA cdc_cleaner TO %s; GRANT SELECT ON cdc_cleaner.slots TO %s", r.who(), r.who(), r.who())
+	}
+	var recorded bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM cdc_cleaner.slots WHERE slot_name = $1)", slot).Scan(&recorded); err != nil {
+		return false, fmt.Errorf("read cdc_cleaner.slots: %v", err)
+	}
+	return recorded, nil
+}
+
+// inspectEventTrigger checks the event trigger setup installs for
+// partitioned watched tables: a version from before triggerFunctionVersion
+// can make the application's DDL fail, and one that no partitioned table
+// needs should go.
+func inspectEventTrigger(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Config, watched map[string]*watchedTable) {
+	name := EventTriggerName(cfg.Postgres.Publication)
+	var src string
+	err := conn.QueryRow(ctx, `SELECT p.prosrc FROM pg_event_trigger e JOIN pg_proc p ON p.oid = e.evtfoid WHERE e.evtname = $1`, name).Scan(&src)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return
+	}
+	if err != nil {
+		r.add(Problem, "", "look up event trigger %s: %v", name, err)
+		return
+	}
+	partitioned := false
+	for _, wt := range watched {
+		partitioned = partitioned || wt.relkind == "p"
+	}
+	switch {
+	case !strings.Contains(src, triggerFunctionVersion):
+		r.Findings = append(r.Findings, Finding{Severity: Problem, SetupFixes: true, Message: fmt.Sprintf(
+			"the event trigger %s comes from an earlier cdc-cleaner setup, whose function can make the application's own DDL fail (CREATE TABLE, ALTER TABLE: permission denied for schema pg_toast): run cdc-cleaner setup as a superuser to replace it (or remove it, when no watched table is partitioned), or DROP EVENT TRIGGER %s",
+			name, config.QuoteIdentifier(name))})
+	case !partitioned:
+		r.add(Warning, "", "the event trigger %s is not needed (no watched table is partitioned): run cdc-cleaner setup as a superuser to remove it, or DROP EVENT TRIGGER %s", name, config.QuoteIdentifier(name))
+	}
 }
 
 // inspectDescendants checks what lies below a watched table: every partition

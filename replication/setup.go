@@ -25,6 +25,11 @@ type SetupOptions struct {
 	// Role, when set, names the role `run` logs in as: setup creates it if
 	// missing and grants it exactly what run and status need (RoleSQL).
 	Role string
+	// AdoptSlot records an existing pgoutput slot of the configured name
+	// in cdc_cleaner.slots as the cleaner's own, instead of refusing it:
+	// for a slot an earlier version of setup created, before setup kept
+	// that record. Never for a slot another consumer reads.
+	AdoptSlot bool
 }
 
 // SlotComment is the comment of the statement that creates the slot, the
@@ -38,6 +43,12 @@ const SlotComment = "the logical replication slot (pgoutput) the cleaner streams
 // statement, on its own: PostgreSQL refuses to create a logical slot in a
 // transaction that has written. With opts.Role, RoleSQL comes just before
 // it.
+//
+// Setup never changes what it did not create: the publication is altered
+// only when it carries setup's mark (PublicationMark) or was made by an
+// earlier version of setup, and the slot is used only when
+// cdc_cleaner.slots records it; otherwise the statement fails, saying what
+// to rename.
 func SetupSQL(cfg *config.Config, serverVersion int, opts SetupOptions) []Statement {
 	var stmts []Statement
 	stmts = append(stmts, Statement{
@@ -64,69 +75,12 @@ BEGIN
 END`, quoteLiteral(t))),
 		})
 	}
-	pubName := cfg.Postgres.Publication
-	pub := config.QuoteIdentifier(pubName)
-	with := "publish = 'update, delete, truncate'"
-	if serverVersion == 0 || serverVersion >= 130000 {
-		// Changes to partitions arrive as changes to the watched parent,
-		// including partitions created later.
-		with += ", publish_via_partition_root = true"
-	}
-	// ONLY: inheritance children (not partitions) stay out of the
-	// publication, so setup never makes their UPDATE and DELETE demand a
-	// replica identity. Partitions are published through their root.
-	only := make([]string, len(tables))
-	for i, t := range tables {
-		only[i] = "ONLY " + t
-	}
-	list := strings.Join(only, ", ")
-	stmts = append(stmts, Statement{
-		Comment: "the publication covers exactly the watched tables",
-		SQL: doBlock(fmt.Sprintf(`BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = %s) THEN
-    CREATE PUBLICATION %s FOR TABLE %s WITH (%s);
-  ELSE
-    ALTER PUBLICATION %s SET TABLE %s;
-    ALTER PUBLICATION %s SET (%s);
-  END IF;
-END`, quoteLiteral(pubName), pub, list, with, pub, list, pub, with)),
-	})
-	fn := "cdc_cleaner." + config.QuoteIdentifier("replica_identity_"+pubName)
-	trigger := config.QuoteIdentifier(EventTriggerName(pubName))
-	stmts = append(stmts, Statement{
-		Comment: "partitions created later get REPLICA IDENTITY FULL too: the function an event trigger calls",
-		SQL: fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s() RETURNS event_trigger LANGUAGE plpgsql SET search_path = pg_catalog AS %s`, fn, dollarQuote(fmt.Sprintf(`DECLARE r regclass;
-BEGIN
-  FOR r IN SELECT t.relid FROM pg_publication_tables pt
-           CROSS JOIN LATERAL pg_partition_tree(format('%%I.%%I', pt.schemaname, pt.tablename)::regclass) t
-           JOIN pg_class c ON c.oid = t.relid
-           WHERE pt.pubname = %s AND c.relreplident <> 'f' AND c.relkind IN ('r', 'p')
-  LOOP
-    EXECUTE format('ALTER TABLE %%s REPLICA IDENTITY FULL', r);
-  END LOOP;
-END`, quoteLiteral(pubName)))),
-	})
-	stmts = append(stmts, Statement{
-		Comment: "the event trigger (superuser only; otherwise run setup again after creating partitions)",
-		SQL: doBlock(fmt.Sprintf(`BEGIN
-  IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-    DROP EVENT TRIGGER IF EXISTS %s;
-    CREATE EVENT TRIGGER %s ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
-      EXECUTE FUNCTION %s();
-  ELSE
-    RAISE WARNING 'cdc-cleaner: not a superuser, so partitions created later will not get REPLICA IDENTITY FULL automatically; run cdc-cleaner setup again after creating partitions';
-  END IF;
-END`, trigger, trigger, fn)),
-	})
+	stmts = append(stmts, publicationSQL(cfg, tables, serverVersion))
+	stmts = append(stmts, eventTriggerSQL(cfg))
 	if opts.Role != "" {
 		stmts = append(stmts, RoleSQL(cfg, opts.Role)...)
 	}
-	stmts = append(stmts, Statement{
-		Comment: SlotComment,
-		SQL: fmt.Sprintf(`SELECT pg_create_logical_replication_slot(%s, 'pgoutput')
-WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)`,
-			quoteLiteral(cfg.Postgres.Slot), quoteLiteral(cfg.Postgres.Slot)),
-	})
+	stmts = append(stmts, slotSQL(cfg, opts.AdoptSlot))
 	return stmts
 }
 
@@ -145,6 +99,8 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)`,
 //   - INSERT on cdc_cleaner.failed_deletions and USAGE on its id sequence,
 //     where run records what it could not delete, and SELECT on it, which
 //     status reads (counts and the newest rows);
+//   - SELECT on cdc_cleaner.slots, where run checks that the slot is the
+//     cleaner's own before it streams;
 //   - EXECUTE on cdc_cleaner.try_jsonb(json), through which the reference
 //     check reads json columns.
 //
@@ -232,6 +188,9 @@ END`, lit, lit)),
 		SQL: fmt.Sprintf(`GRANT SELECT, INSERT ON TABLE cdc_cleaner.failed_deletions TO %[1]s;
 GRANT USAGE ON SEQUENCE cdc_cleaner.failed_deletions_id_seq TO %[1]s`, who),
 	}, Statement{
+		Comment: "run streams only from a slot that cdc_cleaner.slots records as the cleaner's own",
+		SQL:     fmt.Sprintf("GRANT SELECT ON TABLE cdc_cleaner.slots TO %s", who),
+	}, Statement{
 		Comment: "the reference check reads json (not jsonb) columns through this function",
 		SQL:     fmt.Sprintf("GRANT EXECUTE ON FUNCTION cdc_cleaner.try_jsonb(json) TO %s", who),
 	})
@@ -312,38 +271,77 @@ func Setup(ctx context.Context, conn *pgx.Conn, cfg *config.Config, opts SetupOp
 			if errors.As(err, &pgErr) && pgErr.Code == "55P03" {
 				return fmt.Errorf("%s: could not get a lock within 10s (a long transaction holds the table); retry when it is quiet: %w", st.Comment, err)
 			}
+			if errors.As(err, &pgErr) && pgErr.Hint != "" {
+				return fmt.Errorf("%s: %w (%s)", st.Comment, err, pgErr.Hint)
+			}
 			return fmt.Errorf("%s: %w", st.Comment, err)
 		}
 	}
 	return nil
 }
 
-// Dropped says what Teardown removed.
+// Dropped says what Teardown removed, and what it left because it is not
+// the cleaner's.
 type Dropped struct {
 	Slot         bool
 	Publication  bool
 	EventTrigger bool
+	// Kept says, for each object of the configured name that is not the
+	// cleaner's, why it was left as it is.
+	Kept []string
 }
 
 // Teardown drops the slot and the publication, so an uninstalled cleaner
-// retains no WAL. It refuses to drop a slot that a running cleaner holds.
+// retains no WAL. It refuses to drop a slot that a running cleaner holds,
+// and drops nothing that is not the cleaner's: a slot that
+// cdc_cleaner.slots does not record (or with another plugin, or of another
+// database) and a publication that setup did not create stay, named in
+// Dropped.Kept.
 func Teardown(ctx context.Context, conn *pgx.Conn, slot, publication string) (Dropped, error) {
 	var d Dropped
-	var exists bool
+	var plugin, database string
 	var pid *int32
-	err := conn.QueryRow(ctx, "SELECT true, active_pid FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&exists, &pid)
+	err := conn.QueryRow(ctx, "SELECT plugin, database, active_pid FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&plugin, &database, &pid)
+	exists := err == nil
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return d, fmt.Errorf("look up slot %q: %w", slot, err)
 	}
-	if exists {
-		if pid != nil {
-			return d, fmt.Errorf("slot %q is in use by PID %d: stop every cdc-cleaner run that uses it first", slot, *pid)
+	var current string
+	if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&current); err != nil {
+		return d, fmt.Errorf("read current database: %w", err)
+	}
+	var hasRegistry bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass('cdc_cleaner.slots') IS NOT NULL").Scan(&hasRegistry); err != nil {
+		return d, fmt.Errorf("look up cdc_cleaner.slots: %w", err)
+	}
+	recorded := false
+	if hasRegistry {
+		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM cdc_cleaner.slots WHERE slot_name = $1)", slot).Scan(&recorded); err != nil {
+			return d, fmt.Errorf("read cdc_cleaner.slots: %w", err)
 		}
+	}
+	switch {
+	case !exists:
+	case database != current:
+		d.Kept = append(d.Kept, fmt.Sprintf("slot %q belongs to database %q, not %q: left as it is", slot, database, current))
+	case plugin != "pgoutput":
+		d.Kept = append(d.Kept, fmt.Sprintf("slot %q uses output plugin %q, so it belongs to another consumer: left as it is", slot, plugin))
+	case !recorded:
+		d.Kept = append(d.Kept, fmt.Sprintf("slot %q was not created by cdc-cleaner setup (cdc_cleaner.slots does not record it), so another consumer may read it: left as it is; if it is this cleaner's, record it with cdc-cleaner setup --adopt-slot and run teardown again", slot))
+	case pid != nil:
+		return d, fmt.Errorf("slot %q is in use by PID %d: stop every cdc-cleaner run that uses it first", slot, *pid)
+	default:
 		if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
 			return d, fmt.Errorf("drop slot %q: %w", slot, err)
 		}
 		d.Slot = true
 	}
+	if recorded && (d.Slot || !exists) {
+		if _, err := conn.Exec(ctx, "DELETE FROM cdc_cleaner.slots WHERE slot_name = $1", slot); err != nil {
+			return d, fmt.Errorf("forget slot %q in cdc_cleaner.slots: %w", slot, err)
+		}
+	}
+
 	var hasTrigger bool
 	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1)", EventTriggerName(publication)).Scan(&hasTrigger); err != nil {
 		return d, fmt.Errorf("look up event trigger: %w", err)
@@ -354,18 +352,219 @@ func Teardown(ctx context.Context, conn *pgx.Conn, slot, publication string) (Dr
 		}
 		d.EventTrigger = true
 	}
+
+	var owned bool
+	err = conn.QueryRow(ctx, "SELECT "+publicationOwnedSQL+" FROM pg_publication p WHERE p.pubname = $1", publication).Scan(&owned)
+	pubExists := err == nil
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return d, fmt.Errorf("look up publication %q: %w", publication, err)
+	}
+	// The function marks a publication of an earlier setup as the
+	// cleaner's: drop it only after the ownership was read.
 	if _, err := conn.Exec(ctx, "DROP FUNCTION IF EXISTS cdc_cleaner."+config.QuoteIdentifier("replica_identity_"+publication)+"()"); err != nil {
 		return d, fmt.Errorf("drop function cdc_cleaner.replica_identity_%s: %w", publication, err)
 	}
-	tag, err := conn.Exec(ctx, "SELECT 1 FROM pg_publication WHERE pubname = $1", publication)
-	if err != nil {
-		return d, fmt.Errorf("look up publication %q: %w", publication, err)
-	}
-	if tag.RowsAffected() > 0 {
+	switch {
+	case !pubExists:
+	case !owned:
+		d.Kept = append(d.Kept, fmt.Sprintf("publication %q was not created by cdc-cleaner setup, so another consumer may use it: left as it is", publication))
+	default:
 		if _, err := conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+config.QuoteIdentifier(publication)); err != nil {
 			return d, fmt.Errorf("drop publication %q: %w", publication, err)
 		}
 		d.Publication = true
 	}
 	return d, nil
+}
+
+// PublicationMark starts the comment setup puts on the publication it
+// creates: setup alters, and teardown drops, only a publication that
+// carries it.
+const PublicationMark = "managed by cdc-cleaner setup"
+
+// publicationOwnedSQL is true for a publication p (a pg_publication row)
+// that setup created: it carries PublicationMark, or an earlier version of
+// setup, which always installed the function replica_identity_<name>,
+// created it.
+const publicationOwnedSQL = `(coalesce(obj_description(p.oid, 'pg_publication') LIKE 'managed by cdc-cleaner setup%', false)
+    OR to_regprocedure('cdc_cleaner.' || quote_ident('replica_identity_' || p.pubname) || '()') IS NOT NULL)`
+
+// publicationSQL creates the publication, or brings one that setup created
+// to exactly the watched tables; it refuses any other publication of that
+// name.
+func publicationSQL(cfg *config.Config, tables []string, serverVersion int) Statement {
+	name := cfg.Postgres.Publication
+	pub := config.QuoteIdentifier(name)
+	with := "publish = 'update, delete, truncate'"
+	if serverVersion == 0 || serverVersion >= 130000 {
+		// Changes to partitions arrive as changes to the watched parent,
+		// including partitions created later.
+		with += ", publish_via_partition_root = true"
+	}
+	// ONLY: inheritance children (not partitions) stay out of the
+	// publication, so setup never makes their UPDATE and DELETE demand a
+	// replica identity. Partitions are published through their root.
+	only := make([]string, len(tables))
+	for i, t := range tables {
+		only[i] = "ONLY " + t
+	}
+	list := strings.Join(only, ", ")
+	mark := PublicationMark + ": it covers exactly the tables cdc-cleaner watches; cdc-cleaner teardown drops it"
+	return Statement{
+		Comment: "the publication covers exactly the watched tables (setup alters only a publication it created)",
+		SQL: doBlock(fmt.Sprintf(`DECLARE owned boolean;
+BEGIN
+  SELECT %[6]s INTO owned
+    FROM pg_publication p WHERE p.pubname = %[1]s;
+  IF NOT FOUND THEN
+    CREATE PUBLICATION %[2]s FOR TABLE %[3]s WITH (%[4]s);
+  ELSIF owned THEN
+    ALTER PUBLICATION %[2]s SET TABLE %[3]s;
+    ALTER PUBLICATION %[2]s SET (%[4]s);
+  ELSE
+    RAISE EXCEPTION 'publication %% exists and was not created by cdc-cleaner setup', %[1]s
+      USING ERRCODE = 'duplicate_object',
+        HINT = 'setup never changes what it did not create, and another consumer may use this publication: set postgres.publication to another name. If it is meant for cdc-cleaner alone, mark it (COMMENT ON PUBLICATION ... IS ''managed by cdc-cleaner setup'') and run setup again: it then covers exactly the watched tables.';
+  END IF;
+  COMMENT ON PUBLICATION %[2]s IS %[5]s;
+END`, quoteLiteral(name), pub, list, with, quoteLiteral(mark), publicationOwnedSQL)),
+	}
+}
+
+// triggerFunctionVersion marks the body of the event trigger's function, so
+// that check can tell an earlier version (which could make the
+// application's DDL fail) from this one.
+const triggerFunctionVersion = "cdc-cleaner event trigger function, version 2"
+
+// triggerFunction returns the function the event trigger calls for
+// publication pub. It gives REPLICA IDENTITY FULL to the partitions, under
+// a published table, of the tables the DDL command touched (a partition
+// created with PARTITION OF, or attached with ATTACH PARTITION to a
+// published table). It reads catalogs by OID only (a cast of a name to
+// regclass, over all of pg_class, fails for a role that may not use a
+// schema such as pg_toast), and it never raises: an error is a warning, so
+// nothing the cleaner installs can make the application's DDL fail.
+func triggerFunction(pub string) string {
+	fn := "cdc_cleaner." + config.QuoteIdentifier("replica_identity_"+pub)
+	body := fmt.Sprintf(`-- %[2]s: it never makes the DDL that fired it fail
+DECLARE r regclass;
+BEGIN
+  FOR r IN
+    SELECT DISTINCT t.relid::regclass
+      FROM pg_event_trigger_ddl_commands() d
+      CROSS JOIN LATERAL pg_partition_tree(d.objid) t
+      JOIN pg_class c ON c.oid = t.relid
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass
+       AND c.relkind IN ('r', 'p') AND c.relreplident <> 'f'
+       AND EXISTS (SELECT 1 FROM pg_partition_ancestors(d.objid) a
+                     JOIN pg_publication_rel pr ON pr.prrelid = a.relid
+                     JOIN pg_publication p ON p.oid = pr.prpubid
+                    WHERE p.pubname = %[1]s)
+  LOOP
+    BEGIN
+      EXECUTE format('ALTER TABLE %%s REPLICA IDENTITY FULL', r);
+    EXCEPTION WHEN others THEN
+      RAISE WARNING 'cdc-cleaner: could not set REPLICA IDENTITY FULL on partition %%: %%', r, SQLERRM
+        USING HINT = 'UPDATE and DELETE of its rows will not carry old file paths, so their files are not cleaned: run ALTER TABLE ... REPLICA IDENTITY FULL as its owner, or cdc-cleaner setup';
+    END;
+  END LOOP;
+EXCEPTION WHEN others THEN
+  RAISE WARNING 'cdc-cleaner: the event trigger that gives new partitions REPLICA IDENTITY FULL failed: %%', SQLERRM
+    USING HINT = 'the statement itself went through; run cdc-cleaner check';
+END`, quoteLiteral(pub), triggerFunctionVersion)
+	return fmt.Sprintf("CREATE OR REPLACE FUNCTION %s() RETURNS event_trigger LANGUAGE plpgsql SET search_path = pg_catalog AS %s", fn, dollarQuote(body))
+}
+
+// eventTriggerSQL installs the event trigger only when it has work to do:
+// a watched table is partitioned (partitions created later need REPLICA
+// IDENTITY FULL) and the current user is a superuser (event triggers need
+// one). Otherwise it removes a trigger and function an earlier setup
+// installed, as far as the current user may.
+func eventTriggerSQL(cfg *config.Config) Statement {
+	pub := cfg.Postgres.Publication
+	fn := "cdc_cleaner." + config.QuoteIdentifier("replica_identity_"+pub)
+	trigger := EventTriggerName(pub)
+	var pairs []string
+	seen := map[string]bool{}
+	for _, w := range cfg.Watch {
+		p := fmt.Sprintf("(%s, %s)", quoteLiteral(w.Schema), quoteLiteral(w.Name))
+		if !seen[p] {
+			seen[p] = true
+			pairs = append(pairs, p)
+		}
+	}
+	return Statement{
+		Comment: "when a watched table is partitioned, partitions created later get REPLICA IDENTITY FULL too: an event trigger (superuser only; otherwise run setup again after creating partitions)",
+		SQL: doBlock(fmt.Sprintf(`DECLARE
+  partitioned boolean := EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                  WHERE c.relkind = 'p' AND (n.nspname::text, c.relname::text) IN (%[1]s));
+  is_super boolean := (SELECT rolsuper FROM pg_roles WHERE rolname = current_user);
+BEGIN
+  IF partitioned AND is_super THEN
+    EXECUTE %[2]s;
+    DROP EVENT TRIGGER IF EXISTS %[3]s;
+    CREATE EVENT TRIGGER %[3]s ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+      EXECUTE FUNCTION %[4]s();
+  ELSIF partitioned THEN
+    RAISE WARNING 'cdc-cleaner: not a superuser, so partitions created later will not get REPLICA IDENTITY FULL automatically; run cdc-cleaner setup again after creating partitions';
+  ELSE
+    -- No watched table is partitioned: nothing for a trigger to do.
+    IF EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = %[5]s) THEN
+      BEGIN
+        DROP EVENT TRIGGER %[3]s;
+      EXCEPTION WHEN insufficient_privilege THEN
+        RAISE WARNING 'cdc-cleaner: the event trigger %% is not needed (no watched table is partitioned), but only a superuser may drop it: DROP EVENT TRIGGER %%', %[5]s, %[5]s;
+      END;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = %[5]s) THEN
+      BEGIN
+        DROP FUNCTION IF EXISTS %[4]s();
+      EXCEPTION WHEN insufficient_privilege THEN
+        RAISE WARNING 'cdc-cleaner: the function %% is not needed, but only its owner may drop it', %[6]s;
+      END;
+    END IF;
+  END IF;
+END`, strings.Join(pairs, ", "), quoteLiteral(triggerFunction(pub)), config.QuoteIdentifier(trigger), fn, quoteLiteral(trigger), quoteLiteral(fn))),
+	}
+}
+
+// slotSQL creates the slot and records it in cdc_cleaner.slots, in one
+// statement that writes only after the slot exists (PostgreSQL refuses to
+// create a logical slot in a transaction that has written). An existing
+// slot is accepted only when that record says setup created it (or, with
+// adopt, when it is a pgoutput slot of this database, which it records);
+// any other is refused, naming what to rename.
+func slotSQL(cfg *config.Config, adopt bool) Statement {
+	slot, pub := quoteLiteral(cfg.Postgres.Slot), quoteLiteral(cfg.Postgres.Publication)
+	unrecorded := `RAISE EXCEPTION 'replication slot %% exists and was not created by cdc-cleaner setup', %[1]s
+      USING ERRCODE = 'duplicate_object',
+        HINT = 'another consumer may read it, and the cleaner would move it past changes that consumer has not read yet: set postgres.slot to another name. If it is this cleaner''s own slot (created by a cdc-cleaner version before the table cdc_cleaner.slots, or by hand for it), record it with cdc-cleaner setup --adopt-slot.';`
+	if adopt {
+		unrecorded = `INSERT INTO cdc_cleaner.slots (slot_name, publication, adopted) VALUES (%[1]s, %[2]s, true);
+    RAISE NOTICE 'cdc-cleaner: recorded the existing slot %% as the cleaner''s own (--adopt-slot)', %[1]s;`
+	}
+	return Statement{
+		Comment: SlotComment,
+		SQL: doBlock(fmt.Sprintf(`DECLARE s record;
+BEGIN
+  SELECT plugin, database INTO s FROM pg_replication_slots WHERE slot_name = %[1]s;
+  IF NOT FOUND THEN
+    PERFORM pg_create_logical_replication_slot(%[1]s, 'pgoutput');
+    INSERT INTO cdc_cleaner.slots (slot_name, publication) VALUES (%[1]s, %[2]s)
+      ON CONFLICT (slot_name) DO UPDATE SET publication = EXCLUDED.publication, created_at = now(), adopted = false;
+  ELSIF s.database IS DISTINCT FROM current_database() THEN
+    RAISE EXCEPTION 'replication slot %% belongs to database %%, not %%', %[1]s, s.database, current_database()
+      USING ERRCODE = 'duplicate_object',
+        HINT = 'slot names are shared by every database of the server: set postgres.slot to another name';
+  ELSIF s.plugin IS DISTINCT FROM 'pgoutput' THEN
+    RAISE EXCEPTION 'replication slot %% uses output plugin %%, not pgoutput: it belongs to another consumer', %[1]s, s.plugin
+      USING ERRCODE = 'duplicate_object',
+        HINT = 'set postgres.slot to another name';
+  ELSIF EXISTS (SELECT 1 FROM cdc_cleaner.slots WHERE slot_name = %[1]s) THEN
+    UPDATE cdc_cleaner.slots SET publication = %[2]s WHERE slot_name = %[1]s AND publication IS DISTINCT FROM %[2]s;
+  ELSE
+    `+unrecorded+`
+  END IF;
+END`, slot, pub)),
+	}
 }

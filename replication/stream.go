@@ -58,13 +58,16 @@ var (
 	// ErrSlotInvalidated means the server dropped the WAL the slot needed
 	// (max_slot_wal_keep_size): changes were lost to the cleaner. Recreate
 	// the slot (teardown, setup) and run scan for what was missed.
+	// ErrSlotForeign means the slot belongs to another consumer (another
+	// output plugin): the cleaner must never read it.
+	ErrSlotForeign     = errors.New("replication slot belongs to another consumer")
 	ErrSlotInvalidated = errors.New("replication slot was invalidated by the server (max_slot_wal_keep_size exceeded); run cdc-cleaner teardown and setup, then cdc-cleaner scan to find files orphaned meanwhile")
 )
 
 // IsFatal reports whether err means streaming cannot succeed by retrying:
 // the slot is gone or unusable.
 func IsFatal(err error) bool {
-	return errors.Is(err, ErrSlotMissing) || errors.Is(err, ErrSlotInvalidated)
+	return errors.Is(err, ErrSlotMissing) || errors.Is(err, ErrSlotInvalidated) || errors.Is(err, ErrSlotForeign)
 }
 
 // IsSlotInUse reports whether err says the slot is held by another process,
@@ -134,7 +137,7 @@ func (s *Stream) start0(ctx context.Context) error {
 	}
 	row := res[0].Rows[0]
 	if plugin := string(row[2]); plugin != "pgoutput" {
-		return fmt.Errorf("slot %q uses output plugin %q, not pgoutput; drop it (cdc-cleaner teardown) and run cdc-cleaner setup", s.cfg.Slot, plugin)
+		return fmt.Errorf("slot %q uses output plugin %q, not pgoutput: %w; set postgres.slot to another name and run cdc-cleaner setup", s.cfg.Slot, plugin, ErrSlotForeign)
 	}
 	if pid, _ := strconv.Atoi(string(row[1])); pid != 0 {
 		return &SlotInUseError{Slot: s.cfg.Slot, PID: pid}

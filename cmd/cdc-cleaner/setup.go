@@ -13,12 +13,20 @@ import (
 )
 
 func cmdSetup(args []string, stdout, stderr io.Writer) error {
-	fs, cfgPath := newFlags("setup", "[--config FILE] [--print] [--role NAME]",
+	fs, cfgPath := newFlags("setup", "[--config FILE] [--print] [--role NAME] [--adopt-slot]",
 		`Creates what the cleaner needs in the database, idempotently: schema
 cdc_cleaner with table failed_deletions, REPLICA IDENTITY FULL on the watched
 tables, the publication (exactly the watched tables) and the pgoutput slot.
 Running it again changes nothing; after editing the watch list it updates the
 publication. With --print it prints the SQL instead of running it.
+
+Setup never changes what it did not create. It refuses (exit 1, saying what
+to rename) a publication of the configured name that it did not create, and
+a slot of that name that cdc_cleaner.slots does not record as its own:
+another consumer may read them. A slot an earlier version of cdc-cleaner
+created (before it kept that record) is recorded with --adopt-slot. The
+event trigger that gives new partitions REPLICA IDENTITY FULL is installed
+only when a watched table is partitioned (and setup runs as a superuser).
 
 Run setup as an administrator (the tables' owner, with REPLICATION). With
 --role NAME it also creates the role NAME, if missing, with LOGIN and
@@ -31,6 +39,7 @@ setup --role again after editing the watch or protect lists.
 Exit codes: 0 done, 1 a statement failed, 2 bad configuration or database not ready.`, stderr)
 	printOnly := fs.Bool("print", false, "print the SQL instead of running it (for migration tools)")
 	role := fs.String("role", "", "also create `NAME` (LOGIN REPLICATION, no password) and grant it exactly what run needs")
+	adoptSlot := fs.Bool("adopt-slot", false, "record an existing pgoutput slot of the configured name as the cleaner's own (one an earlier cdc-cleaner created); never use it for another consumer's slot")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -41,7 +50,7 @@ Exit codes: 0 done, 1 a statement failed, 2 bad configuration or database not re
 	if err != nil {
 		return err
 	}
-	opts := replication.SetupOptions{Role: *role}
+	opts := replication.SetupOptions{Role: *role, AdoptSlot: *adoptSlot}
 	if *printOnly {
 		fmt.Fprintf(stdout, "-- cdc-cleaner setup for slot %q and publication %q\n", cfg.Postgres.Slot, cfg.Postgres.Publication)
 		if *role != "" {
@@ -68,8 +77,23 @@ Exit codes: 0 done, 1 a statement failed, 2 bad configuration or database not re
 	if err != nil {
 		return configErr(err)
 	}
+	// What is not the cleaner's is never changed: refuse before anything
+	// is created.
+	var conflicts []string
+	for _, c := range before.Conflicts() {
+		if c.Conflict == replication.UnrecordedSlot && *adoptSlot {
+			continue
+		}
+		conflicts = append(conflicts, c.String())
+	}
+	if len(conflicts) > 0 {
+		return failure(errors.New("setup changes nothing it did not create:\n  - " + strings.Join(conflicts, "\n  - ")))
+	}
 	var blocking []string
 	for _, p := range before.Problems() {
+		if p.SetupFixes {
+			continue
+		}
 		if strings.HasPrefix(p.Field, "watch") || strings.HasPrefix(p.Field, "protect") {
 			if strings.Contains(p.Message, "REPLICA IDENTITY") {
 				continue // setup fixes that

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/cdc-cleaner/cdc-cleaner/replication"
 )
@@ -14,7 +16,12 @@ func cmdTeardown(args []string, stdout, stderr io.Writer) error {
 cleaner retains no WAL. Schema cdc_cleaner (with its record of failed
 deletions) and the tables' replica identity are left as they are.
 
-Exit codes: 0 done, 1 failure (for example the slot is in use by a running cleaner).`, stderr)
+It drops only what is the cleaner's: a slot that cdc_cleaner.slots does not
+record as created by setup (another plugin's, say) and a publication setup
+did not create are left as they are, and the exit code is 1.
+
+Exit codes: 0 done, 1 failure (the slot is in use by a running cleaner, or
+something of the configured name is not the cleaner's and was left).`, stderr)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -39,8 +46,23 @@ Exit codes: 0 done, 1 failure (for example the slot is in use by a running clean
 	if err != nil {
 		return failure(err)
 	}
-	report("replication slot", cfg.Postgres.Slot, d.Slot)
-	report("publication", cfg.Postgres.Publication, d.Publication)
+	kept := func(what string) bool {
+		for _, k := range d.Kept {
+			if strings.HasPrefix(k, what) {
+				return true
+			}
+		}
+		return false
+	}
+	if !kept("slot") {
+		report("replication slot", cfg.Postgres.Slot, d.Slot)
+	}
+	if !kept("publication") {
+		report("publication", cfg.Postgres.Publication, d.Publication)
+	}
 	report("event trigger", replication.EventTriggerName(cfg.Postgres.Publication), d.EventTrigger)
+	if len(d.Kept) > 0 {
+		return failure(errors.New("left what is not the cleaner's:\n  - " + strings.Join(d.Kept, "\n  - ")))
+	}
 	return nil
 }
