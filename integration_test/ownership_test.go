@@ -8,7 +8,6 @@ import (
 	"github.com/cdc-cleaner/cdc-cleaner/migrations"
 )
 
-
 // TestSetupRefusesForeignPublication: a publication of the configured name
 // that setup did not create (another consumer's, covering another table
 // and publishing inserts) is never changed: setup exits 1 naming what to
