@@ -47,7 +47,11 @@ type Storage struct {
 	Concurrency int `yaml:"concurrency"`
 
 	// any type
-	Keep           []string      `yaml:"keep"`
+	Keep []string `yaml:"keep"`
+	// Messages honours cdc_cleaner logical decoding messages naming this
+	// storage. Any role that can log in may emit one, so it is off by
+	// default.
+	Messages       bool          `yaml:"messages"`
 	Trash          bool          `yaml:"trash"`
 	TrashPrefix    string        `yaml:"trash_prefix"`
 	TrashRetention time.Duration `yaml:"trash_retention"`

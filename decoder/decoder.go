@@ -48,7 +48,8 @@ const (
 	// named. Event.Tables lists them.
 	KindTruncate
 	// KindMessage: pg_logical_emit_message(true, 'cdc_cleaner', ...) asked
-	// for a deletion; Event.Candidates or Event.Bad is set.
+	// for a deletion; Event.Candidates or Event.Bad is set, or
+	// Event.Ignored when no storage it could name honours messages.
 	KindMessage
 )
 
@@ -87,6 +88,12 @@ type Event struct {
 	// holds it when its content is not a valid request (recorded as failed,
 	// never guessed).
 	Bad []cdccleaner.Failure
+	// Ignored says why a cdc_cleaner message was ignored: it names a
+	// storage that does not honour messages (any role that can log in may
+	// emit one), or, when no storage honours them, it is any request at
+	// all. IgnoredStorage is the configured storage it named, if any.
+	Ignored        string
+	IgnoredStorage string
 
 	// Warnings are problems worth a log line that do not stop decoding, such
 	// as a watched column missing from a table's new definition.
@@ -131,7 +138,11 @@ type tableKey struct{ schema, name string }
 type Decoder struct {
 	tables    map[tableKey][]Table
 	relations map[uint32]*relation
-	storages  map[string]bool // storages a message may name; nil: messages ignored
+	// storages are the configured storages, true for those whose
+	// cdc_cleaner messages are honoured; nil: messages are not decoded.
+	storages map[string]bool
+	// anyMessages is set when some storage honours messages.
+	anyMessages bool
 
 	inTxn      bool
 	txn        uint64 // sequence number of the current transaction
@@ -145,13 +156,21 @@ type Decoder struct {
 // Option configures a Decoder.
 type Option func(*Decoder)
 
-// Messages makes transactional logical decoding messages with MessagePrefix
-// candidates; storages are the storage names they may name.
-func Messages(storages ...string) Option {
+// Messages decodes transactional logical decoding messages with
+// MessagePrefix. storages maps every configured storage name to whether
+// it honours them (messages: true): a request naming one that does is a
+// candidate; a request naming one that does not is ignored (Event.Ignored),
+// since any role that can log in may emit a message. When no storage
+// honours messages, every request is ignored, malformed ones included;
+// otherwise a malformed request, or one naming no configured storage, is a
+// failure (Event.Bad).
+func Messages(storages map[string]bool) Option {
 	return func(d *Decoder) {
 		d.storages = map[string]bool{}
-		for _, s := range storages {
-			d.storages[s] = true
+		d.anyMessages = false
+		for s, on := range storages {
+			d.storages[s] = on
+			d.anyMessages = d.anyMessages || on
 		}
 	}
 }
@@ -177,6 +196,10 @@ func New(tables []Table, opts ...Option) (*Decoder, error) {
 	}
 	return d, nil
 }
+
+// FinalLSN returns the commit LSN of the transaction being decoded (or of
+// the last one, between transactions).
+func (d *Decoder) FinalLSN() cdccleaner.LSN { return d.finalLSN }
 
 // Txn returns the sequence number of the transaction being decoded (or of
 // the last one, between transactions). The first transaction is 1.
@@ -262,8 +285,9 @@ func (d *Decoder) Handle(msg pglogrepl.Message) (Event, error) {
 
 // message turns a transactional cdc_cleaner message into a candidate, or a
 // failure when its content is not exactly {"storage": ..., "path": ...}
-// naming a configured storage. Other prefixes and non-transactional
-// messages (which are not tied to a commit) are ignored.
+// naming a configured storage, or ignores it when the storage does not
+// honour messages (see Messages). Other prefixes and non-transactional
+// messages (which are not tied to a commit) are not the cleaner's.
 func (d *Decoder) message(m *pglogrepl.LogicalDecodingMessage) (Event, error) {
 	if d.storages == nil || !m.Transactional || m.Prefix != MessagePrefix {
 		return Event{}, nil
@@ -279,6 +303,18 @@ func (d *Decoder) message(m *pglogrepl.LogicalDecodingMessage) (Event, error) {
 		CommitTime: d.commitTime,
 	}
 	storage, path, err := parseRequest(m.Content)
+	named := ""
+	if storage != nil {
+		named = *storage
+	}
+	if on, configured := d.storages[named]; !d.anyMessages || configured && !on {
+		ev := Event{Kind: KindMessage, Ignored: "no storage honours cdc_cleaner messages (messages: true)"}
+		if configured {
+			ev.IgnoredStorage = named
+			ev.Ignored = fmt.Sprintf("storage %q does not honour cdc_cleaner messages (messages: true)", named)
+		}
+		return ev, nil
+	}
 	switch {
 	case err != nil:
 		err = fmt.Errorf("parse message content: %w", err)
@@ -291,8 +327,10 @@ func (d *Decoder) message(m *pglogrepl.LogicalDecodingMessage) (Event, error) {
 	}
 	d.buf = d.buf[:0]
 	if err != nil {
-		if storage != nil {
-			c.Storage = *storage
+		if _, configured := d.storages[named]; configured {
+			// Only a configured name: anyone may emit a message, and
+			// the storage is a metric label.
+			c.Storage = named
 		}
 		c.Path = string(m.Content)
 		if path != nil {

@@ -374,7 +374,7 @@ func TestLogicalMessages(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d, _ := New(nil, Messages("media", "docs"))
+			d, _ := New(nil, Messages(map[string]bool{"media": true, "docs": true, "off": false}))
 			mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 0x2000, Xid: 9})
 			ev := mustHandle(t, d, tt.msg)
 			if got := paths(ev); !slices.Equal(got, tt.want) {
@@ -396,8 +396,38 @@ func TestLogicalMessages(t *testing.T) {
 			}
 		})
 	}
-	// Without the Messages option, requests are ignored.
-	d, _ := New(nil)
+	// A request naming a storage that does not honour messages is
+	// ignored, and said so; when none does, every request is, a malformed
+	// one too.
+	for _, tt := range []struct {
+		name     string
+		storages map[string]bool
+		content  string
+		storage  string // IgnoredStorage
+	}{
+		{"storage without messages", map[string]bool{"media": true, "off": false}, `{"storage":"off","path":"a.jpg"}`, "off"},
+		{"no storage honours messages", map[string]bool{"media": false}, `{"storage":"media","path":"a.jpg"}`, "media"},
+		{"none honours, unknown storage", map[string]bool{"media": false}, `{"storage":"other","path":"a.jpg"}`, ""},
+		{"none honours, malformed", map[string]bool{"media": false}, `delete a.jpg`, ""},
+	} {
+		t.Run("ignored: "+tt.name, func(t *testing.T) {
+			d, _ := New(nil, Messages(tt.storages))
+			mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 1, Xid: 1})
+			ev := mustHandle(t, d, msg(true, "cdc_cleaner", tt.content))
+			if ev.Kind != KindMessage || len(ev.Candidates)+len(ev.Bad) != 0 || ev.Ignored == "" || ev.IgnoredStorage != tt.storage {
+				t.Fatalf("event %+v, want an ignored message naming storage %q", ev, tt.storage)
+			}
+		})
+	}
+	// A malformed request's storage is kept only when it is configured
+	// (it is a metric label, and anyone may emit a message).
+	d, _ := New(nil, Messages(map[string]bool{"media": true}))
+	mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 1, Xid: 1})
+	if ev := mustHandle(t, d, msg(true, "cdc_cleaner", `{"storage":"x\u00e9","path":"a"}`)); len(ev.Bad) != 1 || ev.Bad[0].Storage != "" {
+		t.Fatalf("request naming an unknown storage: %+v, want one failure without a storage", ev)
+	}
+	// Without the Messages option, requests are not decoded at all.
+	d, _ = New(nil)
 	mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 1, Xid: 1})
 	if ev := mustHandle(t, d, msg(true, "cdc_cleaner", `{"storage":"media","path":"a"}`)); len(ev.Candidates)+len(ev.Bad) != 0 {
 		t.Fatalf("message decoded without the Messages option: %+v", ev)
@@ -407,7 +437,7 @@ func TestLogicalMessages(t *testing.T) {
 // TestCapturedMessage: the captured stream's pg_logical_emit_message is a
 // candidate of its own transaction.
 func TestCapturedMessage(t *testing.T) {
-	d, err := New([]Table{{Schema: "Media Schema", Name: "PhotoTable", Columns: []string{"ImageFile"}, Storage: "media"}}, Messages("media"))
+	d, err := New([]Table{{Schema: "Media Schema", Name: "PhotoTable", Columns: []string{"ImageFile"}, Storage: "media"}}, Messages(map[string]bool{"media": true}))
 	if err != nil {
 		t.Fatal(err)
 	}

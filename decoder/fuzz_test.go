@@ -60,7 +60,7 @@ func FuzzDecode(f *testing.F) {
 		d, err := New([]Table{
 			{Schema: "Media Schema", Name: "PhotoTable", Columns: []string{"ImageFile", "big", "tags"}, Storage: "media"},
 			{Schema: "Media Schema", Name: "PhotoTable", Columns: []string{"doc"}, Storage: "docs", JSONPath: "files[*].path"},
-		}, Messages("media", "docs"))
+		}, Messages(map[string]bool{"media": true, "docs": true}))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -128,7 +128,7 @@ func noSecrets(t *testing.T, what, out string) {
 // REPLICATION.
 func TestPrivilegeRoleRunsEveryScenario(t *testing.T) {
 	t.Parallel()
-	admin := newEnv(t, envOptions{schema: privilegeSchema, watch: privilegeWatch})
+	admin := newEnv(t, envOptions{schema: privilegeSchema, watch: privilegeWatch, media: "    messages: true"})
 	role := testRole(t, admin)
 	who := `"` + role + `"`
 	out, code := admin.cli("setup", "--role", role)

@@ -1,11 +1,14 @@
 package integration_test
 
 import (
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cdc-cleaner/cdc-cleaner/integration_test/pgtest"
 )
 
 // TestLogicalMessages: an application asks for a transactional delete of a
@@ -15,7 +18,7 @@ import (
 // ignored.
 func TestLogicalMessages(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch})
+	e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch, media: "    messages: true"})
 	e.put("msg/committed.jpg", "msg/rolled_back.jpg", "msg/not_transactional.jpg", "msg/other_prefix.jpg", "msg/referenced.jpg")
 	e.exec(`INSERT INTO gallery_photo (id, image) VALUES (1, 'msg/referenced.jpg')`)
 	e.start()
@@ -39,6 +42,77 @@ func TestLogicalMessages(t *testing.T) {
 	}
 	if len(failed) != 2 {
 		t.Errorf("failed_deletions has %d rows, want 2: %v", len(failed), failed)
+	}
+}
+
+// TestMessagesNeedOptIn: pg_logical_emit_message is executable by PUBLIC,
+// so a role with no privilege on any table, in a read-only transaction,
+// can emit a cdc_cleaner message. A storage without messages: true (the
+// default) ignores it, counts it and says so; check warns that PUBLIC may
+// emit messages for a storage that honours them, and not once EXECUTE is
+// revoked.
+func TestMessagesNeedOptIn(t *testing.T) {
+	t.Parallel()
+	exports := t.TempDir()
+	e := newEnv(t, envOptions{schema: photoSchema + `CREATE TABLE contract (id int PRIMARY KEY, pdf text);`, watch: photoWatch,
+		httpListen: "127.0.0.1:0", storages: `storages:
+  media:
+    type: local
+    root: {{root}}
+  exports:
+    type: local
+    root: ` + exports + `
+    messages: true`})
+	// contracts/2026.pdf is referenced only by a table the cleaner does
+	// not watch.
+	e.put("contracts/2026.pdf")
+	e.exec(`INSERT INTO contract VALUES (1, 'contracts/2026.pdf')`)
+	if err := os.WriteFile(filepath.Join(exports, "42.zip"), []byte("zip"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testRole(t, e) // skips when roles cannot be created
+	nobody := "nobody_" + e.db
+	e.exec(`CREATE ROLE ` + nobody + ` LOGIN`)
+	t.Cleanup(func() { e.exec(`DROP ROLE IF EXISTS ` + nobody) })
+	u, err := url.Parse(e.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(nobody)
+
+	p := e.start()
+	addr := p.httpAddr(t)
+	pgtest.Exec(t, u.String(), `BEGIN READ ONLY; SELECT pg_logical_emit_message(true, 'cdc_cleaner', '{"storage":"media","path":"contracts/2026.pdf"}'); COMMIT`)
+	pgtest.Exec(t, u.String(), `BEGIN READ ONLY; SELECT pg_logical_emit_message(true, 'cdc_cleaner', '{"storage":"exports","path":"42.zip"}'); COMMIT`)
+	e.settle()
+	e.expect([]string{"contracts/2026.pdf"}, nil)
+	if _, err := os.Stat(filepath.Join(exports, "42.zip")); !os.IsNotExist(err) {
+		t.Errorf("exports/42.zip, requested for a storage with messages: true, still exists: %v", err)
+	}
+	_, body := get(t, "http://"+addr+"/metrics")
+	if v := metricValue(body, `cdc_cleaner_messages_ignored_total{storage="media"}`); v != 1 {
+		t.Errorf(`cdc_cleaner_messages_ignored_total{storage="media"} = %v, want 1`, v)
+	}
+	if v := metricValue(body, `cdc_cleaner_messages_ignored_total{storage="exports"}`); v != 0 {
+		t.Errorf(`cdc_cleaner_messages_ignored_total{storage="exports"} = %v, want 0`, v)
+	}
+	if !strings.Contains(p.Logs(), `storage \"media\" does not honour cdc_cleaner messages`) {
+		t.Errorf("no warning about the ignored message")
+	}
+	if len(e.failed()) != 0 {
+		t.Errorf("failed_deletions = %v, want nothing recorded for an ignored message", e.failed())
+	}
+
+	out, _ := e.cli("check")
+	if !strings.Contains(out, "executable by PUBLIC") || !strings.Contains(out, "REVOKE EXECUTE ON FUNCTION pg_logical_emit_message") {
+		t.Errorf("check does not warn that any role may emit messages for exports:\n%s", out)
+	}
+	e.exec(`REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text), pg_logical_emit_message(boolean, text, bytea) FROM PUBLIC`)
+	t.Cleanup(func() {
+		e.exec(`GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text), pg_logical_emit_message(boolean, text, bytea) TO PUBLIC`)
+	})
+	if out, _ := e.cli("check"); strings.Contains(out, "executable by PUBLIC,") {
+		t.Errorf("check still warns after REVOKE:\n%s", out)
 	}
 }
 
@@ -133,7 +207,7 @@ func TestMessageForStorageWithoutColumns(t *testing.T) {
 	e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch})
 	// Rewrite the configuration with a second local storage.
 	cfg := readFile(t, e.cfgPath)
-	cfg = strings.Replace(cfg, "storages:\n", "storages:\n  exports:\n    type: local\n    root: "+exports+"\n", 1)
+	cfg = strings.Replace(cfg, "storages:\n", "storages:\n  exports:\n    type: local\n    messages: true\n    root: "+exports+"\n", 1)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

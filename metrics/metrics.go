@@ -19,6 +19,10 @@ type Metrics struct {
 	KeptReferenced *prometheus.CounterVec // storage
 	Failed         *prometheus.CounterVec // storage, reason
 	Truncates      *prometheus.CounterVec // table
+	// MessagesIgnored counts cdc_cleaner logical messages ignored because
+	// the storage they name (storage="" for none configured) does not
+	// honour messages.
+	MessagesIgnored *prometheus.CounterVec // storage
 	ConfirmedLSN   prometheus.Gauge
 	LagBytes       prometheus.Gauge
 	Streaming      prometheus.Gauge
@@ -51,6 +55,9 @@ func New() *Metrics {
 		Truncates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cdc_cleaner_truncates_total", Help: "TRUNCATEs of watched tables, whose files only `scan` can recover.",
 		}, []string{"table"}),
+		MessagesIgnored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cdc_cleaner_messages_ignored_total", Help: "cdc_cleaner logical decoding messages ignored because the storage they name does not honour messages (storage=\"\": none configured).",
+		}, []string{"storage"}),
 		ConfirmedLSN: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cdc_cleaner_confirmed_lsn", Help: "The LSN up to which every change is settled, as a number.",
 		}),
@@ -69,7 +76,7 @@ func New() *Metrics {
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.Changes, m.Candidates, m.Deleted, m.Absent, m.KeptReferenced, m.Failed, m.Truncates,
+		m.Changes, m.Candidates, m.Deleted, m.Absent, m.KeptReferenced, m.Failed, m.Truncates, m.MessagesIgnored,
 		m.ConfirmedLSN, m.LagBytes, m.Streaming, m.DeleteLatency,
 	)
 	return m

@@ -33,6 +33,11 @@ type Config struct {
 	// and the LSN is held meanwhile.
 	DeleteDelay time.Duration
 
+	// Messages names the storages whose cdc_cleaner logical decoding
+	// messages are honoured (messages: true). Any role that can log in may
+	// emit one, so a message naming another storage is ignored and counted.
+	Messages []string
+
 	// Keep holds, per storage, glob patterns of paths never deleted (a
 	// model field's default file, say). See KeepMatch for the syntax.
 	Keep map[string][]string
@@ -100,6 +105,11 @@ func New(cfg Config) (*Pipeline, error) {
 	if cfg.Refs == nil || cfg.Failures == nil || len(cfg.Storages) == 0 {
 		return nil, errors.New("pipeline needs a reference checker, a failure recorder and at least one storage")
 	}
+	for _, name := range cfg.Messages {
+		if cfg.Storages[name] == nil {
+			return nil, fmt.Errorf("messages are honoured for storage %q, which is not configured", name)
+		}
+	}
 	for _, t := range cfg.Tables {
 		if cfg.Storages[t.Storage] == nil {
 			return nil, fmt.Errorf("table %s.%s names storage %q, which is not configured", t.Schema, t.Name, t.Storage)
@@ -114,6 +124,9 @@ func New(cfg Config) (*Pipeline, error) {
 				return nil, fmt.Errorf("storages.%s.keep: %w", storage, err)
 			}
 		}
+	}
+	for name := range cfg.Storages {
+		cfg.Metrics.MessagesIgnored.WithLabelValues(name) // from 0, for rate()
 	}
 	cfg.Stream.Confirm = !cfg.DryRun
 	p := &Pipeline{cfg: cfg, maxBatchAge: defaultMaxBatchAge, log: cfg.Logger.With().Str("component", "pipeline").Logger()}
@@ -236,14 +249,14 @@ func (p *Pipeline) session(ctx context.Context) error {
 	return streamErr
 }
 
-// newDecoder returns a decoder for one session; cdc_cleaner messages may
-// name any configured storage.
+// newDecoder returns a decoder for one session; cdc_cleaner messages are
+// honoured for the storages of Config.Messages.
 func (p *Pipeline) newDecoder() (*decoder.Decoder, error) {
-	storages := make([]string, 0, len(p.cfg.Storages))
+	storages := make(map[string]bool, len(p.cfg.Storages))
 	for name := range p.cfg.Storages {
-		storages = append(storages, name)
+		storages[name] = slices.Contains(p.cfg.Messages, name)
 	}
-	return decoder.New(p.cfg.Tables, decoder.Messages(storages...))
+	return decoder.New(p.cfg.Tables, decoder.Messages(storages))
 }
 
 // batch is up to BatchSize candidates of one storage, or failures to record
@@ -334,6 +347,13 @@ func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replica
 				}
 			}
 		case decoder.KindChange, decoder.KindMessage:
+			if ev.Ignored != "" {
+				p.cfg.Metrics.MessagesIgnored.WithLabelValues(ev.IgnoredStorage).Inc()
+				if warned.allow("ignored message " + ev.IgnoredStorage) {
+					p.log.Warn().Str("storage", ev.IgnoredStorage).Stringer("commit_lsn", dec.FinalLSN()).
+						Msgf("ignored a cdc_cleaner logical decoding message: %s; any role that can log in may emit one (README: Logical decoding messages)", ev.Ignored)
+				}
+			}
 			if ev.Kind == decoder.KindChange {
 				p.cfg.Metrics.Changes.WithLabelValues(ev.Table, ev.Op).Inc()
 			}

@@ -177,11 +177,10 @@ func Inspect(ctx context.Context, conn *pgx.Conn, cfg *config.Config) (*Report, 
 	}
 	if r.ServerVersion < 130000 {
 		r.add(Problem, "", "PostgreSQL %d is too old: cdc-cleaner needs 13 or later (14 or later for logical decoding messages)", r.ServerVersion/10000)
-	} else if r.ServerVersion < 140000 {
-		r.add(Warning, "", "PostgreSQL %d: logical decoding messages (pg_logical_emit_message with prefix cdc_cleaner) need PostgreSQL 14; such requests are not seen", r.ServerVersion/10000)
 	} else {
 		r.add(OK, "", "PostgreSQL %d", r.ServerVersion/10000)
 	}
+	inspectMessages(ctx, conn, r, cfg)
 	if walLevel != "logical" {
 		r.add(Problem, "", "wal_level is %q, must be \"logical\": set wal_level = logical in postgresql.conf and restart PostgreSQL", walLevel)
 	} else {
@@ -223,6 +222,39 @@ func Inspect(ctx context.Context, conn *pgx.Conn, cfg *config.Config) (*Report, 
 		r.add(OK, "postgres.url", "role %s has the privileges run needs", r.who())
 	}
 	return r, nil
+}
+
+// inspectMessages reports which storages honour cdc_cleaner logical
+// decoding messages, and who may emit them.
+func inspectMessages(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Config) {
+	var names []string
+	for name, s := range cfg.Storages {
+		if s.Messages {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	if len(names) == 0 {
+		r.add(OK, "", "cdc_cleaner logical decoding messages are ignored (no storage sets messages: true)")
+		return
+	}
+	field := "storages." + names[0] + ".messages"
+	if r.ServerVersion >= 130000 && r.ServerVersion < 140000 {
+		r.add(Warning, field, "PostgreSQL %d does not send logical decoding messages to the cleaner (they need PostgreSQL 14): requests with pg_logical_emit_message are not seen", r.ServerVersion/10000)
+		return
+	}
+	// The function is executable by PUBLIC unless revoked.
+	var public bool
+	err := conn.QueryRow(ctx, `SELECT coalesce(bool_or(has_function_privilege('public', p.oid, 'EXECUTE')), false)
+		FROM pg_proc p WHERE p.proname = 'pg_logical_emit_message' AND p.pronamespace = 'pg_catalog'::regnamespace`).Scan(&public)
+	switch {
+	case err != nil:
+		r.add(Warning, field, "cannot tell who may call pg_logical_emit_message: %v", err)
+	case public:
+		r.add(Warning, field, "storages %s honour cdc_cleaner logical decoding messages, and any role that can log in may emit one (pg_logical_emit_message is executable by PUBLIC), even in a read-only transaction, to have a file of these storages deleted: REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text), pg_logical_emit_message(boolean, text, bytea) FROM PUBLIC, then GRANT it to the application's role", strings.Join(names, ", "))
+	default:
+		r.add(OK, field, "storages %s honour cdc_cleaner logical decoding messages; pg_logical_emit_message is not executable by PUBLIC", strings.Join(names, ", "))
+	}
 }
 
 // ledgerColumns are the columns of cdc_cleaner.failed_deletions that run

@@ -115,6 +115,7 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 		Refs:        refs,
 		Failures:    ledger.New(pool),
 		Keep:        keepPatterns(cfg),
+		Messages:    messageStorages(cfg),
 		DeleteDelay: cfg.DeleteDelay,
 		Metrics:     m,
 		Logger:      log,

@@ -166,6 +166,17 @@ func keepPatterns(cfg *config.Config) map[string][]string {
 	return out
 }
 
+// messageStorages names the storages that honour cdc_cleaner messages.
+func messageStorages(cfg *config.Config) []string {
+	var out []string
+	for name, s := range cfg.Storages {
+		if s.Messages {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // purgeInterval is how often a trash is purged: often enough that files
 // leave within a few percent of their retention, at most hourly.
 func purgeInterval(retention time.Duration) time.Duration {
