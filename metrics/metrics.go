@@ -23,10 +23,10 @@ type Metrics struct {
 	// the storage they name (storage="" for none configured) does not
 	// honour messages.
 	MessagesIgnored *prometheus.CounterVec // storage
-	ConfirmedLSN   prometheus.Gauge
-	LagBytes       prometheus.Gauge
-	Streaming      prometheus.Gauge
-	DeleteLatency  prometheus.Histogram
+	ConfirmedLSN    prometheus.Gauge
+	LagBytes        prometheus.Gauge
+	Streaming       prometheus.Gauge
+	DeleteLatency   prometheus.Histogram
 }
 
 // New creates the metrics and registers them, with Go runtime and process
