@@ -1061,3 +1061,78 @@ func TestS3PrefixRules(t *testing.T) {
 		t.Fatalf("a 35-character publication name: %v", err)
 	}
 }
+
+// TestS3OverlapComparesNormalizedEndpoints: two spellings of one endpoint
+// (issue 12, item 7: "http://h:p" and "http://h:p/") are one server, so
+// the same bucket and overlapping prefixes behind them are refused; AWS
+// bucket names are global, so AWS endpoints of any region are one server.
+// Genuinely different servers, ports, buckets and prefixes are accepted.
+func TestS3OverlapComparesNormalizedEndpoints(t *testing.T) {
+	type side struct{ endpoint, region, bucket, prefix string }
+	tests := []struct {
+		name           string
+		media, uploads side
+		pathStyle      [2]bool
+		overlap        bool
+	}{
+		{"trailing slash", side{"http://h:9000", "", "b", "m/"}, side{"http://h:9000/", "", "b", "m/"}, [2]bool{true, true}, true},
+		{"trailing slash, nested prefixes", side{"http://h:9000/", "", "b", ""}, side{"http://h:9000", "", "b", "avatars/"}, [2]bool{true, true}, true},
+		{"upper-case scheme and host", side{"HTTP://MinIO.Example:9000", "", "b", "m/"}, side{"http://minio.example:9000", "", "b", "m/"}, [2]bool{}, true},
+		{"trailing dot of the host", side{"http://minio.example.:9000", "", "b", "m/"}, side{"http://minio.example:9000", "", "b", "m/"}, [2]bool{}, true},
+		{"explicit port 80", side{"http://minio.example:80", "", "b", "m/"}, side{"http://minio.example", "", "b", "m/"}, [2]bool{}, true},
+		{"explicit port 443", side{"https://minio.example:443/", "", "b", "m/"}, side{"https://minio.example", "", "b", "m/"}, [2]bool{}, true},
+		{"http and https on the standard ports", side{"http://minio.example", "", "b", "m/"}, side{"https://minio.example", "", "b", "m/"}, [2]bool{}, true},
+		{"http and https on one port", side{"http://h:9000", "", "b", "m/"}, side{"https://h:9000", "", "b", "m/"}, [2]bool{}, true},
+		{"port with a leading zero", side{"http://h:09000", "", "b", "m/"}, side{"http://h:9000", "", "b", "m/"}, [2]bool{}, true},
+		{"user information and query", side{"http://user@h:9000/?x=1#f", "", "b", "m/"}, side{"http://h:9000", "", "b", "m/"}, [2]bool{}, true},
+		{"path with and without trailing slash", side{"http://proxy.example/s3/", "", "b", "m/"}, side{"http://proxy.example/s3", "", "b", "m/"}, [2]bool{}, true},
+		{"localhost and 127.0.0.1", side{"http://localhost:9000", "", "b", "m/"}, side{"http://127.0.0.1:9000", "", "b", "m/"}, [2]bool{}, true},
+		{"[::1] and 127.0.0.2", side{"http://[::1]:9000", "", "b", "m/"}, side{"http://127.0.0.2:9000", "", "b", "m/"}, [2]bool{}, true},
+		{"IPv4-mapped IPv6 address", side{"http://[::ffff:10.0.0.5]:9000", "", "b", "m/"}, side{"http://10.0.0.5:9000", "", "b", "m/"}, [2]bool{}, true},
+		{"IPv6 address spelled long", side{"http://[2001:DB8:0:0::1]:9000", "", "b", "m/"}, side{"http://[2001:db8::1]:9000/", "", "b", "m/"}, [2]bool{}, true},
+		{"AWS default and its global endpoint", side{"", "us-east-1", "b", "m/"}, side{"https://s3.amazonaws.com", "", "b", "m/"}, [2]bool{}, true},
+		{"AWS default in two regions", side{"", "us-east-1", "b", "m/"}, side{"", "eu-west-1", "b", "m/"}, [2]bool{}, true},
+		{"AWS default and a regional endpoint", side{"", "", "b", "m/"}, side{"https://s3.eu-west-1.amazonaws.com/", "eu-west-1", "b", "m/"}, [2]bool{}, true},
+		{"AWS regional and dual-stack endpoints", side{"https://s3.us-west-2.amazonaws.com", "", "b", ""}, side{"https://S3.DualStack.eu-west-1.amazonaws.com.", "", "b", "x/"}, [2]bool{}, true},
+		{"path-style and virtual-hosted", side{"http://h:9000", "", "b", "m/"}, side{"http://h:9000", "", "b", "m/"}, [2]bool{true, false}, true},
+		{"bucket name in another case", side{"http://h:9000", "", "Media", "m/"}, side{"http://h:9000", "", "media", "m/"}, [2]bool{}, true},
+		{"prefix with a leading slash", side{"http://h:9000", "", "b", "/m/"}, side{"http://h:9000", "", "b", "m/a/"}, [2]bool{}, true},
+		{"prefix with a double slash", side{"http://h:9000", "", "b", "m//a/"}, side{"http://h:9000", "", "b", "m/a/"}, [2]bool{}, true},
+
+		{"different hosts", side{"http://minio-a:9000", "", "b", "m/"}, side{"http://minio-b:9000", "", "b", "m/"}, [2]bool{}, false},
+		{"different ports", side{"http://h:9000", "", "b", "m/"}, side{"http://h:9001/", "", "b", "m/"}, [2]bool{}, false},
+		{"different loopback ports", side{"http://localhost:9000", "", "b", "m/"}, side{"http://127.0.0.1:9001", "", "b", "m/"}, [2]bool{}, false},
+		{"different addresses", side{"http://10.0.0.1:9000", "", "b", "m/"}, side{"http://10.0.0.2:9000", "", "b", "m/"}, [2]bool{}, false},
+		{"different proxy paths", side{"http://proxy.example/a", "", "b", "m/"}, side{"http://proxy.example/b/", "", "b", "m/"}, [2]bool{}, false},
+		{"different buckets", side{"http://h:9000", "", "b", "m/"}, side{"http://h:9000/", "", "c", "m/"}, [2]bool{}, false},
+		{"sibling prefixes", side{"http://h:9000", "", "b", "media/"}, side{"http://h:9000/", "", "b", "media-avatars/"}, [2]bool{}, false},
+		{"AWS and an S3-compatible server", side{"", "us-east-1", "b", "m/"}, side{"http://minio.example:9000", "us-east-1", "b", "m/"}, [2]bool{}, false},
+		{"a host that only ends like AWS", side{"", "us-east-1", "b", "m/"}, side{"https://s3.notamazonaws.com", "", "b", "m/"}, [2]bool{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Postgres.URL = "postgres://x@y/z"
+			cfg.Storages = map[string]*Storage{
+				"media":   {Type: StorageS3, Endpoint: tt.media.endpoint, Region: tt.media.region, Bucket: tt.media.bucket, Prefix: tt.media.prefix, PathStyle: tt.pathStyle[0]},
+				"uploads": {Type: StorageS3, Endpoint: tt.uploads.endpoint, Region: tt.uploads.region, Bucket: tt.uploads.bucket, Prefix: tt.uploads.prefix, PathStyle: tt.pathStyle[1]},
+			}
+			cfg.Watch = []*Watch{{Table: "t", Columns: []string{"c"}, Storage: "media"}}
+			err := cfg.Validate()
+			if !tt.overlap {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field != "storages.uploads.prefix" || !strings.Contains(fe.Problem, `overlaps storage "media"`) {
+				t.Fatalf("err = %v, want an overlap error on storages.uploads.prefix naming storage media", err)
+			}
+			if errs := err.(interface{ Unwrap() []error }).Unwrap(); len(errs) != 1 {
+				t.Fatalf("want only the overlap error, got %v", err)
+			}
+			t.Log(err)
+		})
+	}
+}

@@ -283,22 +283,24 @@ func definedStorages(m map[string]*Storage) string {
 // publications never share a trigger.
 const maxPublicationLen = 34
 
-// validateOverlap rejects two local storages whose roots are the same
-// directory or one inside the other: the reference check is per storage, so
-// a file reachable through both could be deleted while the other storage's
-// columns still reference it.
+// validateOverlap rejects two storages that share files: local storages
+// whose roots are the same directory or one inside the other, s3 storages
+// whose prefixes in one bucket contain each other (the bucket compared as
+// S3Location compares it, whatever the endpoint's spelling). The reference
+// check is per storage, so a file reachable through both could be deleted
+// while the other storage's columns still reference it.
 func (c *Config) validateOverlap(p *problems, names []string) {
 	for i, a := range names {
 		sa := c.Storages[a]
 		if sa != nil && sa.Type == StorageS3 {
+			la := NewS3Location(sa.Endpoint, sa.Bucket, sa.Prefix)
 			for _, b := range names[i+1:] {
 				sb := c.Storages[b]
-				if sb == nil || sb.Type != StorageS3 || sb.Bucket != sa.Bucket || sb.Endpoint != sa.Endpoint {
+				if sb == nil || sb.Type != StorageS3 || !la.Overlaps(NewS3Location(sb.Endpoint, sb.Bucket, sb.Prefix)) {
 					continue
 				}
-				if strings.HasPrefix(sa.Prefix, sb.Prefix) || strings.HasPrefix(sb.Prefix, sa.Prefix) {
-					p.add("storages."+b+".prefix", "%q in bucket %q overlaps storage %q (prefix %q): objects under both would be checked against only one storage's columns; use one storage, or prefixes that do not contain each other", sb.Prefix, sb.Bucket, a, sa.Prefix)
-				}
+				p.add("storages."+b+".prefix", "%q in bucket %q overlaps storage %q (prefix %q in bucket %q%s): objects under both would be checked against only one storage's columns; use one storage, or prefixes that do not contain each other",
+					sb.Prefix, sb.Bucket, a, sa.Prefix, sa.Bucket, sameServer(sa, sb))
 			}
 			continue
 		}
@@ -316,4 +318,27 @@ func (c *Config) validateOverlap(p *problems, names []string) {
 			}
 		}
 	}
+}
+
+// sameServer explains, for an overlap message, why two s3 storages written
+// differently reach one server; "" when they are written alike.
+func sameServer(sa, sb *Storage) string {
+	aws := S3Server(sa.Endpoint) == awsServer
+	if sa.Endpoint == sb.Endpoint && (!aws || sa.Region == sb.Region) {
+		return ""
+	}
+	show := func(s *Storage) string {
+		switch {
+		case s.Endpoint != "":
+			return "endpoint " + strconv.Quote(s.Endpoint)
+		case s.Region != "":
+			return "the AWS endpoint of region " + s.Region
+		}
+		return "the default AWS endpoint"
+	}
+	where := "server " + S3Server(sa.Endpoint)
+	if aws {
+		where = "AWS, where bucket names are global"
+	}
+	return fmt.Sprintf("; %s and %s both reach %s", show(sa), show(sb), where)
 }
