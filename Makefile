@@ -61,3 +61,4 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./decoder/
 	$(GO) test -run=NONE -fuzz=FuzzValidatePathConfined -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./deleter/
 	$(GO) test -run=NONE -fuzz=FuzzLoad -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./config/
+	$(GO) test -run=NONE -fuzz=FuzzJSONPathStrings -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s .

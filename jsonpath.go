@@ -1,9 +1,11 @@
 package cdccleaner
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 )
 
@@ -79,37 +81,139 @@ func (steps JSONPath) String() string {
 
 // Strings returns the string leaves of the JSON document doc at the path,
 // skipping empty strings, nulls and values of other types. An empty path
-// selects the document itself.
+// selects the document itself. Of an object's duplicate keys the last one
+// counts, as in jsonb.
+//
+// Any document PostgreSQL accepts as json or jsonb is read: numbers of any
+// size or precision (1e400, a 400-digit integer) are skipped, not converted,
+// and nesting has no depth limit. doc must hold exactly one JSON value,
+// surrounded by nothing but whitespace.
 func (steps JSONPath) Strings(doc []byte) ([]string, error) {
-	var v any
-	if err := json.Unmarshal(doc, &v); err != nil {
+	// Token by token: the tokenizer keeps its own stack, so it has no depth
+	// limit (json.Unmarshal and Decoder.Decode stop at 10000 levels, which
+	// PostgreSQL exceeds), and UseNumber keeps numbers as text instead of
+	// failing on those a float64 cannot hold.
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	w := jsonWalker{dec: dec}
+	if err := w.value(steps); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
 		return nil, fmt.Errorf("parse json: %w", err)
 	}
-	var out []string
-	var walk func(v any, rest JSONPath)
-	walk = func(v any, rest JSONPath) {
-		if len(rest) == 0 {
-			if s, ok := v.(string); ok && s != "" {
-				out = append(out, s)
-			}
-			return
+	switch tok, err := dec.Token(); {
+	case errors.Is(err, io.EOF):
+		return w.out, nil
+	case err != nil:
+		return nil, fmt.Errorf("parse json: after the document: %w", err)
+	default:
+		return nil, fmt.Errorf("parse json: data after the document: %v", tok)
+	}
+}
+
+// jsonWalker collects the string leaves at a path from a token stream.
+type jsonWalker struct {
+	dec *json.Decoder
+	out []string
+}
+
+// value reads one JSON value and collects its string leaves at rest.
+// Recursion follows the path only (so its depth is bounded by the path's
+// length); whatever lies off the path is skipped without recursion.
+func (w *jsonWalker) value(rest JSONPath) error {
+	tok, err := w.dec.Token()
+	if err != nil {
+		return err
+	}
+	d, isDelim := tok.(json.Delim)
+	switch {
+	case !isDelim:
+		if s, ok := tok.(string); ok && s != "" && len(rest) == 0 {
+			w.out = append(w.out, s)
 		}
-		if rest[0].Each {
-			if arr, ok := v.([]any); ok {
-				for _, e := range arr {
-					walk(e, rest[1:])
+		return nil
+	case len(rest) > 0 && rest[0].Each && d == '[':
+		for w.dec.More() {
+			if err := w.value(rest[1:]); err != nil {
+				return err
+			}
+		}
+		return w.end(']')
+	case len(rest) > 0 && !rest[0].Each && d == '{':
+		start, found := 0, false
+		for w.dec.More() {
+			tok, err := w.dec.Token()
+			if err != nil {
+				return err
+			}
+			key, ok := tok.(string)
+			if !ok {
+				return fmt.Errorf("object key %v is not a string", tok)
+			}
+			if key != rest[0].Key {
+				if err := w.skip(); err != nil {
+					return err
 				}
+				continue
 			}
-			return
+			if found {
+				// A later duplicate key replaces the earlier one, as in
+				// jsonb (and as json.Unmarshal into a map did).
+				w.out = w.out[:start]
+			}
+			start, found = len(w.out), true
+			if err := w.value(rest[1:]); err != nil {
+				return err
+			}
 		}
-		if obj, ok := v.(map[string]any); ok {
-			if child, ok := obj[rest[0].Key]; ok {
-				walk(child, rest[1:])
-			}
+		return w.end('}')
+	default:
+		// An array or object where the path wants something else.
+		return w.skipRest()
+	}
+}
+
+// skip reads one value and discards it.
+func (w *jsonWalker) skip() error {
+	tok, err := w.dec.Token()
+	if err != nil {
+		return err
+	}
+	if _, ok := tok.(json.Delim); ok {
+		return w.skipRest()
+	}
+	return nil
+}
+
+// skipRest discards the rest of an array or object whose opening delimiter
+// has been read. The tokenizer checks that the delimiters match.
+func (w *jsonWalker) skipRest() error {
+	for depth := 1; depth > 0; {
+		tok, err := w.dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('['), json.Delim('{'):
+			depth++
+		case json.Delim(']'), json.Delim('}'):
+			depth--
 		}
 	}
-	walk(v, steps)
-	return out, nil
+	return nil
+}
+
+// end reads the closing delimiter of the array or object being read.
+func (w *jsonWalker) end(want json.Delim) error {
+	tok, err := w.dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok != want {
+		return fmt.Errorf("got %v, want %v", tok, want)
+	}
+	return nil
 }
 
 // Containing returns the smallest JSON document that holds leaf at the

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -1059,5 +1060,241 @@ func TestS3PrefixRules(t *testing.T) {
 	cfg.Watch = []*Watch{{Table: "t", Columns: []string{"c"}, Storage: "a"}}
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "postgres.publication") {
 		t.Fatalf("a 35-character publication name: %v", err)
+	}
+}
+
+// TestS3OverlapComparesNormalizedEndpoints: two spellings of one endpoint
+// (issue 12, item 7: "http://h:p" and "http://h:p/") are one server, so
+// the same bucket and overlapping prefixes behind them are refused; AWS
+// bucket names are global, so AWS endpoints of any region are one server.
+// Genuinely different servers, ports, buckets and prefixes are accepted.
+func TestS3OverlapComparesNormalizedEndpoints(t *testing.T) {
+	type side struct{ endpoint, region, bucket, prefix string }
+	tests := []struct {
+		name           string
+		media, uploads side
+		pathStyle      [2]bool
+		overlap        bool
+	}{
+		{"trailing slash", side{"http://h:9000", "", "b", "m/"}, side{"http://h:9000/", "", "b", "m/"}, [2]bool{true, true}, true},
+		{"trailing slash, nested prefixes", side{"http://h:9000/", "", "b", ""}, side{"http://h:9000", "", "b", "avatars/"}, [2]bool{true, true}, true},
+		{"upper-case scheme and host", side{"HTTP://MinIO.Example:9000", "", "b", "m/"}, side{"http://minio.example:9000", "", "b", "m/"}, [2]bool{}, true},
+		{"trailing dot of the host", side{"http://minio.example.:9000", "", "b", "m/"}, side{"http://minio.example:9000", "", "b", "m/"}, [2]bool{}, true},
+		{"explicit port 80", side{"http://minio.example:80", "", "b", "m/"}, side{"http://minio.example", "", "b", "m/"}, [2]bool{}, true},
+		{"explicit port 443", side{"https://minio.example:443/", "", "b", "m/"}, side{"https://minio.example", "", "b", "m/"}, [2]bool{}, true},
+		{"http and https on the standard ports", side{"http://minio.example", "", "b", "m/"}, side{"https://minio.example", "", "b", "m/"}, [2]bool{}, true},
+		{"http and https on one port", side{"http://h:9000", "", "b", "m/"}, side{"https://h:9000", "", "b", "m/"}, [2]bool{}, true},
+		{"port with a leading zero", side{"http://h:09000", "", "b", "m/"}, side{"http://h:9000", "", "b", "m/"}, [2]bool{}, true},
+		{"user information and query", side{"http://user@h:9000/?x=1#f", "", "b", "m/"}, side{"http://h:9000", "", "b", "m/"}, [2]bool{}, true},
+		{"path with and without trailing slash", side{"http://proxy.example/s3/", "", "b", "m/"}, side{"http://proxy.example/s3", "", "b", "m/"}, [2]bool{}, true},
+		{"localhost and 127.0.0.1", side{"http://localhost:9000", "", "b", "m/"}, side{"http://127.0.0.1:9000", "", "b", "m/"}, [2]bool{}, true},
+		{"[::1] and 127.0.0.2", side{"http://[::1]:9000", "", "b", "m/"}, side{"http://127.0.0.2:9000", "", "b", "m/"}, [2]bool{}, true},
+		{"IPv4-mapped IPv6 address", side{"http://[::ffff:10.0.0.5]:9000", "", "b", "m/"}, side{"http://10.0.0.5:9000", "", "b", "m/"}, [2]bool{}, true},
+		{"IPv6 address spelled long", side{"http://[2001:DB8:0:0::1]:9000", "", "b", "m/"}, side{"http://[2001:db8::1]:9000/", "", "b", "m/"}, [2]bool{}, true},
+		{"AWS default and its global endpoint", side{"", "us-east-1", "b", "m/"}, side{"https://s3.amazonaws.com", "", "b", "m/"}, [2]bool{}, true},
+		{"AWS default in two regions", side{"", "us-east-1", "b", "m/"}, side{"", "eu-west-1", "b", "m/"}, [2]bool{}, true},
+		{"AWS default and a regional endpoint", side{"", "", "b", "m/"}, side{"https://s3.eu-west-1.amazonaws.com/", "eu-west-1", "b", "m/"}, [2]bool{}, true},
+		{"AWS regional and dual-stack endpoints", side{"https://s3.us-west-2.amazonaws.com", "", "b", ""}, side{"https://S3.DualStack.eu-west-1.amazonaws.com.", "", "b", "x/"}, [2]bool{}, true},
+		{"path-style and virtual-hosted", side{"http://h:9000", "", "b", "m/"}, side{"http://h:9000", "", "b", "m/"}, [2]bool{true, false}, true},
+		{"bucket name in another case", side{"http://h:9000", "", "Media", "m/"}, side{"http://h:9000", "", "media", "m/"}, [2]bool{}, true},
+		{"prefix with a leading slash", side{"http://h:9000", "", "b", "/m/"}, side{"http://h:9000", "", "b", "m/a/"}, [2]bool{}, true},
+		{"prefix with a double slash", side{"http://h:9000", "", "b", "m//a/"}, side{"http://h:9000", "", "b", "m/a/"}, [2]bool{}, true},
+
+		{"different hosts", side{"http://minio-a:9000", "", "b", "m/"}, side{"http://minio-b:9000", "", "b", "m/"}, [2]bool{}, false},
+		{"different ports", side{"http://h:9000", "", "b", "m/"}, side{"http://h:9001/", "", "b", "m/"}, [2]bool{}, false},
+		{"different loopback ports", side{"http://localhost:9000", "", "b", "m/"}, side{"http://127.0.0.1:9001", "", "b", "m/"}, [2]bool{}, false},
+		{"different addresses", side{"http://10.0.0.1:9000", "", "b", "m/"}, side{"http://10.0.0.2:9000", "", "b", "m/"}, [2]bool{}, false},
+		{"different proxy paths", side{"http://proxy.example/a", "", "b", "m/"}, side{"http://proxy.example/b/", "", "b", "m/"}, [2]bool{}, false},
+		{"different buckets", side{"http://h:9000", "", "b", "m/"}, side{"http://h:9000/", "", "c", "m/"}, [2]bool{}, false},
+		{"sibling prefixes", side{"http://h:9000", "", "b", "media/"}, side{"http://h:9000/", "", "b", "media-avatars/"}, [2]bool{}, false},
+		{"AWS and an S3-compatible server", side{"", "us-east-1", "b", "m/"}, side{"http://minio.example:9000", "us-east-1", "b", "m/"}, [2]bool{}, false},
+		{"a host that only ends like AWS", side{"", "us-east-1", "b", "m/"}, side{"https://s3.notamazonaws.com", "", "b", "m/"}, [2]bool{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Postgres.URL = "postgres://x@y/z"
+			cfg.Storages = map[string]*Storage{
+				"media":   {Type: StorageS3, Endpoint: tt.media.endpoint, Region: tt.media.region, Bucket: tt.media.bucket, Prefix: tt.media.prefix, PathStyle: tt.pathStyle[0]},
+				"uploads": {Type: StorageS3, Endpoint: tt.uploads.endpoint, Region: tt.uploads.region, Bucket: tt.uploads.bucket, Prefix: tt.uploads.prefix, PathStyle: tt.pathStyle[1]},
+			}
+			cfg.Watch = []*Watch{{Table: "t", Columns: []string{"c"}, Storage: "media"}}
+			err := cfg.Validate()
+			if !tt.overlap {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field != "storages.uploads.prefix" || !strings.Contains(fe.Problem, `overlaps storage "media"`) {
+				t.Fatalf("err = %v, want an overlap error on storages.uploads.prefix naming storage media", err)
+			}
+			if errs := err.(interface{ Unwrap() []error }).Unwrap(); len(errs) != 1 {
+				t.Fatalf("want only the overlap error, got %v", err)
+			}
+			t.Log(err)
+		})
+	}
+}
+
+// TestSettingsOfAnotherStorageType: a setting the storage's type ignores is
+// an error naming it (issue 12, item 12c: an environment override setting
+// type to s3 silently ignored root), and when the type or the setting came
+// from an environment variable, the error names the variable.
+func TestSettingsOfAnotherStorageType(t *testing.T) {
+	const head = "postgres: {url: 'postgres://u@h/db'}\nwatch:\n  - {table: t, columns: [f], storage: media}\nstorages:\n  media:\n"
+	tests := []struct {
+		name    string
+		storage string // the settings of storage media, indented
+		env     []string
+		want    []string // every error, in full; none when empty
+	}{
+		{
+			name:    "root on s3, from the file",
+			storage: "    type: s3\n    bucket: b\n    root: /srv/media\n",
+			want:    []string{`storages.media.root: "/srv/media" applies only to type local, but type is "s3"; remove root, or set type to local`},
+		},
+		{
+			name:    "type s3 from the environment, root from the file",
+			storage: "    type: local\n    root: /srv/media\n",
+			env:     []string{"CDC_CLEANER_STORAGES_MEDIA_TYPE=s3", "CDC_CLEANER_STORAGES_MEDIA_BUCKET=b"},
+			want:    []string{`storages.media.root: "/srv/media" applies only to type local, but type is "s3" (set by CDC_CLEANER_STORAGES_MEDIA_TYPE); remove root, or unset the variable`},
+		},
+		{
+			name:    "type s3 from the environment, no bucket",
+			storage: "    type: local\n    root: /srv/media\n    prune_empty_dirs: true\n",
+			env:     []string{"CDC_CLEANER_STORAGES_MEDIA_TYPE=s3"},
+			want: []string{
+				`storages.media.bucket: required for type s3 (type set by CDC_CLEANER_STORAGES_MEDIA_TYPE); give the bucket name`,
+				`storages.media.root: "/srv/media" applies only to type local, but type is "s3" (set by CDC_CLEANER_STORAGES_MEDIA_TYPE); remove root, or unset the variable`,
+				`storages.media.prune_empty_dirs: true applies only to type local, but type is "s3" (set by CDC_CLEANER_STORAGES_MEDIA_TYPE); remove prune_empty_dirs, or unset the variable`,
+			},
+		},
+		{
+			name:    "root from the environment on s3",
+			storage: "    type: s3\n    bucket: b\n",
+			env:     []string{"CDC_CLEANER_STORAGES_MEDIA_ROOT=/srv/media"},
+			want:    []string{`storages.media.root: "/srv/media" (set by CDC_CLEANER_STORAGES_MEDIA_ROOT) applies only to type local, but type is "s3"; unset the variable`},
+		},
+		{
+			name:    "type and root from the environment",
+			storage: "    type: local\n    root: /srv/media\n",
+			env:     []string{"CDC_CLEANER_STORAGES_MEDIA_TYPE=s3", "CDC_CLEANER_STORAGES_MEDIA_ROOT=/data", "CDC_CLEANER_STORAGES_MEDIA_BUCKET=b"},
+			want:    []string{`storages.media.root: "/data" (set by CDC_CLEANER_STORAGES_MEDIA_ROOT) applies only to type local, but type is "s3" (set by CDC_CLEANER_STORAGES_MEDIA_TYPE); unset one of the variables`},
+		},
+		{
+			name:    "s3 settings on local, from the file",
+			storage: "    type: local\n    root: /srv/media\n    bucket: b\n    prefix: media/\n    region: eu-west-1\n    endpoint: http://127.0.0.1:9000\n    path_style: true\n    concurrency: 8\n",
+			want: []string{
+				`storages.media.bucket: "b" applies only to type s3, but type is "local"; remove bucket, or set type to s3`,
+				`storages.media.prefix: "media/" applies only to type s3, but type is "local"; remove prefix, or set type to s3`,
+				`storages.media.region: "eu-west-1" applies only to type s3, but type is "local"; remove region, or set type to s3`,
+				`storages.media.endpoint: "http://127.0.0.1:9000" applies only to type s3, but type is "local"; remove endpoint, or set type to s3`,
+				`storages.media.path_style: true applies only to type s3, but type is "local"; remove path_style, or set type to s3`,
+				`storages.media.concurrency: 8 applies only to type s3, but type is "local"; remove concurrency, or set type to s3`,
+			},
+		},
+		{
+			name:    "type local from the environment, s3 settings from the file",
+			storage: "    type: s3\n    bucket: b\n    prefix: media/\n    path_style: true\n",
+			env:     []string{"CDC_CLEANER_STORAGES_MEDIA_TYPE=local", "CDC_CLEANER_STORAGES_MEDIA_ROOT=/srv/media"},
+			want: []string{
+				`storages.media.bucket: "b" applies only to type s3, but type is "local" (set by CDC_CLEANER_STORAGES_MEDIA_TYPE); remove bucket, or unset the variable`,
+				`storages.media.prefix: "media/" applies only to type s3, but type is "local" (set by CDC_CLEANER_STORAGES_MEDIA_TYPE); remove prefix, or unset the variable`,
+				`storages.media.path_style: true applies only to type s3, but type is "local" (set by CDC_CLEANER_STORAGES_MEDIA_TYPE); remove path_style, or unset the variable`,
+			},
+		},
+		{
+			name:    "endpoint from the environment on local",
+			storage: "    type: local\n    root: /srv/media\n",
+			env:     []string{"CDC_CLEANER_STORAGES_MEDIA_ENDPOINT=http://minio:9000"},
+			want:    []string{`storages.media.endpoint: "http://minio:9000" (set by CDC_CLEANER_STORAGES_MEDIA_ENDPOINT) applies only to type s3, but type is "local"; unset the variable`},
+		},
+		{
+			name:    "type from the environment that does not exist",
+			storage: "    type: local\n    root: /srv/media\n",
+			env:     []string{"CDC_CLEANER_STORAGES_MEDIA_TYPE=S3"},
+			want:    []string{`storages.media.type: "S3" (set by CDC_CLEANER_STORAGES_MEDIA_TYPE) is not one of local, s3`},
+		},
+		{
+			name:    "zero values and settings of any type are fine",
+			storage: "    type: local\n    root: /srv/media\n    bucket: ''\n    path_style: false\n    concurrency: 0\n    keep: [defaults/*]\n    trash: true\n    trash_prefix: .trash/\n    trash_retention: 24h\n",
+			env:     []string{"CDC_CLEANER_STORAGES_MEDIA_PREFIX=", "CDC_CLEANER_STORAGES_MEDIA_PRUNE_EMPTY_DIRS=true"},
+		},
+		{
+			name:    "an s3 storage switched to local by the environment, all its own settings",
+			storage: "    type: s3\n    root: /srv/media\n    prune_empty_dirs: true\n",
+			env:     []string{"CDC_CLEANER_STORAGES_MEDIA_TYPE=local"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := load([]byte(head+tt.storage), tt.env)
+			var got []string
+			if err != nil {
+				for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+					var fe *FieldError
+					if !errors.As(e, &fe) {
+						t.Fatalf("not a FieldError: %v", e)
+					}
+					got = append(got, e.Error())
+				}
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+// TestEveryStorageSettingHasATypeRule: a storage setting added later must be
+// listed in typeSettings or here, as applying to any type.
+func TestEveryStorageSettingHasATypeRule(t *testing.T) {
+	anyType := []string{"type", "keep", "trash", "trash_prefix", "trash_retention"}
+	for _, key := range yamlKeys(reflect.TypeFor[Storage]()) {
+		listed := slices.Contains(anyType, key)
+		for _, ts := range typeSettings {
+			if ts.key == key {
+				if listed {
+					t.Errorf("%s is listed twice", key)
+				}
+				listed = true
+				s := &Storage{}
+				reflect.ValueOf(s).Elem().FieldByIndex(fieldIndex(t, key)).Set(reflect.ValueOf(nonZero(t, key)))
+				if reflect.ValueOf(ts.value(s)).IsZero() {
+					t.Errorf("typeSettings reads %s from another field", key)
+				}
+			}
+		}
+		if !listed {
+			t.Errorf("storage setting %s: add it to typeSettings (if it applies to one type) or to anyType here", key)
+		}
+	}
+}
+
+func fieldIndex(t *testing.T, key string) []int {
+	t.Helper()
+	for _, f := range yamlFields(reflect.TypeFor[Storage]()) {
+		if f.key == key {
+			return []int{f.index}
+		}
+	}
+	t.Fatalf("no field %s", key)
+	return nil
+}
+
+func nonZero(t *testing.T, key string) any {
+	t.Helper()
+	switch f := reflect.TypeFor[Storage]().Field(fieldIndex(t, key)[0]); f.Type.Kind() {
+	case reflect.String:
+		return "x"
+	case reflect.Bool:
+		return true
+	case reflect.Int:
+		return 1
+	default:
+		t.Fatalf("%s: type %s", key, f.Type)
+		return nil
 	}
 }

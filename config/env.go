@@ -69,6 +69,10 @@ func applyEnv(cfg *Config, environ []string) error {
 			errs = append(errs, fmt.Errorf("%s: %w", v.name, err))
 			continue
 		}
+		if cfg.envSet == nil {
+			cfg.envSet = map[string]string{}
+		}
+		cfg.envSet[s.path] = v.name
 		if s.typ.Kind() == reflect.Slice {
 			// A replaced list has other entries now.
 			settings = map[string][]envSetting{}

@@ -17,6 +17,11 @@ type Config struct {
 	DryRun      bool                `yaml:"dry_run"`
 	HTTP        HTTP                `yaml:"http"`
 	Log         Log                 `yaml:"log"`
+
+	// envSet maps each setting an environment variable set, by its path
+	// in Validate's errors ("storages.media.type"), to that variable, so
+	// that an error can say where a value came from.
+	envSet map[string]string
 }
 
 // Postgres says how to reach the database and which slot and publication to use.

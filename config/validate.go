@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"path"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -146,7 +147,7 @@ func (c *Config) validateStorages(p *problems) {
 		case StorageLocal:
 			switch {
 			case s.Root == "":
-				p.add(f+".root", "required for type local; give the directory files are stored under, e.g. /srv/app/media")
+				p.add(f+".root", "required for type local%s; give the directory files are stored under, e.g. /srv/app/media", c.typeNote(name))
 			case !path.IsAbs(s.Root):
 				p.add(f+".root", "%q is not an absolute path; give the full path, e.g. /srv/app/media", s.Root)
 			}
@@ -158,7 +159,7 @@ func (c *Config) validateStorages(p *problems) {
 				p.add(f+".concurrency", "%d is out of range; give 1 to 64 requests in flight (0 means the default, 4)", s.Concurrency)
 			}
 			if s.Bucket == "" {
-				p.add(f+".bucket", "required for type s3; give the bucket name")
+				p.add(f+".bucket", "required for type s3%s; give the bucket name", c.typeNote(name))
 			}
 			if s.Endpoint != "" {
 				u, err := url.Parse(s.Endpoint)
@@ -169,8 +170,9 @@ func (c *Config) validateStorages(p *problems) {
 		case "":
 			p.add(f+".type", "required; one of %s", strings.Join(storageTypes, ", "))
 		default:
-			p.add(f+".type", "%q is not one of %s", s.Type, strings.Join(storageTypes, ", "))
+			p.add(f+".type", "%q%s is not one of %s", s.Type, c.setBy("storages."+name+".type"), strings.Join(storageTypes, ", "))
 		}
+		c.validateTypeSettings(p, name, f, s)
 		for i, k := range s.Keep {
 			kf := fmt.Sprintf("%s.keep[%d]", f, i)
 			if k == "" {
@@ -191,6 +193,76 @@ func (c *Config) validateStorages(p *problems) {
 			p.add(f+".trash_retention", "must be positive when trash is on; the default is 720h (use trash: false to delete at once)")
 		}
 	}
+}
+
+// typeSettings are the storage settings that apply to one type only, by
+// YAML key. The others (type, keep and the trash settings) apply to any
+// type; TestEveryStorageSettingHasATypeRule keeps the two lists complete.
+var typeSettings = []struct {
+	key, only string
+	value     func(*Storage) any
+}{
+	{"root", StorageLocal, func(s *Storage) any { return s.Root }},
+	{"prune_empty_dirs", StorageLocal, func(s *Storage) any { return s.PruneEmptyDirs }},
+	{"bucket", StorageS3, func(s *Storage) any { return s.Bucket }},
+	{"prefix", StorageS3, func(s *Storage) any { return s.Prefix }},
+	{"region", StorageS3, func(s *Storage) any { return s.Region }},
+	{"endpoint", StorageS3, func(s *Storage) any { return s.Endpoint }},
+	{"path_style", StorageS3, func(s *Storage) any { return s.PathStyle }},
+	{"concurrency", StorageS3, func(s *Storage) any { return s.Concurrency }},
+}
+
+// validateTypeSettings reports settings of storage name (field f) that its
+// type ignores: an s3 storage with a root, a local one with a bucket. Such
+// a setting means the storage is not what its author thinks, typically
+// because an environment variable changed the type the file gives. Only
+// values other than the zero value can be told apart from absent keys.
+func (c *Config) validateTypeSettings(p *problems, name, f string, s *Storage) {
+	if s.Type != StorageLocal && s.Type != StorageS3 {
+		return // reported as a wrong type
+	}
+	for _, ts := range typeSettings {
+		v := ts.value(s)
+		if ts.only == s.Type || reflect.ValueOf(v).IsZero() {
+			continue
+		}
+		if str, ok := v.(string); ok {
+			v = strconv.Quote(str)
+		}
+		fieldEnv := c.envSet["storages."+name+"."+ts.key]
+		typeEnv := c.envSet["storages."+name+".type"]
+		var fix string
+		switch {
+		case fieldEnv != "" && typeEnv != "":
+			fix = "unset one of the variables"
+		case fieldEnv != "":
+			fix = "unset the variable"
+		case typeEnv != "":
+			fix = fmt.Sprintf("remove %s, or unset the variable", ts.key)
+		default:
+			fix = fmt.Sprintf("remove %s, or set type to %s", ts.key, ts.only)
+		}
+		p.add(f+"."+ts.key, "%v%s applies only to type %s, but type is %q%s; %s",
+			v, c.setBy("storages."+name+"."+ts.key), ts.only, s.Type, c.setBy("storages."+name+".type"), fix)
+	}
+}
+
+// setBy says which environment variable set the setting at path, as
+// " (set by CDC_CLEANER_...)", or "" when none did.
+func (c *Config) setBy(path string) string {
+	if v := c.envSet[path]; v != "" {
+		return " (set by " + v + ")"
+	}
+	return ""
+}
+
+// typeNote says which environment variable set the type of storage name,
+// as " (type set by CDC_CLEANER_...)", or "" when none did.
+func (c *Config) typeNote(name string) string {
+	if v := c.envSet["storages."+name+".type"]; v != "" {
+		return " (type set by " + v + ")"
+	}
+	return ""
 }
 
 func checkTrashPrefix(tp string) string {
@@ -283,22 +355,24 @@ func definedStorages(m map[string]*Storage) string {
 // publications never share a trigger.
 const maxPublicationLen = 34
 
-// validateOverlap rejects two local storages whose roots are the same
-// directory or one inside the other: the reference check is per storage, so
-// a file reachable through both could be deleted while the other storage's
-// columns still reference it.
+// validateOverlap rejects two storages that share files: local storages
+// whose roots are the same directory or one inside the other, s3 storages
+// whose prefixes in one bucket contain each other (the bucket compared as
+// S3Location compares it, whatever the endpoint's spelling). The reference
+// check is per storage, so a file reachable through both could be deleted
+// while the other storage's columns still reference it.
 func (c *Config) validateOverlap(p *problems, names []string) {
 	for i, a := range names {
 		sa := c.Storages[a]
 		if sa != nil && sa.Type == StorageS3 {
+			la := NewS3Location(sa.Endpoint, sa.Bucket, sa.Prefix)
 			for _, b := range names[i+1:] {
 				sb := c.Storages[b]
-				if sb == nil || sb.Type != StorageS3 || sb.Bucket != sa.Bucket || sb.Endpoint != sa.Endpoint {
+				if sb == nil || sb.Type != StorageS3 || !la.Overlaps(NewS3Location(sb.Endpoint, sb.Bucket, sb.Prefix)) {
 					continue
 				}
-				if strings.HasPrefix(sa.Prefix, sb.Prefix) || strings.HasPrefix(sb.Prefix, sa.Prefix) {
-					p.add("storages."+b+".prefix", "%q in bucket %q overlaps storage %q (prefix %q): objects under both would be checked against only one storage's columns; use one storage, or prefixes that do not contain each other", sb.Prefix, sb.Bucket, a, sa.Prefix)
-				}
+				p.add("storages."+b+".prefix", "%q in bucket %q overlaps storage %q (prefix %q in bucket %q%s): objects under both would be checked against only one storage's columns; use one storage, or prefixes that do not contain each other",
+					sb.Prefix, sb.Bucket, a, sa.Prefix, sa.Bucket, sameServer(sa, sb))
 			}
 			continue
 		}
@@ -316,4 +390,27 @@ func (c *Config) validateOverlap(p *problems, names []string) {
 			}
 		}
 	}
+}
+
+// sameServer explains, for an overlap message, why two s3 storages written
+// differently reach one server; "" when they are written alike.
+func sameServer(sa, sb *Storage) string {
+	aws := S3Server(sa.Endpoint) == awsServer
+	if sa.Endpoint == sb.Endpoint && (!aws || sa.Region == sb.Region) {
+		return ""
+	}
+	show := func(s *Storage) string {
+		switch {
+		case s.Endpoint != "":
+			return "endpoint " + strconv.Quote(s.Endpoint)
+		case s.Region != "":
+			return "the AWS endpoint of region " + s.Region
+		}
+		return "the default AWS endpoint"
+	}
+	where := "server " + S3Server(sa.Endpoint)
+	if aws {
+		where = "AWS, where bucket names are global"
+	}
+	return fmt.Sprintf("; %s and %s both reach %s", show(sa), show(sb), where)
 }

@@ -350,6 +350,58 @@ func TestKindsFromCatalog(t *testing.T) {
 	}
 }
 
+// TestJSONHugeNumbers: a json or jsonb value with a number no float64 holds
+// ({"size":1e400}, which jsonb prints as 1 and 400 zeros) is read like any
+// other, so its path is a candidate; before, the value failed with "parse
+// json" and the file it named stayed behind.
+func TestJSONHugeNumbers(t *testing.T) {
+	const jsonOID, jsonbOID = 114, 3802
+	huge := "1" + strings.Repeat("0", 400) // jsonb's text form of 1e400
+	tests := []struct {
+		name string
+		oid  uint32
+		msg  pglogrepl.Message
+		want []string
+	}{
+		{"jsonb: delete", jsonbOID,
+			&pglogrepl.DeleteMessage{RelationID: 1, OldTupleType: 'O', OldTuple: tuple(s("1"), s(`{"path": "a.jpg", "size": `+huge+`}`))},
+			[]string{"docs:a.jpg"}},
+		{"jsonb: update to another path", jsonbOID,
+			&pglogrepl.UpdateMessage{RelationID: 1, OldTupleType: 'O', OldTuple: tuple(s("1"), s(`{"path": "a.jpg", "size": `+huge+`}`)),
+				NewTuple: tuple(s("1"), s(`{"path": "b.jpg", "size": -`+huge+`}`))},
+			[]string{"docs:a.jpg"}},
+		{"json: delete", jsonOID,
+			&pglogrepl.DeleteMessage{RelationID: 1, OldTupleType: 'O', OldTuple: tuple(s("1"), s(`{"size":1e400,"path":"a.jpg"}`))},
+			[]string{"docs:a.jpg"}},
+		{"json: update to another path", jsonOID,
+			&pglogrepl.UpdateMessage{RelationID: 1, OldTupleType: 'O', OldTuple: tuple(s("1"), s(`{"size":1e400,"path":"a.jpg"}`)),
+				NewTuple: tuple(s("1"), s(`{"size":1e-400,"path":"b.jpg"}`))},
+			[]string{"docs:a.jpg"}},
+		{"json: update of the number only", jsonOID,
+			&pglogrepl.UpdateMessage{RelationID: 1, OldTupleType: 'O', OldTuple: tuple(s("1"), s(`{"size":1,"path":"a.jpg"}`)),
+				NewTuple: tuple(s("1"), s(`{"size":1e400,"path":"a.jpg"}`))},
+			nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := New([]Table{{Schema: "public", Name: "document", Columns: []string{"attachment"}, Storage: "docs", JSONPath: "path"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustHandle(t, d, &pglogrepl.RelationMessage{RelationID: 1, Namespace: "public", RelationName: "document", ReplicaIdentity: 'f',
+				Columns: []*pglogrepl.RelationMessageColumn{{Flags: 1, Name: "id", DataType: 23}, {Flags: 1, Name: "attachment", DataType: tt.oid}}})
+			mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 1, Xid: 1})
+			ev := mustHandle(t, d, tt.msg)
+			if len(ev.Warnings) > 0 {
+				t.Errorf("warnings: %q", ev.Warnings)
+			}
+			if got := paths(ev); !slices.Equal(got, tt.want) {
+				t.Fatalf("candidates %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestLogicalMessages(t *testing.T) {
 	msg := func(transactional bool, prefix, content string) *pglogrepl.LogicalDecodingMessage {
 		return &pglogrepl.LogicalDecodingMessage{Transactional: transactional, Prefix: prefix, Content: []byte(content)}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -276,4 +277,42 @@ func TestLocalRootsOverlapThroughSymlinks(t *testing.T) {
 	if err := localRootsOverlap(cfg); err != nil {
 		t.Fatalf("separate roots: %v", err)
 	}
+}
+
+// TestS3OverlapOnResolvedEndpoints: a storage without endpoint goes where
+// AWS_ENDPOINT_URL_S3 says, which the configuration check cannot see; when
+// that is another storage's server (spelled differently), the same bucket
+// and prefix are refused when the storages are opened.
+func TestS3OverlapOnResolvedEndpoints(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+	t.Setenv("AWS_REGION", "us-east-1")
+	t.Setenv("AWS_ENDPOINT_URL", "")
+	os.Unsetenv("AWS_ENDPOINT_URL")
+	t.Setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9000/")
+	cfg := &config.Config{Storages: map[string]*config.Storage{
+		"media":   {Type: config.StorageS3, Bucket: "app", Prefix: "media/"},
+		"uploads": {Type: config.StorageS3, Bucket: "app", Prefix: "media/avatars/", Endpoint: "http://localhost:9000", PathStyle: true},
+	}}
+	if err := cfg.Validate(); err != nil && strings.Contains(err.Error(), "overlaps") {
+		t.Fatalf("the configuration check already sees an overlap: %v", err)
+	}
+	_, closeAll, err := openStorages(context.Background(), cfg)
+	if err == nil {
+		closeAll()
+		t.Fatal("opened two storages on one bucket and prefix")
+	}
+	if !strings.Contains(err.Error(), "storages.uploads.prefix") || !strings.Contains(err.Error(), `overlaps storage "media"`) {
+		t.Fatalf("err = %v", err)
+	}
+	t.Log(err)
+
+	// Another server: both open.
+	t.Setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9001")
+	_, closeAll, err = openStorages(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("storages on two servers: %v", err)
+	}
+	closeAll()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -78,6 +79,7 @@ func refColumns(cols []replication.Column) []refcheck.Column {
 // openStorages opens every configured storage. The caller closes them.
 func openStorages(ctx context.Context, cfg *config.Config) (map[string]cdccleaner.Storage, func(), error) {
 	out := map[string]cdccleaner.Storage{}
+	endpoints := map[string]string{} // s3 storage -> endpoint its client resolved
 	var closers []func() error
 	closeAll := func() {
 		for _, c := range closers {
@@ -109,6 +111,10 @@ func openStorages(ctx context.Context, cfg *config.Config) (map[string]cdccleane
 				closeAll()
 				return nil, nil, fmt.Errorf("storages.%s: %w", name, err)
 			}
+			endpoints[name] = ""
+			if ep := st.Client().Options().BaseEndpoint; ep != nil {
+				endpoints[name] = *ep
+			}
 			out[name] = st
 		default:
 			closeAll()
@@ -119,7 +125,45 @@ func openStorages(ctx context.Context, cfg *config.Config) (map[string]cdccleane
 		closeAll()
 		return nil, nil, err
 	}
+	if err := s3Overlap(cfg, endpoints); err != nil {
+		closeAll()
+		return nil, nil, err
+	}
 	return out, closeAll, nil
+}
+
+// s3Overlap refuses two s3 storages whose prefixes in one bucket contain each
+// other once their endpoints are the ones the S3 clients resolved (endpoints,
+// by storage). The configuration check takes an empty endpoint for AWS; the
+// AWS SDK takes AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL or endpoint_url in the
+// AWS config file instead, which can be a server another storage names.
+// Both compare with config.S3Location.
+func s3Overlap(cfg *config.Config, endpoints map[string]string) error {
+	names := make([]string, 0, len(endpoints))
+	for name := range endpoints {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for i, a := range names {
+		sa := cfg.Storages[a]
+		la := config.NewS3Location(endpoints[a], sa.Bucket, sa.Prefix)
+		for _, b := range names[i+1:] {
+			sb := cfg.Storages[b]
+			if !la.Overlaps(config.NewS3Location(endpoints[b], sb.Bucket, sb.Prefix)) {
+				continue
+			}
+			return fmt.Errorf("storages.%s.prefix: %q in bucket %q overlaps storage %q (prefix %q in bucket %q) on the endpoints the S3 client resolved, %s and %s (from endpoint, or else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL or endpoint_url in the AWS config file): objects under both would be checked against only one storage's columns; use one storage, or prefixes that do not contain each other",
+				b, sb.Prefix, sb.Bucket, a, sa.Prefix, sa.Bucket, showEndpoint(endpoints[a]), showEndpoint(endpoints[b]))
+		}
+	}
+	return nil
+}
+
+func showEndpoint(e string) string {
+	if e == "" {
+		return "AWS's default"
+	}
+	return fmt.Sprintf("%q", e)
 }
 
 // localRootsOverlap refuses two local storages whose roots are the same
