@@ -1251,7 +1251,7 @@ func TestSettingsOfAnotherStorageType(t *testing.T) {
 // TestEveryStorageSettingHasATypeRule: a storage setting added later must be
 // listed in typeSettings or here, as applying to any type.
 func TestEveryStorageSettingHasATypeRule(t *testing.T) {
-	anyType := []string{"type", "keep", "trash", "trash_prefix", "trash_retention"}
+	anyType := []string{"type", "keep", "messages", "trash", "trash_prefix", "trash_retention"}
 	for _, key := range yamlKeys(reflect.TypeFor[Storage]()) {
 		listed := slices.Contains(anyType, key)
 		for _, ts := range typeSettings {
