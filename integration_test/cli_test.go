@@ -124,3 +124,10 @@ func TestGeneratedColumnIsRefused(t *testing.T) {
 		}
 	}
 }
+
+func writeFile(t *testing.T, p, content string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

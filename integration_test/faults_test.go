@@ -101,6 +101,51 @@ func TestKill9AndRestartLosesNothing(t *testing.T) {
 	e.expect([]string{"k_keep/shared.jpg"}, nil)
 }
 
+// TestFailureRecordedOnceAfterReplay: a failure recorded, then a kill -9
+// before the status update confirms its transaction: the restarted cleaner
+// replays the transaction and the failure is still recorded once.
+func TestFailureRecordedOnceAfterReplay(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch})
+	e.exec(`INSERT INTO gallery_photo (id, image) VALUES (1, '../outside/secret.txt'), (2, 'x//y.jpg')`)
+	// A status interval no test waits for: the kill comes before the
+	// transaction is confirmed.
+	cfg := readFile(t, e.cfgPath)
+	slow := strings.Replace(cfg, "status_interval: 200ms", "status_interval: 1h", 1)
+	if slow == cfg {
+		t.Fatal("no status_interval in the configuration")
+	}
+	writeFile(t, e.cfgPath, slow)
+	before := pgtest.SlotConfirmedFlush(t, e.url, e.slot)
+	p := e.start()
+	p.waitLog(`"streaming"`, 30*time.Second)
+	e.exec(`DELETE FROM gallery_photo`)
+	deadline := time.Now().Add(time.Minute)
+	for len(e.failed()) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the failures were not recorded within a minute:\n%s", p.Logs())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.kill()
+	if got := pgtest.SlotConfirmedFlush(t, e.url, e.slot); got != before {
+		t.Fatalf("the slot moved from %s to %s before the kill: the replay this test is about will not happen", before, got)
+	}
+	writeFile(t, e.cfgPath, cfg)
+	p = e.start()
+	e.settle()
+	if !strings.Contains(p.Logs(), "rejected_path") {
+		t.Errorf("the restarted cleaner did not settle the failures again:\n%s", p.Logs())
+	}
+	var n int
+	if err := e.conn().QueryRow(context.Background(), `SELECT count(*) FROM cdc_cleaner.failed_deletions`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Errorf("failed_deletions has %d rows after the replay, want 2 (one per failure)", n)
+	}
+}
+
 // TestTerminatedConnectionReconnects terminates the walsender; the cleaner
 // reconnects and goes on.
 func TestTerminatedConnectionReconnects(t *testing.T) {

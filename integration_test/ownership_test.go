@@ -149,7 +149,17 @@ func TestSetupTakesOverEarlierSetup(t *testing.T) {
 	e := newEnv(t, envOptions{schema: photoSchema + `CREATE TABLE gone (f text);`, watch: photoWatch, noSetup: true})
 	e.exec(`ALTER TABLE gallery_photo REPLICA IDENTITY FULL`)
 	e.exec(`CREATE PUBLICATION ` + e.pub + ` FOR TABLE gallery_photo, gone WITH (publish = 'update, delete')`)
-	e.exec(`CREATE SCHEMA cdc_cleaner`)
+	// The schema of an earlier version, whose failed_deletions could hold
+	// a failure twice (a replay after kill -9).
+	e.exec(`CREATE SCHEMA cdc_cleaner;
+CREATE TABLE cdc_cleaner.failed_deletions (
+    id bigserial PRIMARY KEY, storage text NOT NULL, path text NOT NULL, reason text NOT NULL,
+    detail text NOT NULL DEFAULT '', source text NOT NULL DEFAULT '', commit_lsn pg_lsn,
+    commit_time timestamptz, recorded_at timestamptz NOT NULL DEFAULT now());
+INSERT INTO cdc_cleaner.failed_deletions (storage, path, reason, source, commit_lsn) VALUES
+    ('media', '../x', 'rejected_path', 'public.gallery_photo.image', '0/10'),
+    ('media', '../x', 'rejected_path', 'public.gallery_photo.image', '0/10'),
+    ('media', '../x', 'rejected_path', 'public.gallery_photo.image', '0/20');`)
 	e.exec(oldEventTrigger)
 	e.exec(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, e.slot)
 
@@ -165,6 +175,9 @@ func TestSetupTakesOverEarlierSetup(t *testing.T) {
 	}
 	if n := pgQueryString(t, e, `SELECT count(*)::text FROM pg_event_trigger WHERE evtname LIKE 'cdc_cleaner%'`); n != "0" {
 		t.Errorf("setup left the earlier setup's event trigger, which no partitioned table needs")
+	}
+	if got := pgQueryString(t, e, `SELECT string_agg(commit_lsn::text, ',' ORDER BY commit_lsn) FROM cdc_cleaner.failed_deletions`); got != "0/10,0/20" {
+		t.Errorf("failed_deletions after the upgrade holds the failures of %s, want each once: 0/10,0/20", got)
 	}
 	if out, code := e.cli("check"); code != 0 {
 		t.Errorf("check: exit %d:\n%s", code, out)

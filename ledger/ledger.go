@@ -24,7 +24,9 @@ var _ cdccleaner.FailureRecorder = (*Ledger)(nil)
 func New(pool *pgxpool.Pool) *Ledger { return &Ledger{pool: pool} }
 
 // RecordFailures inserts every failure in one statement; it returns nil only
-// once they are committed.
+// once they are committed. A failure recorded before (the same storage,
+// path, reason, source and commit LSN: a transaction replayed after a
+// crash) is not recorded twice.
 func (l *Ledger) RecordFailures(ctx context.Context, failures []cdccleaner.Failure) error {
 	if len(failures) == 0 {
 		return nil
@@ -48,7 +50,8 @@ func (l *Ledger) RecordFailures(ctx context.Context, failures []cdccleaner.Failu
 	}
 	_, err := l.pool.Exec(ctx, `INSERT INTO cdc_cleaner.failed_deletions
 		(storage, path, reason, detail, source, commit_lsn, commit_time)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]::pg_lsn[], $7::timestamptz[])`,
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]::pg_lsn[], $7::timestamptz[])
+		ON CONFLICT (storage, md5(path), reason, source, commit_lsn) DO NOTHING`,
 		storage, path, reason, detail, source, lsn, at)
 	if err != nil {
 		return fmt.Errorf("record %d failed deletions: %w", n, err)

@@ -20,6 +20,23 @@ CREATE TABLE IF NOT EXISTS cdc_cleaner.failed_deletions (
 CREATE INDEX IF NOT EXISTS failed_deletions_recorded_at_idx
     ON cdc_cleaner.failed_deletions (recorded_at);
 
+-- A transaction replayed after a crash records its failures again: one row
+-- per storage, path, reason, source and commit LSN (run inserts with ON
+-- CONFLICT DO NOTHING). Earlier versions could write such duplicates; they
+-- are removed once, before the index is created.
+DO $once$
+BEGIN
+  IF to_regclass('cdc_cleaner.failed_deletions_once_idx') IS NULL THEN
+    DELETE FROM cdc_cleaner.failed_deletions a
+     USING cdc_cleaner.failed_deletions b
+     WHERE a.id > b.id AND a.storage = b.storage AND a.path = b.path AND a.reason = b.reason
+       AND a.source = b.source AND a.commit_lsn = b.commit_lsn;
+    CREATE UNIQUE INDEX failed_deletions_once_idx
+        ON cdc_cleaner.failed_deletions (storage, md5(path), reason, source, commit_lsn);
+  END IF;
+END
+$once$;
+
 -- The replication slots `cdc-cleaner setup` created in this database. A
 -- slot's name says nothing of who reads it: `run` streams only from a slot
 -- recorded here, so that it never moves another consumer's slot past

@@ -305,6 +305,15 @@ func inspectOwnObjects(ctx context.Context, conn *pgx.Conn, r *Report) error {
 	case err != nil:
 		return fmt.Errorf("look up cdc_cleaner.failed_deletions: %w", err)
 	default:
+		var once bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = 'cdc_cleaner' AND c.relname = 'failed_deletions_once_idx' AND c.relkind = 'i')`).Scan(&once); err != nil {
+			return fmt.Errorf("look up cdc_cleaner.failed_deletions_once_idx: %w", err)
+		}
+		if !once {
+			r.Findings = append(r.Findings, Finding{Severity: Problem, SetupFixes: true,
+				Message: "the index cdc_cleaner.failed_deletions_once_idx, which keeps a replayed failure from being recorded twice, does not exist (the schema is from an earlier version): run cdc-cleaner setup (or apply migrations/0001_cdc_cleaner_schema.sql)"})
+		}
 		if !canInsert {
 			r.missingPrivilege("", "role %s may not INSERT into cdc_cleaner.failed_deletions, where run records what it could not delete: GRANT INSERT ON cdc_cleaner.failed_deletions TO %s", r.who(), r.who())
 		}
