@@ -59,6 +59,7 @@ soak:
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./decoder/
+	$(GO) test -run=NONE -fuzz=FuzzRetype -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./decoder/
 	$(GO) test -run=NONE -fuzz=FuzzValidatePathConfined -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./deleter/
 	$(GO) test -run=NONE -fuzz=FuzzLoad -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./config/
 	$(GO) test -run=NONE -fuzz=FuzzJSONPathStrings -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s .

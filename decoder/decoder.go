@@ -24,10 +24,6 @@ type Table struct {
 	Columns  []string
 	Storage  string
 	JSONPath string // for json/jsonb columns: where the paths are; empty means the whole value is one string
-	// Kinds says how each column holds paths, as the catalog describes it
-	// (a domain or an extension's array type has an OID the decoder cannot
-	// recognise). A column missing here is inferred from its type OID.
-	Kinds map[string]ValueKind
 }
 
 // Kind is what a decoded message was.
@@ -58,9 +54,19 @@ const (
 // '{"storage":"media","path":"a/b.jpg"}').
 const MessagePrefix = "cdc_cleaner"
 
-// ReasonBadMessage is the failure reason of a cdc_cleaner message whose
-// content is not a valid request.
-const ReasonBadMessage = "bad_message"
+// Failure reasons the decoder's events lead to.
+const (
+	// ReasonBadMessage: a cdc_cleaner message whose content is not a valid
+	// request.
+	ReasonBadMessage = "bad_message"
+	// ReasonOldValuesMissing: changes of a transaction did not carry the
+	// old values of a watched column (Event.Missed); the paths that
+	// vanished cannot be named, and only scan finds their files.
+	ReasonOldValuesMissing = "old_values_missing"
+	// ReasonTruncated: a watched table was truncated; only scan finds the
+	// files its rows referenced.
+	ReasonTruncated = "truncated"
+)
 
 // Event is the decoded meaning of one pgoutput message.
 type Event struct {
@@ -95,9 +101,51 @@ type Event struct {
 	Ignored        string
 	IgnoredStorage string
 
-	// Warnings are problems worth a log line that do not stop decoding, such
-	// as a watched column missing from a table's new definition.
+	// Missed lists, for KindChange, the watched columns whose old value
+	// the change did not carry (the table's replica identity is not FULL,
+	// or the row is in a partition without it): whatever paths vanished
+	// cannot be named.
+	Missed []Missed
+
+	// Warnings are problems worth a log line that do not stop decoding,
+	// such as a watched table whose replica identity lost a watched column.
 	Warnings []string
+}
+
+// Missed is a watched column whose old value a change did not carry.
+type Missed struct {
+	Storage string
+	Source  string // "schema.table.column"
+	Op      string // "update" or "delete"
+	Reason  string // why the old value is missing, for people
+}
+
+// SchemaError means a watched table's definition, at this point of the
+// stream, no longer fits the configuration: a watched column was renamed
+// or dropped, or its type cannot hold paths as configured. Nothing after
+// it can be decoded correctly until the configuration is changed.
+type SchemaError struct {
+	Table   string // "schema.table"
+	Column  string
+	Problem string
+}
+
+func (e *SchemaError) Error() string {
+	return fmt.Sprintf("watched column %q of %s %s", e.Column, e.Table, e.Problem)
+}
+
+// UnknownTypeError means a watched column has a type the decoder does not
+// know by OID (a domain, an extension's type). The caller looks it up in
+// the catalog, describes it with AddType and decodes the message again;
+// the decoder's state did not change.
+type UnknownTypeError struct {
+	Table  string
+	Column string
+	OID    uint32
+}
+
+func (e *UnknownTypeError) Error() string {
+	return fmt.Sprintf("watched column %q of %s has type OID %d, which the decoder does not know", e.Column, e.Table, e.OID)
 }
 
 // Errors returned by Decode.
@@ -118,15 +166,19 @@ type column struct {
 	name    string
 	storage string
 	kind    ValueKind
+	padded  bool // character(n): trailing spaces are not part of a path
+	inKey   bool // part of the relation's replica identity
 	json    cdccleaner.JSONPath
 	source  string // "schema.table.column"
 }
 
 type relation struct {
-	id      uint32
-	name    string // "schema.table"
-	ncols   int
-	watched []column
+	id       uint32
+	name     string // "schema.table"
+	ncols    int
+	identity uint8             // replica identity: 'd'efault, 'n'othing, 'f'ull, 'i'ndex
+	columns  map[string]uint32 // every column's type, by name
+	watched  []column
 }
 
 type tableKey struct{ schema, name string }
@@ -143,6 +195,14 @@ type Decoder struct {
 	storages map[string]bool
 	// anyMessages is set when some storage honours messages.
 	anyMessages bool
+	// types describes column types the decoder does not know by OID.
+	types map[uint32]Type
+	// last is the relation of the last Relation message.
+	last *relation
+	// partial holds, per watched relation published through its
+	// partitions (publish_via_partition_root), the partitions seen
+	// without a replica identity that covers the watched columns.
+	partial map[uint32]map[uint32]bool
 
 	inTxn      bool
 	txn        uint64 // sequence number of the current transaction
@@ -175,12 +235,29 @@ func Messages(storages map[string]bool) Option {
 	}
 }
 
+// Types describes column types that the decoder does not know by OID
+// (domains, citext, an extension's arrays), as the catalog says they hold
+// paths; more can be added later with AddType.
+func Types(types map[uint32]Type) Option {
+	return func(d *Decoder) {
+		for oid, t := range types {
+			d.types[oid] = t
+		}
+	}
+}
+
+// AddType describes a column type the decoder does not know by OID, after
+// an UnknownTypeError. A type with KindUnknown cannot hold paths.
+func (d *Decoder) AddType(oid uint32, t Type) { d.types[oid] = t }
+
 // New returns a Decoder that reports references vanishing from tables.
 // It validates each table's JSON path.
 func New(tables []Table, opts ...Option) (*Decoder, error) {
 	d := &Decoder{
 		tables:    make(map[tableKey][]Table),
 		relations: make(map[uint32]*relation),
+		types:     make(map[uint32]Type),
+		partial:   make(map[uint32]map[uint32]bool),
 	}
 	for _, o := range opts {
 		o(d)
@@ -200,6 +277,11 @@ func New(tables []Table, opts ...Option) (*Decoder, error) {
 // FinalLSN returns the commit LSN of the transaction being decoded (or of
 // the last one, between transactions).
 func (d *Decoder) FinalLSN() cdccleaner.LSN { return d.finalLSN }
+
+// Candidate returns ref as a candidate of the transaction being decoded.
+func (d *Decoder) Candidate(ref cdccleaner.Ref, source string) cdccleaner.Candidate {
+	return cdccleaner.Candidate{Ref: ref, Source: source, Txn: d.txn, Xid: d.xid, CommitLSN: d.finalLSN, CommitTime: d.commitTime}
+}
 
 // Txn returns the sequence number of the transaction being decoded (or of
 // the last one, between transactions). The first transaction is 1.
@@ -257,7 +339,7 @@ func (d *Decoder) Handle(msg pglogrepl.Message) (Event, error) {
 		d.inTxn = false
 		return Event{Kind: KindCommit, CommitLSN: cdccleaner.LSN(m.CommitLSN), EndLSN: cdccleaner.LSN(m.TransactionEndLSN)}, nil
 	case *pglogrepl.RelationMessage:
-		return d.relation(m), nil
+		return d.relation(m)
 	case *pglogrepl.InsertMessage:
 		return d.change(m.RelationID, "insert", 0, nil, m.Tuple)
 	case *pglogrepl.UpdateMessage:
@@ -413,11 +495,23 @@ func parseRequest(content []byte) (storage, path *string, err error) {
 	return storage, path, nil
 }
 
-func (d *Decoder) relation(m *pglogrepl.RelationMessage) Event {
-	r := &relation{id: m.RelationID, name: m.Namespace + "." + m.RelationName, ncols: len(m.Columns)}
-	d.relations[m.RelationID] = r
+// relation caches a Relation message. It resolves every watched column of
+// the table by name and type, and changes nothing when one no longer fits
+// (SchemaError) or has a type to look up (UnknownTypeError).
+func (d *Decoder) relation(m *pglogrepl.RelationMessage) (Event, error) {
+	r := &relation{id: m.RelationID, name: m.Namespace + "." + m.RelationName, ncols: len(m.Columns), identity: m.ReplicaIdentity,
+		columns: make(map[string]uint32, len(m.Columns))}
+	for _, c := range m.Columns {
+		r.columns[c.Name] = c.DataType
+	}
 	var ev Event
 	tables := d.tables[tableKey{m.Namespace, m.RelationName}]
+	if len(tables) == 0 {
+		d.partition(r, m)
+		d.relations[m.RelationID] = r
+		d.last = r
+		return ev, nil
+	}
 	for _, t := range tables {
 		var jp cdccleaner.JSONPath
 		if t.JSONPath != "" {
@@ -432,28 +526,97 @@ func (d *Decoder) relation(m *pglogrepl.RelationMessage) Event {
 				}
 			}
 			if idx < 0 {
-				ev.Warnings = append(ev.Warnings, fmt.Sprintf("watched column %q is not in table %s any more (dropped or renamed, or a generated column, which pgoutput does not send); its files will not be cleaned", name, r.name))
-				continue
+				return Event{}, &SchemaError{Table: r.name, Column: name,
+					Problem: "is not in the table at this point of the stream: it was renamed or dropped (or made a generated column, which pgoutput does not send)"}
 			}
 			c := m.Columns[idx]
-			if m.ReplicaIdentity != 'f' && c.Flags&1 == 0 {
-				ev.Warnings = append(ev.Warnings, fmt.Sprintf("table %s has replica identity %q and watched column %q is not part of it: updates and deletes will not carry its old value; run cdc-cleaner setup to set REPLICA IDENTITY FULL", r.name, m.ReplicaIdentity, name))
+			typ, ok := builtinTypes[c.DataType]
+			if !ok {
+				typ, ok = d.types[c.DataType]
 			}
-			kind := t.Kinds[name]
-			if kind == KindAuto {
-				kind = kindOf(c.DataType, t.JSONPath != "")
+			if !ok {
+				return Event{}, &UnknownTypeError{Table: r.name, Column: name, OID: c.DataType}
+			}
+			switch {
+			case typ.Kind == KindUnknown:
+				return Event{}, &SchemaError{Table: r.name, Column: name,
+					Problem: fmt.Sprintf("has a type (OID %d) that cannot hold paths at this point of the stream: file columns are text, varchar, character, arrays of them, json or jsonb", c.DataType)}
+			case t.JSONPath != "" && typ.Kind != KindJSON:
+				return Event{}, &SchemaError{Table: r.name, Column: name,
+					Problem: fmt.Sprintf("is not json or jsonb at this point of the stream (type OID %d), but json_path is set for it", c.DataType)}
+			}
+			inKey := c.Flags&1 != 0
+			if m.ReplicaIdentity != 'f' && !inKey {
+				ev.Warnings = append(ev.Warnings, fmt.Sprintf("table %s has replica identity %s and watched column %q is not part of it: its UPDATE and DELETE do not carry old file paths, so they are recorded in cdc_cleaner.failed_deletions (old_values_missing) instead of cleaned; run cdc-cleaner setup to set REPLICA IDENTITY FULL", r.name, identityName(m.ReplicaIdentity), name))
 			}
 			r.watched = append(r.watched, column{
 				index:   idx,
 				name:    name,
 				storage: t.Storage,
-				kind:    kind,
+				kind:    typ.Kind,
+				padded:  typ.Padded,
+				inKey:   inKey,
 				json:    jp,
 				source:  r.name + "." + name,
 			})
 		}
 	}
-	return ev
+	d.relations[m.RelationID] = r
+	d.last = r
+	return ev, nil
+}
+
+// partition notes the replica identity of a partition whose changes are
+// published as changes of a watched table (publish_via_partition_root):
+// pgoutput sends the partition's Relation message right after the watched
+// table's, and then sends the partition's changes under the watched
+// table's relation, its old tuple marked as a full one ('O') even when the
+// partition's identity sent only its key, the other columns as NULL. So a
+// NULL in a watched column of such a change may be a value that was not
+// sent.
+func (d *Decoder) partition(r *relation, m *pglogrepl.RelationMessage) {
+	root := d.last
+	if root == nil || len(root.watched) == 0 || root.id == r.id || len(root.columns) != len(r.columns) {
+		return
+	}
+	for name, typ := range root.columns {
+		if t, ok := r.columns[name]; !ok || t != typ {
+			return // not a partition of root: it has other columns
+		}
+	}
+	partial := false
+	for _, c := range root.watched {
+		for _, mc := range m.Columns {
+			if mc.Name == c.name && m.ReplicaIdentity != 'f' && mc.Flags&1 == 0 {
+				partial = true
+			}
+		}
+	}
+	parts := d.partial[root.id]
+	if parts == nil {
+		parts = map[uint32]bool{}
+		d.partial[root.id] = parts
+	}
+	if partial {
+		parts[r.id] = true
+	} else {
+		delete(parts, r.id)
+	}
+}
+
+// identityName spells a replica identity as ALTER TABLE does.
+func identityName(id uint8) string {
+	switch id {
+	case 'd':
+		return "DEFAULT"
+	case 'n':
+		return "NOTHING"
+	case 'f':
+		return "FULL"
+	case 'i':
+		return "USING INDEX"
+	}
+	return fmt.Sprintf("%q", id)
 }
 
 func (d *Decoder) change(relID uint32, op string, oldType uint8, oldTup, newTup *pglogrepl.TupleData) (Event, error) {
@@ -474,18 +637,34 @@ func (d *Decoder) change(relID uint32, op string, oldType uint8, oldTup, newTup 
 	}
 	ev := Event{Kind: KindChange, Table: r.name, Op: op}
 	d.buf = d.buf[:0]
-	if oldTup == nil || op == "insert" {
-		// INSERT adds references only. An UPDATE without an old tuple did not
-		// change any replica identity column, and watched columns are part of
-		// the identity (checked at startup and warned about in relation()).
+	if op == "insert" {
+		// INSERT adds references only.
 		return ev, nil
 	}
 	for _, c := range r.watched {
-		old := oldTup.Columns[c.index]
-		if old.DataType == pglogrepl.TupleDataTypeToast {
-			// The old value was not sent, so nothing can be said to have
-			// vanished. With REPLICA IDENTITY FULL the server detoasts old
-			// values, so this only happens for partial identities.
+		var old *pglogrepl.TupleDataColumn
+		switch {
+		case oldTup == nil && r.identity != 'f' && c.inKey:
+			// An UPDATE without an old tuple did not change the replica
+			// identity, and this column is part of it.
+			continue
+		case oldTup == nil:
+			// The column is not part of the identity (or the row is in a
+			// partition without REPLICA IDENTITY FULL, whose old tuple
+			// would always be sent): it may have changed, unseen.
+			ev.Missed = append(ev.Missed, d.missed(r, c, op))
+			continue
+		default:
+			old = oldTup.Columns[c.index]
+		}
+		if old.DataType == pglogrepl.TupleDataTypeToast ||
+			old.DataType == pglogrepl.TupleDataTypeNull && (oldType == 'K' || len(d.partial[r.id]) > 0) {
+			// The old value was not sent: a key-only old tuple ('K')
+			// sends the columns outside the key as NULL, and so does a
+			// partition without REPLICA IDENTITY FULL under a FULL root,
+			// in an old tuple marked full; only a partial identity
+			// leaves an old value TOASTed.
+			ev.Missed = append(ev.Missed, d.missed(r, c, op))
 			continue
 		}
 		var newCol *pglogrepl.TupleDataColumn
@@ -525,6 +704,15 @@ func (d *Decoder) change(relID uint32, op string, oldType uint8, oldTup, newTup 
 	}
 	ev.Candidates = d.buf
 	return ev, nil
+}
+
+// missed describes a watched column whose old value a change lacks.
+func (d *Decoder) missed(r *relation, c column, op string) Missed {
+	reason := fmt.Sprintf("the table's replica identity is %s, which does not include %q", identityName(r.identity), c.name)
+	if r.identity == 'f' {
+		reason = "the row may be in a partition without REPLICA IDENTITY FULL, which sends its old values as NULL"
+	}
+	return Missed{Storage: c.storage, Source: c.source, Op: op, Reason: reason}
 }
 
 // vanished returns the distinct elements of old that are not in new.

@@ -75,7 +75,8 @@ func FuzzDecode(f *testing.F) {
 		if !bytes.Equal(data, input) {
 			t.Fatalf("Decode modified its input")
 		}
-		if err != nil && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnknownRelation) && !errors.Is(err, ErrNoTransaction) {
+		if err != nil && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnknownRelation) && !errors.Is(err, ErrNoTransaction) &&
+			!errors.As(err, new(*SchemaError)) && !errors.As(err, new(*UnknownTypeError)) {
 			t.Fatalf("Decode(%x) = %v, not one of the documented errors", data, err)
 		}
 		// parse is Decode's wire-format step: what it accepts must be
@@ -97,7 +98,9 @@ func FuzzDecode(f *testing.F) {
 		// The decoder is still usable, and its relation cache holds only
 		// what Relation messages said.
 		redefined := false
-		if r, ok := msg.(*pglogrepl.RelationMessage); ok && perr == nil && r.RelationID == fuzzRelID {
+		// A Relation message refused (SchemaError, UnknownTypeError)
+		// changes nothing: the captured delete decodes as before.
+		if r, ok := msg.(*pglogrepl.RelationMessage); ok && perr == nil && err == nil && r.RelationID == fuzzRelID {
 			redefined = true
 		}
 		if !d.inTxn {
@@ -438,4 +441,104 @@ func firstOfType(tb testing.TB, stream [][]byte, typ byte) []byte {
 	}
 	tb.Fatalf("no %q message in the captured stream", typ)
 	return nil
+}
+
+// retypeTypes are the types FuzzRetype gives the watched column, with what
+// the catalog would answer for those the decoder does not know by OID.
+var retypeTypes = []struct {
+	oid     uint32
+	catalog *Type // nil: known by OID
+}{
+	{25, nil}, {1043, nil}, {1042, nil}, {1009, nil}, {1014, nil}, {3802, nil}, {114, nil},
+	{23, &Type{Kind: KindUnknown}},               // integer
+	{90001, &Type{Kind: KindText, Padded: true}}, // a domain over character(n)
+	{90002, &Type{Kind: KindArray}},              // citext[]
+}
+
+// FuzzRetype: a watched column changes type between two Relation messages
+// (ALTER TABLE ... TYPE while the cleaner runs), with character(n) padding
+// and key-only old tuples among the inputs. Decoding never panics and
+// fails only with a documented error; a refused Relation message changes
+// nothing; a candidate is never empty, never keeps character(n) padding,
+// and for a text column is the old value itself, gone from the new one; a
+// key-only old tuple with a NULL names no candidate and says so.
+func FuzzRetype(f *testing.F) {
+	f.Add(uint8(0), uint8(3), "a.jpg", "b.jpg", false)
+	f.Add(uint8(2), uint8(4), "a.jpg     ", `{"a.jpg  ","b.jpg  "}`, false)
+	f.Add(uint8(3), uint8(0), `{a.jpg,"b c.jpg"}`, "a.jpg", true)
+	f.Add(uint8(5), uint8(7), `{"path":"a.jpg","n":1e400}`, "x", false)
+	f.Add(uint8(8), uint8(9), "d.jpg   ", `{d.jpg}`, false)
+	f.Fuzz(func(t *testing.T, ta, tb uint8, oldVal, newVal string, keyOnly bool) {
+		d, err := New([]Table{{Schema: "public", Name: "doc", Columns: []string{"file"}, Storage: "media"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cur *Type // the column's type as the decoder reads it now
+		relation := func(i uint8) {
+			rt := retypeTypes[int(i)%len(retypeTypes)]
+			rel := &pglogrepl.RelationMessage{RelationID: 1, Namespace: "public", RelationName: "doc", ReplicaIdentity: 'f',
+				Columns: []*pglogrepl.RelationMessageColumn{{Flags: 1, Name: "id", DataType: 23}, {Flags: 1, Name: "file", DataType: rt.oid}}}
+			_, err := d.Handle(rel)
+			var ute *UnknownTypeError
+			if errors.As(err, &ute) {
+				if rt.catalog == nil || ute.OID != rt.oid {
+					t.Fatalf("type OID %d: %v", rt.oid, err)
+				}
+				d.AddType(rt.oid, *rt.catalog)
+				_, err = d.Handle(rel)
+			}
+			var se *SchemaError
+			switch {
+			case errors.As(err, &se):
+				if rt.catalog == nil || rt.catalog.Kind != KindUnknown {
+					t.Fatalf("type OID %d refused: %v", rt.oid, err)
+				}
+				return // refused: the decoder reads the column as before
+			case err != nil:
+				t.Fatalf("type OID %d: %v", rt.oid, err)
+			}
+			typ, ok := builtinTypes[rt.oid]
+			if !ok {
+				typ = *rt.catalog
+			}
+			cur = &typ
+		}
+		relation(ta)
+		if cur == nil {
+			return
+		}
+		mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 1, Xid: 1})
+		relation(tb)
+		oldType := uint8('O')
+		oldTup := tuple(s("1"), s(oldVal))
+		if keyOnly {
+			oldType, oldTup = 'K', tuple(s("1"), null)
+		}
+		ev, err := d.Handle(&pglogrepl.UpdateMessage{RelationID: 1, OldTupleType: oldType, OldTuple: oldTup, NewTuple: tuple(s("1"), s(newVal))})
+		if err != nil {
+			t.Fatalf("update: %v", err)
+		}
+		if keyOnly {
+			if len(ev.Candidates) != 0 || len(ev.Missed) != 1 {
+				t.Fatalf("key-only old tuple: candidates %q, missed %+v; want none and one", paths(ev), ev.Missed)
+			}
+			return
+		}
+		trim := func(v string) string {
+			if cur.Padded {
+				return strings.TrimRight(v, " ")
+			}
+			return v
+		}
+		for _, c := range ev.Candidates {
+			switch {
+			case c.Path == "":
+				t.Fatalf("empty candidate from %q", oldVal)
+			case cur.Padded && strings.HasSuffix(c.Path, " "):
+				t.Fatalf("candidate %q keeps character(n) padding", c.Path)
+			case cur.Kind == KindText && (c.Path != trim(oldVal) || c.Path == trim(newVal)):
+				t.Fatalf("text column: candidate %q from old %q, new %q", c.Path, oldVal, newVal)
+			}
+		}
+	})
 }

@@ -11,9 +11,8 @@ import (
 type ValueKind int
 
 const (
-	// KindAuto infers the kind from the column's type OID in the Relation
-	// message (built-in types only).
-	KindAuto ValueKind = iota
+	// KindUnknown: a type that cannot hold paths (an integer, say).
+	KindUnknown ValueKind = iota
 	// KindText: the whole value is one path.
 	KindText
 	// KindArray: a PostgreSQL array literal; each element is a path.
@@ -22,30 +21,29 @@ const (
 	KindJSON
 )
 
-// Type OIDs from pg_type.dat. A domain over text arrives with its own OID and
-// is read as text, which is what its output function produces.
-const (
-	oidJSON         = 114
-	oidJSONB        = 3802
-	oidTextArray    = 1009
-	oidVarcharArray = 1015
-	oidBpcharArray  = 1014
-	oidNameArray    = 1003
-)
+// Type is how values of a column type hold paths.
+type Type struct {
+	Kind ValueKind
+	// Padded is set for character(n) and arrays of it: pgoutput sends the
+	// value padded with spaces to n, which PostgreSQL ignores when it
+	// compares such values, so they are not part of a path.
+	Padded bool
+}
 
-func kindOf(typeOID uint32, hasJSONPath bool) ValueKind {
-	switch typeOID {
-	case oidJSON, oidJSONB:
-		return KindJSON
-	case oidTextArray, oidVarcharArray, oidBpcharArray, oidNameArray:
-		return KindArray
-	}
-	if hasJSONPath {
-		// A json_path on a column that is not json: read it as JSON anyway,
-		// which fails loudly (as a warning) instead of guessing.
-		return KindJSON
-	}
-	return KindText
+// builtinTypes are the types the decoder knows by OID (pg_type.dat). Any
+// other type of a watched column (a domain, citext, an extension's array)
+// must be described by the catalog: Types or AddType.
+var builtinTypes = map[uint32]Type{
+	25:   {Kind: KindText},                // text
+	1043: {Kind: KindText},                // varchar
+	19:   {Kind: KindText},                // name
+	1042: {Kind: KindText, Padded: true},  // bpchar: character(n)
+	1009: {Kind: KindArray},               // text[]
+	1015: {Kind: KindArray},               // varchar[]
+	1003: {Kind: KindArray},               // name[]
+	1014: {Kind: KindArray, Padded: true}, // bpchar[]
+	114:  {Kind: KindJSON},                // json
+	3802: {Kind: KindJSON},                // jsonb
 }
 
 // refs returns the paths a column value references. NULL and the empty
@@ -64,11 +62,27 @@ func (c column) refs(v *pglogrepl.TupleDataColumn) ([]string, error) {
 	}
 	switch c.kind {
 	case KindArray:
-		return parseArray(string(v.Data))
+		elems, err := parseArray(string(v.Data))
+		if err != nil || !c.padded {
+			return elems, err
+		}
+		out := elems[:0]
+		for _, e := range elems {
+			if e = strings.TrimRight(e, " "); e != "" {
+				out = append(out, e)
+			}
+		}
+		return out, nil
 	case KindJSON:
 		return c.json.Strings(v.Data)
 	default:
-		return []string{string(v.Data)}, nil
+		p := string(v.Data)
+		if c.padded {
+			if p = strings.TrimRight(p, " "); p == "" {
+				return nil, nil
+			}
+		}
+		return []string{p}, nil
 	}
 }
 

@@ -19,6 +19,15 @@ type Metrics struct {
 	KeptReferenced *prometheus.CounterVec // storage
 	Failed         *prometheus.CounterVec // storage, reason
 	Truncates      *prometheus.CounterVec // table
+	// OldValuesMissing counts changes of watched tables that did not carry
+	// the old value of a watched column (replica identity not FULL).
+	OldValuesMissing *prometheus.CounterVec // table
+	// Held is 1 while the stream is held at a schema change the
+	// configuration does not fit.
+	Held prometheus.Gauge
+	// SchemaProblems is how many problems the periodic check of the
+	// database against the configuration finds (what check reports).
+	SchemaProblems prometheus.Gauge
 	// MessagesIgnored counts cdc_cleaner logical messages ignored because
 	// the storage they name (storage="" for none configured) does not
 	// honour messages.
@@ -55,6 +64,15 @@ func New() *Metrics {
 		Truncates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cdc_cleaner_truncates_total", Help: "TRUNCATEs of watched tables, whose files only `scan` can recover.",
 		}, []string{"table"}),
+		OldValuesMissing: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cdc_cleaner_old_values_missing_total", Help: "Changes of watched tables that did not carry the old value of a watched column (replica identity not FULL); recorded in cdc_cleaner.failed_deletions as old_values_missing.",
+		}, []string{"table"}),
+		Held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cdc_cleaner_held", Help: "1 while the stream is held at a schema change the configuration does not fit (a watched column renamed, dropped or retyped); the slot retains WAL until the configuration is fixed.",
+		}),
+		SchemaProblems: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cdc_cleaner_schema_problems", Help: "Problems the periodic check of the database against the configuration finds (what cdc-cleaner check reports as problems).",
+		}),
 		MessagesIgnored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cdc_cleaner_messages_ignored_total", Help: "cdc_cleaner logical decoding messages ignored because the storage they name does not honour messages (storage=\"\": none configured).",
 		}, []string{"storage"}),
@@ -76,7 +94,7 @@ func New() *Metrics {
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.Changes, m.Candidates, m.Deleted, m.Absent, m.KeptReferenced, m.Failed, m.Truncates, m.MessagesIgnored,
+		m.Changes, m.Candidates, m.Deleted, m.Absent, m.KeptReferenced, m.Failed, m.Truncates, m.MessagesIgnored, m.OldValuesMissing, m.Held, m.SchemaProblems,
 		m.ConfirmedLSN, m.LagBytes, m.Streaming, m.DeleteLatency,
 	)
 	return m

@@ -123,11 +123,19 @@ func runDecode(t *testing.T, p *Pipeline, dec *decoder.Decoder, tr *replication.
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- p.decode(ctx, dec, tr, in, out) }()
+	go func() { done <- p.decode(ctx, dec, tr, in, out, nil) }()
 	var got []*batch
 	for b := range out {
 		if len(got) == 0 && onFirst != nil {
 			onFirst()
+		}
+		if len(b.cands) == 0 && len(b.failures) > 0 && b.failures[0].Reason == decoder.ReasonTruncated {
+			// The captured stream's TRUNCATE, recorded (see
+			// TestDecodeRecordsTruncate): settled here, as a worker would.
+			for _, f := range b.failures {
+				tr.Settled(f.Txn, 1)
+			}
+			continue
 		}
 		got = append(got, b)
 	}
@@ -200,10 +208,11 @@ func TestDecodeCapturedStream(t *testing.T) {
 	}
 
 	// Before a worker saw anything, the transactions with candidates (3, 5,
-	// 7, 8) were registered and pending; those without (1, 2) confirmed;
-	// 4, 6 and 9 folded into the pending ones before them.
-	if pendingAtFirst != 4 {
-		t.Errorf("Pending = %d when the first batch was received, want 4", pendingAtFirst)
+	// 7, 8) and the TRUNCATE of 9, which is recorded, were registered and
+	// pending; those without (1, 2) confirmed; 4 and 6 folded into the
+	// pending ones before them.
+	if pendingAtFirst != 5 {
+		t.Errorf("Pending = %d when the first batch was received, want 5", pendingAtFirst)
 	}
 	if confirmedAtFirst != ends[1] {
 		t.Errorf("Confirmed = %s when the first batch was received, want %s (end of transaction 2)", confirmedAtFirst, ends[1])
@@ -258,7 +267,7 @@ func TestDecodeRegistersBeforeSending(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- p.decode(ctx, dec, tr, in, out) }()
+	go func() { done <- p.decode(ctx, dec, tr, in, out, nil) }()
 
 	var got []string
 	settle := func(b *batch) {
@@ -272,6 +281,9 @@ func TestDecodeRegistersBeforeSending(t *testing.T) {
 				t.Errorf("Confirmed = %s before candidate %s of transaction %d settled", conf, c.Ref, c.Txn)
 			}
 			tr.Settled(c.Txn, 1)
+		}
+		for _, f := range b.failures {
+			tr.Settled(f.Txn, 1)
 		}
 	}
 	for _, m := range msgs {
@@ -367,15 +379,19 @@ func TestDecodeKeepalive(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		defer cancel()
 		done := make(chan error, 1)
-		go func() { done <- p.decode(ctx, dec, tr, in, out) }()
+		go func() { done <- p.decode(ctx, dec, tr, in, out, nil) }()
 
-		// Wait until decode flushed both storages' batches: it read
-		// everything queued, the keepalive included.
+		// Wait until decode flushed both storages' batches of
+		// candidates: it read everything queued, the keepalive included.
+		// (The TRUNCATE's records came before them.)
 		var batches []*batch
-		for len(batches) < 2 {
+		for cands := 0; cands < 2; {
 			select {
 			case b := <-out:
 				batches = append(batches, b)
+				if len(b.cands) > 0 {
+					cands++
+				}
 			case <-ctx.Done():
 				t.Fatal("decode sent no batches")
 			}
@@ -386,6 +402,9 @@ func TestDecodeKeepalive(t *testing.T) {
 		for _, b := range batches {
 			for _, c := range b.cands {
 				tr.Settled(c.Txn, 1)
+			}
+			for _, f := range b.failures {
+				tr.Settled(f.Txn, 1)
 			}
 		}
 		if got := tr.Confirmed(); got != ends[8] {
@@ -480,7 +499,7 @@ func TestDecodeFlushesOldPartialBatchesOnCommit(t *testing.T) {
 	close(in)
 	out := make(chan *batch)
 	done := make(chan error, 1)
-	go func() { done <- p.decode(t.Context(), dec, replication.NewTracker(0), in, out) }()
+	go func() { done <- p.decode(t.Context(), dec, replication.NewTracker(0), in, out, nil) }()
 	first := <-out
 	left := len(in)
 	for range out {
@@ -493,5 +512,43 @@ func TestDecodeFlushesOldPartialBatchesOnCommit(t *testing.T) {
 	}
 	if len(first.cands) != 1 || first.cands[0].Path != "a/one.jpg" {
 		t.Fatalf("first batch %v, want the single candidate of the first transaction that had one", first.cands)
+	}
+}
+
+// TestDecodeRecordsTruncate: the captured stream's TRUNCATE of the watched
+// table is recorded, one failure per watched column in its storage, with
+// its transaction, before that transaction can settle.
+func TestDecodeRecordsTruncate(t *testing.T) {
+	msgs, _ := capturedStream(t)
+	p, dec := newDecodePipeline(t, 0)
+	in := make(chan replication.Message, len(msgs))
+	for _, m := range msgs {
+		in <- m
+	}
+	close(in)
+	out := make(chan *batch, 100)
+	tr := replication.NewTracker(0)
+	if err := p.decode(t.Context(), dec, tr, in, out, nil); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for b := range out {
+		for _, f := range b.failures {
+			if f.Reason != decoder.ReasonTruncated {
+				continue
+			}
+			if f.Storage != b.storage || f.Path != "" || f.CommitLSN == 0 || !strings.Contains(f.Detail, "cdc-cleaner scan --storage "+f.Storage) {
+				t.Errorf("truncate recorded as %+v", f)
+			}
+			got = append(got, f.Storage+":"+f.Source)
+		}
+	}
+	slices.Sort(got)
+	want := []string{"docs:Media Schema.PhotoTable.doc", "media:Media Schema.PhotoTable.ImageFile", "media:Media Schema.PhotoTable.big", "media:Media Schema.PhotoTable.tags"}
+	if !slices.Equal(got, want) {
+		t.Errorf("recorded truncates %q, want %q", got, want)
+	}
+	if tr.Idle() {
+		t.Errorf("the truncating transaction settled before its records were")
 	}
 }

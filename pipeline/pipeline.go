@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,14 @@ type Config struct {
 	// delay; references are checked after the wait, right before deleting,
 	// and the LSN is held meanwhile.
 	DeleteDelay time.Duration
+
+	// Types describes the column types of watched columns that the
+	// decoder does not know by OID, as the catalog does (domains, citext).
+	Types map[uint32]decoder.Type
+	// ResolveType describes a type the decoder meets later (a column
+	// retyped while running) as the catalog does. Without it, such a type
+	// holds the stream as a schema problem.
+	ResolveType func(ctx context.Context, oid uint32) (decoder.Type, error)
 
 	// Messages names the storages whose cdc_cleaner logical decoding
 	// messages are honoured (messages: true). Any role that can log in may
@@ -74,6 +83,14 @@ type Pipeline struct {
 	log         zerolog.Logger
 	streaming   atomic.Bool
 	stats       stats
+
+	// held says why the stream is held at a schema change, or is nil.
+	held atomic.Pointer[string]
+	// schemaProblem says what the catalog check found wrong, or is nil.
+	schemaProblem atomic.Pointer[string]
+
+	typesMu sync.Mutex
+	types   map[uint32]decoder.Type // learned from the catalog, for every session
 }
 
 // New checks cfg and fills its defaults.
@@ -129,13 +146,40 @@ func New(cfg Config) (*Pipeline, error) {
 		cfg.Metrics.MessagesIgnored.WithLabelValues(name) // from 0, for rate()
 	}
 	cfg.Stream.Confirm = !cfg.DryRun
-	p := &Pipeline{cfg: cfg, maxBatchAge: defaultMaxBatchAge, log: cfg.Logger.With().Str("component", "pipeline").Logger()}
+	p := &Pipeline{cfg: cfg, maxBatchAge: defaultMaxBatchAge, log: cfg.Logger.With().Str("component", "pipeline").Logger(), types: map[uint32]decoder.Type{}}
+	maps.Copy(p.types, cfg.Types)
 	p.stats.last = time.Now()
 	return p, nil
 }
 
 // Streaming reports whether the pipeline currently streams from the slot.
 func (p *Pipeline) Streaming() bool { return p.streaming.Load() }
+
+// Ready reports whether the pipeline streams and cleans as configured: it
+// is not ready while it does not stream, while the stream is held at a
+// schema change the configuration does not fit, or while the catalog check
+// finds a problem (SetSchemaProblem). why says what is wrong.
+func (p *Pipeline) Ready() (ok bool, why string) {
+	switch {
+	case !p.Streaming():
+		return false, "not streaming"
+	case p.held.Load() != nil:
+		return false, "held: " + *p.held.Load()
+	case p.schemaProblem.Load() != nil:
+		return false, "schema problem: " + *p.schemaProblem.Load()
+	}
+	return true, "streaming"
+}
+
+// SetSchemaProblem records what a check of the database against the
+// configuration found wrong while running ("" for nothing), for Ready.
+func (p *Pipeline) SetSchemaProblem(problem string) {
+	if problem == "" {
+		p.schemaProblem.Store(nil)
+		return
+	}
+	p.schemaProblem.Store(&problem)
+}
 
 // Run streams and settles until ctx ends, then returns nil. It reconnects
 // with capped backoff after errors, and waits as a standby while another
@@ -199,13 +243,19 @@ func (p *Pipeline) session(ctx context.Context) error {
 		p.cfg.Metrics.Streaming.Set(0)
 	}()
 
+	defer func() {
+		p.held.Store(nil)
+		p.cfg.Metrics.Held.Set(0)
+	}()
+
 	msgs := make(chan replication.Message, 1024)
+	streamDone := make(chan struct{})
 	batches := make(chan *batch, p.cfg.Workers)
 	// Work continues past ctx so that a stop can let it settle for a while.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	g, gctx := errgroup.WithContext(workCtx)
-	g.Go(func() error { return p.decode(gctx, dec, tracker, msgs, batches) })
+	g.Go(func() error { return p.decode(gctx, dec, tracker, msgs, batches, streamDone) })
 	for range p.cfg.Workers {
 		g.Go(func() error { return p.work(gctx, tracker, batches) })
 	}
@@ -216,6 +266,7 @@ func (p *Pipeline) session(ctx context.Context) error {
 	streamErr := st.Run(streamCtx, msgs, tracker.Confirmed)
 	stop()
 	cancelStream()
+	close(streamDone)
 	close(msgs)
 
 	var workErr error
@@ -256,7 +307,10 @@ func (p *Pipeline) newDecoder() (*decoder.Decoder, error) {
 	for name := range p.cfg.Storages {
 		storages[name] = slices.Contains(p.cfg.Messages, name)
 	}
-	return decoder.New(p.cfg.Tables, decoder.Messages(storages))
+	p.typesMu.Lock()
+	types := maps.Clone(p.types)
+	p.typesMu.Unlock()
+	return decoder.New(p.cfg.Tables, decoder.Messages(storages), decoder.Types(types))
 }
 
 // batch is up to BatchSize candidates of one storage, or failures to record
@@ -278,9 +332,10 @@ const defaultMaxBatchAge = 200 * time.Millisecond
 // candidate with the tracker before a worker can see it. It flushes partial
 // batches whenever no message is waiting, so that a quiet stream is handled
 // at once and a busy one in full batches.
-func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replication.Tracker, in <-chan replication.Message, out chan<- *batch) error {
+func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replication.Tracker, in <-chan replication.Message, out chan<- *batch, streamDone <-chan struct{}) error {
 	defer close(out)
 	pending := map[string]*batch{}
+	missed := newMissedChanges()
 	send := func(b *batch) error {
 		select {
 		case out <- b:
@@ -324,8 +379,19 @@ func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replica
 			tr.FollowServer(m.WALEnd)
 			continue
 		}
-		ev, err := dec.Decode(m.Data)
+		ev, err := p.decodeMessage(ctx, dec, m)
+		var schemaErr *decoder.SchemaError
+		if errors.As(err, &schemaErr) {
+			if err := flushAll(); err != nil {
+				return nil
+			}
+			p.hold(ctx, schemaErr, dec.FinalLSN(), streamDone)
+			return nil
+		}
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return fmt.Errorf("decode message at %s: %w", m.WALStart, err)
 		}
 		for _, w := range ev.Warnings {
@@ -337,6 +403,16 @@ func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replica
 		case decoder.KindBegin:
 			tr.Begin(dec.Txn())
 		case decoder.KindCommit:
+			// What the transaction could not name is recorded before it
+			// may settle.
+			for _, b := range missed.failures(dec) {
+				for _, f := range b.failures {
+					tr.Emitted(f.Txn, 1)
+				}
+				if err := send(b); err != nil {
+					return nil
+				}
+			}
 			tr.Commit(dec.Txn(), ev.EndLSN)
 			for st, b := range pending {
 				if time.Since(b.started) >= p.maxBatchAge {
@@ -356,6 +432,12 @@ func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replica
 			}
 			if ev.Kind == decoder.KindChange {
 				p.cfg.Metrics.Changes.WithLabelValues(ev.Table, ev.Op).Inc()
+			}
+			if len(ev.Missed) > 0 {
+				p.cfg.Metrics.OldValuesMissing.WithLabelValues(ev.Table).Inc()
+				for _, mc := range ev.Missed {
+					missed.add(mc)
+				}
 			}
 			if len(ev.Bad) > 0 {
 				for _, f := range ev.Bad {
@@ -385,6 +467,7 @@ func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replica
 			for _, t := range ev.Tables {
 				p.cfg.Metrics.Truncates.WithLabelValues(t).Inc()
 				p.log.Warn().Str("table", t).Msg("TRUNCATE of a watched table: its files cannot be named from the change stream; run `cdc-cleaner scan` to find and remove them")
+				missed.truncated(p.cfg.Tables, t)
 			}
 		}
 	}

@@ -76,12 +76,18 @@ const (
 
 // Column is a watched or protect column as the database describes it.
 type Column struct {
-	Storage  string
-	Schema   string
-	Table    string
-	Column   string
-	Type     string // format_type, e.g. "character varying(100)"
-	Kind     ValueKind
+	Storage string
+	Schema  string
+	Table   string
+	Column  string
+	Type    string // format_type, e.g. "character varying(100)"
+	TypeOID uint32
+	Kind    ValueKind
+	// Padded is set for character(n) and arrays of it: trailing spaces
+	// are not part of a path.
+	Padded bool
+	// Base is the type's OID once domains are resolved.
+	Base     uint32
 	JSONPath string
 	Protect  bool
 	Indexed  bool
@@ -397,18 +403,15 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 			cfield := fmt.Sprintf("%s.columns[%d]", field, j)
 			var typ, generated string
 			var typOID uint32
-			var category, elemCategory string
 			var indexed, canSelect bool
 			// has_column_privilege counts a grant on the whole table and
 			// one on the column alike.
 			err := conn.QueryRow(ctx, `SELECT format_type(a.atttypid, a.atttypmod), a.attgenerated::text, a.atttypid,
-				t.typcategory::text, coalesce(et.typcategory::text, ''),
 				EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = a.attrelid AND x.indkey[0] = a.attnum),
 				has_column_privilege(a.attrelid, a.attnum, 'SELECT')
-				FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-				LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
+				FROM pg_attribute a
 				WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped`, oid, col).
-				Scan(&typ, &generated, &typOID, &category, &elemCategory, &indexed, &canSelect)
+				Scan(&typ, &generated, &typOID, &indexed, &canSelect)
 			if errors.Is(err, pgx.ErrNoRows) {
 				r.add(Problem, cfield, "column %q not found in %s", col, w.Schema+"."+w.Name)
 				continue
@@ -425,17 +428,20 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 				r.add(Problem, cfield, "column %q of %s is a generated column: pgoutput does not send generated columns, so it cannot be watched (watch the columns it is computed from, or list it under protect)", col, qualified)
 				continue
 			}
-			c := Column{Storage: w.Storage, Schema: w.Schema, Table: w.Name, Column: col, Type: typ, JSONPath: w.JSONPath, Protect: protect, Indexed: indexed}
-			switch {
-			case typ == "json" || typ == "jsonb":
-				c.Kind = KindJSON
-			case category == "A" && elemCategory == "S":
-				c.Kind = KindArray
-			case category == "S":
-				c.Kind = KindText
-			default:
-				r.add(Problem, cfield, "column %q of %s has type %s: file columns must be text, varchar, an array of them, or json/jsonb", col, qualified, typ)
+			c := Column{Storage: w.Storage, Schema: w.Schema, Table: w.Name, Column: col, Type: typ, TypeOID: typOID, JSONPath: w.JSONPath, Protect: protect, Indexed: indexed}
+			kinds, err := TypeKinds(ctx, conn, []uint32{typOID})
+			if err != nil {
+				r.add(Problem, cfield, "look up the type of column %q of %s: %v", col, qualified, err)
 				continue
+			}
+			k := kinds[typOID]
+			c.Kind, c.Padded, c.Base = k.Kind, k.Padded, k.Base
+			if c.Kind == "" {
+				r.add(Problem, cfield, "column %q of %s has type %s: file columns must be text, varchar, character, an array of them, or json/jsonb", col, qualified, typ)
+				continue
+			}
+			if c.Padded {
+				r.add(OK, cfield, "column %q of %s is %s: its values are padded with spaces, which PostgreSQL ignores when it compares them, so trailing spaces are not part of a path (a path cannot end in a space there)", col, qualified, typ)
 			}
 			if w.JSONPath != "" && c.Kind != KindJSON {
 				r.add(Problem, field+".json_path", "json_path is set but column %q of %s is %s, not json or jsonb", col, qualified, typ)
@@ -450,7 +456,7 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 				r.add(Problem, field+".table", "%s lacks REPLICA IDENTITY FULL (and column %q is not in its replica identity index), so UPDATE and DELETE would not carry old file paths: run cdc-cleaner setup, or ALTER TABLE %s REPLICA IDENTITY FULL", qualified, col, qualified)
 			}
 			switch {
-			case c.Kind == KindJSON && typ == "json":
+			case c.Kind == KindJSON && c.Base == oidJSON:
 				r.add(Warning, cfield, "column %q of %s is json, not jsonb: no index can serve the reference check, which reads every row; ALTER TABLE %s ALTER COLUMN %s TYPE jsonb, then CREATE INDEX ON %s USING gin (%s jsonb_path_ops)", col, qualified, qualified, config.QuoteIdentifier(col), qualified, config.QuoteIdentifier(col))
 			case c.Kind == KindJSON && !hasGIN(ctx, conn, oid, col):
 				r.add(Warning, cfield, "no GIN index on %s.%q: every reference check scans the table; CREATE INDEX ON %s USING gin (%s jsonb_path_ops)", qualified, col, qualified, config.QuoteIdentifier(col))

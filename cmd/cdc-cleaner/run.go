@@ -110,7 +110,9 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 			StatusInterval: cfg.Postgres.StatusInterval,
 			Logger:         log.With().Str("component", "replication").Logger(),
 		},
-		Tables:      decoderTables(cfg, report.Columns),
+		Tables:      decoderTables(cfg),
+		Types:       decoderTypes(report.Columns),
+		ResolveType: typeResolver(pool),
 		Storages:    storages,
 		Refs:        refs,
 		Failures:    ledger.New(pool),
@@ -150,6 +152,21 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 		Log:       log.With().Str("component", "lag").Logger(),
 	}
 	g.Go(func() error { return lag.Run(gctx) })
+	watch := &replication.SchemaWatch{
+		Pool:     pool,
+		Config:   cfg,
+		Interval: min(max(cfg.Postgres.StatusInterval, time.Second), 30*time.Second),
+		Report: func(problems []replication.Finding) {
+			m.SchemaProblems.Set(float64(len(problems)))
+			if len(problems) == 0 {
+				p.SetSchemaProblem("")
+				return
+			}
+			p.SetSchemaProblem(problems[0].String())
+		},
+		Log: log.With().Str("component", "schema").Logger(),
+	}
+	g.Go(func() error { return watch.Run(gctx) })
 	for name, st := range storages {
 		s := cfg.Storages[name]
 		t, ok := st.(deleter.Trasher)
@@ -212,12 +229,11 @@ func handler(m *metrics.Metrics, p *pipeline.Pipeline) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if p.Streaming() {
-			fmt.Fprintln(w, "streaming")
-			return
+		ok, why := p.Ready()
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, "not streaming")
+		fmt.Fprintln(w, why)
 	})
 	return mux
 }

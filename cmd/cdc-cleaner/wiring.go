@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/config"
@@ -29,35 +30,53 @@ func connect(ctx context.Context, cfg *config.Config) (*pgx.Conn, error) {
 	return conn, nil
 }
 
-// decoderTables maps the watch list to what the decoder needs, with each
-// column's kind as the catalog describes it (Inspect), so that the decoder
-// reads a value exactly as the reference check searches it.
-func decoderTables(cfg *config.Config, cols []replication.Column) []decoder.Table {
-	kinds := map[[3]string]decoder.ValueKind{}
-	for _, c := range cols {
-		if c.Protect {
-			continue
-		}
-		k := decoder.KindText
-		switch c.Kind {
-		case replication.KindArray:
-			k = decoder.KindArray
-		case replication.KindJSON:
-			k = decoder.KindJSON
-		}
-		kinds[[3]string{c.Schema, c.Table, c.Column}] = k
-	}
+// decoderTables maps the watch list to what the decoder needs.
+func decoderTables(cfg *config.Config) []decoder.Table {
 	var out []decoder.Table
 	for _, w := range cfg.Watch {
-		t := decoder.Table{Schema: w.Schema, Name: w.Name, Columns: w.ColNames, Storage: w.Storage, JSONPath: w.JSONPath, Kinds: map[string]decoder.ValueKind{}}
-		for _, c := range w.ColNames {
-			if k, ok := kinds[[3]string{w.Schema, w.Name, c}]; ok {
-				t.Kinds[c] = k
-			}
-		}
-		out = append(out, t)
+		out = append(out, decoder.Table{Schema: w.Schema, Name: w.Name, Columns: w.ColNames, Storage: w.Storage, JSONPath: w.JSONPath})
 	}
 	return out
+}
+
+// decoderTypes describes the types of the watched columns as the catalog
+// does (Inspect), so that the decoder reads a domain or citext value exactly
+// as the reference check searches it.
+func decoderTypes(cols []replication.Column) map[uint32]decoder.Type {
+	out := map[uint32]decoder.Type{}
+	for _, c := range cols {
+		out[c.TypeOID] = decoderType(replication.TypeKind{Kind: c.Kind, Base: c.Base, Padded: c.Padded})
+	}
+	return out
+}
+
+func decoderType(k replication.TypeKind) decoder.Type {
+	t := decoder.Type{Padded: k.Padded}
+	switch k.Kind {
+	case replication.KindText:
+		t.Kind = decoder.KindText
+	case replication.KindArray:
+		t.Kind = decoder.KindArray
+	case replication.KindJSON:
+		t.Kind = decoder.KindJSON
+	}
+	return t
+}
+
+// typeResolver looks up a type the decoder meets while running (a watched
+// column retyped) in the catalog.
+func typeResolver(pool *pgxpool.Pool) func(ctx context.Context, oid uint32) (decoder.Type, error) {
+	return func(ctx context.Context, oid uint32) (decoder.Type, error) {
+		kinds, err := replication.TypeKinds(ctx, pool, []uint32{oid})
+		if err != nil {
+			return decoder.Type{}, err
+		}
+		k, ok := kinds[oid]
+		if !ok {
+			return decoder.Type{}, fmt.Errorf("type OID %d is not in the catalog (dropped since?)", oid)
+		}
+		return decoderType(k), nil
+	}
 }
 
 // refColumns maps the columns Inspect found to reference-check columns.
@@ -71,7 +90,7 @@ func refColumns(cols []replication.Column) []refcheck.Column {
 		case replication.KindJSON:
 			kind = refcheck.JSON
 		}
-		out = append(out, refcheck.Column{Storage: c.Storage, Schema: c.Schema, Table: c.Table, Column: c.Column, Kind: kind, JSONPath: c.JSONPath, JSONText: c.Type == "json"})
+		out = append(out, refcheck.Column{Storage: c.Storage, Schema: c.Schema, Table: c.Table, Column: c.Column, Kind: kind, JSONPath: c.JSONPath, JSONText: c.Base == 114})
 	}
 	return out
 }

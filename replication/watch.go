@@ -1,0 +1,93 @@
+package replication
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
+
+	"github.com/cdc-cleaner/cdc-cleaner/config"
+)
+
+// SchemaWatch checks, every Interval, that the database still fits the
+// configuration, as check does (Inspect), while run streams. A schema
+// change can stop changes from reaching the cleaner without anything in
+// the stream to show it: a watched table dropped and recreated leaves the
+// publication, a replica identity set back to DEFAULT drops old values, a
+// partition created later lacks REPLICA IDENTITY FULL. Each problem is
+// logged (again every 10 minutes while it lasts) and handed to Report.
+type SchemaWatch struct {
+	Pool     *pgxpool.Pool
+	Config   *config.Config
+	Interval time.Duration
+	// Report receives the problems of each check (none once they are
+	// fixed).
+	Report func(problems []Finding)
+	Log    zerolog.Logger
+}
+
+// schemaWarnEvery is how often a problem that lasts is logged again.
+const schemaWarnEvery = 10 * time.Minute
+
+// Run checks until ctx ends; it then returns nil. A check that cannot ask
+// the database is logged (at most once a minute) and retried.
+func (w *SchemaWatch) Run(ctx context.Context) error {
+	interval := w.Interval
+	if interval <= 0 {
+		interval = 30 * time.Second
+	}
+	var lastErr, lastWarn time.Time
+	var last []string
+	t := time.NewTimer(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		t.Reset(interval)
+		problems, err := w.check(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if time.Since(lastErr) > time.Minute {
+				w.Log.Warn().Err(err).Msg("check the database against the configuration")
+				lastErr = time.Now()
+			}
+			continue
+		}
+		w.Report(problems)
+		now := make([]string, len(problems))
+		for i, p := range problems {
+			now[i] = p.String()
+		}
+		switch {
+		case len(now) == 0 && len(last) > 0:
+			w.Log.Info().Msg("the database fits the configuration again")
+		case len(now) > 0 && (!slices.Equal(now, last) || time.Since(lastWarn) > schemaWarnEvery):
+			w.Log.Error().Strs("problems", now).
+				Msg("the database no longer fits the configuration: " + strings.Join(now, "; ") +
+					". Changes it keeps from the cleaner are not cleaned: fix what cdc-cleaner check reports (often: run cdc-cleaner setup), then run cdc-cleaner scan for files orphaned meanwhile")
+			lastWarn = time.Now()
+		}
+		last = now
+	}
+}
+
+func (w *SchemaWatch) check(ctx context.Context) ([]Finding, error) {
+	conn, err := w.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	r, err := Inspect(ctx, conn.Conn(), w.Config)
+	if err != nil {
+		return nil, err
+	}
+	return r.Problems(), nil
+}
