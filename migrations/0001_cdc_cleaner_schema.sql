@@ -52,8 +52,15 @@ CREATE TABLE IF NOT EXISTS cdc_cleaner.slots (
 -- a json value that jsonb refuses (a \u0000 escape, a lone surrogate) must
 -- not make every check of its storage fail. Rows it cannot read are then
 -- searched as text, so they still keep the files they mention.
+--
+-- PARALLEL UNSAFE: its EXCEPTION block starts a subtransaction, which
+-- PostgreSQL refuses in parallel mode ("cannot start subtransactions during
+-- a parallel operation"), so a query calling it must never get a parallel
+-- plan (PARALLEL SAFE and RESTRICTED both allow one: RESTRICTED still runs
+-- it in parallel mode, above a Gather). Earlier cdc-cleaner versions declared
+-- it PARALLEL SAFE: running setup again (CREATE OR REPLACE) upgrades it.
 CREATE OR REPLACE FUNCTION cdc_cleaner.try_jsonb(v json) RETURNS jsonb
-    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL UNSAFE AS $$
 BEGIN
     RETURN v::jsonb;
 EXCEPTION WHEN others THEN

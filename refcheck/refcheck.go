@@ -74,32 +74,42 @@ func (c *Checker) SQL(storage string) string { return c.queries[storage].sql }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
+// buildQuery returns the reference query over cols. Its own names never
+// meet the user's: every FROM item has an alias (t for the user's table,
+// u, j and c for the function results, with named columns) and every
+// column and function result is qualified by one, so a user column named
+// like an alias (or like a result column: path, v) can neither make a
+// reference ambiguous nor capture it. PostgreSQL resolves a qualified name
+// a.b to the relation a wherever one is in scope, before it would try a
+// column a.
 func buildQuery(cols []Column) (query, error) {
 	var q query
 	var parts []string
 	for _, c := range cols {
 		tbl := quoteIdent(c.Schema) + "." + quoteIdent(c.Table)
-		col := quoteIdent(c.Column)
+		col := "t." + quoteIdent(c.Column)
 		switch c.Kind {
 		case Text:
-			parts = append(parts, fmt.Sprintf("SELECT %s::text FROM %s WHERE %s = ANY($1::text[])", col, tbl, col))
+			parts = append(parts, fmt.Sprintf("SELECT %s::text FROM %s AS t WHERE %s = ANY($1::text[])", col, tbl, col))
 		case Array:
-			parts = append(parts, fmt.Sprintf("SELECT u FROM %s CROSS JOIN LATERAL unnest(%s::text[]) AS u WHERE %s::text[] && $1::text[] AND u = ANY($1::text[])", tbl, col, col))
+			parts = append(parts, fmt.Sprintf("SELECT u.path FROM %s AS t CROSS JOIN LATERAL unnest(%s::text[]) AS u(path) WHERE %s::text[] && $1::text[] AND u.path = ANY($1::text[])", tbl, col, col))
 		case JSON:
 			var probe cdccleaner.JSONPath
 			if c.JSONPath != "" {
 				var err error
 				if probe, err = cdccleaner.ParseJSONPath(c.JSONPath); err != nil {
-					return q, fmt.Errorf("%s.%s: json_path: %w", tbl, col, err)
+					return q, fmt.Errorf("%s.%s: json_path: %w", tbl, quoteIdent(c.Column), err)
 				}
 			}
 			if c.JSONText {
 				// json: no index can help; a value jsonb refuses must not
 				// fail the query, and keeps any path its text mentions.
+				// In the second part c.path is the candidate of the outer
+				// query: inside EXISTS only t is in scope besides it.
 				parts = append(parts,
-					fmt.Sprintf("SELECT v #>> '{}' FROM %s CROSS JOIN LATERAL jsonb_path_query(cdc_cleaner.try_jsonb(%s), %s) AS v WHERE %s IS NOT NULL AND jsonb_typeof(v) = 'string' AND v #>> '{}' = ANY($1::text[])",
+					fmt.Sprintf("SELECT j.v #>> '{}' FROM %s AS t CROSS JOIN LATERAL jsonb_path_query(cdc_cleaner.try_jsonb(%s), %s) AS j(v) WHERE %s IS NOT NULL AND jsonb_typeof(j.v) = 'string' AND j.v #>> '{}' = ANY($1::text[])",
 						tbl, col, quoteLiteral(probe.SQL()), col),
-					fmt.Sprintf("SELECT p FROM unnest($1::text[]) AS p WHERE EXISTS (SELECT 1 FROM %s WHERE %s IS NOT NULL AND cdc_cleaner.try_jsonb(%s) IS NULL AND (strpos(%s::text, p) > 0 OR strpos(replace(%s::text, '\\/', '/'), p) > 0))",
+					fmt.Sprintf("SELECT c.path FROM unnest($1::text[]) AS c(path) WHERE EXISTS (SELECT 1 FROM %s AS t WHERE %s IS NOT NULL AND cdc_cleaner.try_jsonb(%s) IS NULL AND (strpos(%s::text, c.path) > 0 OR strpos(replace(%s::text, '\\/', '/'), c.path) > 0))",
 						tbl, col, col, col, col))
 				continue
 			}
@@ -107,7 +117,7 @@ func buildQuery(cols []Column) (query, error) {
 			// (jsonb_path_ops); the jsonpath then says which paths matched.
 			n := len(q.json) + 2
 			q.json = append(q.json, probe)
-			parts = append(parts, fmt.Sprintf("SELECT v #>> '{}' FROM %s CROSS JOIN LATERAL jsonb_path_query(%s, %s) AS v WHERE %s @> ANY($%d::jsonb[]) AND jsonb_typeof(v) = 'string' AND v #>> '{}' = ANY($1::text[])",
+			parts = append(parts, fmt.Sprintf("SELECT j.v #>> '{}' FROM %s AS t CROSS JOIN LATERAL jsonb_path_query(%s, %s) AS j(v) WHERE %s @> ANY($%d::jsonb[]) AND jsonb_typeof(j.v) = 'string' AND j.v #>> '{}' = ANY($1::text[])",
 				tbl, col, quoteLiteral(probe.SQL()), col, n))
 		}
 	}

@@ -270,7 +270,8 @@ var ledgerColumns = []string{"storage", "path", "reason", "detail", "source", "c
 // inspectOwnObjects checks the cleaner's schema, its failed_deletions table
 // with the id sequence, and, when a json column is watched or protected,
 // cdc_cleaner.try_jsonb: that they exist and that the current role may use
-// them as run does.
+// them as run does. A try_jsonb an earlier version installed PARALLEL SAFE
+// is a problem when a json column calls it, a warning otherwise.
 func inspectOwnObjects(ctx context.Context, conn *pgx.Conn, r *Report) error {
 	const missingTable = "table cdc_cleaner.failed_deletions does not exist: run cdc-cleaner setup (or apply migrations/)"
 	var usage bool
@@ -334,19 +335,32 @@ func inspectOwnObjects(ctx context.Context, conn *pgx.Conn, r *Report) error {
 			needJSON = true
 		}
 	}
-	if !needJSON {
-		return nil
-	}
 	var canExecute bool
-	err = conn.QueryRow(ctx, `SELECT has_function_privilege(p.oid, 'EXECUTE')
+	var parallel string
+	err = conn.QueryRow(ctx, `SELECT has_function_privilege(p.oid, 'EXECUTE'), p.proparallel::text
 		FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-		WHERE n.nspname = 'cdc_cleaner' AND p.proname = 'try_jsonb' AND p.pronargs = 1 AND p.proargtypes[0] = 'json'::regtype`).Scan(&canExecute)
+		WHERE n.nspname = 'cdc_cleaner' AND p.proname = 'try_jsonb' AND p.pronargs = 1 AND p.proargtypes[0] = 'json'::regtype`).Scan(&canExecute, &parallel)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		r.add(Problem, "", "function cdc_cleaner.try_jsonb(json), through which the reference check reads json columns, does not exist: run cdc-cleaner setup (or apply migrations/0001_cdc_cleaner_schema.sql)")
+		if needJSON {
+			r.add(Problem, "", "function cdc_cleaner.try_jsonb(json), through which the reference check reads json columns, does not exist: run cdc-cleaner setup (or apply migrations/0001_cdc_cleaner_schema.sql)")
+		}
+		return nil
 	case err != nil:
 		return fmt.Errorf("look up function cdc_cleaner.try_jsonb(json): %w", err)
-	case !canExecute:
+	}
+	if parallel != "u" {
+		// Installed by an earlier version. Harmless until a json column
+		// is watched or protected: only then does a query call it.
+		marking := map[string]string{"s": "SAFE", "r": "RESTRICTED"}[parallel]
+		msg := "function cdc_cleaner.try_jsonb(json) is PARALLEL %s, but its EXCEPTION block cannot run in parallel mode: once a table is large enough for a parallel plan, every reference check of a json column fails (\"cannot start subtransactions during a parallel operation\") and holds the slot, and scan fails; run cdc-cleaner setup (or apply migrations/0001_cdc_cleaner_schema.sql) to upgrade it to PARALLEL UNSAFE"
+		if needJSON {
+			r.add(Problem, "", msg, marking)
+		} else {
+			r.add(Warning, "", msg+" before configuring a json column", marking)
+		}
+	}
+	if needJSON && !canExecute {
 		r.missingPrivilege("", "role %s may not execute cdc_cleaner.try_jsonb(json), through which the reference check reads json columns: GRANT EXECUTE ON FUNCTION cdc_cleaner.try_jsonb(json) TO %s", r.who(), r.who())
 	}
 	return nil

@@ -7,8 +7,9 @@
 // whose row is not committed yet), excluded files, keep files and paths that
 // are not valid relative paths are never candidates. With Delete, the
 // orphans are spooled to a temporary file while listing; only when the
-// listing has completed are they checked again against the database, batch
-// by batch, right before the storage deletes them (honouring trash), so a
-// listing that fails deletes nothing and a file referenced since it was
-// listed is kept.
+// listing has completed are they looked at again in the storage (several
+// at once) and then checked again against the database, batch by batch,
+// right before the storage deletes them (honouring trash), so a listing
+// that fails deletes nothing and a file referenced or rewritten since it
+// was listed is kept.
 package scan

@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/sync/errgroup"
+
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 	"github.com/cdc-cleaner/cdc-cleaner/pipeline"
@@ -39,7 +41,8 @@ type Config struct {
 	// Files lists the storage.
 	Files deleter.Lister
 	// Store deletes orphans (with Delete). A deleter.Statter is asked about
-	// each orphan again right before deletion.
+	// each orphan of a batch again (StatConcurrency at a time) before the
+	// batch's references are checked again and it is deleted.
 	Store cdccleaner.Storage
 	// Refs answers which paths the database still references.
 	Refs cdccleaner.ReferenceChecker
@@ -251,71 +254,119 @@ func (s *scanner) deleteSpooled(ctx context.Context) error {
 	}
 }
 
+// deleteBatch looks at every orphan of batch again, checks the batch's
+// references again and deletes at once what is still unreferenced and
+// unchanged. The order is the point: the reference re-check is the last
+// thing before the deletion, so a row committed while the orphans are
+// looked at (one HeadObject each on S3) keeps its file; and the lookups
+// run StatConcurrency at a time, so that window does not grow with the
+// batch.
 func (s *scanner) deleteBatch(ctx context.Context, batch []deleter.File) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	var now []statResult
+	if statter, ok := s.cfg.Store.(deleter.Statter); ok {
+		var err error
+		if now, err = statAll(ctx, statter, batch); err != nil {
+			return err
+		}
 	}
 	refs, err := s.referenced(ctx, batch)
 	if err != nil {
 		return err
 	}
-	statter, _ := s.cfg.Store.(deleter.Statter)
+	young := s.cfg.Now().Add(-s.cfg.MinAge)
 	var doomed []deleter.File
-	for _, f := range batch {
+	var kept []Orphan
+	for i, f := range batch {
 		o := Orphan{File: f}
 		switch {
 		case refs[f.Path]:
 			s.stats.Rescued++
 			o.Outcome = OutcomeReferenced
-		case statter != nil:
-			now, err := statter.Stat(f.Path)
-			switch {
-			case errors.Is(err, fs.ErrNotExist):
-				s.stats.Absent++
-				o.Outcome = OutcomeAbsent
-			case err != nil:
-				s.stats.Failed++
-				o.Outcome, o.Err = OutcomeFailed, err
-			case changed(f, now) || now.ModTime.After(s.cfg.Now().Add(-s.cfg.MinAge)):
-				s.stats.Modified++
-				o.Outcome = OutcomeModified
-			default:
-				doomed = append(doomed, f)
-				continue
-			}
+		case now == nil:
+			doomed = append(doomed, f)
+			continue
+		case errors.Is(now[i].err, fs.ErrNotExist):
+			s.stats.Absent++
+			o.Outcome = OutcomeAbsent
+		case now[i].err != nil:
+			s.stats.Failed++
+			o.Outcome, o.Err = OutcomeFailed, now[i].err
+		case changed(f, now[i].file) || now[i].file.ModTime.After(young):
+			s.stats.Modified++
+			o.Outcome = OutcomeModified
 		default:
 			doomed = append(doomed, f)
 			continue
 		}
-		if err := s.report(o); err != nil {
-			return err
+		kept = append(kept, o)
+	}
+	if len(doomed) > 0 {
+		paths := make([]string, len(doomed))
+		for i, f := range doomed {
+			paths[i] = f.Path
+		}
+		for i, r := range s.cfg.Store.Delete(ctx, paths) {
+			o := Orphan{File: doomed[i]}
+			switch r.Outcome {
+			case cdccleaner.Deleted:
+				s.stats.Deleted++
+				o.Outcome = OutcomeDeleted
+			case cdccleaner.Absent:
+				s.stats.Absent++
+				o.Outcome = OutcomeAbsent
+			default:
+				s.stats.Failed++
+				o.Outcome, o.Err = OutcomeFailed, r.Err
+			}
+			if err := s.report(o); err != nil {
+				return err
+			}
 		}
 	}
-	if len(doomed) == 0 {
-		return nil
-	}
-	paths := make([]string, len(doomed))
-	for i, f := range doomed {
-		paths[i] = f.Path
-	}
-	for i, r := range s.cfg.Store.Delete(ctx, paths) {
-		o := Orphan{File: doomed[i]}
-		switch r.Outcome {
-		case cdccleaner.Deleted:
-			s.stats.Deleted++
-			o.Outcome = OutcomeDeleted
-		case cdccleaner.Absent:
-			s.stats.Absent++
-			o.Outcome = OutcomeAbsent
-		default:
-			s.stats.Failed++
-			o.Outcome, o.Err = OutcomeFailed, r.Err
-		}
+	// Reported after the deletion, so that nothing (a slow output) comes
+	// between the re-check and the deletion.
+	for _, o := range kept {
 		if err := s.report(o); err != nil {
 			return err
 		}
 	}
 	return ctx.Err()
+}
+
+// StatConcurrency is how many orphans a scan with Delete looks at at once
+// before their batch is deleted.
+const StatConcurrency = 16
+
+// statResult is what a Statter said about one file.
+type statResult struct {
+	file deleter.File
+	err  error
+}
+
+// statAll looks at every file of batch, StatConcurrency at a time, and
+// returns the results in the order of batch. Once ctx ends it starts no
+// more, waits for those in flight and returns ctx's error.
+func statAll(ctx context.Context, statter deleter.Statter, batch []deleter.File) ([]statResult, error) {
+	out := make([]statResult, len(batch))
+	var g errgroup.Group
+	g.SetLimit(StatConcurrency)
+	for i, f := range batch {
+		if ctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			out[i].file, out[i].err = statter.Stat(f.Path)
+			return nil
+		})
+	}
+	g.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (s *scanner) report(o Orphan) error {

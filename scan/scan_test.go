@@ -281,6 +281,127 @@ func TestBatches(t *testing.T) {
 	}
 }
 
+// racingStore is a store whose Stat counts the calls in flight and, at
+// call number atStat, makes path referenced in refs: a row committed while
+// the orphans of a batch are looked at again before their deletion.
+type racingStore struct {
+	*store
+	refs   *refs
+	atStat int
+	path   string
+	// onStat, when set, is called at every Stat.
+	onStat func()
+	// awaitOverlap holds the first call until a second one runs beside it.
+	awaitOverlap bool
+
+	mu          sync.Mutex
+	calls       int
+	inFlight    int
+	maxInFlight int
+	overlap     chan struct{} // closed when two calls first run at once
+}
+
+func newRacingStore(st *store, r *refs, atStat int, path string) *racingStore {
+	return &racingStore{store: st, refs: r, atStat: atStat, path: path, overlap: make(chan struct{})}
+}
+
+func (s *racingStore) Stat(p string) (deleter.File, error) {
+	s.mu.Lock()
+	s.calls++
+	if s.calls == s.atStat {
+		s.refs.mu.Lock()
+		s.refs.paths[s.path] = true
+		s.refs.mu.Unlock()
+	}
+	s.inFlight++
+	if s.inFlight > s.maxInFlight {
+		s.maxInFlight = s.inFlight
+		if s.maxInFlight == 2 {
+			close(s.overlap)
+		}
+	}
+	wait := s.awaitOverlap && s.calls == 1
+	s.mu.Unlock()
+	if s.onStat != nil {
+		s.onStat()
+	}
+	// The first call waits for a second one to run beside it, so that
+	// concurrent lookups are seen to overlap however they are scheduled.
+	// A scanner that looks at one file at a time never sends a second
+	// while the first runs: the deadline only keeps it from hanging, and
+	// maxInFlight stays 1.
+	if wait {
+		select {
+		case <-s.overlap:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	defer func() {
+		s.mu.Lock()
+		s.inFlight--
+		s.mu.Unlock()
+	}()
+	return s.store.Stat(p)
+}
+
+// TestReferencedWhileStatting: a path that becomes referenced while the
+// orphans of its batch are looked at again (here at the last lookup) is
+// kept: the reference re-check comes after every lookup, right before the
+// deletion. The lookups run concurrently, bounded by StatConcurrency.
+func TestReferencedWhileStatting(t *testing.T) {
+	const n = 40
+	st := &store{}
+	r := &refs{paths: map[string]bool{}}
+	for i := range n {
+		st.files = append(st.files, old(fmt.Sprintf("f/%02d", i), 1))
+	}
+	rs := newRacingStore(st, r, n, "f/17")
+	rs.awaitOverlap = true
+	cfg := config(st, r)
+	cfg.Store = rs
+	cfg.Delete = true
+	outcomes := map[string]string{}
+	cfg.Report = func(o scan.Orphan) error { outcomes[o.Path] = o.Outcome; return nil }
+	stats, err := scan.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs.calls != n {
+		t.Errorf("%d lookups, want %d", rs.calls, n)
+	}
+	if outcomes["f/17"] != scan.OutcomeReferenced {
+		t.Errorf("f/17, referenced at the last lookup: outcome %q, want %q", outcomes["f/17"], scan.OutcomeReferenced)
+	}
+	if slices.Contains(st.deleted, "f/17") {
+		t.Errorf("f/17 was deleted")
+	}
+	if stats.Deleted != n-1 || stats.Rescued != 1 || len(st.deleted) != n-1 {
+		t.Errorf("stats %+v, deleted %d, want %d deleted and 1 rescued", stats, len(st.deleted), n-1)
+	}
+	if rs.maxInFlight < 2 || rs.maxInFlight > scan.StatConcurrency {
+		t.Errorf("at most %d lookups at once, want 2 to %d", rs.maxInFlight, scan.StatConcurrency)
+	}
+}
+
+// TestCancelWhileStatting: a scan cancelled while it looks at orphans
+// again deletes nothing and returns the context's error.
+func TestCancelWhileStatting(t *testing.T) {
+	st, r := fixture()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rs := newRacingStore(st, r, 0, "")
+	rs.onStat = cancel
+	cfg := config(st, r)
+	cfg.Store = rs
+	cfg.Delete = true
+	if _, err := scan.Run(ctx, cfg); !errors.Is(err, context.Canceled) {
+		t.Errorf("Run = %v, want context.Canceled", err)
+	}
+	if len(st.deleted) != 0 {
+		t.Errorf("deleted %q after cancellation", st.deleted)
+	}
+}
+
 func TestProgress(t *testing.T) {
 	st, r := fixture()
 	cfg := config(st, r)
@@ -306,6 +427,35 @@ func TestValidPattern(t *testing.T) {
 	for pat, ok := range map[string]bool{"cache/**": true, "*.tmp": true, "a/[": false, "[/**": false} {
 		if err := scan.ValidPattern(pat); (err == nil) != ok {
 			t.Errorf("ValidPattern(%q) = %v", pat, err)
+		}
+	}
+}
+
+// slowStatStore is a store whose lookups take a millisecond, as a nearby
+// S3 HeadObject would.
+type slowStatStore struct{ *store }
+
+func (s slowStatStore) Stat(p string) (deleter.File, error) {
+	time.Sleep(time.Millisecond)
+	return s.store.Stat(p)
+}
+
+// BenchmarkDeleteLookups: a scan with Delete of one batch of orphans
+// whose lookups take 1ms each; the lookups run StatConcurrency at a time,
+// so a batch takes about BatchSize/StatConcurrency ms, not BatchSize ms.
+func BenchmarkDeleteLookups(b *testing.B) {
+	for b.Loop() {
+		b.StopTimer()
+		st := &store{}
+		for i := range scan.DefaultBatchSize {
+			st.files = append(st.files, old(fmt.Sprintf("f/%04d", i), 1))
+		}
+		cfg := config(st, &refs{paths: map[string]bool{}})
+		cfg.Store = slowStatStore{st}
+		cfg.Delete = true
+		b.StartTimer()
+		if _, err := scan.Run(context.Background(), cfg); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -128,6 +128,9 @@ func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	if f.opts.OnRequest != nil {
+		f.opts.OnRequest(op, key)
+	}
 	if f.opts.Reset != nil && f.opts.Reset(op) {
 		resetConnection(w)
 		return

@@ -94,11 +94,17 @@ type Options struct {
 	// Latency delays each request of operation op by the returned
 	// duration before it is handled (a slow or hanging server).
 	Latency func(op string) time.Duration
+	// OnRequest, when set, is called for each request of operation op
+	// (with the object key, "" for DeleteObjects and bucket requests)
+	// after Latency and before the request is handled, which waits for
+	// it: a test does something while a request of the code under test
+	// is outstanding (commits a row at its first HeadObject).
+	OnRequest func(op, key string)
 }
 
 func (o Options) faulty() bool {
 	return o.RequireContentMD5 || o.KeyError != nil || o.Throttle != nil ||
-		o.RequestError != nil || o.Reset != nil || o.Latency != nil
+		o.RequestError != nil || o.Reset != nil || o.Latency != nil || o.OnRequest != nil
 }
 
 // Server is an S3-compatible server and a bucket prefix of its own.
