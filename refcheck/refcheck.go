@@ -3,7 +3,9 @@ package refcheck
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -36,8 +38,24 @@ type Column struct {
 // Checker implements cdccleaner.ReferenceChecker with one query per batch
 // per storage, a UNION ALL over every column mapped to that storage.
 type Checker struct {
-	pool    *pgxpool.Pool
+	pool   *pgxpool.Pool
+	reload func(ctx context.Context) ([]Column, error)
+
+	mu      sync.RWMutex
+	columns []Column
 	queries map[string]query
+}
+
+// Option configures a Checker.
+type Option func(*Checker)
+
+// Reload gives the Checker a way to read the columns again as the catalog
+// describes them now. When a reference query fails, the Checker reloads
+// them and, if a column's type changed (ALTER TABLE ... TYPE while
+// running), rebuilds its queries and asks again; the columns themselves
+// (by name) stay those of the configuration.
+func Reload(f func(ctx context.Context) ([]Column, error)) Option {
+	return func(c *Checker) { c.reload = f }
 }
 
 type query struct {
@@ -49,7 +67,20 @@ var _ cdccleaner.ReferenceChecker = (*Checker)(nil)
 
 // New prepares the queries for columns. Every storage that candidates may
 // name must have at least one column.
-func New(pool *pgxpool.Pool, columns []Column) (*Checker, error) {
+func New(pool *pgxpool.Pool, columns []Column, opts ...Option) (*Checker, error) {
+	queries, err := buildQueries(columns)
+	if err != nil {
+		return nil, err
+	}
+	ch := &Checker{pool: pool, columns: slices.Clone(columns), queries: queries}
+	for _, o := range opts {
+		o(ch)
+	}
+	return ch, nil
+}
+
+// buildQueries builds the query of each storage.
+func buildQueries(columns []Column) (map[string]query, error) {
 	byStorage := map[string][]Column{}
 	var order []string
 	for _, c := range columns {
@@ -58,19 +89,46 @@ func New(pool *pgxpool.Pool, columns []Column) (*Checker, error) {
 		}
 		byStorage[c.Storage] = append(byStorage[c.Storage], c)
 	}
-	ch := &Checker{pool: pool, queries: map[string]query{}}
+	queries := map[string]query{}
 	for _, s := range order {
 		q, err := buildQuery(byStorage[s])
 		if err != nil {
 			return nil, fmt.Errorf("storage %q: %w", s, err)
 		}
-		ch.queries[s] = q
+		queries[s] = q
 	}
-	return ch, nil
+	return queries, nil
 }
 
 // SQL returns the query used for storage, for logs and `check`.
-func (c *Checker) SQL(storage string) string { return c.queries[storage].sql }
+func (c *Checker) SQL(storage string) string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.queries[storage].sql
+}
+
+// refresh reloads the columns and rebuilds the queries when they changed.
+// It reports whether they did.
+func (c *Checker) refresh(ctx context.Context) bool {
+	if c.reload == nil {
+		return false
+	}
+	cols, err := c.reload(ctx)
+	if err != nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if slices.Equal(cols, c.columns) {
+		return false
+	}
+	queries, err := buildQueries(cols)
+	if err != nil {
+		return false
+	}
+	c.columns, c.queries = slices.Clone(cols), queries
+	return true
+}
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
@@ -150,8 +208,21 @@ func (c *Checker) Visible(ctx context.Context, xids []uint32) (bool, error) {
 }
 
 // Referenced implements cdccleaner.ReferenceChecker.
+//
+// A query that fails is asked again once, with rebuilt queries, when the
+// columns' types changed since they were built (see Reload).
 func (c *Checker) Referenced(ctx context.Context, storage string, paths []string) (map[string]bool, error) {
+	out, err := c.referenced(ctx, storage, paths)
+	if err != nil && ctx.Err() == nil && c.refresh(ctx) {
+		out, err = c.referenced(ctx, storage, paths)
+	}
+	return out, err
+}
+
+func (c *Checker) referenced(ctx context.Context, storage string, paths []string) (map[string]bool, error) {
+	c.mu.RLock()
 	q, ok := c.queries[storage]
+	c.mu.RUnlock()
 	if !ok {
 		// No watched or protect column maps to this storage (a storage
 		// only logical decoding messages name): nothing can reference it.

@@ -106,3 +106,57 @@ func TypeKinds(ctx context.Context, q Querier, oids []uint32) (map[uint32]TypeKi
 	}
 	return out, nil
 }
+
+// Refresh returns cols as the catalog describes them now: each column,
+// found by schema, table and name as the configuration names it, with the
+// kind of its current type (a column retyped while the cleaner runs). A
+// column that no longer exists, or whose type can no longer hold paths, is
+// returned as it was: queries over it fail until the configuration is
+// fixed, and check says what to fix.
+func Refresh(ctx context.Context, q Querier, cols []Column) ([]Column, error) {
+	schemas, tables, names := make([]string, len(cols)), make([]string, len(cols)), make([]string, len(cols))
+	for i, c := range cols {
+		schemas[i], tables[i], names[i] = c.Schema, c.Table, c.Column
+	}
+	rows, err := q.Query(ctx, `SELECT k.i, a.atttypid
+		FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(schema, tbl, col, i)
+		JOIN pg_namespace n ON n.nspname = k.schema
+		JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = k.tbl
+		JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = k.col AND a.attnum > 0 AND NOT a.attisdropped`, schemas, tables, names)
+	if err != nil {
+		return nil, fmt.Errorf("look up the watched and protect columns: %w", err)
+	}
+	typeOf := map[int]uint32{}
+	var oids []uint32
+	for rows.Next() {
+		var i int
+		var oid uint32
+		if err := rows.Scan(&i, &oid); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("look up the watched and protect columns: %w", err)
+		}
+		typeOf[i-1] = oid
+		oids = append(oids, oid)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("look up the watched and protect columns: %w", err)
+	}
+	kinds, err := TypeKinds(ctx, q, oids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Column, len(cols))
+	for i, c := range cols {
+		out[i] = c
+		oid, ok := typeOf[i]
+		if !ok {
+			continue // gone: as it was
+		}
+		k := kinds[oid]
+		if k.Kind == "" || c.JSONPath != "" && k.Kind != KindJSON {
+			continue // cannot hold paths as configured: as it was
+		}
+		out[i].TypeOID, out[i].Kind, out[i].Base, out[i].Padded = oid, k.Kind, k.Base, k.Padded
+	}
+	return out, nil
+}

@@ -96,7 +96,10 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 		return configErr(fmt.Errorf("postgres.url: %w", err))
 	}
 	defer pool.Close()
-	refs, err := refcheck.New(pool, refColumns(report.Columns))
+	refs, err := refcheck.New(pool, refColumns(report.Columns), refcheck.Reload(func(ctx context.Context) ([]refcheck.Column, error) {
+		cols, err := replication.Refresh(ctx, pool, report.Columns)
+		return refColumns(cols), err
+	}))
 	if err != nil {
 		return configErr(err)
 	}
