@@ -307,6 +307,18 @@ func TestTruncateIsWarned(t *testing.T) {
 	if !strings.Contains(logs, "TRUNCATE") || !strings.Contains(logs, "public.gallery_photo") || !strings.Contains(logs, "cdc-cleaner scan") {
 		t.Errorf("no warning naming the truncated table and scan:\n%s", logs)
 	}
+	// Recorded where the operator and scan find it: one row per watched
+	// column.
+	if f := e.failed(); len(f) != 1 || f[""] != "truncated" {
+		t.Errorf("failed_deletions = %v, want the TRUNCATE recorded as truncated", f)
+	}
+	var sources string
+	if err := e.conn().QueryRow(context.Background(), `SELECT string_agg(source, ',' ORDER BY source) FROM cdc_cleaner.failed_deletions WHERE reason = 'truncated'`).Scan(&sources); err != nil {
+		t.Fatal(err)
+	}
+	if sources != "public.gallery_photo.image,public.gallery_photo.thumbnail" {
+		t.Errorf("truncate recorded for %q, want both watched columns", sources)
+	}
 }
 
 // TestReferenceCheckWaitsForVisibility: a transaction is streamed once its

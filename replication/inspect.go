@@ -427,7 +427,7 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 				WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped`, oid, col).
 				Scan(&typ, &generated, &typOID, &indexed, &canSelect)
 			if errors.Is(err, pgx.ErrNoRows) {
-				r.add(Problem, cfield, "column %q not found in %s", col, w.Schema+"."+w.Name)
+				r.add(Problem, cfield, "column %q not found in %s: if it was renamed, put its new name in the configuration; if it was dropped, remove it (then cdc-cleaner scan finds the files it referenced); a running cleaner holds the changes that follow until then", col, w.Schema+"."+w.Name)
 				continue
 			}
 			if err != nil {
