@@ -2,7 +2,10 @@ package integration_test
 
 import (
 	"context"
+	"fmt"
 	"net/url"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -164,4 +167,71 @@ func pgQueryString(t *testing.T, e *env, sql string, args ...any) string {
 		t.Fatalf("%s: %v", sql, err)
 	}
 	return s
+}
+
+// requireDjango fails the test in CI, and skips it elsewhere, when
+// Debian's Django and psycopg2 are not importable by /usr/bin/python3.
+func requireDjango(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command("/usr/bin/python3", "-c", "import django, psycopg2").CombinedOutput()
+	if err == nil {
+		return
+	}
+	msg := fmt.Sprintf("Django is needed to run a real application's migrations (apt-get install python3-django python3-psycopg2): %v\n%s", err, out)
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// TestDjangoMigrationsAfterSetup: a real Django project's migrations, run
+// by the role that owns its tables (not a superuser) after setup ran as a
+// superuser for a watched partitioned table (so the event trigger is
+// installed): AddField (ALTER TABLE ADD COLUMN), CreateModel (CREATE
+// TABLE) and a new partition all go through, and the partition gets
+// REPLICA IDENTITY FULL.
+func TestDjangoMigrationsAfterSetup(t *testing.T) {
+	t.Parallel()
+	requireDjango(t)
+	e := newEnv(t, envOptions{noSetup: true, watch: `watch:
+  - table: public.gallery_photo
+    columns: [image]
+    storage: media
+  - table: public.gallery_upload
+    columns: [file]
+    storage: media`})
+	_, appURL := appOwner(t, e)
+	project := t.TempDir()
+	if err := os.CopyFS(project, os.DirFS("testdata/django")); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(appURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, _ := u.User.Password()
+	migrate := func(target string) {
+		t.Helper()
+		cmd := exec.Command("/usr/bin/python3", "manage.py", "migrate", "gallery", target, "--no-input")
+		cmd.Dir = project
+		cmd.Env = append(cleanEnv(), "PYTHONDONTWRITEBYTECODE=1", "PGHOST="+u.Hostname(), "PGPORT="+u.Port(),
+			"PGDATABASE="+strings.TrimPrefix(u.Path, "/"), "PGUSER="+u.User.Username(), "PGPASSWORD="+pw)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("manage.py migrate gallery %s as the tables' owner: %v\n%s", target, err, out)
+		}
+	}
+	migrate("0001")
+	if out, code := e.cli("setup"); code != 0 {
+		t.Fatalf("setup: exit %d:\n%s", code, out)
+	}
+	if n := pgQueryString(t, e, `SELECT count(*)::text FROM pg_event_trigger WHERE evtname LIKE 'cdc_cleaner%'`); n != "1" {
+		t.Fatalf("setup installed %s event triggers for a partitioned watched table, want 1", n)
+	}
+	migrate("0002")
+	if got := pgQueryString(t, e, `SELECT relreplident::text FROM pg_class WHERE oid = 'gallery_upload_2026'::regclass`); got != "f" {
+		t.Errorf("the partition Django's migration created has replica identity %q, want f (FULL)", got)
+	}
+	if out, code := e.cli("check"); code != 0 {
+		t.Errorf("check after the migrations: exit %d:\n%s", code, out)
+	}
 }
