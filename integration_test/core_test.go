@@ -279,6 +279,38 @@ func TestArrayColumn(t *testing.T) {
 	e.expect(nil, []string{"a/2.jpg", "a/shared.jpg"})
 }
 
+// TestCharacterColumns: pgoutput sends a character(n) value padded with
+// spaces to n, which PostgreSQL ignores when it compares such values: the
+// padding is not part of the path, in a value or in an array's elements.
+// A vanished "a.jpg" padded to 20 is deleted (not "already absent"), a
+// change of padding alone deletes nothing, and another row's padded copy
+// keeps the file. check says what it does with character(n).
+func TestCharacterColumns(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{
+		schema: `CREATE TABLE legacy (id int PRIMARY KEY, file char(20), files char(12)[]);
+			CREATE INDEX ON legacy (file);`,
+		watch: `watch:
+  - table: legacy
+    columns: [file, files]
+    storage: media`,
+	})
+	e.put("a.jpg", "b c.jpg", "kept.jpg", "e1.jpg", "e2.jpg", "same.jpg")
+	e.exec(`INSERT INTO legacy VALUES (1, 'a.jpg', '{e1.jpg,e2.jpg}'), (2, 'b c.jpg', NULL), (3, 'kept.jpg', NULL), (4, 'kept.jpg', NULL), (5, 'same.jpg', NULL)`)
+	p := e.start()
+	e.exec(`DELETE FROM legacy WHERE id IN (1, 2, 3)`)
+	e.exec(`UPDATE legacy SET file = 'same.jpg  ' WHERE id = 5`)
+	e.settle()
+	e.expect([]string{"kept.jpg", "same.jpg"}, []string{"a.jpg", "b c.jpg", "e1.jpg", "e2.jpg"})
+	if strings.Contains(p.Logs(), "already absent") {
+		t.Errorf("a padded path was looked for as a file:\n%s", p.Logs())
+	}
+	out, code := e.cli("check")
+	if code != 0 || !strings.Contains(out, "padded with spaces") {
+		t.Errorf("check: exit %d, want 0 saying what it does with character(n):\n%s", code, out)
+	}
+}
+
 // TestKeepAndTrash: keep patterns are never deleted; with trash on, a
 // deleted file moves under trash_prefix with the same path, where it can be
 // restored, and the purger removes it after the retention.
