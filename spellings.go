@@ -1,11 +1,13 @@
 package cdccleaner
 
 import (
+	"fmt"
 	"net/url"
 	"path"
 	"regexp"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // NonCanonicalPattern is a regular expression that matches exactly the
@@ -121,4 +123,16 @@ func isCanonical(p string) bool {
 		}
 	}
 	return true
+}
+
+// ExampleValue quotes a column value for a message, cut to 200 bytes.
+func ExampleValue(v string) string {
+	if len(v) <= 200 {
+		return fmt.Sprintf("%q", v)
+	}
+	cut := 200
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%q... (%d bytes)", v[:cut], len(v))
 }
