@@ -79,7 +79,8 @@ type Config struct {
 	// referenced, in the listing and at the re-check alike. They are read
 	// before the listing, again before the deletion, and again before a
 	// batch is re-checked whenever the last read is older than
-	// SpellingsMaxAge (DefaultSpellingsMaxAge when zero).
+	// SpellingsMaxAge (DefaultSpellingsMaxAge when zero) and than four
+	// times as long as that read took.
 	Spellings       SpellingReader
 	SpellingsMaxAge time.Duration
 }

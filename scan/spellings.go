@@ -32,7 +32,8 @@ const MaxSpellingNames = 4_000_000
 // could name, as last read.
 type spellings struct {
 	names map[string]struct{}
-	at    time.Time
+	at    time.Time     // when the read began
+	took  time.Duration // how long it took
 }
 
 // loadSpellings reads the non-canonical values again and replaces the
@@ -58,15 +59,18 @@ func (s *scanner) loadSpellings(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("storage %q: %w", s.cfg.Storage, err)
 	}
-	s.spellings = spellings{names: names, at: at}
+	s.spellings = spellings{names: names, at: at, took: s.cfg.Now().Sub(at)}
 	s.stats.Spellings = values
 	return nil
 }
 
 // refreshSpellings reads the non-canonical values again when the last
-// read is older than SpellingsMaxAge.
+// read is older than SpellingsMaxAge, or than four times as long as it
+// took: on tables so large that a read takes longer than the interval,
+// reading them before every batch would leave no time to delete, so at
+// most a fifth of the deletion's time goes to reading them.
 func (s *scanner) refreshSpellings(ctx context.Context) error {
-	if s.cfg.Spellings == nil || s.cfg.Now().Sub(s.spellings.at) < s.cfg.SpellingsMaxAge {
+	if s.cfg.Spellings == nil || s.cfg.Now().Sub(s.spellings.at) < max(s.cfg.SpellingsMaxAge, 4*s.spellings.took) {
 		return nil
 	}
 	return s.loadSpellings(ctx)
