@@ -84,10 +84,14 @@ func spellingMessage(name string, n int64, example string) string {
 			could += fmt.Sprintf(" and %d more", len(names)-5)
 		}
 	}
-	return fmt.Sprintf("%s holds %d values that are not canonical paths (absolute, with \"//\", \"./\" or \"..\", ending in \"/\", or a URL), e.g. %s, which could name %s. "+
+	what := fmt.Sprintf("%d values that are not canonical paths", n)
+	if n == 1 {
+		what = "1 value that is not a canonical path"
+	}
+	return fmt.Sprintf("%s holds %s (absolute, with \"//\", \"./\" or \"..\", ending in \"/\", or a URL), e.g. %s, which could name %s. "+
 		"scan keeps every file such a value could name; run compares values exactly, so such a value keeps no file (a row holding \"./a.jpg\" does not keep a.jpg from being deleted when another row's \"a.jpg\" vanishes): "+
 		"store paths relative to the storage root or prefix, as the files are named there, in these rows",
-		name, n, cdccleaner.ExampleValue(example), could)
+		name, what, cdccleaner.ExampleValue(example), could)
 }
 
 // countSpellings counts the non-canonical values of c and returns the
