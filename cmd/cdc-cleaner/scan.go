@@ -66,8 +66,10 @@ A column value that is not a canonical path ("./a.jpg", "a//b.jpg",
 "/media/a.jpg", a URL of the file) keeps every file it could name: the part
 after any scheme and host, with and without a query, percent-decoded or
 not, cleaned, and every ending of it after a "/" ("a.jpg", "media/a.jpg").
-Such values are read again before the deletion and every 30s while it runs;
-a column with more than 100000 distinct ones makes scan refuse (exit 1).
+Such values are read again before the deletion and, while it runs, every
+30s (or every four times as long as reading them takes, when that is
+longer); a column with more than 100000 distinct ones makes scan refuse
+(exit 1).
 
 Exit codes: 0 done (orphans found or not); 1 runtime failure (the storage or
 the database cannot be read, a deletion failed); 2 bad flags or configuration,
