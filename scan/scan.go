@@ -109,7 +109,7 @@ type Stats struct {
 	Rescued     int64         `json:"referenced_before_delete"` // orphans referenced again at the re-check
 	Modified    int64         `json:"modified_before_delete"`   // orphans rewritten since the listing
 	Spelled     int64         `json:"referenced_by_spelling"`   // of Referenced, those only a non-canonical value could name
-	Spellings   int64         `json:"noncanonical_values"`      // distinct non-canonical values, as last read
+	Spellings   int64         `json:"noncanonical_values"`      // non-canonical values (distinct per column), as last read
 	Elapsed     time.Duration `json:"-"`
 }
 
