@@ -63,3 +63,4 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzValidatePathConfined -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./deleter/
 	$(GO) test -run=NONE -fuzz=FuzzLoad -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./config/
 	$(GO) test -run=NONE -fuzz=FuzzJSONPathStrings -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s .
+	$(GO) test -run=NONE -fuzz=FuzzCanonicalNames -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s .

@@ -9,9 +9,10 @@ import (
 
 // queryNames are the names the reference queries use for their own
 // aliases and result columns, now (t, u, j, c, path, v) and before issue 12
-// (u, v, p), and the cleaner's schema: a user column may be named like any
-// of them.
-var queryNames = []string{"t", "u", "j", "c", "v", "p", "path", "cdc_cleaner"}
+// (u, v, p), those of the queries scan reads non-canonical values with (m,
+// s), and the cleaner's schema: a user column may be named like any of
+// them.
+var queryNames = []string{"t", "u", "j", "c", "v", "p", "path", "m", "s", "cdc_cleaner"}
 
 // aliasTable creates table name with a column for every name of
 // queryNames (and an id): those in typed have that type, the others are
@@ -98,6 +99,9 @@ protect:
 		"media/j/b.pdf", "media/j/prot.pdf",
 		"media/c/b.jpg", "media/c/bad.jpg", "media/c/prot.jpg", "media/c/prot-bad.jpg",
 		"bare/kept.jpg",
+		// Named only by values that are not canonical paths, which scan
+		// reads with queries of their own.
+		"media/t/spelled.jpg", "media/u/spelled.jpg", "media/j/spelled.pdf", "media/c/spelled.jpg", "media/c/spelled-bad.jpg",
 	}
 	gone := []string{
 		"media/t/v1.jpg", "media/t/u1.jpg",
@@ -122,6 +126,11 @@ protect:
 			(4, NULL, '{"items":[{"path":"c/bad.jpg"}]}'),
 			(5, '{"items":[{"path":"c/prot.jpg"},{"path":"c/prot-bad.jpg"}]}', NULL);
 		INSERT INTO path (id, p) VALUES (1, '{"path":"c/prot.jpg"}'), (2, '{"x":"\u0000 c/prot-bad.jpg"}');
+		INSERT INTO t (id, v, u) VALUES (5, './t/spelled.jpg', NULL);
+		INSERT INTO u (id, p, path) VALUES (4, ARRAY['u//spelled.jpg'], NULL);
+		INSERT INTO j (id, v, j) VALUES (4, NULL, '{"files":[{"path":"/media/j/spelled.pdf"}]}');
+		INSERT INTO c (id, j, c) VALUES (6, NULL, '{"items":[{"path":"c/./spelled.jpg"}]}');
+		INSERT INTO path (id, p) VALUES (3, '{"path":"c//spelled-bad.jpg","x":"\u0000"}');
 		INSERT INTO bare (id, p, data) VALUES (1, NULL, '{"note":"\u0000 kept.jpg"}'), (2, NULL, '{"items":[{"path":"kept.jpg"},{"path":"gone.jpg"}]}');`)
 
 	e.start()

@@ -12,4 +12,10 @@
 // right before the storage deletes them (honouring trash), so a listing
 // that fails deletes nothing and a file referenced or rewritten since it
 // was listed is kept.
+//
+// A file counts as referenced also when a column value that is not a
+// canonical path ("./a.jpg", "/media/a.jpg", a URL) could name it
+// (cdccleaner.CanonicalNames): such values are read with a query per
+// column before the listing and again before and during the deletion, and
+// a scan refuses when there are more of them than it holds in memory.
 package scan

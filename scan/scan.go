@@ -73,6 +73,16 @@ type Config struct {
 	SpoolDir string
 	// AfterList, when set, runs between the listing and the deletion.
 	AfterList func(ctx context.Context) error
+	// Spellings, when set, reads the values of the storage's columns that
+	// are not canonical paths ("./a.jpg", "/media/a.jpg", a URL): a file
+	// that one of them could name (cdccleaner.CanonicalNames) counts as
+	// referenced, in the listing and at the re-check alike. They are read
+	// before the listing, again before the deletion, and again before a
+	// batch is re-checked whenever the last read is older than
+	// SpellingsMaxAge (DefaultSpellingsMaxAge when zero) and than four
+	// times as long as that read took.
+	Spellings       SpellingReader
+	SpellingsMaxAge time.Duration
 }
 
 // Orphan is a file no column referenced when it was checked.
@@ -98,16 +108,19 @@ type Stats struct {
 	Failed      int64         `json:"failed"`
 	Rescued     int64         `json:"referenced_before_delete"` // orphans referenced again at the re-check
 	Modified    int64         `json:"modified_before_delete"`   // orphans rewritten since the listing
+	Spelled     int64         `json:"referenced_by_spelling"`   // of Referenced, those only a non-canonical value could name
+	Spellings   int64         `json:"noncanonical_values"`      // non-canonical values (distinct per column), as last read
 	Elapsed     time.Duration `json:"-"`
 }
 
 type scanner struct {
-	cfg      Config
-	stats    Stats
-	start    time.Time
-	lastProg time.Time
-	cutoff   time.Time // files modified after it are young
-	spool    *spool
+	cfg       Config
+	stats     Stats
+	start     time.Time
+	lastProg  time.Time
+	cutoff    time.Time // files modified after it are young
+	spool     *spool
+	spellings spellings
 }
 
 // Run scans cfg.Storage. It returns the counts so far with any error: a
@@ -123,6 +136,9 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	if cfg.ProgressEvery <= 0 {
 		cfg.ProgressEvery = 2 * time.Second
 	}
+	if cfg.SpellingsMaxAge <= 0 {
+		cfg.SpellingsMaxAge = DefaultSpellingsMaxAge
+	}
 	s := &scanner{cfg: cfg, start: cfg.Now()}
 	s.lastProg = s.start
 	s.cutoff = s.start.Add(-cfg.MinAge)
@@ -132,6 +148,9 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 }
 
 func (s *scanner) run(ctx context.Context) error {
+	if err := s.loadSpellings(ctx); err != nil {
+		return err
+	}
 	if s.cfg.Delete {
 		sp, err := newSpool(s.cfg.SpoolDir)
 		if err != nil {
@@ -185,15 +204,19 @@ func (s *scanner) run(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := s.loadSpellings(ctx); err != nil {
+		return err
+	}
 	return s.deleteSpooled(ctx)
 }
 
 // check asks the database about batch and reports or spools the orphans.
 func (s *scanner) check(ctx context.Context, batch []deleter.File) error {
-	refs, err := s.referenced(ctx, batch)
+	refs, spelled, err := s.referenced(ctx, batch)
 	if err != nil {
 		return err
 	}
+	s.stats.Spelled += spelled
 	for _, f := range batch {
 		if refs[f.Path] {
 			s.stats.Referenced++
@@ -214,16 +237,21 @@ func (s *scanner) check(ctx context.Context, batch []deleter.File) error {
 	return nil
 }
 
-func (s *scanner) referenced(ctx context.Context, batch []deleter.File) (map[string]bool, error) {
+// referenced returns which files of batch the database references or a
+// non-canonical value could name, and how many only the latter.
+func (s *scanner) referenced(ctx context.Context, batch []deleter.File) (map[string]bool, int64, error) {
 	paths := make([]string, len(batch))
 	for i, f := range batch {
 		paths[i] = f.Path
 	}
 	refs, err := s.cfg.Refs.Referenced(ctx, s.cfg.Storage, paths)
 	if err != nil {
-		return nil, fmt.Errorf("check references of %d files: %w", len(paths), err)
+		return nil, 0, fmt.Errorf("check references of %d files: %w", len(paths), err)
 	}
-	return refs, nil
+	if refs == nil {
+		refs = map[string]bool{}
+	}
+	return refs, s.addSpelled(refs, paths), nil
 }
 
 // deleteSpooled reads the orphans back in batches, checks each batch again
@@ -265,6 +293,9 @@ func (s *scanner) deleteBatch(ctx context.Context, batch []deleter.File) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := s.refreshSpellings(ctx); err != nil {
+		return err
+	}
 	var now []statResult
 	if statter, ok := s.cfg.Store.(deleter.Statter); ok {
 		var err error
@@ -272,7 +303,7 @@ func (s *scanner) deleteBatch(ctx context.Context, batch []deleter.File) error {
 			return err
 		}
 	}
-	refs, err := s.referenced(ctx, batch)
+	refs, _, err := s.referenced(ctx, batch)
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,8 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	fs, cfgPath := newFlags("check", "[--config FILE]",
 		`Validates the configuration and the database (wal_level, privileges, watched
 tables and columns, replica identity, publication, slot, indexes on watched
-columns) and prints a readable report.
+columns, values of watched and protect columns that are not canonical paths)
+and prints a readable report.
 
 Exit codes: 0 ok (warnings allowed), 1 problems found, 2 bad configuration.`, stderr)
 	if err := parseFlags(fs, args, stdout); err != nil {
@@ -38,6 +39,7 @@ Exit codes: 0 ok (warnings allowed), 1 problems found, 2 bad configuration.`, st
 	if err != nil {
 		return failure(err)
 	}
+	replication.InspectSpellings(ctx, conn, cfg, report, replication.SpellingTimeout)
 	for _, f := range report.Findings {
 		label := map[replication.Severity]string{replication.OK: "ok", replication.Warning: "warning", replication.Problem: "FAIL"}[f.Severity]
 		fmt.Fprintf(stdout, "  %-8s %s\n", label, f)

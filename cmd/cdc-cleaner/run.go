@@ -62,6 +62,9 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 		return configErr(err)
 	}
 	report, err := replication.Inspect(ctx, conn, cfg)
+	if err == nil {
+		replication.InspectSpellings(ctx, conn, cfg, report, replication.SpellingTimeout)
+	}
 	conn.Close(context.Background())
 	if err != nil {
 		return configErr(err)

@@ -62,6 +62,15 @@ a control character or invalid UTF-8 is printed Go-quoted ("..."). With
 last {"type":"summary",...}. Progress goes to stderr every 2s when stderr is
 a terminal; a one-line summary always ends on stderr.
 
+A column value that is not a canonical path ("./a.jpg", "a//b.jpg",
+"/media/a.jpg", a URL of the file) keeps every file it could name: the part
+after any scheme and host, with and without a query, percent-decoded or
+not, cleaned, and every ending of it after a "/" ("a.jpg", "media/a.jpg").
+Such values are read again before the deletion and, while it runs, every
+30s (or every four times as long as reading them takes, when that is
+longer); a column with more than 100000 distinct ones makes scan refuse
+(exit 1).
+
 Exit codes: 0 done (orphans found or not); 1 runtime failure (the storage or
 the database cannot be read, a deletion failed); 2 bad flags or configuration,
 unknown storage, or a storage no column references.`, stderr)
@@ -176,6 +185,10 @@ unknown storage, or a storage no column references.`, stderr)
 	if err != nil {
 		return configErr(err)
 	}
+	spellings, err := refcheck.NewSpellings(pool, refColumns(cols))
+	if err != nil {
+		return configErr(err)
+	}
 
 	var out io.Writer = stdout
 	if *outPath != "" {
@@ -207,14 +220,15 @@ unknown storage, or a storage no column references.`, stderr)
 	terminal := isTerminal(stderr)
 	invalid := 0
 	stats, err := scan.Run(ctx, scan.Config{
-		Storage: name,
-		Files:   lister,
-		Store:   st,
-		Refs:    refs,
-		Keep:    scfg.Keep,
-		Exclude: excludes,
-		MinAge:  *minAge,
-		Delete:  *doDelete,
+		Storage:   name,
+		Files:     lister,
+		Store:     st,
+		Refs:      refs,
+		Spellings: spellings,
+		Keep:      scfg.Keep,
+		Exclude:   excludes,
+		MinAge:    *minAge,
+		Delete:    *doDelete,
 		Report: func(o scan.Orphan) error {
 			if *asJSON {
 				write(orphanJSON{Type: "orphan", Path: o.Path, Size: o.Size, ModTime: o.ModTime.UTC(), Outcome: o.Outcome, Error: errText(o.Err)})
@@ -307,6 +321,9 @@ func summaryLine(name string, del bool, s scan.Stats) string {
 	line := fmt.Sprintf("scan %s: %d files scanned in %s (%.0f/s): %d referenced, %d orphaned (%s reclaimable); skipped %d young, %d excluded, %d kept, %d invalid",
 		name, s.Scanned, s.Elapsed.Round(time.Millisecond), rate(s.Scanned, s.Elapsed), s.Referenced, s.Orphaned,
 		replication.HumanBytes(s.Reclaimable), s.Young, s.Excluded, s.Kept, s.Invalid)
+	if s.Spellings > 0 {
+		line += fmt.Sprintf("; %d values are not canonical paths (cdc-cleaner check shows them): %d files kept only because one of them could name it", s.Spellings, s.Spelled)
+	}
 	if del {
 		line += fmt.Sprintf("; deleted %d, absent %d, failed %d, kept because referenced again %d, modified %d",
 			s.Deleted, s.Absent, s.Failed, s.Rescued, s.Modified)

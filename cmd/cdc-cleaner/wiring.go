@@ -83,14 +83,7 @@ func typeResolver(pool *pgxpool.Pool) func(ctx context.Context, oid uint32) (dec
 func refColumns(cols []replication.Column) []refcheck.Column {
 	var out []refcheck.Column
 	for _, c := range cols {
-		kind := refcheck.Text
-		switch c.Kind {
-		case replication.KindArray:
-			kind = refcheck.Array
-		case replication.KindJSON:
-			kind = refcheck.JSON
-		}
-		out = append(out, refcheck.Column{Storage: c.Storage, Schema: c.Schema, Table: c.Table, Column: c.Column, Kind: kind, JSONPath: c.JSONPath, JSONText: c.Base == 114})
+		out = append(out, c.RefColumn())
 	}
 	return out
 }
