@@ -319,6 +319,11 @@ func TestTruncateIsWarned(t *testing.T) {
 	if sources != "public.gallery_photo.image,public.gallery_photo.thumbnail" {
 		t.Errorf("truncate recorded for %q, want both watched columns", sources)
 	}
+	// scan says so, and finds the file.
+	out, code := e.cli("scan", "--min-age", "0s")
+	if code != 0 || !strings.Contains(out, "could not be named (rows with reason old_values_missing or truncated: 2") || !strings.Contains(out, "tr/1.jpg\t") {
+		t.Errorf("scan after the TRUNCATE: exit %d, want 0 noting the records and listing tr/1.jpg:\n%s", code, out)
+	}
 }
 
 // TestReferenceCheckWaitsForVisibility: a transaction is streamed once its

@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
 
 	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 	"github.com/cdc-cleaner/cdc-cleaner/refcheck"
@@ -181,6 +182,7 @@ unknown storage, or a storage no column references.`, stderr)
 		return failure(fmt.Errorf("connect: %w", err))
 	}
 	defer pool.Close()
+	noteUnnamed(ctx, pool, name, log)
 	refs, err := refcheck.New(pool, refColumns(cols))
 	if err != nil {
 		return configErr(err)
@@ -349,4 +351,20 @@ func sortedNames[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// noteUnnamed says what run recorded for storage that it could not name:
+// changes whose old values did not arrive, and TRUNCATEs. Their files are
+// among the orphans a scan finds. It says nothing when it cannot read the
+// record.
+func noteUnnamed(ctx context.Context, pool *pgxpool.Pool, storage string, log zerolog.Logger) {
+	var n int64
+	var newest *time.Time
+	err := pool.QueryRow(ctx, `SELECT count(*), max(recorded_at) FROM cdc_cleaner.failed_deletions
+		WHERE storage = $1 AND reason IN ('old_values_missing', 'truncated')`, storage).Scan(&n, &newest)
+	if err != nil || n == 0 {
+		return
+	}
+	log.Warn().Int64("records", n).Time("newest", *newest).
+		Msgf("cdc_cleaner.failed_deletions records changes to storage %q whose files could not be named (rows with reason old_values_missing or truncated: %d, the newest from %s): the files they orphaned are among the orphans this scan finds", storage, n, newest.UTC().Format(time.RFC3339))
 }
