@@ -50,68 +50,131 @@ func replaceInConfig(t *testing.T, e *env, old, new string) {
 	writeFile(t, e.cfgPath, strings.Replace(cfg, old, new, 1))
 }
 
-// TestWatchedColumnRenamedOrDropped: a watched column renamed or dropped
-// while the cleaner runs no longer fits the configuration. The cleaner
-// holds the slot at the first change after it (nothing is confirmed past
-// it, and the file that change orphaned stays), logs an error naming
-// table and column, sets cdc_cleaner_held and fails /readyz; check says
-// the column is not found. Once the configuration says the new name (or
-// drops the column), a restart goes on from where it held and loses
-// nothing.
-func TestWatchedColumnRenamedOrDropped(t *testing.T) {
+// TestWatchedColumnRenamed: a watched column renamed while the cleaner
+// runs, with changes from before the rename still waiting (delete_delay):
+// the cleaner follows the rename, in the stream and in the reference check
+// (the catalog says the column, by its table and attribute number, is now
+// called picture), so those changes and the ones after settle; check says
+// the configuration names a column that is not there, and /readyz fails
+// until it is fixed. Killed before the changes from before the rename were
+// confirmed and restarted with the new name, it reads those changes, whose
+// Relation message still says image, under the new name: nothing jams.
+func TestWatchedColumnRenamed(t *testing.T) {
 	t.Parallel()
-	for _, tt := range []struct {
-		name   string
-		ddl    string
-		config string // the watch entry's columns once fixed
-	}{
-		{"renamed", `ALTER TABLE gallery_photo RENAME COLUMN image TO picture`, "columns: [picture, thumbnail]"},
-		{"dropped", `ALTER TABLE gallery_photo DROP COLUMN image`, "columns: [thumbnail]"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch, httpListen: "127.0.0.1:0"})
-			e.put("a.jpg", "a_t.jpg", "b_t.jpg", "c_t.jpg")
-			e.exec(`INSERT INTO gallery_photo (id, image, thumbnail) VALUES (1, 'a.jpg', 'a_t.jpg'), (2, '', 'b_t.jpg'), (3, '', 'c_t.jpg')`)
-			p := e.start()
-			addr := p.httpAddr(t)
-			e.exec(`DELETE FROM gallery_photo WHERE id = 1`)
-			e.settle()
-			e.expect(nil, []string{"a.jpg", "a_t.jpg"})
-
-			e.exec(tt.ddl)
-			e.exec(`DELETE FROM gallery_photo WHERE id = 2`)
-			after := pgQueryString(t, e, `SELECT pg_current_wal_insert_lsn()::text`)
-			p.waitLog("the configuration no longer fits the table", 30*time.Second)
-			if !strings.Contains(p.Logs(), `watched column \"image\" of public.gallery_photo`) {
-				t.Errorf("the error does not name the table and column")
-			}
-			eventually(t, 10*time.Second, "/readyz fails while held", func() bool {
-				code, _ := readyz(t, addr)
-				return code == 503
-			})
-			if v := metric(t, addr, "cdc_cleaner_held"); v != 1 {
-				t.Errorf("cdc_cleaner_held = %v, want 1", v)
-			}
-			time.Sleep(time.Second) // status updates go on while held
-			if got := pgtest.SlotConfirmedFlush(t, e.url, e.slot); !lsnBefore(t, e, got, after) {
-				t.Errorf("slot confirmed %s, past the held change (which ends before %s)", got, after)
-			}
-			e.expect([]string{"b_t.jpg"}, nil)
-			out, code := e.cli("check")
-			if code != 1 || !strings.Contains(out, `column "image" not found`) {
-				t.Errorf("check: exit %d, want 1 saying the column is not found:\n%s", code, out)
-			}
-			if code := p.stop(); code != 0 {
-				t.Errorf("exit %d after SIGTERM while held, want 0", code)
-			}
-
-			replaceInConfig(t, e, "columns: [image, thumbnail]", tt.config)
-			e.start()
-			e.settle()
-			e.expect([]string{"c_t.jpg"}, []string{"b_t.jpg"})
+	photos := `INSERT INTO gallery_photo (id, image, thumbnail) VALUES (1, 'a.jpg', 'a_t.jpg'), (2, 'b.jpg', 'b_t.jpg'), (3, 'keep.jpg', '')`
+	t.Run("followed while running", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch, httpListen: "127.0.0.1:0", extra: "delete_delay: 2s"})
+		e.put("a.jpg", "a_t.jpg", "b.jpg", "b_t.jpg", "keep.jpg")
+		e.exec(photos)
+		p := e.start()
+		addr := p.httpAddr(t)
+		p.waitLog(`"streaming"`, 30*time.Second)
+		e.exec(`DELETE FROM gallery_photo WHERE id = 1`)
+		e.exec(`ALTER TABLE gallery_photo RENAME COLUMN image TO picture`)
+		e.exec(`DELETE FROM gallery_photo WHERE id = 2`)
+		e.exec(`INSERT INTO gallery_photo (id, picture) VALUES (4, 'keep.jpg')`)
+		e.exec(`DELETE FROM gallery_photo WHERE id = 3`)
+		e.settle()
+		e.expect([]string{"keep.jpg"}, []string{"a.jpg", "a_t.jpg", "b.jpg", "b_t.jpg"})
+		if !strings.Contains(p.Logs(), `is \"picture\" at this point of the stream (renamed): the cleaner follows it`) {
+			t.Errorf("the cleaner did not say it follows the rename")
+		}
+		if v := metric(t, addr, "cdc_cleaner_held"); v != 0 {
+			t.Errorf("cdc_cleaner_held = %v, want 0: a rename is followed", v)
+		}
+		eventually(t, 10*time.Second, "/readyz fails while the configuration names the old column", func() bool {
+			code, body := readyz(t, addr)
+			return code == 503 && strings.Contains(body, `column "image" not found`)
 		})
+		out, code := e.cli("check")
+		if code != 1 || !strings.Contains(out, `column "image" not found`) || !strings.Contains(out, "put its new name in the configuration") {
+			t.Errorf("check: exit %d, want 1 saying what to do:\n%s", code, out)
+		}
+	})
+	t.Run("replayed under the new name", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch, extra: "delete_delay: 30s"})
+		e.put("a.jpg", "a_t.jpg", "b.jpg", "b_t.jpg", "keep.jpg")
+		e.exec(photos)
+		before := pgtest.SlotConfirmedFlush(t, e.url, e.slot)
+		p := e.start()
+		p.waitLog(`"streaming"`, 30*time.Second)
+		e.exec(`DELETE FROM gallery_photo WHERE id = 1`)
+		e.exec(`ALTER TABLE gallery_photo RENAME COLUMN image TO picture`)
+		e.exec(`DELETE FROM gallery_photo WHERE id = 2`)
+		p.waitLog("the cleaner follows it", 30*time.Second)
+		p.kill()
+		if got := pgtest.SlotConfirmedFlush(t, e.url, e.slot); got != before {
+			t.Fatalf("the slot moved from %s to %s during the delay: nothing is left to replay", before, got)
+		}
+		e.expect([]string{"a.jpg", "b.jpg"}, nil)
+		replaceInConfig(t, e, "columns: [image, thumbnail]", "columns: [picture, thumbnail]")
+		replaceInConfig(t, e, "delete_delay: 30s", "delete_delay: 0s")
+		p = e.start()
+		e.settle()
+		e.expect([]string{"keep.jpg"}, []string{"a.jpg", "a_t.jpg", "b.jpg", "b_t.jpg"})
+		if strings.Contains(p.Logs(), "no longer fits") {
+			t.Errorf("the restarted cleaner held at the changes from before the rename:\n%s", p.Logs())
+		}
+		if out, code := e.cli("check"); code != 0 {
+			t.Errorf("check with the new name: exit %d:\n%s", code, out)
+		}
+	})
+}
+
+// TestWatchedColumnDropped: a watched column dropped while the cleaner
+// runs, with a change from before the drop still waiting (delete_delay).
+// That change settles (the dropped column references nothing any more).
+// The first change after the drop no longer fits the configuration: the
+// cleaner holds the slot there (nothing is confirmed past it, and the file
+// that change orphaned stays), logs an error naming table and column, sets
+// cdc_cleaner_held and fails /readyz; check says the column is not found.
+// Once the configuration drops the column too, a restart goes on from
+// where it held and loses nothing.
+func TestWatchedColumnDropped(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch, httpListen: "127.0.0.1:0", extra: "delete_delay: 2s"})
+	e.put("a.jpg", "a_t.jpg", "b_t.jpg", "c_t.jpg")
+	e.exec(`INSERT INTO gallery_photo (id, image, thumbnail) VALUES (1, 'a.jpg', 'a_t.jpg'), (2, '', 'b_t.jpg'), (3, '', 'c_t.jpg')`)
+	p := e.start()
+	addr := p.httpAddr(t)
+	p.waitLog(`"streaming"`, 30*time.Second)
+	e.exec(`DELETE FROM gallery_photo WHERE id = 1`)
+	e.exec(`ALTER TABLE gallery_photo DROP COLUMN image`)
+	e.exec(`DELETE FROM gallery_photo WHERE id = 2`)
+	after := pgQueryString(t, e, `SELECT pg_current_wal_insert_lsn()::text`)
+	p.waitLog("the configuration no longer fits the table", 30*time.Second)
+	if !strings.Contains(p.Logs(), `watched column \"image\" of public.gallery_photo`) {
+		t.Errorf("the error does not name the table and column")
 	}
+	eventually(t, 10*time.Second, "the change before the drop settles", func() bool {
+		return !e.exists("a.jpg") && !e.exists("a_t.jpg")
+	})
+	eventually(t, 10*time.Second, "/readyz fails while held", func() bool {
+		code, _ := readyz(t, addr)
+		return code == 503
+	})
+	if v := metric(t, addr, "cdc_cleaner_held"); v != 1 {
+		t.Errorf("cdc_cleaner_held = %v, want 1", v)
+	}
+	time.Sleep(time.Second) // status updates go on while held
+	if got := pgtest.SlotConfirmedFlush(t, e.url, e.slot); !lsnBefore(t, e, got, after) {
+		t.Errorf("slot confirmed %s, past the held change (which ends before %s)", got, after)
+	}
+	e.expect([]string{"b_t.jpg"}, nil)
+	out, code := e.cli("check")
+	if code != 1 || !strings.Contains(out, `column "image" not found`) {
+		t.Errorf("check: exit %d, want 1 saying the column is not found:\n%s", code, out)
+	}
+	if code := p.stop(); code != 0 {
+		t.Errorf("exit %d after SIGTERM while held, want 0", code)
+	}
+
+	replaceInConfig(t, e, "columns: [image, thumbnail]", "columns: [thumbnail]")
+	e.start()
+	e.settle()
+	e.expect([]string{"c_t.jpg"}, []string{"b_t.jpg"})
 }
 
 // TestWatchedColumnRetyped: a watched column changes type while the cleaner
@@ -262,4 +325,34 @@ func TestWatchedTableRecreated(t *testing.T) {
 	e.exec(`DELETE FROM gallery_photo WHERE id = 1`)
 	e.settle()
 	e.expect([]string{"b.jpg"}, []string{"a.jpg"})
+}
+
+// TestRetypedToDroppedType: while the cleaner was stopped, a watched column
+// was retyped to a domain, a row deleted, and the domain dropped again.
+// The change's Relation message names a type the catalog no longer has:
+// the cleaner does not guess how its values hold paths, it holds the slot
+// and says so (cdc_cleaner_held, /readyz failing, an error naming table
+// and column), instead of retrying a lookup that can never succeed.
+func TestRetypedToDroppedType(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch, httpListen: "127.0.0.1:0"})
+	e.put("a.jpg", "b.jpg")
+	e.exec(`INSERT INTO gallery_photo (id, image) VALUES (1, 'a.jpg'), (2, 'b.jpg')`)
+	e.exec(`CREATE DOMAIN path_d AS varchar(100)`)
+	e.exec(`ALTER TABLE gallery_photo ALTER COLUMN image TYPE path_d`)
+	e.exec(`DELETE FROM gallery_photo WHERE id = 1`)
+	e.exec(`ALTER TABLE gallery_photo ALTER COLUMN image TYPE varchar(100)`)
+	e.exec(`DROP DOMAIN path_d`)
+	e.exec(`DELETE FROM gallery_photo WHERE id = 2`)
+	p := e.start()
+	addr := p.httpAddr(t)
+	p.waitLog("no longer exists in the catalog", 30*time.Second)
+	eventually(t, 10*time.Second, "/readyz fails while held", func() bool {
+		code, body := readyz(t, addr)
+		return code == 503 && strings.Contains(body, "held")
+	})
+	if v := metric(t, addr, "cdc_cleaner_held"); v != 1 {
+		t.Errorf("cdc_cleaner_held = %v, want 1", v)
+	}
+	e.expect([]string{"a.jpg", "b.jpg"}, nil)
 }

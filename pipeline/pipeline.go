@@ -38,9 +38,16 @@ type Config struct {
 	// decoder does not know by OID, as the catalog does (domains, citext).
 	Types map[uint32]decoder.Type
 	// ResolveType describes a type the decoder meets later (a column
-	// retyped while running) as the catalog does. Without it, such a type
-	// holds the stream as a schema problem.
-	ResolveType func(ctx context.Context, oid uint32) (decoder.Type, error)
+	// retyped while running) as the catalog does; found is false when the
+	// catalog has no such type (dropped since). Without it, or for a type
+	// not found, the stream holds as at a schema problem.
+	ResolveType func(ctx context.Context, oid uint32) (t decoder.Type, found bool, err error)
+
+	// FollowRename tells, from the catalog, whether a watched column a
+	// Relation message lacks was renamed, and under which name the
+	// message holds it (rel: the message's columns). Without it, or when
+	// it is not sure, the stream holds at the message.
+	FollowRename func(ctx context.Context, schema, table, column string, rel []decoder.RelationColumn) (name string, ok bool, err error)
 
 	// Messages names the storages whose cdc_cleaner logical decoding
 	// messages are honoured (messages: true). Any role that can log in may

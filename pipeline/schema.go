@@ -17,10 +17,39 @@ import (
 // know (retyped to a domain while running, say) is looked up in the catalog
 // and the message decoded again; lookups that fail are retried until they
 // succeed or ctx ends, holding the stream meanwhile.
+//
+// A watched column missing from a Relation message is followed when the
+// catalog shows it was renamed (FollowRename), and the message decoded
+// again; the configuration should then be updated, which check and the
+// periodic check say.
 func (p *Pipeline) decodeMessage(ctx context.Context, dec *decoder.Decoder, m replication.Message) (decoder.Event, error) {
 	backoff := p.cfg.RetryMin
+	followed := map[string]bool{}
 	for {
 		ev, err := dec.Decode(m.Data)
+		var missing *decoder.SchemaError
+		if errors.As(err, &missing) && missing.Missing && p.cfg.FollowRename != nil && !followed[missing.Column] {
+			name, ok, ferr := p.cfg.FollowRename(ctx, missing.Schema, missing.Name, missing.Column, missing.Columns)
+			switch {
+			case ferr != nil && ctx.Err() != nil:
+				return ev, ctx.Err()
+			case ferr != nil:
+				p.log.Warn().Err(ferr).Str("table", missing.Table).Str("column", missing.Column).Dur("retry_in", backoff).
+					Msg("look up whether a watched column was renamed; holding the stream and retrying")
+				if !sleep(ctx, backoff) {
+					return ev, ctx.Err()
+				}
+				backoff = min(backoff*2, p.cfg.RetryMax)
+				continue
+			case ok:
+				followed[missing.Column] = true
+				p.log.Warn().Str("table", missing.Table).Str("column", missing.Column).Str("name_in_stream", name).Stringer("commit_lsn", dec.FinalLSN()).
+					Msgf("watched column %q of %s is %q at this point of the stream (renamed): the cleaner follows it; put the name the table has now in the configuration before the next restart (cdc-cleaner check says which)", missing.Column, missing.Table, name)
+				dec.AddAlias(missing.Schema, missing.Name, missing.Column, name)
+				continue
+			}
+			return ev, err
+		}
 		var unknown *decoder.UnknownTypeError
 		if !errors.As(err, &unknown) {
 			return ev, err
@@ -29,7 +58,11 @@ func (p *Pipeline) decodeMessage(ctx context.Context, dec *decoder.Decoder, m re
 			return ev, &decoder.SchemaError{Table: unknown.Table, Column: unknown.Column,
 				Problem: fmt.Sprintf("has type OID %d, which the decoder does not know and cannot look up", unknown.OID)}
 		}
-		typ, err := p.cfg.ResolveType(ctx, unknown.OID)
+		typ, found, err := p.cfg.ResolveType(ctx, unknown.OID)
+		if err == nil && !found {
+			return ev, &decoder.SchemaError{Table: unknown.Table, Column: unknown.Column,
+				Problem: fmt.Sprintf("has, at this point of the stream, a type (OID %d) that no longer exists in the catalog (a domain or an extension's type dropped since), so its values cannot be read; remove the column from the configuration to go on, and run cdc-cleaner scan for its files", unknown.OID)}
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return ev, ctx.Err()

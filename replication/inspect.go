@@ -82,7 +82,11 @@ type Column struct {
 	Column  string
 	Type    string // format_type, e.g. "character varying(100)"
 	TypeOID uint32
-	Kind    ValueKind
+	// TableOID and AttNum identify the column in the catalog whatever it
+	// is called later (ALTER TABLE ... RENAME COLUMN keeps both).
+	TableOID uint32
+	AttNum   int16
+	Kind     ValueKind
 	// Padded is set for character(n) and arrays of it: trailing spaces
 	// are not part of a path.
 	Padded bool
@@ -417,15 +421,16 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 			cfield := fmt.Sprintf("%s.columns[%d]", field, j)
 			var typ, generated string
 			var typOID uint32
+			var attnum int16
 			var indexed, canSelect bool
 			// has_column_privilege counts a grant on the whole table and
 			// one on the column alike.
-			err := conn.QueryRow(ctx, `SELECT format_type(a.atttypid, a.atttypmod), a.attgenerated::text, a.atttypid,
+			err := conn.QueryRow(ctx, `SELECT format_type(a.atttypid, a.atttypmod), a.attgenerated::text, a.atttypid, a.attnum,
 				EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = a.attrelid AND x.indkey[0] = a.attnum),
 				has_column_privilege(a.attrelid, a.attnum, 'SELECT')
 				FROM pg_attribute a
 				WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped`, oid, col).
-				Scan(&typ, &generated, &typOID, &indexed, &canSelect)
+				Scan(&typ, &generated, &typOID, &attnum, &indexed, &canSelect)
 			if errors.Is(err, pgx.ErrNoRows) {
 				r.add(Problem, cfield, "column %q not found in %s: if it was renamed, put its new name in the configuration; if it was dropped, remove it (then cdc-cleaner scan finds the files it referenced); a running cleaner holds the changes that follow until then", col, w.Schema+"."+w.Name)
 				continue
@@ -442,7 +447,7 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 				r.add(Problem, cfield, "column %q of %s is a generated column: pgoutput does not send generated columns, so it cannot be watched (watch the columns it is computed from, or list it under protect)", col, qualified)
 				continue
 			}
-			c := Column{Storage: w.Storage, Schema: w.Schema, Table: w.Name, Column: col, Type: typ, TypeOID: typOID, JSONPath: w.JSONPath, Protect: protect, Indexed: indexed}
+			c := Column{Storage: w.Storage, Schema: w.Schema, Table: w.Name, Column: col, Type: typ, TypeOID: typOID, TableOID: oid, AttNum: attnum, JSONPath: w.JSONPath, Protect: protect, Indexed: indexed}
 			kinds, err := TypeKinds(ctx, conn, []uint32{typOID})
 			if err != nil {
 				r.add(Problem, cfield, "look up the type of column %q of %s: %v", col, qualified, err)

@@ -63,19 +63,35 @@ func decoderType(k replication.TypeKind) decoder.Type {
 	return t
 }
 
+// renameFollower tells from the catalog whether a watched column was
+// renamed (replication.RenamedColumn), for the columns Inspect found at
+// start.
+func renameFollower(pool *pgxpool.Pool, cols []replication.Column) func(ctx context.Context, schema, table, column string, rel []decoder.RelationColumn) (string, bool, error) {
+	return func(ctx context.Context, schema, table, column string, rel []decoder.RelationColumn) (string, bool, error) {
+		for _, c := range cols {
+			if c.Protect || c.Schema != schema || c.Table != table || c.Column != column {
+				continue
+			}
+			names, types := make([]string, len(rel)), make([]uint32, len(rel))
+			for i, r := range rel {
+				names[i], types[i] = r.Name, r.Type
+			}
+			return replication.RenamedColumn(ctx, pool, c, names, types)
+		}
+		return "", false, nil
+	}
+}
+
 // typeResolver looks up a type the decoder meets while running (a watched
 // column retyped) in the catalog.
-func typeResolver(pool *pgxpool.Pool) func(ctx context.Context, oid uint32) (decoder.Type, error) {
-	return func(ctx context.Context, oid uint32) (decoder.Type, error) {
+func typeResolver(pool *pgxpool.Pool) func(ctx context.Context, oid uint32) (decoder.Type, bool, error) {
+	return func(ctx context.Context, oid uint32) (decoder.Type, bool, error) {
 		kinds, err := replication.TypeKinds(ctx, pool, []uint32{oid})
 		if err != nil {
-			return decoder.Type{}, err
+			return decoder.Type{}, false, err
 		}
 		k, ok := kinds[oid]
-		if !ok {
-			return decoder.Type{}, fmt.Errorf("type OID %d is not in the catalog (dropped since?)", oid)
-		}
-		return decoderType(k), nil
+		return decoderType(k), ok, nil
 	}
 }
 
