@@ -235,3 +235,56 @@ func TestDjangoMigrationsAfterSetup(t *testing.T) {
 		t.Errorf("check after the migrations: exit %d:\n%s", code, out)
 	}
 }
+
+// TestNonSuperuserSetupOfPartitionedTable: setup run by a role that owns
+// the tables but is not a superuser (as on managed PostgreSQL) cannot
+// install the event trigger. For a watched partitioned table without a
+// primary key, a partition created later would then have no replica
+// identity, and the application's UPDATE and DELETE on it would fail
+// under the publication: setup refuses before publishing anything. With a
+// primary key, it goes on with a warning, and the application's DML on a
+// new partition works.
+func TestNonSuperuserSetupOfPartitionedTable(t *testing.T) {
+	t.Parallel()
+	watch := `watch:
+  - table: public.upload
+    columns: [file]
+    storage: media`
+	for _, tt := range []struct {
+		name   string
+		key    string
+		code   int
+		output string
+	}{
+		{"without a primary key", "", 1, "has no primary key"},
+		{"with a primary key", ", PRIMARY KEY (id, at)", 0, "cannot install the event trigger"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envOptions{noSetup: true, watch: watch})
+			owner, ownerURL := appOwner(t, e)
+			e.exec(`ALTER ROLE ` + pgx.Identifier{owner}.Sanitize() + ` REPLICATION`)
+			e.exec(`GRANT CREATE ON DATABASE ` + pgx.Identifier{e.db}.Sanitize() + ` TO ` + pgx.Identifier{owner}.Sanitize())
+			ddlAs(t, ownerURL,
+				`CREATE TABLE upload (id int NOT NULL, at date NOT NULL, file text NOT NULL DEFAULT ''`+tt.key+`) PARTITION BY RANGE (at)`,
+				`CREATE TABLE upload_2025 PARTITION OF upload FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`)
+			admin := asRole(t, e, owner)
+			out, code := admin.cli("setup")
+			if code != tt.code || !strings.Contains(out, tt.output) {
+				t.Fatalf("setup as the tables' owner: exit %d, want %d saying %q:\n%s", code, tt.code, tt.output, out)
+			}
+			published := pgQueryString(t, e, `SELECT count(*)::text FROM pg_publication WHERE pubname = $1`, e.pub)
+			if code != 0 {
+				if published != "0" {
+					t.Errorf("setup refused but created the publication")
+				}
+				return
+			}
+			ddlAs(t, ownerURL,
+				`CREATE TABLE upload_2026 PARTITION OF upload FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`,
+				`INSERT INTO upload VALUES (1, '2026-02-01', 'a.jpg')`,
+				`UPDATE upload SET file = 'b.jpg' WHERE id = 1`,
+				`DELETE FROM upload WHERE id = 1`)
+		})
+	}
+}

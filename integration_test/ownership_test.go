@@ -1,6 +1,7 @@
 package integration_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -195,4 +196,49 @@ func publicationState(t *testing.T, e *env) string {
 			(SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_publication_tables WHERE pubname = p.pubname),
 			coalesce(obj_description(p.oid, 'pg_publication'), ''))
 		FROM pg_publication p WHERE p.pubname = $1`, e.pub)
+}
+
+// TestSlotNeverLeftUnrecorded: the statement that creates the slot (as a
+// migration tool runs it, from setup --print) never leaves a slot that
+// cdc_cleaner.slots does not record, which would retain WAL while setup,
+// run and teardown all refuse it: without the table it creates nothing,
+// and when recording fails it drops the slot again.
+func TestSlotNeverLeftUnrecorded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch, noSetup: true})
+	script, code := e.cli("setup", "--print")
+	if code != 0 {
+		t.Fatalf("setup --print: exit %d:\n%s", code, script)
+	}
+	i := strings.Index(script, "-- the logical replication slot")
+	if i < 0 {
+		t.Fatalf("no slot statement in:\n%s", script)
+	}
+	slot := script[i:]
+	slots := func() string {
+		return pgQueryString(t, e, `SELECT count(*)::text FROM pg_replication_slots WHERE slot_name = $1`, e.slot)
+	}
+	c := e.conn()
+	if _, err := c.Exec(context.Background(), slot); err == nil || !strings.Contains(err.Error(), "cannot record the slot") {
+		t.Errorf("slot statement without cdc_cleaner.slots: %v, want a refusal", err)
+	}
+	if n := slots(); n != "0" {
+		t.Errorf("%s slots left without the table to record them", n)
+	}
+	e.exec(migrations.Schema)
+	e.exec(`CREATE FUNCTION cdc_cleaner.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'recording refused'; END $$;
+		CREATE TRIGGER refuse BEFORE INSERT ON cdc_cleaner.slots FOR EACH ROW EXECUTE FUNCTION cdc_cleaner.refuse()`)
+	if _, err := c.Exec(context.Background(), slot); err == nil || !strings.Contains(err.Error(), "recording refused") {
+		t.Errorf("slot statement whose record fails: %v, want that error", err)
+	}
+	if n := slots(); n != "0" {
+		t.Errorf("%s slots left after recording failed", n)
+	}
+	e.exec(`DROP TRIGGER refuse ON cdc_cleaner.slots`)
+	if _, err := c.Exec(context.Background(), slot); err != nil {
+		t.Fatalf("slot statement: %v", err)
+	}
+	if n := slots(); n != "1" {
+		t.Errorf("%s slots after the statement succeeded, want 1", n)
+	}
 }

@@ -35,36 +35,17 @@ BEGIN
 END
 $cdc$;
 
--- the publication covers exactly the watched tables (setup alters only a publication it created)
-DO $cdc$
-DECLARE owned boolean;
-BEGIN
-  SELECT (coalesce(obj_description(p.oid, 'pg_publication') LIKE 'managed by cdc-cleaner setup%', false)
-    OR to_regprocedure('cdc_cleaner.' || quote_ident('replica_identity_' || p.pubname) || '()') IS NOT NULL) INTO owned
-    FROM pg_publication p WHERE p.pubname = 'cdc_cleaner';
-  IF NOT FOUND THEN
-    CREATE PUBLICATION "cdc_cleaner" FOR TABLE ONLY "public"."gallery_photo" WITH (publish = 'update, delete, truncate', publish_via_partition_root = true);
-  ELSIF owned THEN
-    ALTER PUBLICATION "cdc_cleaner" SET TABLE ONLY "public"."gallery_photo";
-    ALTER PUBLICATION "cdc_cleaner" SET (publish = 'update, delete, truncate', publish_via_partition_root = true);
-  ELSE
-    RAISE EXCEPTION 'publication % exists and was not created by cdc-cleaner setup', 'cdc_cleaner'
-      USING ERRCODE = 'duplicate_object',
-        HINT = 'setup never changes what it did not create, and another consumer may use this publication: set postgres.publication to another name. If it is meant for cdc-cleaner alone, mark it (COMMENT ON PUBLICATION ... IS ''managed by cdc-cleaner setup'') and run setup again: it then covers exactly the watched tables.';
-  END IF;
-  COMMENT ON PUBLICATION "cdc_cleaner" IS 'managed by cdc-cleaner setup: it covers exactly the tables cdc-cleaner watches; cdc-cleaner teardown drops it';
-END
-$cdc$;
-
--- when a watched table is partitioned, partitions created later get REPLICA IDENTITY FULL too: an event trigger (superuser only; otherwise run setup again after creating partitions)
+-- when a watched table is partitioned, partitions created later get REPLICA IDENTITY FULL too: an event trigger (needs a superuser; without one, run setup again after creating partitions)
 DO $cdc0$
 DECLARE
-  partitioned boolean := EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                                  WHERE c.relkind = 'p' AND (n.nspname::text, c.relname::text) IN (('public', 'gallery_photo')));
-  is_super boolean := (SELECT rolsuper FROM pg_roles WHERE rolname = current_user);
+  keyless text := (SELECT string_agg(c.oid::regclass::text, ', ') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE c.relkind = 'p' AND (n.nspname::text, c.relname::text) IN (('public', 'gallery_photo'))
+                      AND NOT EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = c.oid AND x.indisprimary));
 BEGIN
-  IF partitioned AND is_super THEN
-    EXECUTE 'CREATE OR REPLACE FUNCTION cdc_cleaner."replica_identity_cdc_cleaner"() RETURNS event_trigger LANGUAGE plpgsql SET search_path = pg_catalog AS $cdc$
+  IF EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                  WHERE c.relkind = 'p' AND (n.nspname::text, c.relname::text) IN (('public', 'gallery_photo'))) THEN
+    BEGIN
+      EXECUTE 'CREATE OR REPLACE FUNCTION cdc_cleaner."replica_identity_cdc_cleaner"() RETURNS event_trigger LANGUAGE plpgsql SET search_path = pg_catalog AS $cdc$
 -- cdc-cleaner event trigger function, version 2: it never makes the DDL that fired it fail
 DECLARE r regclass;
 BEGIN
@@ -92,13 +73,50 @@ EXCEPTION WHEN others THEN
     USING HINT = ''the statement itself went through; run cdc-cleaner check'';
 END
 $cdc$';
-    DROP EVENT TRIGGER IF EXISTS "cdc_cleaner_replica_identity_cdc_cleaner";
-    CREATE EVENT TRIGGER "cdc_cleaner_replica_identity_cdc_cleaner" ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
-      EXECUTE FUNCTION cdc_cleaner."replica_identity_cdc_cleaner"();
-  ELSIF partitioned THEN
-    RAISE WARNING 'cdc-cleaner: not a superuser, so partitions created later will not get REPLICA IDENTITY FULL automatically; run cdc-cleaner setup again after creating partitions';
+      DROP EVENT TRIGGER IF EXISTS "cdc_cleaner_replica_identity_cdc_cleaner";
+      CREATE EVENT TRIGGER "cdc_cleaner_replica_identity_cdc_cleaner" ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+        EXECUTE FUNCTION cdc_cleaner."replica_identity_cdc_cleaner"();
+    EXCEPTION WHEN insufficient_privilege THEN
+      -- A partition created later then has the default replica identity:
+      -- its primary key, or none, and then the publication makes the
+      -- application's UPDATE and DELETE on it fail.
+      IF keyless IS NOT NULL THEN
+        RAISE EXCEPTION 'cdc-cleaner: cannot install the event trigger that gives partitions created later REPLICA IDENTITY FULL (it needs a superuser), and partitioned table % has no primary key: the application''s UPDATE and DELETE on such a partition would fail (it would have no replica identity while the publication publishes them)', keyless
+          USING ERRCODE = 'insufficient_privilege',
+            HINT = 'run cdc-cleaner setup as a superuser, or add a primary key to the partitioned table first';
+      END IF;
+      RAISE WARNING 'cdc-cleaner: cannot install the event trigger (it needs a superuser), so partitions created later will not get REPLICA IDENTITY FULL automatically: their UPDATE and DELETE will not carry old file paths (recorded as old_values_missing) until you run cdc-cleaner setup again after creating them';
+    END;
+  END IF;
+END
+$cdc0$;
+
+-- the publication covers exactly the watched tables (setup alters only a publication it created)
+DO $cdc$
+DECLARE owned boolean;
+BEGIN
+  SELECT (coalesce(obj_description(p.oid, 'pg_publication') LIKE 'managed by cdc-cleaner setup%', false)
+    OR to_regprocedure('cdc_cleaner.' || quote_ident('replica_identity_' || p.pubname) || '()') IS NOT NULL) INTO owned
+    FROM pg_publication p WHERE p.pubname = 'cdc_cleaner';
+  IF NOT FOUND THEN
+    CREATE PUBLICATION "cdc_cleaner" FOR TABLE ONLY "public"."gallery_photo" WITH (publish = 'update, delete, truncate', publish_via_partition_root = true);
+  ELSIF owned THEN
+    ALTER PUBLICATION "cdc_cleaner" SET TABLE ONLY "public"."gallery_photo";
+    ALTER PUBLICATION "cdc_cleaner" SET (publish = 'update, delete, truncate', publish_via_partition_root = true);
   ELSE
-    -- No watched table is partitioned: nothing for a trigger to do.
+    RAISE EXCEPTION 'publication % exists and was not created by cdc-cleaner setup', 'cdc_cleaner'
+      USING ERRCODE = 'duplicate_object',
+        HINT = 'setup never changes what it did not create, and another consumer may use this publication: set postgres.publication to another name. If it is meant for cdc-cleaner alone, mark it (COMMENT ON PUBLICATION ... IS ''managed by cdc-cleaner setup'') and run setup again: it then covers exactly the watched tables.';
+  END IF;
+  COMMENT ON PUBLICATION "cdc_cleaner" IS 'managed by cdc-cleaner setup: it covers exactly the tables cdc-cleaner watches; cdc-cleaner teardown drops it';
+END
+$cdc$;
+
+-- without a partitioned watched table, no event trigger: remove one an earlier setup installed
+DO $cdc$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                  WHERE c.relkind = 'p' AND (n.nspname::text, c.relname::text) IN (('public', 'gallery_photo'))) THEN
     IF EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'cdc_cleaner_replica_identity_cdc_cleaner') THEN
       BEGIN
         DROP EVENT TRIGGER "cdc_cleaner_replica_identity_cdc_cleaner";
@@ -115,7 +133,7 @@ $cdc$';
     END IF;
   END IF;
 END
-$cdc0$;
+$cdc$;
 
 -- the logical replication slot (pgoutput) the cleaner streams from; run this statement on its own, outside a transaction that has written
 DO $cdc$
@@ -123,9 +141,21 @@ DECLARE s record;
 BEGIN
   SELECT plugin, database INTO s FROM pg_replication_slots WHERE slot_name = 'cdc_cleaner';
   IF NOT FOUND THEN
+    -- A slot nobody records would retain WAL while everything refuses it:
+    -- make sure the record can be written before creating the slot, and
+    -- drop the slot again if it cannot.
+    IF to_regclass('cdc_cleaner.slots') IS NULL OR NOT has_table_privilege('cdc_cleaner.slots', 'INSERT') THEN
+      RAISE EXCEPTION 'cannot record the slot in cdc_cleaner.slots (missing, or not writable by %), so it is not created', current_user
+        USING HINT = 'apply migrations/0001_cdc_cleaner_schema.sql (cdc-cleaner setup does) first';
+    END IF;
     PERFORM pg_create_logical_replication_slot('cdc_cleaner', 'pgoutput');
-    INSERT INTO cdc_cleaner.slots (slot_name, publication) VALUES ('cdc_cleaner', 'cdc_cleaner')
-      ON CONFLICT (slot_name) DO UPDATE SET publication = EXCLUDED.publication, created_at = now(), adopted = false;
+    BEGIN
+      INSERT INTO cdc_cleaner.slots (slot_name, publication) VALUES ('cdc_cleaner', 'cdc_cleaner')
+        ON CONFLICT (slot_name) DO UPDATE SET publication = EXCLUDED.publication, created_at = now(), adopted = false;
+    EXCEPTION WHEN others THEN
+      PERFORM pg_drop_replication_slot('cdc_cleaner');
+      RAISE;
+    END;
   ELSIF s.database IS DISTINCT FROM current_database() THEN
     RAISE EXCEPTION 'replication slot % belongs to database %, not %', 'cdc_cleaner', s.database, current_database()
       USING ERRCODE = 'duplicate_object',
@@ -139,7 +169,7 @@ BEGIN
   ELSE
     RAISE EXCEPTION 'replication slot % exists and was not created by cdc-cleaner setup', 'cdc_cleaner'
       USING ERRCODE = 'duplicate_object',
-        HINT = 'another consumer may read it, and the cleaner would move it past changes that consumer has not read yet: set postgres.slot to another name. If it is this cleaner''s own slot (created by a cdc-cleaner version before the table cdc_cleaner.slots, or by hand for it), record it with cdc-cleaner setup --adopt-slot.';
+        HINT = 'another consumer may read it, and the cleaner would move it past changes that consumer has not read yet: set postgres.slot to another name. If it is this cleaner''s own slot (created by a cdc-cleaner version before the table cdc_cleaner.slots, by a setup that was interrupted, or by hand for it), record it with cdc-cleaner setup --adopt-slot.';
   END IF;
 END
 $cdc$;

@@ -687,7 +687,7 @@ func inspectSlot(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Con
 		r.add(Problem, field, "%v", err)
 		return
 	case !recorded:
-		r.conflict(UnrecordedSlot, Problem, field, "slot %q exists but was not created by cdc-cleaner setup (cdc_cleaner.slots does not record it): another consumer may read it, and streaming from it would move it past changes that consumer has not read yet. Set postgres.slot to another name and run cdc-cleaner setup; if it is this cleaner's own slot (created by a cdc-cleaner version before cdc_cleaner.slots, or by hand for it), record it with cdc-cleaner setup --adopt-slot", name)
+		r.conflict(UnrecordedSlot, Problem, field, "slot %q exists but was not created by cdc-cleaner setup (cdc_cleaner.slots does not record it): another consumer may read it, and streaming from it would move it past changes that consumer has not read yet. Set postgres.slot to another name and run cdc-cleaner setup; if it is this cleaner's own slot (created by a cdc-cleaner version before cdc_cleaner.slots, by a setup that was interrupted, or by hand for it), record it with cdc-cleaner setup --adopt-slot", name)
 		return
 	}
 	msg := fmt.Sprintf("slot %q exists", name)

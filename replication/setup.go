@@ -75,8 +75,12 @@ BEGIN
 END`, quoteLiteral(t))),
 		})
 	}
-	stmts = append(stmts, publicationSQL(cfg, tables, serverVersion))
+	// The trigger before the publication: when setup cannot install it
+	// and the publication would make the application's DML on future
+	// partitions fail, it refuses before publishing anything.
 	stmts = append(stmts, eventTriggerSQL(cfg))
+	stmts = append(stmts, publicationSQL(cfg, tables, serverVersion))
+	stmts = append(stmts, unusedTriggerSQL(cfg))
 	if opts.Role != "" {
 		stmts = append(stmts, RoleSQL(cfg, opts.Role)...)
 	}
@@ -475,15 +479,8 @@ END`, quoteLiteral(pub), triggerFunctionVersion)
 	return fmt.Sprintf("CREATE OR REPLACE FUNCTION %s() RETURNS event_trigger LANGUAGE plpgsql SET search_path = pg_catalog AS %s", fn, dollarQuote(body))
 }
 
-// eventTriggerSQL installs the event trigger only when it has work to do:
-// a watched table is partitioned (partitions created later need REPLICA
-// IDENTITY FULL) and the current user is a superuser (event triggers need
-// one). Otherwise it removes a trigger and function an earlier setup
-// installed, as far as the current user may.
-func eventTriggerSQL(cfg *config.Config) Statement {
-	pub := cfg.Postgres.Publication
-	fn := "cdc_cleaner." + config.QuoteIdentifier("replica_identity_"+pub)
-	trigger := EventTriggerName(pub)
+// watchedPairs lists the watched tables as SQL ('schema', 'name') pairs.
+func watchedPairs(cfg *config.Config) string {
 	var pairs []string
 	seen := map[string]bool{}
 	for _, w := range cfg.Watch {
@@ -493,38 +490,83 @@ func eventTriggerSQL(cfg *config.Config) Statement {
 			pairs = append(pairs, p)
 		}
 	}
+	return strings.Join(pairs, ", ")
+}
+
+// partitionedSQL is true when a watched table is partitioned.
+func partitionedSQL(cfg *config.Config) string {
+	return fmt.Sprintf(`EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                  WHERE c.relkind = 'p' AND (n.nspname::text, c.relname::text) IN (%s))`, watchedPairs(cfg))
+}
+
+// eventTriggerSQL installs the event trigger only when it has work to do:
+// a watched table is partitioned (partitions created later need REPLICA
+// IDENTITY FULL). It needs a superuser; without one, setup warns, and
+// refuses when a partitioned watched table has no primary key: a partition
+// created later would then have no replica identity, and the publication
+// would make the application's UPDATE and DELETE on it fail. It runs
+// before the publication is created, so that a refusal publishes nothing.
+func eventTriggerSQL(cfg *config.Config) Statement {
+	pub := cfg.Postgres.Publication
+	fn := "cdc_cleaner." + config.QuoteIdentifier("replica_identity_"+pub)
+	trigger := EventTriggerName(pub)
 	return Statement{
-		Comment: "when a watched table is partitioned, partitions created later get REPLICA IDENTITY FULL too: an event trigger (superuser only; otherwise run setup again after creating partitions)",
+		Comment: "when a watched table is partitioned, partitions created later get REPLICA IDENTITY FULL too: an event trigger (needs a superuser; without one, run setup again after creating partitions)",
 		SQL: doBlock(fmt.Sprintf(`DECLARE
-  partitioned boolean := EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                                  WHERE c.relkind = 'p' AND (n.nspname::text, c.relname::text) IN (%[1]s));
-  is_super boolean := (SELECT rolsuper FROM pg_roles WHERE rolname = current_user);
+  keyless text := (SELECT string_agg(c.oid::regclass::text, ', ') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE c.relkind = 'p' AND (n.nspname::text, c.relname::text) IN (%[1]s)
+                      AND NOT EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = c.oid AND x.indisprimary));
 BEGIN
-  IF partitioned AND is_super THEN
-    EXECUTE %[2]s;
-    DROP EVENT TRIGGER IF EXISTS %[3]s;
-    CREATE EVENT TRIGGER %[3]s ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
-      EXECUTE FUNCTION %[4]s();
-  ELSIF partitioned THEN
-    RAISE WARNING 'cdc-cleaner: not a superuser, so partitions created later will not get REPLICA IDENTITY FULL automatically; run cdc-cleaner setup again after creating partitions';
-  ELSE
-    -- No watched table is partitioned: nothing for a trigger to do.
-    IF EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = %[5]s) THEN
+  IF %[5]s THEN
+    BEGIN
+      EXECUTE %[2]s;
+      DROP EVENT TRIGGER IF EXISTS %[3]s;
+      CREATE EVENT TRIGGER %[3]s ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+        EXECUTE FUNCTION %[4]s();
+    EXCEPTION WHEN insufficient_privilege THEN
+      -- A partition created later then has the default replica identity:
+      -- its primary key, or none, and then the publication makes the
+      -- application's UPDATE and DELETE on it fail.
+      IF keyless IS NOT NULL THEN
+        RAISE EXCEPTION 'cdc-cleaner: cannot install the event trigger that gives partitions created later REPLICA IDENTITY FULL (it needs a superuser), and partitioned table %% has no primary key: the application''s UPDATE and DELETE on such a partition would fail (it would have no replica identity while the publication publishes them)', keyless
+          USING ERRCODE = 'insufficient_privilege',
+            HINT = 'run cdc-cleaner setup as a superuser, or add a primary key to the partitioned table first';
+      END IF;
+      RAISE WARNING 'cdc-cleaner: cannot install the event trigger (it needs a superuser), so partitions created later will not get REPLICA IDENTITY FULL automatically: their UPDATE and DELETE will not carry old file paths (recorded as old_values_missing) until you run cdc-cleaner setup again after creating them';
+    END;
+  END IF;
+END`, watchedPairs(cfg), quoteLiteral(triggerFunction(pub)), config.QuoteIdentifier(trigger), fn, partitionedSQL(cfg))),
+	}
+}
+
+// unusedTriggerSQL removes the event trigger and function an earlier
+// setup installed when no watched table is partitioned any more, as far as
+// the current user may. It runs after the publication statement, which
+// reads the function as the mark of an earlier setup's publication.
+func unusedTriggerSQL(cfg *config.Config) Statement {
+	pub := cfg.Postgres.Publication
+	fn := "cdc_cleaner." + config.QuoteIdentifier("replica_identity_"+pub)
+	trigger := EventTriggerName(pub)
+	return Statement{
+		Comment: "without a partitioned watched table, no event trigger: remove one an earlier setup installed",
+		SQL: doBlock(fmt.Sprintf(`BEGIN
+  IF NOT %[5]s THEN
+    IF EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = %[2]s) THEN
       BEGIN
-        DROP EVENT TRIGGER %[3]s;
+        DROP EVENT TRIGGER %[1]s;
       EXCEPTION WHEN insufficient_privilege THEN
-        RAISE WARNING 'cdc-cleaner: the event trigger %% is not needed (no watched table is partitioned), but only a superuser may drop it: DROP EVENT TRIGGER %%', %[5]s, %[5]s;
+        RAISE WARNING 'cdc-cleaner: the event trigger %% is not needed (no watched table is partitioned), but only a superuser may drop it: DROP EVENT TRIGGER %%', %[2]s, %[2]s;
       END;
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = %[5]s) THEN
+    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = %[2]s) THEN
       BEGIN
-        DROP FUNCTION IF EXISTS %[4]s();
+        DROP FUNCTION IF EXISTS %[3]s();
       EXCEPTION WHEN insufficient_privilege THEN
-        RAISE WARNING 'cdc-cleaner: the function %% is not needed, but only its owner may drop it', %[6]s;
+        RAISE WARNING 'cdc-cleaner: the function %% is not needed, but only its owner may drop it', %[4]s;
       END;
     END IF;
   END IF;
-END`, strings.Join(pairs, ", "), quoteLiteral(triggerFunction(pub)), config.QuoteIdentifier(trigger), fn, quoteLiteral(trigger), quoteLiteral(fn))),
+END`, config.QuoteIdentifier(trigger), quoteLiteral(trigger), fn, quoteLiteral(fn), partitionedSQL(cfg))),
 	}
 }
 
@@ -538,7 +580,7 @@ func slotSQL(cfg *config.Config, adopt bool) Statement {
 	slot, pub := quoteLiteral(cfg.Postgres.Slot), quoteLiteral(cfg.Postgres.Publication)
 	unrecorded := `RAISE EXCEPTION 'replication slot %% exists and was not created by cdc-cleaner setup', %[1]s
       USING ERRCODE = 'duplicate_object',
-        HINT = 'another consumer may read it, and the cleaner would move it past changes that consumer has not read yet: set postgres.slot to another name. If it is this cleaner''s own slot (created by a cdc-cleaner version before the table cdc_cleaner.slots, or by hand for it), record it with cdc-cleaner setup --adopt-slot.';`
+        HINT = 'another consumer may read it, and the cleaner would move it past changes that consumer has not read yet: set postgres.slot to another name. If it is this cleaner''s own slot (created by a cdc-cleaner version before the table cdc_cleaner.slots, by a setup that was interrupted, or by hand for it), record it with cdc-cleaner setup --adopt-slot.';`
 	if adopt {
 		unrecorded = `INSERT INTO cdc_cleaner.slots (slot_name, publication, adopted) VALUES (%[1]s, %[2]s, true);
     RAISE NOTICE 'cdc-cleaner: recorded the existing slot %% as the cleaner''s own (--adopt-slot)', %[1]s;`
@@ -549,9 +591,21 @@ func slotSQL(cfg *config.Config, adopt bool) Statement {
 BEGIN
   SELECT plugin, database INTO s FROM pg_replication_slots WHERE slot_name = %[1]s;
   IF NOT FOUND THEN
+    -- A slot nobody records would retain WAL while everything refuses it:
+    -- make sure the record can be written before creating the slot, and
+    -- drop the slot again if it cannot.
+    IF to_regclass('cdc_cleaner.slots') IS NULL OR NOT has_table_privilege('cdc_cleaner.slots', 'INSERT') THEN
+      RAISE EXCEPTION 'cannot record the slot in cdc_cleaner.slots (missing, or not writable by %%), so it is not created', current_user
+        USING HINT = 'apply migrations/0001_cdc_cleaner_schema.sql (cdc-cleaner setup does) first';
+    END IF;
     PERFORM pg_create_logical_replication_slot(%[1]s, 'pgoutput');
-    INSERT INTO cdc_cleaner.slots (slot_name, publication) VALUES (%[1]s, %[2]s)
-      ON CONFLICT (slot_name) DO UPDATE SET publication = EXCLUDED.publication, created_at = now(), adopted = false;
+    BEGIN
+      INSERT INTO cdc_cleaner.slots (slot_name, publication) VALUES (%[1]s, %[2]s)
+        ON CONFLICT (slot_name) DO UPDATE SET publication = EXCLUDED.publication, created_at = now(), adopted = false;
+    EXCEPTION WHEN others THEN
+      PERFORM pg_drop_replication_slot(%[1]s);
+      RAISE;
+    END;
   ELSIF s.database IS DISTINCT FROM current_database() THEN
     RAISE EXCEPTION 'replication slot %% belongs to database %%, not %%', %[1]s, s.database, current_database()
       USING ERRCODE = 'duplicate_object',

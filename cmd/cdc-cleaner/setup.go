@@ -65,7 +65,7 @@ Exit codes: 0 done, 1 a statement failed, 2 bad configuration or database not re
 		return nil
 	}
 	ctx := context.Background()
-	conn, err := connect(ctx, cfg)
+	conn, err := connectNotices(ctx, cfg, func(msg string) { fmt.Fprintf(stdout, "warning: %s\n", msg) })
 	if err != nil {
 		return configErr(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
@@ -21,9 +22,25 @@ import (
 
 // connect opens one ordinary connection for administration and checks.
 func connect(ctx context.Context, cfg *config.Config) (*pgx.Conn, error) {
+	return connectNotices(ctx, cfg, nil)
+}
+
+// connectNotices is connect, with the server's warnings handed to warn.
+func connectNotices(ctx context.Context, cfg *config.Config, warn func(msg string)) (*pgx.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, cfg.Postgres.URL)
+	pc, err := pgx.ParseConfig(cfg.Postgres.URL)
+	if err != nil {
+		return nil, fmt.Errorf("postgres.url: %w", err)
+	}
+	if warn != nil {
+		pc.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+			if n.Severity == "WARNING" {
+				warn(n.Message)
+			}
+		}
+	}
+	conn, err := pgx.ConnectConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", config.RedactURL(cfg.Postgres.URL), err)
 	}
