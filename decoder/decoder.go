@@ -24,6 +24,9 @@ type Table struct {
 	Columns  []string
 	Storage  string
 	JSONPath string // for json/jsonb columns: where the paths are; empty means the whole value is one string
+	// Partitioned is set for a partitioned table, whose changes arrive
+	// from its partitions (publish_via_partition_root).
+	Partitioned bool
 }
 
 // Kind is what a decoded message was.
@@ -186,12 +189,13 @@ type column struct {
 }
 
 type relation struct {
-	id       uint32
-	name     string // "schema.table"
-	ncols    int
-	identity uint8             // replica identity: 'd'efault, 'n'othing, 'f'ull, 'i'ndex
-	columns  map[string]uint32 // every column's type, by name
-	watched  []column
+	id          uint32
+	name        string // "schema.table"
+	partitioned bool   // a partitioned table (Table.Partitioned)
+	ncols       int
+	identity    uint8             // replica identity: 'd'efault, 'n'othing, 'f'ull, 'i'ndex
+	columns     map[string]uint32 // every column's type, by name
+	watched     []column
 }
 
 type tableKey struct{ schema, name string }
@@ -542,6 +546,7 @@ func (d *Decoder) relation(m *pglogrepl.RelationMessage) (Event, error) {
 		return ev, nil
 	}
 	for _, t := range tables {
+		r.partitioned = r.partitioned || t.Partitioned
 		var jp cdccleaner.JSONPath
 		if t.JSONPath != "" {
 			jp, _ = cdccleaner.ParseJSONPath(t.JSONPath) // validated in New
@@ -606,22 +611,26 @@ func (d *Decoder) relation(m *pglogrepl.RelationMessage) (Event, error) {
 // partition's identity sent only its key, the other columns as NULL. So a
 // NULL in a watched column of such a change may be a value that was not
 // sent.
+//
+// Only a Relation message that directly follows a watched partitioned
+// table's, and whose columns are among that table's (a partition's columns
+// are the table's; one generated in the partition is not sent), is taken
+// for a partition's.
 func (d *Decoder) partition(r *relation, m *pglogrepl.RelationMessage) {
 	root := d.last
-	if root == nil || len(root.watched) == 0 || root.id == r.id || len(root.columns) != len(r.columns) {
+	if root == nil || !root.partitioned || len(root.watched) == 0 || root.id == r.id {
 		return
 	}
-	for name, typ := range root.columns {
-		if t, ok := r.columns[name]; !ok || t != typ {
+	for name, typ := range r.columns {
+		if t, ok := root.columns[name]; !ok || t != typ {
 			return // not a partition of root: it has other columns
 		}
 	}
 	partial := false
 	for _, c := range root.watched {
-		for _, mc := range m.Columns {
-			if mc.Name == c.name && m.ReplicaIdentity != 'f' && mc.Flags&1 == 0 {
-				partial = true
-			}
+		i := columnIndex(m, c.name)
+		if i < 0 || m.ReplicaIdentity != 'f' && m.Columns[i].Flags&1 == 0 {
+			partial = true // not sent, or its old value is not
 		}
 	}
 	parts := d.partial[root.id]

@@ -443,7 +443,7 @@ func TestPartitionWithoutFullIdentity(t *testing.T) {
 		return &pglogrepl.RelationMessage{RelationID: 16412, Namespace: "public", RelationName: "upload_2026", ReplicaIdentity: identity, Columns: cols(flags)}
 	}
 	del := &pglogrepl.DeleteMessage{RelationID: 16396, OldTupleType: 'O', OldTuple: tuple(s("1"), s("2026-03-01"), null)}
-	d, err := New([]Table{{Schema: "public", Name: "upload", Columns: []string{"file"}, Storage: "media"}})
+	d, err := New([]Table{{Schema: "public", Name: "upload", Columns: []string{"file"}, Storage: "media", Partitioned: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -457,6 +457,27 @@ func TestPartitionWithoutFullIdentity(t *testing.T) {
 	mustHandle(t, d, part('f', 1))
 	if ev := mustHandle(t, d, del); len(ev.Candidates) != 0 || len(ev.Missed) != 0 {
 		t.Fatalf("delete of a NULL from a FULL partition: candidates %q, missed %+v; want neither", paths(ev), ev.Missed)
+	}
+
+	// A partition with a column generated there (not sent): its Relation
+	// message has fewer columns than the table's, and is still one.
+	d, _ = New([]Table{{Schema: "public", Name: "upload", Columns: []string{"file"}, Storage: "media", Partitioned: true}})
+	mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 1, Xid: 1})
+	mustHandle(t, d, root)
+	mustHandle(t, d, &pglogrepl.RelationMessage{RelationID: 16412, Namespace: "public", RelationName: "upload_gen", ReplicaIdentity: 'd',
+		Columns: []*pglogrepl.RelationMessageColumn{{Flags: 1, Name: "id", DataType: 23}, {Flags: 0, Name: "file", DataType: 25}}})
+	if ev := mustHandle(t, d, del); len(ev.Missed) != 1 {
+		t.Fatalf("delete from a partition with a generated column: missed %+v, want one", ev.Missed)
+	}
+
+	// A table that is not partitioned, followed by a look-alike table
+	// (a publication with more tables): no partition, a NULL is no file.
+	d, _ = New([]Table{{Schema: "public", Name: "upload", Columns: []string{"file"}, Storage: "media"}})
+	mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 1, Xid: 1})
+	mustHandle(t, d, root)
+	mustHandle(t, d, part('d', 0))
+	if ev := mustHandle(t, d, del); len(ev.Missed) != 0 {
+		t.Fatalf("look-alike table taken for a partition: missed %+v", ev.Missed)
 	}
 }
 

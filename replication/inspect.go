@@ -91,10 +91,12 @@ type Column struct {
 	// are not part of a path.
 	Padded bool
 	// Base is the type's OID once domains are resolved.
-	Base     uint32
-	JSONPath string
-	Protect  bool
-	Indexed  bool
+	Base uint32
+	// Partitioned is set when the column's table is partitioned.
+	Partitioned bool
+	JSONPath    string
+	Protect     bool
+	Indexed     bool
 }
 
 // Report is what Inspect found.
@@ -447,7 +449,7 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 				r.add(Problem, cfield, "column %q of %s is a generated column: pgoutput does not send generated columns, so it cannot be watched (watch the columns it is computed from, or list it under protect)", col, qualified)
 				continue
 			}
-			c := Column{Storage: w.Storage, Schema: w.Schema, Table: w.Name, Column: col, Type: typ, TypeOID: typOID, TableOID: oid, AttNum: attnum, JSONPath: w.JSONPath, Protect: protect, Indexed: indexed}
+			c := Column{Storage: w.Storage, Schema: w.Schema, Table: w.Name, Column: col, Type: typ, TypeOID: typOID, TableOID: oid, AttNum: attnum, Partitioned: relkind == "p", JSONPath: w.JSONPath, Protect: protect, Indexed: indexed}
 			kinds, err := TypeKinds(ctx, conn, []uint32{typOID})
 			if err != nil {
 				r.add(Problem, cfield, "look up the type of column %q of %s: %v", col, qualified, err)

@@ -116,7 +116,7 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 			StatusInterval: cfg.Postgres.StatusInterval,
 			Logger:         log.With().Str("component", "replication").Logger(),
 		},
-		Tables:       decoderTables(cfg),
+		Tables:       decoderTables(cfg, report.Columns),
 		Types:        decoderTypes(report.Columns),
 		ResolveType:  typeResolver(pool),
 		FollowRename: renameFollower(pool, report.Columns),

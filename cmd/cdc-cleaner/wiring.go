@@ -47,11 +47,19 @@ func connectNotices(ctx context.Context, cfg *config.Config, warn func(msg strin
 	return conn, nil
 }
 
-// decoderTables maps the watch list to what the decoder needs.
-func decoderTables(cfg *config.Config) []decoder.Table {
+// decoderTables maps the watch list to what the decoder needs, with which
+// tables are partitioned as Inspect found them (cols).
+func decoderTables(cfg *config.Config, cols []replication.Column) []decoder.Table {
+	partitioned := map[[2]string]bool{}
+	for _, c := range cols {
+		if c.Partitioned {
+			partitioned[[2]string{c.Schema, c.Table}] = true
+		}
+	}
 	var out []decoder.Table
 	for _, w := range cfg.Watch {
-		out = append(out, decoder.Table{Schema: w.Schema, Name: w.Name, Columns: w.ColNames, Storage: w.Storage, JSONPath: w.JSONPath})
+		out = append(out, decoder.Table{Schema: w.Schema, Name: w.Name, Columns: w.ColNames, Storage: w.Storage, JSONPath: w.JSONPath,
+			Partitioned: partitioned[[2]string{w.Schema, w.Name}]})
 	}
 	return out
 }
