@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/cdc-cleaner/cdc-cleaner/integration_test/pgtest"
 )
 
@@ -220,4 +222,34 @@ func TestMessageForStorageWithoutColumns(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(exports, "42.zip")); !os.IsNotExist(err) {
 		t.Fatalf("exports/42.zip still there: %v", err)
 	}
+}
+
+// TestStandardConformingStringsOff: a database that still has
+// standard_conforming_strings = off reads a backslash in an ordinary
+// string literal as an escape. The SQL the cleaner generates must mean the
+// same there: setup of a table named with a quote and a backslash works,
+// and a json_path key holding a backslash is searched as that key, so a
+// file another row still references under it is kept.
+func TestStandardConformingStringsOff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{noSetup: true, watch: `watch:
+  - table: 'public."we''ird\"'
+    columns: [doc]
+    json_path: 'a\b'
+    storage: media`})
+	e.exec(`ALTER DATABASE ` + pgx.Identifier{e.db}.Sanitize() + ` SET standard_conforming_strings = off`)
+	e.exec(`SET standard_conforming_strings = on; CREATE TABLE "we'ird\" (id int PRIMARY KEY, doc jsonb)`)
+	if out, code := e.cli("setup"); code != 0 {
+		t.Fatalf("setup with standard_conforming_strings off: exit %d:\n%s", code, out)
+	}
+	e.put("x.jpg", "y.jpg")
+	// Dollar quotes: the test's own literals mean the same either way.
+	e.exec(`INSERT INTO "we'ird\" VALUES (1, $j${"a\\b": "x.jpg"}$j$), (2, $j${"a\\b": "x.jpg"}$j$), (3, $j${"a\\b": "y.jpg"}$j$)`)
+	if got := pgQueryString(t, e, `SELECT doc ->> $1 FROM "we'ird\" WHERE id = 1`, `a\b`); got != "x.jpg" {
+		t.Fatalf("the test's rows do not hold key a\\b: %q", got)
+	}
+	e.start()
+	e.exec(`DELETE FROM "we'ird\" WHERE id IN (1, 3)`)
+	e.settle()
+	e.expect([]string{"x.jpg"}, []string{"y.jpg"})
 }

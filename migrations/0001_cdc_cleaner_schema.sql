@@ -27,10 +27,10 @@ CREATE INDEX IF NOT EXISTS failed_deletions_recorded_at_idx
 DO $once$
 BEGIN
   IF to_regclass('cdc_cleaner.failed_deletions_once_idx') IS NULL THEN
-    DELETE FROM cdc_cleaner.failed_deletions a
-     USING cdc_cleaner.failed_deletions b
-     WHERE a.id > b.id AND a.storage = b.storage AND a.path = b.path AND a.reason = b.reason
-       AND a.source = b.source AND a.commit_lsn = b.commit_lsn;
+    DELETE FROM cdc_cleaner.failed_deletions f
+     USING (SELECT id, row_number() OVER (PARTITION BY storage, path, reason, source, commit_lsn ORDER BY id) AS n
+              FROM cdc_cleaner.failed_deletions WHERE commit_lsn IS NOT NULL) d
+     WHERE f.id = d.id AND d.n > 1;
     CREATE UNIQUE INDEX failed_deletions_once_idx
         ON cdc_cleaner.failed_deletions (storage, md5(path), reason, source, commit_lsn);
   END IF;

@@ -45,7 +45,7 @@ BEGIN
   IF EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                                   WHERE c.relkind = 'p' AND (n.nspname::text, c.relname::text) IN (('public', 'gallery_photo'))) THEN
     BEGIN
-      EXECUTE 'CREATE OR REPLACE FUNCTION cdc_cleaner."replica_identity_cdc_cleaner"() RETURNS event_trigger LANGUAGE plpgsql SET search_path = pg_catalog AS $cdc$
+      EXECUTE 'CREATE OR REPLACE FUNCTION cdc_cleaner."replica_identity_cdc_cleaner"() RETURNS event_trigger LANGUAGE plpgsql SET search_path = pg_catalog SET lock_timeout = ''5s'' AS $cdc$
 -- cdc-cleaner event trigger function, version 2: it never makes the DDL that fired it fail
 DECLARE r regclass;
 BEGIN

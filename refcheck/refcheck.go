@@ -166,7 +166,7 @@ func buildQuery(cols []Column) (query, error) {
 				// query: inside EXISTS only t is in scope besides it.
 				parts = append(parts,
 					fmt.Sprintf("SELECT j.v #>> '{}' FROM %s AS t CROSS JOIN LATERAL jsonb_path_query(cdc_cleaner.try_jsonb(%s), %s) AS j(v) WHERE %s IS NOT NULL AND jsonb_typeof(j.v) = 'string' AND j.v #>> '{}' = ANY($1::text[])",
-						tbl, col, quoteLiteral(probe.SQL()), col),
+						tbl, col, cdccleaner.QuoteLiteral(probe.SQL()), col),
 					fmt.Sprintf("SELECT c.path FROM unnest($1::text[]) AS c(path) WHERE EXISTS (SELECT 1 FROM %s AS t WHERE %s IS NOT NULL AND cdc_cleaner.try_jsonb(%s) IS NULL AND (strpos(%s::text, c.path) > 0 OR strpos(replace(%s::text, '\\/', '/'), c.path) > 0))",
 						tbl, col, col, col, col))
 				continue
@@ -176,14 +176,12 @@ func buildQuery(cols []Column) (query, error) {
 			n := len(q.json) + 2
 			q.json = append(q.json, probe)
 			parts = append(parts, fmt.Sprintf("SELECT j.v #>> '{}' FROM %s AS t CROSS JOIN LATERAL jsonb_path_query(%s, %s) AS j(v) WHERE %s @> ANY($%d::jsonb[]) AND jsonb_typeof(j.v) = 'string' AND j.v #>> '{}' = ANY($1::text[])",
-				tbl, col, quoteLiteral(probe.SQL()), col, n))
+				tbl, col, cdccleaner.QuoteLiteral(probe.SQL()), col, n))
 		}
 	}
 	q.sql = strings.Join(parts, "\nUNION ALL\n")
 	return q, nil
 }
-
-func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // visibleSQL asks whether every 32-bit xid in $1 is visible to a new
 // snapshot. The full 64-bit xid is rebuilt from the epoch of the snapshot's

@@ -49,10 +49,10 @@ func spellingValuesSQL(c Column) (string, error) {
 			doc = "cdc_cleaner.try_jsonb(" + col + ")"
 		}
 		q := fmt.Sprintf("SELECT j.v #>> '{}' FROM %s AS t CROSS JOIN LATERAL jsonb_path_query(%s, %s) AS j(v) WHERE %s IS NOT NULL AND jsonb_typeof(j.v) = 'string' AND (j.v #>> '{}') ~ $1",
-			tbl, doc, quoteLiteral(probe.SQL()), col)
+			tbl, doc, cdccleaner.QuoteLiteral(probe.SQL()), col)
 		if c.JSONText {
 			q += fmt.Sprintf("\nUNION ALL\nSELECT replace(m.s[1], '\\/', '/') FROM %s AS t CROSS JOIN LATERAL regexp_matches(%s::text, %s, 'g') AS m(s) WHERE %s IS NOT NULL AND cdc_cleaner.try_jsonb(%s) IS NULL AND replace(m.s[1], '\\/', '/') ~ $1",
-				tbl, col, quoteLiteral(`"((?:[^"\\]|\\.)*)"`), col, col)
+				tbl, col, cdccleaner.QuoteLiteral(`"((?:[^"\\]|\\.)*)"`), col, col)
 		}
 		return q, nil
 	}

@@ -774,6 +774,7 @@ func inspectDescendants(ctx context.Context, conn *pgx.Conn, r *Report, cfg *con
 		if lacking != nil {
 			r.add(Problem, field+".table", "partitions of %s lack REPLICA IDENTITY FULL (%s): their UPDATE and DELETE would not carry old file paths (or fail, without a primary key); run cdc-cleaner setup", qualified, *lacking)
 		}
+		r.add(Warning, field+".table", "%s is partitioned: a TRUNCATE, DETACH PARTITION or DROP TABLE of one of its partitions sends the cleaner nothing (pgoutput publishes partitions through their root and skips their truncates), so the files of those rows are not cleaned; run cdc-cleaner scan after such maintenance", qualified)
 		var hasTrigger bool
 		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1 AND evtenabled <> 'D')", EventTriggerName(cfg.Postgres.Publication)).Scan(&hasTrigger); err == nil && !hasTrigger {
 			r.add(Warning, field+".table", "%s is partitioned and the event trigger %s is missing: partitions created later will lack REPLICA IDENTITY FULL; run cdc-cleaner setup as a superuser, or again after creating partitions", qualified, EventTriggerName(cfg.Postgres.Publication))

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/config"
 	"github.com/cdc-cleaner/cdc-cleaner/migrations"
 )
@@ -72,7 +73,7 @@ BEGIN
   LOOP
     EXECUTE format('ALTER TABLE %%s REPLICA IDENTITY FULL', r);
   END LOOP;
-END`, quoteLiteral(t))),
+END`, cdccleaner.QuoteLiteral(t))),
 		})
 	}
 	// The trigger before the publication: when setup cannot install it
@@ -116,7 +117,7 @@ END`, quoteLiteral(t))),
 // revokes: privileges the role holds beyond these stay.
 func RoleSQL(cfg *config.Config, role string) []Statement {
 	who := config.QuoteIdentifier(role)
-	lit := quoteLiteral(role)
+	lit := cdccleaner.QuoteLiteral(role)
 	stmts := []Statement{{
 		Comment: fmt.Sprintf("the role cdc-cleaner run logs in as: LOGIN and REPLICATION, nothing else; no password is set here: ALTER ROLE %s PASSWORD '...'", who),
 		SQL: doBlock(fmt.Sprintf(`BEGIN
@@ -431,7 +432,7 @@ BEGIN
         HINT = 'setup never changes what it did not create, and another consumer may use this publication: set postgres.publication to another name. If it is meant for cdc-cleaner alone, mark it (COMMENT ON PUBLICATION ... IS ''managed by cdc-cleaner setup'') and run setup again: it then covers exactly the watched tables.';
   END IF;
   COMMENT ON PUBLICATION %[2]s IS %[5]s;
-END`, quoteLiteral(name), pub, list, with, quoteLiteral(mark), publicationOwnedSQL)),
+END`, cdccleaner.QuoteLiteral(name), pub, list, with, cdccleaner.QuoteLiteral(mark), publicationOwnedSQL)),
 	}
 }
 
@@ -475,8 +476,11 @@ BEGIN
 EXCEPTION WHEN others THEN
   RAISE WARNING 'cdc-cleaner: the event trigger that gives new partitions REPLICA IDENTITY FULL failed: %%', SQLERRM
     USING HINT = 'the statement itself went through; run cdc-cleaner check';
-END`, quoteLiteral(pub), triggerFunctionVersion)
-	return fmt.Sprintf("CREATE OR REPLACE FUNCTION %s() RETURNS event_trigger LANGUAGE plpgsql SET search_path = pg_catalog AS %s", fn, dollarQuote(body))
+END`, cdccleaner.QuoteLiteral(pub), triggerFunctionVersion)
+	// lock_timeout, for the function's run only: the ALTER TABLE it runs
+	// waits at most 5s for its lock (and then warns) inside the
+	// application's DDL, rather than as long as that DDL would.
+	return fmt.Sprintf("CREATE OR REPLACE FUNCTION %s() RETURNS event_trigger LANGUAGE plpgsql SET search_path = pg_catalog SET lock_timeout = '5s' AS %s", fn, dollarQuote(body))
 }
 
 // watchedPairs lists the watched tables as SQL ('schema', 'name') pairs.
@@ -484,7 +488,7 @@ func watchedPairs(cfg *config.Config) string {
 	var pairs []string
 	seen := map[string]bool{}
 	for _, w := range cfg.Watch {
-		p := fmt.Sprintf("(%s, %s)", quoteLiteral(w.Schema), quoteLiteral(w.Name))
+		p := fmt.Sprintf("(%s, %s)", cdccleaner.QuoteLiteral(w.Schema), cdccleaner.QuoteLiteral(w.Name))
 		if !seen[p] {
 			seen[p] = true
 			pairs = append(pairs, p)
@@ -535,7 +539,7 @@ BEGIN
       RAISE WARNING 'cdc-cleaner: cannot install the event trigger (it needs a superuser), so partitions created later will not get REPLICA IDENTITY FULL automatically: their UPDATE and DELETE will not carry old file paths (recorded as old_values_missing) until you run cdc-cleaner setup again after creating them';
     END;
   END IF;
-END`, watchedPairs(cfg), quoteLiteral(triggerFunction(pub)), config.QuoteIdentifier(trigger), fn, partitionedSQL(cfg))),
+END`, watchedPairs(cfg), cdccleaner.QuoteLiteral(triggerFunction(pub)), config.QuoteIdentifier(trigger), fn, partitionedSQL(cfg))),
 	}
 }
 
@@ -566,7 +570,7 @@ func unusedTriggerSQL(cfg *config.Config) Statement {
       END;
     END IF;
   END IF;
-END`, config.QuoteIdentifier(trigger), quoteLiteral(trigger), fn, quoteLiteral(fn), partitionedSQL(cfg))),
+END`, config.QuoteIdentifier(trigger), cdccleaner.QuoteLiteral(trigger), fn, cdccleaner.QuoteLiteral(fn), partitionedSQL(cfg))),
 	}
 }
 
@@ -577,7 +581,7 @@ END`, config.QuoteIdentifier(trigger), quoteLiteral(trigger), fn, quoteLiteral(f
 // adopt, when it is a pgoutput slot of this database, which it records);
 // any other is refused, naming what to rename.
 func slotSQL(cfg *config.Config, adopt bool) Statement {
-	slot, pub := quoteLiteral(cfg.Postgres.Slot), quoteLiteral(cfg.Postgres.Publication)
+	slot, pub := cdccleaner.QuoteLiteral(cfg.Postgres.Slot), cdccleaner.QuoteLiteral(cfg.Postgres.Publication)
 	unrecorded := `RAISE EXCEPTION 'replication slot %% exists and was not created by cdc-cleaner setup', %[1]s
       USING ERRCODE = 'duplicate_object',
         HINT = 'another consumer may read it, and the cleaner would move it past changes that consumer has not read yet: set postgres.slot to another name. If it is this cleaner''s own slot (created by a cdc-cleaner version before the table cdc_cleaner.slots, by a setup that was interrupted, or by hand for it), record it with cdc-cleaner setup --adopt-slot.';`

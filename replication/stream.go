@@ -127,7 +127,7 @@ func OpenStream(ctx context.Context, cfg StreamConfig) (*Stream, error) {
 
 func (s *Stream) start0(ctx context.Context) error {
 	// Slot names are validated as [a-z0-9_]; quoting keeps that safe anyway.
-	q := fmt.Sprintf("SELECT coalesce(confirmed_flush_lsn::text, ''), coalesce(active_pid, 0), plugin FROM pg_replication_slots WHERE slot_name = %s AND database = current_database()", quoteLiteral(s.cfg.Slot))
+	q := fmt.Sprintf("SELECT coalesce(confirmed_flush_lsn::text, ''), coalesce(active_pid, 0), plugin FROM pg_replication_slots WHERE slot_name = %s AND database = current_database()", cdccleaner.QuoteLiteral(s.cfg.Slot))
 	res, err := s.conn.Exec(ctx, q).ReadAll()
 	if err != nil {
 		return fmt.Errorf("look up slot %q: %w", s.cfg.Slot, err)
@@ -383,6 +383,9 @@ func (s *Stream) Close(final cdccleaner.LSN) error {
 	return err
 }
 
+// quoteLiteral quotes s for a replication command (START_REPLICATION's
+// options), whose grammar knows only '...' with doubled quotes; the names
+// it quotes are validated as [a-z0-9_].
 func quoteLiteral(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
