@@ -24,18 +24,7 @@ func appOwner(t *testing.T, e *env) (string, string) {
 	e.exec("CREATE ROLE " + id + " LOGIN PASSWORD '" + rolePassword + "'")
 	e.exec("GRANT CREATE ON SCHEMA public TO " + id)
 	e.exec("GRANT TEMPORARY ON DATABASE " + pgx.Identifier{e.db}.Sanitize() + " TO " + id)
-	t.Cleanup(func() {
-		ctx := context.Background()
-		c, err := pgx.Connect(ctx, e.url)
-		if err != nil {
-			t.Errorf("connect to drop role %s: %v", role, err)
-			return
-		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, "REASSIGN OWNED BY "+id+" TO current_user; DROP OWNED BY "+id+"; DROP ROLE "+id); err != nil {
-			t.Errorf("drop role %s: %v", role, err)
-		}
-	})
+	dropRoleAtEnd(t, e, role)
 	u, err := url.Parse(e.url)
 	if err != nil {
 		t.Fatal(err)

@@ -57,6 +57,13 @@ func testRole(t *testing.T, e *env) string {
 		t.Skip("setup --role creates a role WITH REPLICATION, which needs a superuser; the test server's user is not one")
 	}
 	role := "r_" + e.db
+	dropRoleAtEnd(t, e, role)
+	return role
+}
+
+// dropRoleAtEnd drops role, if it exists, when the test ends, before its
+// database is dropped: first what it owns and was granted there.
+func dropRoleAtEnd(t *testing.T, e *env, role string) {
 	t.Cleanup(func() {
 		ctx := context.Background()
 		c, err := pgx.Connect(ctx, e.url)
@@ -74,7 +81,6 @@ func testRole(t *testing.T, e *env) string {
 			t.Errorf("drop role %s: %v", role, err)
 		}
 	})
-	return role
 }
 
 // asRole returns a copy of e whose configuration logs in as role (with
