@@ -132,18 +132,8 @@ type SchemaError struct {
 	Column  string
 	Problem string
 	// Missing is set when the column is not in the Relation message at
-	// all (renamed or dropped). Schema and Name are the table's, and
-	// Columns the message's, so that the caller can tell a rename from
-	// the catalog and describe it with AddAlias.
-	Missing      bool
-	Schema, Name string
-	Columns      []RelationColumn
-}
-
-// RelationColumn is a column of a Relation message, in its order.
-type RelationColumn struct {
-	Name string
-	Type uint32
+	// all (renamed or dropped).
+	Missing bool
 }
 
 func (e *SchemaError) Error() string {
@@ -216,9 +206,6 @@ type Decoder struct {
 	types map[uint32]Type
 	// last is the relation of the last Relation message.
 	last *relation
-	// aliases maps, per table, a configured column name to the name it
-	// has in Relation messages (a column renamed; see AddAlias).
-	aliases map[tableKey]map[string]string
 	// partial holds, per watched relation published through its
 	// partitions (publish_via_partition_root), the partitions seen
 	// without a replica identity that covers the watched columns.
@@ -270,18 +257,6 @@ func Types(types map[uint32]Type) Option {
 // an UnknownTypeError. A type with KindUnknown cannot hold paths.
 func (d *Decoder) AddType(oid uint32, t Type) { d.types[oid] = t }
 
-// AddAlias says that the configured column of schema.table has the name
-// actual in Relation messages: it was renamed (the caller found out from
-// the catalog, after a SchemaError with Missing set). Relation messages
-// that hold the configured name itself still match it first.
-func (d *Decoder) AddAlias(schema, table, column, actual string) {
-	k := tableKey{schema, table}
-	if d.aliases[k] == nil {
-		d.aliases[k] = map[string]string{}
-	}
-	d.aliases[k][column] = actual
-}
-
 // New returns a Decoder that reports references vanishing from tables.
 // It validates each table's JSON path.
 func New(tables []Table, opts ...Option) (*Decoder, error) {
@@ -290,7 +265,6 @@ func New(tables []Table, opts ...Option) (*Decoder, error) {
 		relations: make(map[uint32]*relation),
 		types:     make(map[uint32]Type),
 		partial:   make(map[uint32]map[uint32]bool),
-		aliases:   make(map[tableKey]map[string]string),
 	}
 	for _, o := range opts {
 		o(d)
@@ -554,16 +528,7 @@ func (d *Decoder) relation(m *pglogrepl.RelationMessage) (Event, error) {
 		for _, name := range t.Columns {
 			idx := columnIndex(m, name)
 			if idx < 0 {
-				if alias, ok := d.aliases[tableKey{m.Namespace, m.RelationName}][name]; ok {
-					idx = columnIndex(m, alias)
-				}
-			}
-			if idx < 0 {
-				cols := make([]RelationColumn, len(m.Columns))
-				for i, c := range m.Columns {
-					cols[i] = RelationColumn{Name: c.Name, Type: c.DataType}
-				}
-				return Event{}, &SchemaError{Table: r.name, Column: name, Missing: true, Schema: m.Namespace, Name: m.RelationName, Columns: cols,
+				return Event{}, &SchemaError{Table: r.name, Column: name, Missing: true,
 					Problem: "is not in the table at this point of the stream: it was renamed or dropped (or made a generated column, which pgoutput does not send)"}
 			}
 			c := m.Columns[idx]

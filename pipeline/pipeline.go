@@ -43,11 +43,11 @@ type Config struct {
 	// not found, the stream holds as at a schema problem.
 	ResolveType func(ctx context.Context, oid uint32) (t decoder.Type, found bool, err error)
 
-	// FollowRename tells, from the catalog, whether a watched column a
-	// Relation message lacks was renamed, and under which name the
-	// message holds it (rel: the message's columns). Without it, or when
-	// it is not sure, the stream holds at the message.
-	FollowRename func(ctx context.Context, schema, table, column string, rel []decoder.RelationColumn) (name string, ok bool, err error)
+	// ExplainMissing says, from the catalog, what became of a watched
+	// column a Relation message lacks (schema, table, column as
+	// configured) and what to do, for the log of a hold; "" when it
+	// cannot tell.
+	ExplainMissing func(ctx context.Context, schema, table, column string) string
 
 	// Messages names the storages whose cdc_cleaner logical decoding
 	// messages are honoured (messages: true). Any role that can log in may
@@ -392,7 +392,7 @@ func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replica
 			if err := flushAll(); err != nil {
 				return nil
 			}
-			p.hold(ctx, schemaErr, dec.FinalLSN(), streamDone)
+			p.hold(ctx, schemaErr, dec.FinalLSN(), tr, streamDone)
 			return nil
 		}
 		if err != nil {

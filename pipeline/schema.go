@@ -17,39 +17,10 @@ import (
 // know (retyped to a domain while running, say) is looked up in the catalog
 // and the message decoded again; lookups that fail are retried until they
 // succeed or ctx ends, holding the stream meanwhile.
-//
-// A watched column missing from a Relation message is followed when the
-// catalog shows it was renamed (FollowRename), and the message decoded
-// again; the configuration should then be updated, which check and the
-// periodic check say.
 func (p *Pipeline) decodeMessage(ctx context.Context, dec *decoder.Decoder, m replication.Message) (decoder.Event, error) {
 	backoff := p.cfg.RetryMin
-	followed := map[string]bool{}
 	for {
 		ev, err := dec.Decode(m.Data)
-		var missing *decoder.SchemaError
-		if errors.As(err, &missing) && missing.Missing && p.cfg.FollowRename != nil && !followed[missing.Column] {
-			name, ok, ferr := p.cfg.FollowRename(ctx, missing.Schema, missing.Name, missing.Column, missing.Columns)
-			switch {
-			case ferr != nil && ctx.Err() != nil:
-				return ev, ctx.Err()
-			case ferr != nil:
-				p.log.Warn().Err(ferr).Str("table", missing.Table).Str("column", missing.Column).Dur("retry_in", backoff).
-					Msg("look up whether a watched column was renamed; holding the stream and retrying")
-				if !sleep(ctx, backoff) {
-					return ev, ctx.Err()
-				}
-				backoff = min(backoff*2, p.cfg.RetryMax)
-				continue
-			case ok:
-				followed[missing.Column] = true
-				p.log.Warn().Str("table", missing.Table).Str("column", missing.Column).Str("name_in_stream", name).Stringer("commit_lsn", dec.FinalLSN()).
-					Msgf("watched column %q of %s is %q at this point of the stream (renamed): the cleaner follows it; put the name the table has now in the configuration before the next restart (cdc-cleaner check says which)", missing.Column, missing.Table, name)
-				dec.AddAlias(missing.Schema, missing.Name, missing.Column, name)
-				continue
-			}
-			return ev, err
-		}
 		var unknown *decoder.UnknownTypeError
 		if !errors.As(err, &unknown) {
 			return ev, err
@@ -90,18 +61,34 @@ const holdLogEvery = time.Minute
 // hold stops decoding at a schema change the configuration does not fit:
 // the transaction that met it, and everything after, stay unconfirmed
 // while what came before settles and is confirmed by the stream's status
-// updates, which go on. It returns when ctx ends or the stream stops.
-func (p *Pipeline) hold(ctx context.Context, se *decoder.SchemaError, at cdccleaner.LSN, streamDone <-chan struct{}) {
+// updates, which go on. It says when everything before the held change is
+// confirmed, the moment to change the configuration and restart. It
+// returns when ctx ends or the stream stops.
+func (p *Pipeline) hold(ctx context.Context, se *decoder.SchemaError, at cdccleaner.LSN, tr *replication.Tracker, streamDone <-chan struct{}) {
 	why := fmt.Sprintf("%v (in the transaction that commits at %s)", se, at)
 	p.held.Store(&why)
 	p.cfg.Metrics.Held.Set(1)
+	fix := "Update the watch entry of " + se.Table + " and restart"
+	if se.Missing {
+		fix = "If it was renamed, put its new name in the watch entry of " + se.Table + " and restart once the cleaner logs that everything before this change is confirmed; if it was dropped, remove it and restart (cdc-cleaner scan then finds the files it referenced)"
+		if p.cfg.ExplainMissing != nil {
+			if schema, table, ok := strings.Cut(se.Table, "."); ok {
+				if hint := p.cfg.ExplainMissing(ctx, schema, table, se.Column); hint != "" {
+					fix = hint
+				}
+			}
+		}
+	}
 	say := func() {
 		p.log.Error().Str("table", se.Table).Str("column", se.Column).Stringer("commit_lsn", at).
-			Msgf("%v: the configuration no longer fits the table, so changes from here on are held (the slot retains WAL). Update the watch or protect entry of %s (the column's new name, or remove it if it was dropped) and restart; cdc-cleaner check says what does not fit. Files the column referenced when it was dropped are found by cdc-cleaner scan", se, se.Table)
+			Msgf("%v: the configuration no longer fits the table, so changes from here on are held (the slot retains WAL). %s; cdc-cleaner check says what does not fit", se, fix)
 	}
 	say()
 	t := time.NewTicker(holdLogEvery)
 	defer t.Stop()
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
+	settled := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -110,6 +97,12 @@ func (p *Pipeline) hold(ctx context.Context, se *decoder.SchemaError, at cdcclea
 			return
 		case <-t.C:
 			say()
+		case <-poll.C:
+			if !settled && tr.Pending() <= 1 {
+				settled = true
+				p.log.Warn().Str("table", se.Table).Str("column", se.Column).Stringer("confirmed", tr.Confirmed()).
+					Msg("everything before the held change is confirmed: change the configuration and restart now")
+			}
 		}
 	}
 }

@@ -38,8 +38,8 @@ type Column struct {
 // Checker implements cdccleaner.ReferenceChecker with one query per batch
 // per storage, a UNION ALL over every column mapped to that storage.
 type Checker struct {
-	pool   *pgxpool.Pool
-	reload func(ctx context.Context) ([]Column, error)
+	pool    *pgxpool.Pool
+	resolve func(ctx context.Context) ([]Column, error)
 
 	mu      sync.RWMutex
 	columns []Column
@@ -49,13 +49,12 @@ type Checker struct {
 // Option configures a Checker.
 type Option func(*Checker)
 
-// Reload gives the Checker a way to read the columns again as the catalog
-// describes them now. When a reference query fails, the Checker reloads
-// them and, if a column's type changed (ALTER TABLE ... TYPE while
-// running), rebuilds its queries and asks again; the columns themselves
-// (by name) stay those of the configuration.
-func Reload(f func(ctx context.Context) ([]Column, error)) Option {
-	return func(c *Checker) { c.reload = f }
+// Resolve gives the Checker the columns to search as the catalog has them
+// now (a column retyped or renamed while running; see
+// replication.Resolve). It is asked before every check, and the queries
+// are rebuilt when its answer changes; an error fails the check.
+func Resolve(f func(ctx context.Context) ([]Column, error)) Option {
+	return func(c *Checker) { c.resolve = f }
 }
 
 type query struct {
@@ -107,27 +106,27 @@ func (c *Checker) SQL(storage string) string {
 	return c.queries[storage].sql
 }
 
-// refresh reloads the columns and rebuilds the queries when they changed.
-// It reports whether they did.
-func (c *Checker) refresh(ctx context.Context) bool {
-	if c.reload == nil {
-		return false
-	}
-	cols, err := c.reload(ctx)
+// refresh asks resolve for the columns and rebuilds the queries when they
+// changed.
+func (c *Checker) refresh(ctx context.Context) error {
+	cols, err := c.resolve(ctx)
 	if err != nil {
-		return false
+		return err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if slices.Equal(cols, c.columns) {
-		return false
+	c.mu.RLock()
+	same := slices.Equal(cols, c.columns)
+	c.mu.RUnlock()
+	if same {
+		return nil
 	}
 	queries, err := buildQueries(cols)
 	if err != nil {
-		return false
+		return err
 	}
+	c.mu.Lock()
 	c.columns, c.queries = slices.Clone(cols), queries
-	return true
+	c.mu.Unlock()
+	return nil
 }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
@@ -207,14 +206,15 @@ func (c *Checker) Visible(ctx context.Context, xids []uint32) (bool, error) {
 
 // Referenced implements cdccleaner.ReferenceChecker.
 //
-// A query that fails is asked again once, with rebuilt queries, when the
-// columns' types changed since they were built (see Reload).
+// With Resolve, the columns are resolved again first, so that the check
+// searches them as they are now.
 func (c *Checker) Referenced(ctx context.Context, storage string, paths []string) (map[string]bool, error) {
-	out, err := c.referenced(ctx, storage, paths)
-	if err != nil && ctx.Err() == nil && c.refresh(ctx) {
-		out, err = c.referenced(ctx, storage, paths)
+	if c.resolve != nil {
+		if err := c.refresh(ctx); err != nil {
+			return nil, fmt.Errorf("check %d paths of storage %q for references: %w", len(paths), storage, err)
+		}
 	}
-	return out, err
+	return c.referenced(ctx, storage, paths)
 }
 
 func (c *Checker) referenced(ctx context.Context, storage string, paths []string) (map[string]bool, error) {

@@ -3,7 +3,6 @@ package replication
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -108,162 +107,132 @@ func TypeKinds(ctx context.Context, q Querier, oids []uint32) (map[uint32]TypeKi
 	return out, nil
 }
 
-// Refresh returns cols as the catalog describes them now, for a reference
-// check whose queries failed: each column found by schema, table and name
-// as the configuration names it, with the kind of its current type (a
-// column retyped while running). A column renamed since cols were read
-// (found by its table's OID and its attribute number) is returned under
-// its new name, and a column dropped from its table is left out: it
-// references nothing any more. A column whose table is gone, or whose type
-// can no longer hold paths, is returned as it was: queries over it fail
-// until the configuration is fixed, and check says what to fix.
-func Refresh(ctx context.Context, q Querier, cols []Column) ([]Column, error) {
+// Resolve returns the columns the reference check must search now, for
+// the configured columns cols as Inspect found them at start. For each:
+// the column of that name in its table now, with the kind of its current
+// type (a column retyped while running); and the column the table (by
+// OID) has at its attribute number now, when that is another column
+// (renamed, the table renamed): its references count too, since searching
+// more columns only keeps more files. A column found neither way (dropped,
+// its table gone), or found with a type that cannot hold paths as
+// configured, is returned as configured: its query fails, and the stream
+// holds until the configuration is fixed, rather than the check
+// quietly searching less.
+//
+// The reference check calls it before every query, after the transactions
+// whose candidates it checks are visible, so a column those transactions
+// wrote is in the catalog it reads.
+func Resolve(ctx context.Context, q Querier, cols []Column) ([]Column, error) {
 	n := len(cols)
 	schemas, tables, names := make([]string, n), make([]string, n), make([]string, n)
 	rels, nums := make([]uint32, n), make([]int16, n)
 	for i, c := range cols {
 		schemas[i], tables[i], names[i], rels[i], nums[i] = c.Schema, c.Table, c.Column, c.TableOID, c.AttNum
 	}
-	type found struct {
-		name    string
-		typ     uint32
-		dropped bool
-	}
-	byName, byNum := map[int]found{}, map[int]found{}
-	read := func(into map[int]found, sql string, args ...any) error {
-		rows, err := q.Query(ctx, sql, args...)
-		if err != nil {
-			return fmt.Errorf("look up the watched and protect columns: %w", err)
-		}
-		for rows.Next() {
-			var i int
-			var f found
-			if err := rows.Scan(&i, &f.name, &f.typ, &f.dropped); err != nil {
-				rows.Close()
-				return fmt.Errorf("look up the watched and protect columns: %w", err)
-			}
-			into[i-1] = f
-		}
-		return rows.Err()
-	}
-	if err := read(byName, `SELECT k.i, a.attname::text, a.atttypid, false
+	// For each configured column: by name, and by table OID and attribute
+	// number (schema, table and column as they are called now).
+	rows, err := q.Query(ctx, `SELECT k.i, 'name', n.nspname::text, c.relname::text, a.attname::text, a.atttypid
 		FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(schema, tbl, col, i)
 		JOIN pg_namespace n ON n.nspname = k.schema
 		JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = k.tbl
-		JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = k.col AND a.attnum > 0 AND NOT a.attisdropped`, schemas, tables, names); err != nil {
-		return nil, err
+		JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = k.col AND a.attnum > 0 AND NOT a.attisdropped
+		UNION ALL
+		SELECT k.i, 'num', n.nspname::text, c.relname::text, a.attname::text, a.atttypid
+		FROM unnest($4::oid[], $5::int2[]) WITH ORDINALITY AS k(rel, num, i)
+		JOIN pg_class c ON c.oid = k.rel
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		JOIN pg_attribute a ON a.attrelid = k.rel AND a.attnum = k.num AND NOT a.attisdropped`,
+		schemas, tables, names, rels, nums)
+	if err != nil {
+		return nil, fmt.Errorf("look up the watched and protect columns: %w", err)
 	}
-	if err := read(byNum, `SELECT k.i, a.attname::text, a.atttypid, a.attisdropped
-		FROM unnest($1::oid[], $2::int2[]) WITH ORDINALITY AS k(rel, num, i)
-		JOIN pg_attribute a ON a.attrelid = k.rel AND a.attnum = k.num`, rels, nums); err != nil {
-		return nil, err
+	type found struct {
+		how, schema, table, name string
+		typ                      uint32
 	}
+	byCol := map[int][]found{}
 	var oids []uint32
-	for _, f := range byName {
+	for rows.Next() {
+		var i int
+		var f found
+		if err := rows.Scan(&i, &f.how, &f.schema, &f.table, &f.name, &f.typ); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("look up the watched and protect columns: %w", err)
+		}
+		byCol[i-1] = append(byCol[i-1], f)
 		oids = append(oids, f.typ)
 	}
-	for _, f := range byNum {
-		oids = append(oids, f.typ)
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("look up the watched and protect columns: %w", err)
 	}
 	kinds, err := TypeKinds(ctx, q, oids)
 	if err != nil {
 		return nil, err
 	}
 	var out []Column
+	seen := map[[4]string]bool{}
+	add := func(c Column) {
+		k := [4]string{c.Storage, c.Schema, c.Table, c.Column}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, c)
+		}
+	}
 	for i, c := range cols {
-		f, ok := byName[i]
-		if !ok && c.TableOID != 0 {
-			switch g, same := byNum[i]; {
-			case same && g.dropped:
-				continue // dropped: no row holds a value in it any more
-			case same:
-				f, ok = g, true // renamed
+		var resolved []Column
+		ok := len(byCol[i]) > 0
+		for _, f := range byCol[i] {
+			k := kinds[f.typ]
+			if k.Kind == "" || c.JSONPath != "" && k.Kind != KindJSON {
+				ok = false // cannot hold paths as configured
+				break
 			}
+			r := c
+			r.Schema, r.Table, r.Column, r.TypeOID, r.Kind, r.Base, r.Padded = f.schema, f.table, f.name, f.typ, k.Kind, k.Base, k.Padded
+			resolved = append(resolved, r)
 		}
-		if ok {
-			if k := kinds[f.typ]; k.Kind != "" && (c.JSONPath == "" || k.Kind == KindJSON) {
-				c.Column, c.TypeOID, c.Kind, c.Base, c.Padded = f.name, f.typ, k.Kind, k.Base, k.Padded
-			}
+		if !ok {
+			add(c) // as configured: its query fails
+			continue
 		}
-		out = append(out, c)
+		for _, r := range resolved {
+			add(r)
+		}
 	}
 	return out, nil
 }
 
-// RenamedColumn tells, from the catalog, whether the watched column of
-// schema.table that a Relation message lacks was renamed, and under which
-// name the message holds it; rel lists the message's columns in order
-// (names and type OIDs). It is either the column's name now, when the
-// configuration still has the old one (found by the table's OID and the
-// column's attribute number, as Inspect read them at start: col), or the
-// name the message has at the column's place, when the configuration has
-// the new one and the message was sent before the rename: the table then
-// has exactly the message's columns, in its order and with its types,
-// except for that one name. Anything else (a column dropped, added or
-// retyped meanwhile) is not a rename it can be sure of: ok is false.
-func RenamedColumn(ctx context.Context, q Querier, col Column, relNames []string, relTypes []uint32) (name string, ok bool, err error) {
-	has := func(n string) bool { return slices.Contains(relNames, n) }
-	var now string
-	var dropped bool
-	rows, err := q.Query(ctx, `SELECT attname::text, attisdropped FROM pg_attribute WHERE attrelid = $1 AND attnum = $2`, col.TableOID, col.AttNum)
+// MissingColumnHint says, from the catalog, what became of the configured
+// column col (as Inspect found it at start) that a Relation message
+// lacks, and what to do: it was renamed, or dropped, or the message comes
+// from before the column had its configured name.
+func MissingColumnHint(ctx context.Context, q Querier, col Column) string {
+	var name string
+	var dropped, byName bool
+	rows, err := q.Query(ctx, `SELECT a.attname::text, a.attisdropped,
+			EXISTS (SELECT 1 FROM pg_attribute b JOIN pg_class c ON c.oid = b.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+			         WHERE n.nspname = $3 AND c.relname = $4 AND b.attname = $5 AND b.attnum > 0 AND NOT b.attisdropped)
+		FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum = $2`, col.TableOID, col.AttNum, col.Schema, col.Table, col.Column)
 	if err != nil {
-		return "", false, fmt.Errorf("look up column %q of %s.%s: %w", col.Column, col.Schema, col.Table, err)
+		return ""
 	}
 	found := false
 	for rows.Next() {
-		if err := rows.Scan(&now, &dropped); err != nil {
-			rows.Close()
-			return "", false, err
-		}
-		found = true
-	}
-	if err := rows.Err(); err != nil {
-		return "", false, err
-	}
-	if found && !dropped && now != col.Column && has(now) {
-		return now, true, nil // renamed after the cleaner started
-	}
-
-	// The table as it is now: its columns as pgoutput sends them (not
-	// dropped, not generated), in order.
-	rows, err = q.Query(ctx, `SELECT a.attname::text, a.atttypid
-		FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-		ORDER BY a.attnum`, col.Schema, col.Table)
-	if err != nil {
-		return "", false, fmt.Errorf("look up the columns of %s.%s: %w", col.Schema, col.Table, err)
-	}
-	var names []string
-	var types []uint32
-	for rows.Next() {
-		var n string
-		var t uint32
-		if err := rows.Scan(&n, &t); err != nil {
-			rows.Close()
-			return "", false, err
-		}
-		names, types = append(names, n), append(types, t)
-	}
-	if err := rows.Err(); err != nil {
-		return "", false, err
-	}
-	if len(names) != len(relNames) {
-		return "", false, nil
-	}
-	at := -1
-	for i := range names {
-		if types[i] != relTypes[i] {
-			return "", false, nil
-		}
-		if names[i] != relNames[i] {
-			if at >= 0 || names[i] != col.Column || has(names[i]) {
-				return "", false, nil
-			}
-			at = i
+		if rows.Scan(&name, &dropped, &byName) == nil {
+			found = true
 		}
 	}
-	if at < 0 {
-		return "", false, nil
+	if rows.Err() != nil {
+		return ""
 	}
-	return relNames[at], true, nil // the message predates a rename the configuration knows
+	switch {
+	case !found:
+		return fmt.Sprintf("Its table %s.%s is not the one the cleaner started with (dropped, or recreated): fix the configuration and restart; cdc-cleaner scan finds the files of the rows that went with it", col.Schema, col.Table)
+	case dropped:
+		return fmt.Sprintf("It was dropped: remove %q from the configuration and restart now; cdc-cleaner scan finds the files it referenced", col.Column)
+	case byName && name == col.Column:
+		return fmt.Sprintf("The table has %q now, but this change was made before it did (before a rename or an ADD COLUMN that the configuration already reflects): put back the column's name at the time (or remove it) until the cleaner has gone past this change", col.Column)
+	default:
+		return fmt.Sprintf("It was renamed to %q: put that name in the configuration and restart once the cleaner logs that everything before this change is confirmed (changes from before the rename still have the old name)", name)
+	}
 }

@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -20,8 +21,12 @@ import (
 // partition created later lacks REPLICA IDENTITY FULL. Each problem is
 // logged (again every 10 minutes while it lasts) and handed to Report.
 type SchemaWatch struct {
-	Pool     *pgxpool.Pool
-	Config   *config.Config
+	Pool   *pgxpool.Pool
+	Config *config.Config
+	// Start are the columns as Inspect found them when the cleaner
+	// started: a configured name that now names another column (dropped
+	// and added again, or names swapped) is a problem too.
+	Start    []Column
 	Interval time.Duration
 	// Report receives the problems of each check (none once they are
 	// fixed).
@@ -89,5 +94,26 @@ func (w *SchemaWatch) check(ctx context.Context) ([]Finding, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r.Problems(), nil
+	return append(r.Problems(), movedColumns(w.Start, r.Columns)...), nil
+}
+
+// movedColumns reports the configured columns whose name now names another
+// column of the catalog than when the cleaner started (start): the
+// decoder reads by name, so it reads the new one, while the files the old
+// one referenced are no longer watched.
+func movedColumns(start, now []Column) []Finding {
+	var out []Finding
+	for _, s := range start {
+		for _, n := range now {
+			if n.Storage != s.Storage || n.Schema != s.Schema || n.Table != s.Table || n.Column != s.Column || n.Protect != s.Protect {
+				continue
+			}
+			if n.TableOID != s.TableOID || n.AttNum != s.AttNum {
+				out = append(out, Finding{Severity: Problem, Message: fmt.Sprintf(
+					"column %q of %s.%s is not the column it was when the cleaner started (dropped and added again, its table recreated, or names swapped): restart the cleaner, and run cdc-cleaner scan for the files the former column referenced",
+					s.Column, s.Schema, s.Table)})
+			}
+		}
+	}
+	return out
 }

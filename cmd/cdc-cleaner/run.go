@@ -99,8 +99,8 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 		return configErr(fmt.Errorf("postgres.url: %w", err))
 	}
 	defer pool.Close()
-	refs, err := refcheck.New(pool, refColumns(report.Columns), refcheck.Reload(func(ctx context.Context) ([]refcheck.Column, error) {
-		cols, err := replication.Refresh(ctx, pool, report.Columns)
+	refs, err := refcheck.New(pool, refColumns(report.Columns), refcheck.Resolve(func(ctx context.Context) ([]refcheck.Column, error) {
+		cols, err := replication.Resolve(ctx, pool, report.Columns)
 		return refColumns(cols), err
 	}))
 	if err != nil {
@@ -116,19 +116,19 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 			StatusInterval: cfg.Postgres.StatusInterval,
 			Logger:         log.With().Str("component", "replication").Logger(),
 		},
-		Tables:       decoderTables(cfg, report.Columns),
-		Types:        decoderTypes(report.Columns),
-		ResolveType:  typeResolver(pool),
-		FollowRename: renameFollower(pool, report.Columns),
-		Storages:     storages,
-		Refs:         refs,
-		Failures:     ledger.New(pool),
-		Keep:         keepPatterns(cfg),
-		Messages:     messageStorages(cfg),
-		DeleteDelay:  cfg.DeleteDelay,
-		Metrics:      m,
-		Logger:       log,
-		DryRun:       cfg.DryRun,
+		Tables:         decoderTables(cfg, report.Columns),
+		Types:          decoderTypes(report.Columns),
+		ResolveType:    typeResolver(pool),
+		ExplainMissing: missingExplainer(pool, report.Columns),
+		Storages:       storages,
+		Refs:           refs,
+		Failures:       ledger.New(pool),
+		Keep:           keepPatterns(cfg),
+		Messages:       messageStorages(cfg),
+		DeleteDelay:    cfg.DeleteDelay,
+		Metrics:        m,
+		Logger:         log,
+		DryRun:         cfg.DryRun,
 	})
 	if err != nil {
 		return configErr(err)
@@ -162,6 +162,7 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 	watch := &replication.SchemaWatch{
 		Pool:     pool,
 		Config:   cfg,
+		Start:    report.Columns,
 		Interval: min(max(cfg.Postgres.StatusInterval, time.Second), 30*time.Second),
 		Report: func(problems []replication.Finding) {
 			m.SchemaProblems.Set(float64(len(problems)))

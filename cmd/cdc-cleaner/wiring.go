@@ -88,22 +88,17 @@ func decoderType(k replication.TypeKind) decoder.Type {
 	return t
 }
 
-// renameFollower tells from the catalog whether a watched column was
-// renamed (replication.RenamedColumn), for the columns Inspect found at
-// start.
-func renameFollower(pool *pgxpool.Pool, cols []replication.Column) func(ctx context.Context, schema, table, column string, rel []decoder.RelationColumn) (string, bool, error) {
-	return func(ctx context.Context, schema, table, column string, rel []decoder.RelationColumn) (string, bool, error) {
+// missingExplainer says what became of a watched column a Relation
+// message lacks (replication.MissingColumnHint), for the columns Inspect
+// found at start.
+func missingExplainer(pool *pgxpool.Pool, cols []replication.Column) func(ctx context.Context, schema, table, column string) string {
+	return func(ctx context.Context, schema, table, column string) string {
 		for _, c := range cols {
-			if c.Protect || c.Schema != schema || c.Table != table || c.Column != column {
-				continue
+			if !c.Protect && c.Schema == schema && c.Table == table && c.Column == column {
+				return replication.MissingColumnHint(ctx, pool, c)
 			}
-			names, types := make([]string, len(rel)), make([]uint32, len(rel))
-			for i, r := range rel {
-				names[i], types[i] = r.Name, r.Type
-			}
-			return replication.RenamedColumn(ctx, pool, c, names, types)
 		}
-		return "", false, nil
+		return ""
 	}
 }
 
