@@ -3,6 +3,7 @@ package replication
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -107,8 +108,57 @@ func TypeKinds(ctx context.Context, q Querier, oids []uint32) (map[uint32]TypeKi
 	return out, nil
 }
 
+// Resolver resolves the same columns again and again (Resolve), keeping
+// what it learned of column types: a type's OID always names the same
+// type.
+type Resolver struct {
+	q    Querier
+	cols []Column
+
+	mu    sync.Mutex
+	kinds map[uint32]TypeKind
+}
+
+// NewResolver returns a Resolver of cols, the columns as Inspect found
+// them at start.
+func NewResolver(q Querier, cols []Column) *Resolver {
+	return &Resolver{q: q, cols: cols, kinds: map[uint32]TypeKind{}}
+}
+
+// typeKinds is TypeKinds with a cache.
+func (r *Resolver) typeKinds(ctx context.Context, oids []uint32) (map[uint32]TypeKind, error) {
+	r.mu.Lock()
+	var missing []uint32
+	for _, o := range oids {
+		if _, ok := r.kinds[o]; !ok {
+			missing = append(missing, o)
+		}
+	}
+	r.mu.Unlock()
+	if len(missing) > 0 {
+		found, err := TypeKinds(ctx, r.q, missing)
+		if err != nil {
+			return nil, err
+		}
+		r.mu.Lock()
+		for o, k := range found {
+			r.kinds[o] = k
+		}
+		r.mu.Unlock()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[uint32]TypeKind, len(oids))
+	for _, o := range oids {
+		if k, ok := r.kinds[o]; ok {
+			out[o] = k
+		}
+	}
+	return out, nil
+}
+
 // Resolve returns the columns the reference check must search now, for
-// the configured columns cols as Inspect found them at start. For each:
+// the configured columns as Inspect found them at start. For each:
 // the column of that name in its table now, with the kind of its current
 // type (a column retyped while running); and the column the table (by
 // OID) has at its attribute number now, when that is another column
@@ -122,7 +172,8 @@ func TypeKinds(ctx context.Context, q Querier, oids []uint32) (map[uint32]TypeKi
 // The reference check calls it before every query, after the transactions
 // whose candidates it checks are visible, so a column those transactions
 // wrote is in the catalog it reads.
-func Resolve(ctx context.Context, q Querier, cols []Column) ([]Column, error) {
+func (r *Resolver) Resolve(ctx context.Context) ([]Column, error) {
+	q, cols := r.q, r.cols
 	n := len(cols)
 	schemas, tables, names := make([]string, n), make([]string, n), make([]string, n)
 	rels, nums := make([]uint32, n), make([]int16, n)
@@ -165,7 +216,7 @@ func Resolve(ctx context.Context, q Querier, cols []Column) ([]Column, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("look up the watched and protect columns: %w", err)
 	}
-	kinds, err := TypeKinds(ctx, q, oids)
+	kinds, err := r.typeKinds(ctx, oids)
 	if err != nil {
 		return nil, err
 	}

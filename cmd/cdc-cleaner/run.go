@@ -99,8 +99,9 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 		return configErr(fmt.Errorf("postgres.url: %w", err))
 	}
 	defer pool.Close()
+	resolver := replication.NewResolver(pool, report.Columns)
 	refs, err := refcheck.New(pool, refColumns(report.Columns), refcheck.Resolve(func(ctx context.Context) ([]refcheck.Column, error) {
-		cols, err := replication.Resolve(ctx, pool, report.Columns)
+		cols, err := resolver.Resolve(ctx)
 		return refColumns(cols), err
 	}))
 	if err != nil {
