@@ -659,6 +659,29 @@ func TestValidateFillsNames(t *testing.T) {
 	}
 }
 
+// TestColumns: the configuration builds every column once, watch entries
+// first, with its JSON path parsed and the field it came from.
+func TestColumns(t *testing.T) {
+	c := validConfig()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	files := cdccleaner.JSONPath{{Key: "files"}, {Each: true}, {Key: "path"}}
+	want := []cdccleaner.Column{
+		{Storage: "media", Schema: "public", Table: "gallery_photo", Name: "image", Field: "watch[0].columns[0]"},
+		{Storage: "media", Schema: "public", Table: "gallery_photo", Name: "thumbnail", Field: "watch[0].columns[1]"},
+		{Storage: "bucket", Schema: "public", Table: "document", Name: "attachments", JSONPath: files, Field: "watch[1].columns[0]"},
+		{Storage: "media", Schema: "public", Table: "legacy_upload", Name: "file", Protect: true, Field: "protect[0].columns[0]"},
+	}
+	got := c.Columns()
+	if !slices.EqualFunc(got, want, cdccleaner.Column.Equal) {
+		t.Errorf("Columns() =\n%+v\nwant\n%+v", got, want)
+	}
+	if got := c.EntryColumns("protect", 0); len(got) != 1 || !got[0].Equal(want[3]) {
+		t.Errorf("EntryColumns(protect, 0) = %+v", got)
+	}
+}
+
 func TestParseQualifiedName(t *testing.T) {
 	tests := []struct {
 		in, schema, name, err string

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"time"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
@@ -86,4 +87,33 @@ type HTTP struct {
 type Log struct {
 	Level  string `yaml:"level"`
 	Format string `yaml:"format"`
+}
+
+// Columns returns every column of a validated configuration as the rest of
+// the cleaner shares it: the watch entries' columns in order, then the
+// protect entries'. Their catalog fields are left for inspection to fill.
+func (c *Config) Columns() []cdccleaner.Column {
+	var out []cdccleaner.Column
+	for i := range c.Watch {
+		out = append(out, c.EntryColumns("watch", i)...)
+	}
+	for i := range c.Protect {
+		out = append(out, c.EntryColumns("protect", i)...)
+	}
+	return out
+}
+
+// EntryColumns returns the columns of entry i of list ("watch" or
+// "protect") of a validated configuration.
+func (c *Config) EntryColumns(list string, i int) []cdccleaner.Column {
+	w, protect := c.Watch[i], false
+	if list == "protect" {
+		w, protect = c.Protect[i], true
+	}
+	out := make([]cdccleaner.Column, 0, len(w.ColNames))
+	for j, name := range w.ColNames {
+		out = append(out, cdccleaner.Column{Storage: w.Storage, Schema: w.Schema, Table: w.Name, Name: name,
+			JSONPath: w.JSONSteps, Protect: protect, Field: fmt.Sprintf("%s[%d].columns[%d]", list, i, j)})
+	}
+	return out
 }

@@ -15,20 +15,6 @@ import (
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 )
 
-// Table says which columns of one table hold file paths, and in which storage
-// those files live. Schema, Name and Columns are the names as PostgreSQL
-// stores them (already unquoted and case-folded).
-type Table struct {
-	Schema   string
-	Name     string
-	Columns  []string
-	Storage  string
-	JSONPath string // for json/jsonb columns: where the paths are; empty means the whole value is one string
-	// Partitioned is set for a partitioned table, whose changes arrive
-	// from its partitions (publish_via_partition_root).
-	Partitioned bool
-}
-
 // Kind is what a decoded message was.
 type Kind int
 
@@ -171,7 +157,7 @@ type column struct {
 	index   int
 	name    string
 	storage string
-	kind    ValueKind
+	kind    cdccleaner.ValueKind
 	padded  bool // character(n): trailing spaces are not part of a path
 	inKey   bool // part of the relation's replica identity
 	json    cdccleaner.JSONPath
@@ -181,7 +167,7 @@ type column struct {
 type relation struct {
 	id          uint32
 	name        string // "schema.table"
-	partitioned bool   // a partitioned table (Table.Partitioned)
+	partitioned bool   // a partitioned table (Column.Partitioned)
 	ncols       int
 	identity    uint8             // replica identity: 'd'efault, 'n'othing, 'f'ull, 'i'ndex
 	columns     map[string]uint32 // every column's type, by name
@@ -195,7 +181,7 @@ type tableKey struct{ schema, name string }
 // new Decoder for every new replication connection: relation OIDs are
 // re-announced on each.
 type Decoder struct {
-	tables    map[tableKey][]Table
+	tables    map[tableKey][]cdccleaner.Column // watched columns, by table
 	relations map[uint32]*relation
 	// storages are the configured storages, true for those whose
 	// cdc_cleaner messages are honoured; nil: messages are not decoded.
@@ -203,7 +189,7 @@ type Decoder struct {
 	// anyMessages is set when some storage honours messages.
 	anyMessages bool
 	// types describes column types the decoder does not know by OID.
-	types map[uint32]Type
+	types map[uint32]cdccleaner.ColumnType
 	// last is the relation of the last Relation message.
 	last *relation
 	// partial holds, per watched relation published through its
@@ -244,8 +230,9 @@ func Messages(storages map[string]bool) Option {
 
 // Types describes column types that the decoder does not know by OID
 // (domains, citext, an extension's arrays), as the catalog says they hold
-// paths; more can be added later with AddType.
-func Types(types map[uint32]Type) Option {
+// paths, besides those of the columns New is given; more can be added
+// later with AddType.
+func Types(types map[uint32]cdccleaner.ColumnType) Option {
 	return func(d *Decoder) {
 		for oid, t := range types {
 			d.types[oid] = t
@@ -254,31 +241,35 @@ func Types(types map[uint32]Type) Option {
 }
 
 // AddType describes a column type the decoder does not know by OID, after
-// an UnknownTypeError. A type with KindUnknown cannot hold paths.
-func (d *Decoder) AddType(oid uint32, t Type) { d.types[oid] = t }
+// an UnknownTypeError. A type of cdccleaner.KindNone cannot hold paths.
+func (d *Decoder) AddType(oid uint32, t cdccleaner.ColumnType) { d.types[oid] = t }
 
-// New returns a Decoder that reports references vanishing from tables.
-// It validates each table's JSON path.
-func New(tables []Table, opts ...Option) (*Decoder, error) {
+// New returns a Decoder that reports references vanishing from the
+// watched columns of columns (protect columns are left out). A column's
+// TypeOID and Type, when set (inspection fills them), describe its type as
+// the catalog does, so that the decoder reads a domain or citext value
+// exactly as the reference check searches it.
+func New(columns []cdccleaner.Column, opts ...Option) *Decoder {
 	d := &Decoder{
-		tables:    make(map[tableKey][]Table),
+		tables:    make(map[tableKey][]cdccleaner.Column),
 		relations: make(map[uint32]*relation),
-		types:     make(map[uint32]Type),
+		types:     make(map[uint32]cdccleaner.ColumnType),
 		partial:   make(map[uint32]map[uint32]bool),
+	}
+	for _, c := range columns {
+		if c.Protect {
+			continue
+		}
+		k := tableKey{c.Schema, c.Table}
+		d.tables[k] = append(d.tables[k], c)
+		if c.TypeOID != 0 {
+			d.types[c.TypeOID] = c.Type
+		}
 	}
 	for _, o := range opts {
 		o(d)
 	}
-	for _, t := range tables {
-		if t.JSONPath != "" {
-			if _, err := cdccleaner.ParseJSONPath(t.JSONPath); err != nil {
-				return nil, fmt.Errorf("table %s.%s: %w", t.Schema, t.Name, err)
-			}
-		}
-		k := tableKey{t.Schema, t.Name}
-		d.tables[k] = append(d.tables[k], t)
-	}
-	return d, nil
+	return d
 }
 
 // FinalLSN returns the commit LSN of the transaction being decoded (or of
@@ -512,56 +503,51 @@ func (d *Decoder) relation(m *pglogrepl.RelationMessage) (Event, error) {
 		r.columns[c.Name] = c.DataType
 	}
 	var ev Event
-	tables := d.tables[tableKey{m.Namespace, m.RelationName}]
-	if len(tables) == 0 {
+	watched := d.tables[tableKey{m.Namespace, m.RelationName}]
+	if len(watched) == 0 {
 		d.partition(r, m)
 		d.relations[m.RelationID] = r
 		d.last = r
 		return ev, nil
 	}
-	for _, t := range tables {
-		r.partitioned = r.partitioned || t.Partitioned
-		var jp cdccleaner.JSONPath
-		if t.JSONPath != "" {
-			jp, _ = cdccleaner.ParseJSONPath(t.JSONPath) // validated in New
+	for _, wc := range watched {
+		r.partitioned = r.partitioned || wc.Partitioned
+		name := wc.Name
+		idx := columnIndex(m, name)
+		if idx < 0 {
+			return Event{}, &SchemaError{Table: r.name, Column: name, Missing: true,
+				Problem: "is not in the table at this point of the stream: it was renamed or dropped (or made a generated column, which pgoutput does not send)"}
 		}
-		for _, name := range t.Columns {
-			idx := columnIndex(m, name)
-			if idx < 0 {
-				return Event{}, &SchemaError{Table: r.name, Column: name, Missing: true,
-					Problem: "is not in the table at this point of the stream: it was renamed or dropped (or made a generated column, which pgoutput does not send)"}
-			}
-			c := m.Columns[idx]
-			typ, ok := builtinTypes[c.DataType]
-			if !ok {
-				typ, ok = d.types[c.DataType]
-			}
-			if !ok {
-				return Event{}, &UnknownTypeError{Table: r.name, Column: name, OID: c.DataType}
-			}
-			switch {
-			case typ.Kind == KindUnknown:
-				return Event{}, &SchemaError{Table: r.name, Column: name,
-					Problem: fmt.Sprintf("has a type (OID %d) that cannot hold paths at this point of the stream: file columns are text, varchar, character, arrays of them, json or jsonb", c.DataType)}
-			case t.JSONPath != "" && typ.Kind != KindJSON:
-				return Event{}, &SchemaError{Table: r.name, Column: name,
-					Problem: fmt.Sprintf("is not json or jsonb at this point of the stream (type OID %d), but json_path is set for it", c.DataType)}
-			}
-			inKey := c.Flags&1 != 0
-			if m.ReplicaIdentity != 'f' && !inKey {
-				ev.Warnings = append(ev.Warnings, fmt.Sprintf("table %s has replica identity %s and watched column %q is not part of it: its UPDATE and DELETE do not carry old file paths, so they are recorded in cdc_cleaner.failed_deletions (old_values_missing) instead of cleaned; run cdc-cleaner setup to set REPLICA IDENTITY FULL", r.name, identityName(m.ReplicaIdentity), name))
-			}
-			r.watched = append(r.watched, column{
-				index:   idx,
-				name:    name,
-				storage: t.Storage,
-				kind:    typ.Kind,
-				padded:  typ.Padded,
-				inKey:   inKey,
-				json:    jp,
-				source:  r.name + "." + name,
-			})
+		c := m.Columns[idx]
+		typ, ok := builtinTypes[c.DataType]
+		if !ok {
+			typ, ok = d.types[c.DataType]
 		}
+		if !ok {
+			return Event{}, &UnknownTypeError{Table: r.name, Column: name, OID: c.DataType}
+		}
+		switch {
+		case typ.Kind == cdccleaner.KindNone:
+			return Event{}, &SchemaError{Table: r.name, Column: name,
+				Problem: fmt.Sprintf("has a type (OID %d) that cannot hold paths at this point of the stream: file columns are text, varchar, character, arrays of them, json or jsonb", c.DataType)}
+		case wc.JSONPath != nil && typ.Kind != cdccleaner.KindJSON:
+			return Event{}, &SchemaError{Table: r.name, Column: name,
+				Problem: fmt.Sprintf("is not json or jsonb at this point of the stream (type OID %d), but json_path is set for it", c.DataType)}
+		}
+		inKey := c.Flags&1 != 0
+		if m.ReplicaIdentity != 'f' && !inKey {
+			ev.Warnings = append(ev.Warnings, fmt.Sprintf("table %s has replica identity %s and watched column %q is not part of it: its UPDATE and DELETE do not carry old file paths, so they are recorded in cdc_cleaner.failed_deletions (old_values_missing) instead of cleaned; run cdc-cleaner setup to set REPLICA IDENTITY FULL", r.name, identityName(m.ReplicaIdentity), name))
+		}
+		r.watched = append(r.watched, column{
+			index:   idx,
+			name:    name,
+			storage: wc.Storage,
+			kind:    typ.Kind,
+			padded:  typ.Padded,
+			inKey:   inKey,
+			json:    wc.JSONPath,
+			source:  r.name + "." + name,
+		})
 	}
 	d.relations[m.RelationID] = r
 	d.last = r

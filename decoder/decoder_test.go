@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pglogrepl"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 )
 
 // tuple builds a TupleData from values: nil is NULL, "\x00u" is an
@@ -51,10 +53,7 @@ func photoRelation(id uint32) *pglogrepl.RelationMessage {
 
 func newPhotoDecoder(t *testing.T) *Decoder {
 	t.Helper()
-	d, err := New([]Table{{Schema: "public", Name: "gallery_photo", Columns: []string{"image", "thumbnail"}, Storage: "media"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := New(tables([]Table{{Schema: "public", Name: "gallery_photo", Columns: []string{"image", "thumbnail"}, Storage: "media"}}))
 	mustHandle(t, d, photoRelation(16400))
 	mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 0x1000, Xid: 7})
 	return d
@@ -172,7 +171,7 @@ func TestRelationRefreshMatchesColumnsByName(t *testing.T) {
 }
 
 func TestPartialReplicaIdentityIsWarned(t *testing.T) {
-	d, _ := New([]Table{{Schema: "public", Name: "gallery_photo", Columns: []string{"image"}, Storage: "media"}})
+	d := New(tables([]Table{{Schema: "public", Name: "gallery_photo", Columns: []string{"image"}, Storage: "media"}}))
 	rel := photoRelation(1)
 	rel.ReplicaIdentity = 'd'
 	rel.Columns[1].Flags = 0
@@ -193,7 +192,7 @@ func TestUnwatchedTableIsIgnored(t *testing.T) {
 }
 
 func TestProtocolErrors(t *testing.T) {
-	d, _ := New(nil)
+	d := New(nil)
 	if _, err := d.Handle(&pglogrepl.DeleteMessage{RelationID: 5, OldTupleType: 'O', OldTuple: tuple(s("x"))}); !errors.Is(err, ErrUnknownRelation) {
 		t.Fatalf("unknown relation: err = %v", err)
 	}
@@ -221,7 +220,7 @@ func TestMalformedBytesAreErrorsNotPanics(t *testing.T) {
 	}
 	for name, in := range inputs {
 		t.Run(name, func(t *testing.T) {
-			d, _ := New(nil)
+			d := New(nil)
 			if _, err := d.Decode(in); err == nil {
 				t.Fatalf("Decode(%x) = nil error", in)
 			}
@@ -284,13 +283,10 @@ func readStream(t testing.TB, name string) [][]byte {
 // TestCapturedStream replays a real pgoutput stream (see testdata/README) of
 // a quoted mixed-case table with text, TOASTed, array and jsonb columns.
 func TestCapturedStream(t *testing.T) {
-	d, err := New([]Table{
+	d := New(tables([]Table{
 		{Schema: "Media Schema", Name: "PhotoTable", Columns: []string{"ImageFile", "big", "tags"}, Storage: "media"},
 		{Schema: "Media Schema", Name: "PhotoTable", Columns: []string{"doc"}, Storage: "docs", JSONPath: "files[*].path"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	}))
 	var got []string
 	var truncated []string
 	begins, commits := 0, 0
@@ -342,16 +338,13 @@ func TestTypesFromCatalog(t *testing.T) {
 	rel := &pglogrepl.RelationMessage{RelationID: 1, Namespace: "public", RelationName: "doc", ReplicaIdentity: 'f',
 		Columns: []*pglogrepl.RelationMessageColumn{{Flags: 1, Name: "files", DataType: citextArrayOID}}}
 	del := &pglogrepl.DeleteMessage{RelationID: 1, OldTupleType: 'O', OldTuple: tuple(s(`{a.pdf,"b c.pdf"}`))}
-	d, err := New([]Table{{Schema: "public", Name: "doc", Columns: []string{"files"}, Storage: "media"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = d.Handle(rel)
+	d := New(tables([]Table{{Schema: "public", Name: "doc", Columns: []string{"files"}, Storage: "media"}}))
+	_, err := d.Handle(rel)
 	var ute *UnknownTypeError
 	if !errors.As(err, &ute) || ute.OID != citextArrayOID || ute.Column != "files" {
 		t.Fatalf("relation with an unknown type: %v, want an UnknownTypeError for OID %d", err, citextArrayOID)
 	}
-	d.AddType(citextArrayOID, Type{Kind: KindArray})
+	d.AddType(citextArrayOID, cdccleaner.ColumnType{Kind: cdccleaner.KindArray})
 	mustHandle(t, d, rel)
 	mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 1, Xid: 1})
 	if got, want := paths(mustHandle(t, d, del)), []string{"media:a.pdf", "media:b c.pdf"}; !slices.Equal(got, want) {
@@ -359,7 +352,17 @@ func TestTypesFromCatalog(t *testing.T) {
 	}
 
 	// Described up front (Types), the same.
-	d, _ = New([]Table{{Schema: "public", Name: "doc", Columns: []string{"files"}, Storage: "media"}}, Types(map[uint32]Type{citextArrayOID: {Kind: KindArray}}))
+	d = New(tables([]Table{{Schema: "public", Name: "doc", Columns: []string{"files"}, Storage: "media"}}), Types(map[uint32]cdccleaner.ColumnType{citextArrayOID: {Kind: cdccleaner.KindArray}}))
+	mustHandle(t, d, rel)
+	mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 1, Xid: 1})
+	if got := paths(mustHandle(t, d, del)); len(got) != 2 {
+		t.Fatalf("candidates %q, want 2", got)
+	}
+
+	// Described by the column as inspection found it, the same.
+	cols := tables([]Table{{Schema: "public", Name: "doc", Columns: []string{"files"}, Storage: "media"}})
+	cols[0].TypeOID, cols[0].Type = citextArrayOID, cdccleaner.ColumnType{Kind: cdccleaner.KindArray}
+	d = New(cols)
 	mustHandle(t, d, rel)
 	mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 1, Xid: 1})
 	if got := paths(mustHandle(t, d, del)); len(got) != 2 {
@@ -380,10 +383,7 @@ func TestSchemaChanges(t *testing.T) {
 	del := func(v string) *pglogrepl.DeleteMessage {
 		return &pglogrepl.DeleteMessage{RelationID: 7, OldTupleType: 'O', OldTuple: tuple(s("1"), s(v))}
 	}
-	d, err := New([]Table{{Schema: "public", Name: "doc", Columns: []string{"file"}, Storage: "media"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := New(tables([]Table{{Schema: "public", Name: "doc", Columns: []string{"file"}, Storage: "media"}}))
 	mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 1, Xid: 1})
 	mustHandle(t, d, rel("file", 1009)) // text[]
 	if got := paths(mustHandle(t, d, del(`{a.jpg,b.jpg}`))); !slices.Equal(got, []string{"media:a.jpg", "media:b.jpg"}) {
@@ -402,7 +402,7 @@ func TestSchemaChanges(t *testing.T) {
 	if _, err := d.Handle(rel("file", 23)); !errors.As(err, new(*UnknownTypeError)) {
 		t.Fatalf("integer column: %v, want an UnknownTypeError", err)
 	}
-	d.AddType(23, Type{Kind: KindUnknown})
+	d.AddType(23, cdccleaner.ColumnType{Kind: cdccleaner.KindNone})
 	for name, m := range map[string]*pglogrepl.RelationMessage{
 		"renamed":     rel("picture", 25),
 		"retyped int": rel("file", 23),
@@ -420,7 +420,7 @@ func TestSchemaChanges(t *testing.T) {
 		t.Fatalf("after refused redefinitions: %q", got)
 	}
 	// json_path on a column that is no longer json.
-	d, _ = New([]Table{{Schema: "public", Name: "doc", Columns: []string{"file"}, Storage: "media", JSONPath: "path"}})
+	d = New(tables([]Table{{Schema: "public", Name: "doc", Columns: []string{"file"}, Storage: "media", JSONPath: "path"}}))
 	mustHandle(t, d, rel("file", 3802))
 	if _, err := d.Handle(rel("file", 25)); !errors.As(err, new(*SchemaError)) {
 		t.Fatalf("json_path on a text column: %v, want a SchemaError", err)
@@ -443,10 +443,7 @@ func TestPartitionWithoutFullIdentity(t *testing.T) {
 		return &pglogrepl.RelationMessage{RelationID: 16412, Namespace: "public", RelationName: "upload_2026", ReplicaIdentity: identity, Columns: cols(flags)}
 	}
 	del := &pglogrepl.DeleteMessage{RelationID: 16396, OldTupleType: 'O', OldTuple: tuple(s("1"), s("2026-03-01"), null)}
-	d, err := New([]Table{{Schema: "public", Name: "upload", Columns: []string{"file"}, Storage: "media", Partitioned: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := New(tables([]Table{{Schema: "public", Name: "upload", Columns: []string{"file"}, Storage: "media", Partitioned: true}}))
 	mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 1, Xid: 1})
 	mustHandle(t, d, root)
 	mustHandle(t, d, part('d', 0))
@@ -461,7 +458,7 @@ func TestPartitionWithoutFullIdentity(t *testing.T) {
 
 	// A partition with a column generated there (not sent): its Relation
 	// message has fewer columns than the table's, and is still one.
-	d, _ = New([]Table{{Schema: "public", Name: "upload", Columns: []string{"file"}, Storage: "media", Partitioned: true}})
+	d = New(tables([]Table{{Schema: "public", Name: "upload", Columns: []string{"file"}, Storage: "media", Partitioned: true}}))
 	mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 1, Xid: 1})
 	mustHandle(t, d, root)
 	mustHandle(t, d, &pglogrepl.RelationMessage{RelationID: 16412, Namespace: "public", RelationName: "upload_gen", ReplicaIdentity: 'd',
@@ -472,7 +469,7 @@ func TestPartitionWithoutFullIdentity(t *testing.T) {
 
 	// A table that is not partitioned, followed by a look-alike table
 	// (a publication with more tables): no partition, a NULL is no file.
-	d, _ = New([]Table{{Schema: "public", Name: "upload", Columns: []string{"file"}, Storage: "media"}})
+	d = New(tables([]Table{{Schema: "public", Name: "upload", Columns: []string{"file"}, Storage: "media"}}))
 	mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 1, Xid: 1})
 	mustHandle(t, d, root)
 	mustHandle(t, d, part('d', 0))
@@ -487,10 +484,7 @@ func TestPartitionWithoutFullIdentity(t *testing.T) {
 func TestCharacterPadding(t *testing.T) {
 	rel := &pglogrepl.RelationMessage{RelationID: 3, Namespace: "public", RelationName: "doc", ReplicaIdentity: 'f',
 		Columns: []*pglogrepl.RelationMessageColumn{{Flags: 1, Name: "file", DataType: 1042}, {Flags: 1, Name: "files", DataType: 1014}}}
-	d, err := New([]Table{{Schema: "public", Name: "doc", Columns: []string{"file", "files"}, Storage: "media"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := New(tables([]Table{{Schema: "public", Name: "doc", Columns: []string{"file", "files"}, Storage: "media"}}))
 	mustHandle(t, d, rel)
 	mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 1, Xid: 1})
 	ev := mustHandle(t, d, &pglogrepl.DeleteMessage{RelationID: 3, OldTupleType: 'O',
@@ -543,10 +537,7 @@ func TestMissingOldValues(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d, err := New([]Table{{Schema: "public", Name: "gallery_photo", Columns: []string{"image"}, Storage: "media"}})
-			if err != nil {
-				t.Fatal(err)
-			}
+			d := New(tables([]Table{{Schema: "public", Name: "gallery_photo", Columns: []string{"image"}, Storage: "media"}}))
 			mustHandle(t, d, tt.rel)
 			mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 1, Xid: 1})
 			ev := mustHandle(t, d, tt.change)
@@ -588,7 +579,7 @@ func TestLogicalMessages(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d, _ := New(nil, Messages(map[string]bool{"media": true, "docs": true, "off": false}))
+			d := New(nil, Messages(map[string]bool{"media": true, "docs": true, "off": false}))
 			mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 0x2000, Xid: 9})
 			ev := mustHandle(t, d, tt.msg)
 			if got := paths(ev); !slices.Equal(got, tt.want) {
@@ -625,7 +616,7 @@ func TestLogicalMessages(t *testing.T) {
 		{"none honours, malformed", map[string]bool{"media": false}, `delete a.jpg`, ""},
 	} {
 		t.Run("ignored: "+tt.name, func(t *testing.T) {
-			d, _ := New(nil, Messages(tt.storages))
+			d := New(nil, Messages(tt.storages))
 			mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 1, Xid: 1})
 			ev := mustHandle(t, d, msg(true, "cdc_cleaner", tt.content))
 			if ev.Kind != KindMessage || len(ev.Candidates)+len(ev.Bad) != 0 || ev.Ignored == "" || ev.IgnoredStorage != tt.storage {
@@ -635,13 +626,13 @@ func TestLogicalMessages(t *testing.T) {
 	}
 	// A malformed request's storage is kept only when it is configured
 	// (it is a metric label, and anyone may emit a message).
-	d, _ := New(nil, Messages(map[string]bool{"media": true}))
+	d := New(nil, Messages(map[string]bool{"media": true}))
 	mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 1, Xid: 1})
 	if ev := mustHandle(t, d, msg(true, "cdc_cleaner", `{"storage":"x\u00e9","path":"a"}`)); len(ev.Bad) != 1 || ev.Bad[0].Storage != "" {
 		t.Fatalf("request naming an unknown storage: %+v, want one failure without a storage", ev)
 	}
 	// Without the Messages option, requests are not decoded at all.
-	d, _ = New(nil)
+	d = New(nil)
 	mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 1, Xid: 1})
 	if ev := mustHandle(t, d, msg(true, "cdc_cleaner", `{"storage":"media","path":"a"}`)); len(ev.Candidates)+len(ev.Bad) != 0 {
 		t.Fatalf("message decoded without the Messages option: %+v", ev)
@@ -651,10 +642,7 @@ func TestLogicalMessages(t *testing.T) {
 // TestCapturedMessage: the captured stream's pg_logical_emit_message is a
 // candidate of its own transaction.
 func TestCapturedMessage(t *testing.T) {
-	d, err := New([]Table{{Schema: "Media Schema", Name: "PhotoTable", Columns: []string{"ImageFile"}, Storage: "media"}}, Messages(map[string]bool{"media": true}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := New(tables([]Table{{Schema: "Media Schema", Name: "PhotoTable", Columns: []string{"ImageFile"}, Storage: "media"}}), Messages(map[string]bool{"media": true}))
 	var got []string
 	for _, m := range readStream(t, "testdata/mixed_case_stream.txt") {
 		ev, err := d.Decode(m)
@@ -669,5 +657,47 @@ func TestCapturedMessage(t *testing.T) {
 	}
 	if want := []string{"media:m/1.jpg@txn6"}; !slices.Equal(got, want) {
 		t.Fatalf("message candidates %q, want %q", got, want)
+	}
+}
+
+// Table is a watch entry as the configuration gives it.
+type Table struct {
+	Schema, Name string
+	Columns      []string
+	Storage      string
+	JSONPath     string
+	Partitioned  bool
+}
+
+// tables returns the columns of ts, as config.Config.Columns and
+// inspection would.
+func tables(ts []Table) []cdccleaner.Column {
+	var out []cdccleaner.Column
+	for _, t := range ts {
+		var jp cdccleaner.JSONPath
+		if t.JSONPath != "" {
+			var err error
+			if jp, err = cdccleaner.ParseJSONPath(t.JSONPath); err != nil {
+				panic(err)
+			}
+		}
+		for _, c := range t.Columns {
+			out = append(out, cdccleaner.Column{Storage: t.Storage, Schema: t.Schema, Table: t.Name, Name: c, JSONPath: jp, Partitioned: t.Partitioned})
+		}
+	}
+	return out
+}
+
+// TestProtectColumnsNotWatched: New is given every configured column; a
+// protect column's vanished paths are never candidates.
+func TestProtectColumnsNotWatched(t *testing.T) {
+	cols := tables([]Table{{Schema: "public", Name: "gallery_photo", Columns: []string{"image"}, Storage: "media"}})
+	cols[0].Protect = true
+	d := New(cols)
+	mustHandle(t, d, photoRelation(1))
+	mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 1, Xid: 1})
+	ev := mustHandle(t, d, &pglogrepl.DeleteMessage{RelationID: 1, OldTupleType: 'O', OldTuple: tuple(s("1"), s("a.jpg"), s("b.jpg"), s("t"))})
+	if got := paths(ev); len(got) != 0 {
+		t.Fatalf("protect column gave candidates %q", got)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pglogrepl"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 )
 
 // fuzzRelID is the OID of the captured stream's relation, "Media
@@ -57,13 +59,10 @@ func FuzzDecode(f *testing.F) {
 	}
 	begin, relation, del := stream[0], stream[1], firstOfType(f, stream, 'D')
 	f.Fuzz(func(t *testing.T, data []byte) {
-		d, err := New([]Table{
+		d := New(tables([]Table{
 			{Schema: "Media Schema", Name: "PhotoTable", Columns: []string{"ImageFile", "big", "tags"}, Storage: "media"},
 			{Schema: "Media Schema", Name: "PhotoTable", Columns: []string{"doc"}, Storage: "docs", JSONPath: "files[*].path"},
-		}, Messages(map[string]bool{"media": true, "docs": true}))
-		if err != nil {
-			t.Fatal(err)
-		}
+		}), Messages(map[string]bool{"media": true, "docs": true}))
 		for _, msg := range [][]byte{begin, relation} {
 			if _, err := d.Decode(msg); err != nil {
 				t.Fatal(err)
@@ -447,12 +446,12 @@ func firstOfType(tb testing.TB, stream [][]byte, typ byte) []byte {
 // the catalog would answer for those the decoder does not know by OID.
 var retypeTypes = []struct {
 	oid     uint32
-	catalog *Type // nil: known by OID
+	catalog *cdccleaner.ColumnType // nil: known by OID
 }{
 	{25, nil}, {1043, nil}, {1042, nil}, {1009, nil}, {1014, nil}, {3802, nil}, {114, nil},
-	{23, &Type{Kind: KindUnknown}},               // integer
-	{90001, &Type{Kind: KindText, Padded: true}}, // a domain over character(n)
-	{90002, &Type{Kind: KindArray}},              // citext[]
+	{23, &cdccleaner.ColumnType{Kind: cdccleaner.KindNone}},                  // integer
+	{90001, &cdccleaner.ColumnType{Kind: cdccleaner.KindText, Padded: true}}, // a domain over character(n)
+	{90002, &cdccleaner.ColumnType{Kind: cdccleaner.KindArray}},              // citext[]
 }
 
 // FuzzRetype: a watched column changes type between two Relation messages
@@ -469,11 +468,8 @@ func FuzzRetype(f *testing.F) {
 	f.Add(uint8(5), uint8(7), `{"path":"a.jpg","n":1e400}`, "x", false)
 	f.Add(uint8(8), uint8(9), "d.jpg   ", `{d.jpg}`, false)
 	f.Fuzz(func(t *testing.T, ta, tb uint8, oldVal, newVal string, keyOnly bool) {
-		d, err := New([]Table{{Schema: "public", Name: "doc", Columns: []string{"file"}, Storage: "media"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var cur *Type // the column's type as the decoder reads it now
+		d := New(tables([]Table{{Schema: "public", Name: "doc", Columns: []string{"file"}, Storage: "media"}}))
+		var cur *cdccleaner.ColumnType // the column's type as the decoder reads it now
 		relation := func(i uint8) {
 			rt := retypeTypes[int(i)%len(retypeTypes)]
 			rel := &pglogrepl.RelationMessage{RelationID: 1, Namespace: "public", RelationName: "doc", ReplicaIdentity: 'f',
@@ -490,7 +486,7 @@ func FuzzRetype(f *testing.F) {
 			var se *SchemaError
 			switch {
 			case errors.As(err, &se):
-				if rt.catalog == nil || rt.catalog.Kind != KindUnknown {
+				if rt.catalog == nil || rt.catalog.Kind != cdccleaner.KindNone {
 					t.Fatalf("type OID %d refused: %v", rt.oid, err)
 				}
 				return // refused: the decoder reads the column as before
@@ -536,7 +532,7 @@ func FuzzRetype(f *testing.F) {
 				t.Fatalf("empty candidate from %q", oldVal)
 			case cur.Padded && strings.HasSuffix(c.Path, " "):
 				t.Fatalf("candidate %q keeps character(n) padding", c.Path)
-			case cur.Kind == KindText && (c.Path != trim(oldVal) || c.Path == trim(newVal)):
+			case cur.Kind == cdccleaner.KindText && (c.Path != trim(oldVal) || c.Path == trim(newVal)):
 				t.Fatalf("text column: candidate %q from old %q, new %q", c.Path, oldVal, newVal)
 			}
 		}

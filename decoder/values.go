@@ -5,45 +5,24 @@ import (
 	"strings"
 
 	"github.com/jackc/pglogrepl"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 )
-
-// ValueKind is how a column's text form holds paths.
-type ValueKind int
-
-const (
-	// KindUnknown: a type that cannot hold paths (an integer, say).
-	KindUnknown ValueKind = iota
-	// KindText: the whole value is one path.
-	KindText
-	// KindArray: a PostgreSQL array literal; each element is a path.
-	KindArray
-	// KindJSON: json or jsonb; string leaves at the JSON path are paths.
-	KindJSON
-)
-
-// Type is how values of a column type hold paths.
-type Type struct {
-	Kind ValueKind
-	// Padded is set for character(n) and arrays of it: pgoutput sends the
-	// value padded with spaces to n, which PostgreSQL ignores when it
-	// compares such values, so they are not part of a path.
-	Padded bool
-}
 
 // builtinTypes are the types the decoder knows by OID (pg_type.dat). Any
 // other type of a watched column (a domain, citext, an extension's array)
-// must be described by the catalog: Types or AddType.
-var builtinTypes = map[uint32]Type{
-	25:   {Kind: KindText},                // text
-	1043: {Kind: KindText},                // varchar
-	19:   {Kind: KindText},                // name
-	1042: {Kind: KindText, Padded: true},  // bpchar: character(n)
-	1009: {Kind: KindArray},               // text[]
-	1015: {Kind: KindArray},               // varchar[]
-	1003: {Kind: KindArray},               // name[]
-	1014: {Kind: KindArray, Padded: true}, // bpchar[]
-	114:  {Kind: KindJSON},                // json
-	3802: {Kind: KindJSON},                // jsonb
+// must be described by the catalog: a Column's Type, Types or AddType.
+var builtinTypes = map[uint32]cdccleaner.ColumnType{
+	25:   {Kind: cdccleaner.KindText},                // text
+	1043: {Kind: cdccleaner.KindText},                // varchar
+	19:   {Kind: cdccleaner.KindText},                // name
+	1042: {Kind: cdccleaner.KindText, Padded: true},  // bpchar: character(n)
+	1009: {Kind: cdccleaner.KindArray},               // text[]
+	1015: {Kind: cdccleaner.KindArray},               // varchar[]
+	1003: {Kind: cdccleaner.KindArray},               // name[]
+	1014: {Kind: cdccleaner.KindArray, Padded: true}, // bpchar[]
+	114:  {Kind: cdccleaner.KindJSON},                // json
+	3802: {Kind: cdccleaner.KindJSON},                // jsonb
 }
 
 // refs returns the paths a column value references. NULL and the empty
@@ -61,7 +40,7 @@ func (c column) refs(v *pglogrepl.TupleDataColumn) ([]string, error) {
 		return nil, nil
 	}
 	switch c.kind {
-	case KindArray:
+	case cdccleaner.KindArray:
 		elems, err := parseArray(string(v.Data))
 		if err != nil || !c.padded {
 			return elems, err
@@ -73,7 +52,7 @@ func (c column) refs(v *pglogrepl.TupleDataColumn) ([]string, error) {
 			}
 		}
 		return out, nil
-	case KindJSON:
+	case cdccleaner.KindJSON:
 		return c.json.Strings(v.Data)
 	default:
 		p := string(v.Data)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/integration_test/pgtest"
 )
 
@@ -406,4 +407,22 @@ func storagesYAML(root string, o envOptions) string {
 		out += "\n" + strings.TrimRight(o.media, "\n")
 	}
 	return out
+}
+
+// Column types as inspection describes them, for tests that build a
+// reference check directly.
+var (
+	typeText  = cdccleaner.ColumnType{Kind: cdccleaner.KindText, Base: 25}
+	typeArray = cdccleaner.ColumnType{Kind: cdccleaner.KindArray, Base: 1009}
+	typeJSONB = cdccleaner.ColumnType{Kind: cdccleaner.KindJSON, Base: cdccleaner.OIDJSONB}
+	typeJSON  = cdccleaner.ColumnType{Kind: cdccleaner.KindJSON, Base: cdccleaner.OIDJSON}
+)
+
+// jsonPath parses a json_path that a test writes down.
+func jsonPath(s string) cdccleaner.JSONPath {
+	p, err := cdccleaner.ParseJSONPath(s)
+	if err != nil {
+		panic(err)
+	}
+	return p
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/refcheck"
 )
 
@@ -147,12 +148,12 @@ func explainReferenceQueries(t *testing.T, url string) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	refs, err := refcheck.New(pool, []refcheck.Column{
-		{Storage: "text", Schema: "public", Table: "ptext", Column: "image", Kind: refcheck.Text},
-		{Storage: "array", Schema: "public", Table: "parray", Column: "pictures", Kind: refcheck.Array},
-		{Storage: "jsonb", Schema: "public", Table: "pjsonb", Column: "doc", Kind: refcheck.JSON, JSONPath: "files[*].path"},
-		{Storage: "json", Schema: "public", Table: "pjson", Column: "doc", Kind: refcheck.JSON, JSONPath: "files[*].path", JSONText: true},
-		{Storage: "json", Schema: "public", Table: "pjson_protect", Column: "doc", Kind: refcheck.JSON, JSONPath: "path", JSONText: true},
+	refs, err := refcheck.New(pool, []cdccleaner.Column{
+		{Storage: "text", Schema: "public", Table: "ptext", Name: "image", Type: typeText},
+		{Storage: "array", Schema: "public", Table: "parray", Name: "pictures", Type: typeArray},
+		{Storage: "jsonb", Schema: "public", Table: "pjsonb", Name: "doc", Type: typeJSONB, JSONPath: jsonPath("files[*].path")},
+		{Storage: "json", Schema: "public", Table: "pjson", Name: "doc", Type: typeJSON, JSONPath: jsonPath("files[*].path")},
+		{Storage: "json", Schema: "public", Table: "pjson_protect", Name: "doc", Type: typeJSON, JSONPath: jsonPath("path")},
 	})
 	if err != nil {
 		t.Fatal(err)

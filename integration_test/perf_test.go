@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sys/unix"
 
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3test"
 	"github.com/cdc-cleaner/cdc-cleaner/integration_test/pgtest"
 	"github.com/cdc-cleaner/cdc-cleaner/refcheck"
@@ -555,7 +556,7 @@ func perfRefcheck(t *testing.T, rows int, r *report) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	refs, err := refcheck.New(pool, []refcheck.Column{{Storage: "media", Schema: "public", Table: "ref_photo", Column: "image"}})
+	refs, err := refcheck.New(pool, []cdccleaner.Column{{Storage: "media", Schema: "public", Table: "ref_photo", Name: "image", Type: typeText}})
 	if err != nil {
 		t.Fatal(err)
 	}

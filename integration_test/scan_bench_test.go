@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 	"github.com/cdc-cleaner/cdc-cleaner/integration_test/pgtest"
 	"github.com/cdc-cleaner/cdc-cleaner/refcheck"
@@ -56,7 +57,7 @@ func BenchmarkScanLocal200k(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer pool.Close()
-	refs, err := refcheck.New(pool, []refcheck.Column{{Storage: "media", Schema: "public", Table: "photo", Column: "image"}})
+	refs, err := refcheck.New(pool, []cdccleaner.Column{{Storage: "media", Schema: "public", Table: "photo", Name: "image", Type: typeText}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3test"
 	"github.com/cdc-cleaner/cdc-cleaner/refcheck"
@@ -366,9 +367,9 @@ func TestScanReferenceAddedAfterListing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	refs, err := refcheck.New(pool, []refcheck.Column{
-		{Storage: "media", Schema: "public", Table: "gallery_photo", Column: "image"},
-		{Storage: "media", Schema: "public", Table: "gallery_photo", Column: "thumbnail"},
+	refs, err := refcheck.New(pool, []cdccleaner.Column{
+		{Storage: "media", Schema: "public", Table: "gallery_photo", Name: "image", Type: typeText},
+		{Storage: "media", Schema: "public", Table: "gallery_photo", Name: "thumbnail", Type: typeText},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -21,10 +21,12 @@ import (
 	"github.com/cdc-cleaner/cdc-cleaner/replication"
 )
 
-// capturedTables are the watched columns of decoder's TestCapturedStream.
-var capturedTables = []decoder.Table{
-	{Schema: "Media Schema", Name: "PhotoTable", Columns: []string{"ImageFile", "big", "tags"}, Storage: "media"},
-	{Schema: "Media Schema", Name: "PhotoTable", Columns: []string{"doc"}, Storage: "docs", JSONPath: "files[*].path"},
+// capturedColumns are the watched columns of decoder's TestCapturedStream.
+var capturedColumns = []cdccleaner.Column{
+	{Schema: "Media Schema", Table: "PhotoTable", Name: "ImageFile", Storage: "media"},
+	{Schema: "Media Schema", Table: "PhotoTable", Name: "big", Storage: "media"},
+	{Schema: "Media Schema", Table: "PhotoTable", Name: "tags", Storage: "media"},
+	{Schema: "Media Schema", Table: "PhotoTable", Name: "doc", Storage: "docs", JSONPath: cdccleaner.JSONPath{{Key: "files"}, {Each: true}, {Key: "path"}}},
 }
 
 // capturedStream reads ../decoder/testdata/mixed_case_stream.txt (see the
@@ -87,7 +89,7 @@ func newDecodePipeline(t *testing.T, batchSize int) (*Pipeline, *decoder.Decoder
 	t.Helper()
 	ev := &events{}
 	p, err := New(Config{
-		Tables: capturedTables,
+		Columns: capturedColumns,
 		Storages: map[string]cdccleaner.Storage{
 			"media": &fakeStorage{ev: ev},
 			"docs":  &fakeStorage{ev: ev},
@@ -102,11 +104,7 @@ func newDecodePipeline(t *testing.T, batchSize int) (*Pipeline, *decoder.Decoder
 	if err != nil {
 		t.Fatal(err)
 	}
-	dec, err := decoder.New(capturedTables)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p, dec
+	return p, decoder.New(capturedColumns)
 }
 
 // runDecode runs p.decode over msgs, already queued and closed, and returns

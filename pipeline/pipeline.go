@@ -22,7 +22,10 @@ import (
 // Config is everything a Pipeline needs.
 type Config struct {
 	Stream   replication.StreamConfig
-	Tables   []decoder.Table
+	// Columns are the watched and protect columns, as inspection found
+	// them (their types as the catalog describes them); the decoder
+	// watches those that are not Protect.
+	Columns  []cdccleaner.Column
 	Storages map[string]cdccleaner.Storage
 	Refs     cdccleaner.ReferenceChecker
 	Failures cdccleaner.FailureRecorder
@@ -34,14 +37,11 @@ type Config struct {
 	// and the LSN is held meanwhile.
 	DeleteDelay time.Duration
 
-	// Types describes the column types of watched columns that the
-	// decoder does not know by OID, as the catalog does (domains, citext).
-	Types map[uint32]decoder.Type
 	// ResolveType describes a type the decoder meets later (a column
 	// retyped while running) as the catalog does; found is false when the
 	// catalog has no such type (dropped since). Without it, or for a type
 	// not found, the stream holds as at a schema problem.
-	ResolveType func(ctx context.Context, oid uint32) (t decoder.Type, found bool, err error)
+	ResolveType func(ctx context.Context, oid uint32) (t cdccleaner.ColumnType, found bool, err error)
 
 	// ExplainMissing says, from the catalog, what became of a watched
 	// column a Relation message lacks (schema, table, column as
@@ -97,7 +97,7 @@ type Pipeline struct {
 	schemaProblem atomic.Pointer[string]
 
 	typesMu sync.Mutex
-	types   map[uint32]decoder.Type // learned from the catalog, for every session
+	types   map[uint32]cdccleaner.ColumnType // learned from the catalog, for every session
 }
 
 // New checks cfg and fills its defaults.
@@ -134,13 +134,10 @@ func New(cfg Config) (*Pipeline, error) {
 			return nil, fmt.Errorf("messages are honoured for storage %q, which is not configured", name)
 		}
 	}
-	for _, t := range cfg.Tables {
-		if cfg.Storages[t.Storage] == nil {
-			return nil, fmt.Errorf("table %s.%s names storage %q, which is not configured", t.Schema, t.Name, t.Storage)
+	for _, c := range cfg.Columns {
+		if cfg.Storages[c.Storage] == nil {
+			return nil, fmt.Errorf("table %s.%s names storage %q, which is not configured", c.Schema, c.Table, c.Storage)
 		}
-	}
-	if _, err := decoder.New(cfg.Tables); err != nil {
-		return nil, err
 	}
 	for storage, patterns := range cfg.Keep {
 		for _, pat := range patterns {
@@ -153,8 +150,7 @@ func New(cfg Config) (*Pipeline, error) {
 		cfg.Metrics.MessagesIgnored.WithLabelValues(name) // from 0, for rate()
 	}
 	cfg.Stream.Confirm = !cfg.DryRun
-	p := &Pipeline{cfg: cfg, maxBatchAge: defaultMaxBatchAge, log: cfg.Logger.With().Str("component", "pipeline").Logger(), types: map[uint32]decoder.Type{}}
-	maps.Copy(p.types, cfg.Types)
+	p := &Pipeline{cfg: cfg, maxBatchAge: defaultMaxBatchAge, log: cfg.Logger.With().Str("component", "pipeline").Logger(), types: map[uint32]cdccleaner.ColumnType{}}
 	p.stats.last = time.Now()
 	return p, nil
 }
@@ -236,11 +232,7 @@ func (p *Pipeline) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	dec, err := p.newDecoder()
-	if err != nil {
-		st.Close(st.SlotStart())
-		return err
-	}
+	dec := p.newDecoder()
 	tracker := replication.NewTracker(st.SlotStart())
 	p.log.Info().Str("slot", p.cfg.Stream.Slot).Stringer("from", st.SlotStart()).Bool("dry_run", p.cfg.DryRun).Msg("streaming")
 	p.streaming.Store(true)
@@ -309,7 +301,7 @@ func (p *Pipeline) session(ctx context.Context) error {
 
 // newDecoder returns a decoder for one session; cdc_cleaner messages are
 // honoured for the storages of Config.Messages.
-func (p *Pipeline) newDecoder() (*decoder.Decoder, error) {
+func (p *Pipeline) newDecoder() *decoder.Decoder {
 	storages := make(map[string]bool, len(p.cfg.Storages))
 	for name := range p.cfg.Storages {
 		storages[name] = slices.Contains(p.cfg.Messages, name)
@@ -317,7 +309,7 @@ func (p *Pipeline) newDecoder() (*decoder.Decoder, error) {
 	p.typesMu.Lock()
 	types := maps.Clone(p.types)
 	p.typesMu.Unlock()
-	return decoder.New(p.cfg.Tables, decoder.Messages(storages), decoder.Types(types))
+	return decoder.New(p.cfg.Columns, decoder.Messages(storages), decoder.Types(types))
 }
 
 // batch is up to BatchSize candidates of one storage, or failures to record
@@ -474,7 +466,7 @@ func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replica
 			for _, t := range ev.Tables {
 				p.cfg.Metrics.Truncates.WithLabelValues(t).Inc()
 				p.log.Warn().Str("table", t).Msg("TRUNCATE of a watched table: its files cannot be named from the change stream; run `cdc-cleaner scan` to find and remove them")
-				missed.truncated(p.cfg.Tables, t)
+				missed.truncated(p.cfg.Columns, t)
 			}
 		}
 	}

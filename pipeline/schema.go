@@ -141,13 +141,10 @@ func (m *missedChanges) add(mc decoder.Missed) {
 
 // truncated counts a TRUNCATE of table ("schema.table") for each of its
 // watched columns.
-func (m *missedChanges) truncated(tables []decoder.Table, table string) {
-	for _, t := range tables {
-		if t.Schema+"."+t.Name != table {
-			continue
-		}
-		for _, c := range t.Columns {
-			m.count(missedKey{t.Storage, table + "." + c, decoder.ReasonTruncated}, "truncate", "TRUNCATE sends no rows")
+func (m *missedChanges) truncated(columns []cdccleaner.Column, table string) {
+	for _, c := range columns {
+		if !c.Protect && c.Schema+"."+c.Table == table {
+			m.count(missedKey{c.Storage, c.Source(), decoder.ReasonTruncated}, "truncate", "TRUNCATE sends no rows")
 		}
 	}
 }

@@ -13,36 +13,14 @@ import (
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 )
 
-// Kind is how a column holds paths.
-type Kind int
-
-const (
-	Text  Kind = iota // the value is one path
-	Array             // text[] or varchar[]: each element is a path
-	JSON              // json or jsonb: string leaves at JSONPath are paths
-)
-
-// Column is one column that references files of a storage.
-type Column struct {
-	Storage  string
-	Schema   string // unquoted
-	Table    string // unquoted
-	Column   string // unquoted
-	Kind     Kind
-	JSONPath string // dot keys and [*], e.g. "files[*].path"; empty: the whole value
-	// JSONText is set for a json (not jsonb) column: it is read through
-	// cdc_cleaner.try_jsonb, and rows jsonb refuses are searched as text.
-	JSONText bool
-}
-
 // Checker implements cdccleaner.ReferenceChecker with one query per batch
 // per storage, a UNION ALL over every column mapped to that storage.
 type Checker struct {
 	pool    *pgxpool.Pool
-	resolve func(ctx context.Context) ([]Column, error)
+	resolve func(ctx context.Context) ([]cdccleaner.Column, error)
 
 	mu      sync.RWMutex
-	columns []Column
+	columns []cdccleaner.Column
 	queries map[string]query
 }
 
@@ -53,7 +31,7 @@ type Option func(*Checker)
 // now (a column retyped or renamed while running; see
 // replication.Resolve). It is asked before every check, and the queries
 // are rebuilt when its answer changes; an error fails the check.
-func Resolve(f func(ctx context.Context) ([]Column, error)) Option {
+func Resolve(f func(ctx context.Context) ([]cdccleaner.Column, error)) Option {
 	return func(c *Checker) { c.resolve = f }
 }
 
@@ -66,7 +44,7 @@ var _ cdccleaner.ReferenceChecker = (*Checker)(nil)
 
 // New prepares the queries for columns. Every storage that candidates may
 // name must have at least one column.
-func New(pool *pgxpool.Pool, columns []Column, opts ...Option) (*Checker, error) {
+func New(pool *pgxpool.Pool, columns []cdccleaner.Column, opts ...Option) (*Checker, error) {
 	queries, err := buildQueries(columns)
 	if err != nil {
 		return nil, err
@@ -79,8 +57,8 @@ func New(pool *pgxpool.Pool, columns []Column, opts ...Option) (*Checker, error)
 }
 
 // buildQueries builds the query of each storage.
-func buildQueries(columns []Column) (map[string]query, error) {
-	byStorage := map[string][]Column{}
+func buildQueries(columns []cdccleaner.Column) (map[string]query, error) {
+	byStorage := map[string][]cdccleaner.Column{}
 	var order []string
 	for _, c := range columns {
 		if _, ok := byStorage[c.Storage]; !ok {
@@ -114,7 +92,7 @@ func (c *Checker) refresh(ctx context.Context) error {
 		return err
 	}
 	c.mu.RLock()
-	same := slices.Equal(cols, c.columns)
+	same := slices.EqualFunc(cols, c.columns, cdccleaner.Column.Equal)
 	c.mu.RUnlock()
 	if same {
 		return nil
@@ -139,26 +117,20 @@ func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`)
 // reference ambiguous nor capture it. PostgreSQL resolves a qualified name
 // a.b to the relation a wherever one is in scope, before it would try a
 // column a.
-func buildQuery(cols []Column) (query, error) {
+func buildQuery(cols []cdccleaner.Column) (query, error) {
 	var q query
 	var parts []string
 	for _, c := range cols {
 		tbl := quoteIdent(c.Schema) + "." + quoteIdent(c.Table)
-		col := "t." + quoteIdent(c.Column)
-		switch c.Kind {
-		case Text:
+		col := "t." + quoteIdent(c.Name)
+		switch c.Type.Kind {
+		case cdccleaner.KindText:
 			parts = append(parts, fmt.Sprintf("SELECT %s::text FROM %s AS t WHERE %s = ANY($1::text[])", col, tbl, col))
-		case Array:
+		case cdccleaner.KindArray:
 			parts = append(parts, fmt.Sprintf("SELECT u.path FROM %s AS t CROSS JOIN LATERAL unnest(%s::text[]) AS u(path) WHERE %s::text[] && $1::text[] AND u.path = ANY($1::text[])", tbl, col, col))
-		case JSON:
-			var probe cdccleaner.JSONPath
-			if c.JSONPath != "" {
-				var err error
-				if probe, err = cdccleaner.ParseJSONPath(c.JSONPath); err != nil {
-					return q, fmt.Errorf("%s.%s: json_path: %w", tbl, quoteIdent(c.Column), err)
-				}
-			}
-			if c.JSONText {
+		case cdccleaner.KindJSON:
+			probe := c.JSONPath
+			if c.Type.JSONText() {
 				// json: no index can help; a value jsonb refuses must not
 				// fail the query, and keeps any path its text mentions.
 				// In the second part c.path is the candidate of the outer
@@ -176,6 +148,8 @@ func buildQuery(cols []Column) (query, error) {
 			q.json = append(q.json, probe)
 			parts = append(parts, fmt.Sprintf("SELECT j.v #>> '{}' FROM %s AS t CROSS JOIN LATERAL jsonb_path_query(%s, %s) AS j(v) WHERE %s @> ANY($%d::jsonb[]) AND jsonb_typeof(j.v) = 'string' AND j.v #>> '{}' = ANY($1::text[])",
 				tbl, col, cdccleaner.QuoteLiteral(probe.SQL()), col, n))
+		default:
+			return q, fmt.Errorf("%s.%s: type %s cannot hold paths", tbl, quoteIdent(c.Name), c.Type.Kind)
 		}
 	}
 	q.sql = strings.Join(parts, "\nUNION ALL\n")

@@ -28,41 +28,35 @@ const (
 // item is aliased and every reference qualified. For a json column, the
 // rows jsonb refuses (which the reference query searches as text) give
 // every string literal of their text, "\/" read as "/".
-func spellingValuesSQL(c Column) (string, error) {
+func spellingValuesSQL(c cdccleaner.Column) (string, error) {
 	tbl := quoteIdent(c.Schema) + "." + quoteIdent(c.Table)
-	col := "t." + quoteIdent(c.Column)
-	switch c.Kind {
-	case Text:
+	col := "t." + quoteIdent(c.Name)
+	switch c.Type.Kind {
+	case cdccleaner.KindText:
 		return fmt.Sprintf("SELECT %s::text FROM %s AS t WHERE %s::text ~ $1", col, tbl, col), nil
-	case Array:
+	case cdccleaner.KindArray:
 		return fmt.Sprintf("SELECT u.path FROM %s AS t CROSS JOIN LATERAL unnest(%s::text[]) AS u(path) WHERE u.path ~ $1", tbl, col), nil
-	case JSON:
-		var probe cdccleaner.JSONPath
-		if c.JSONPath != "" {
-			var err error
-			if probe, err = cdccleaner.ParseJSONPath(c.JSONPath); err != nil {
-				return "", fmt.Errorf("%s.%s: json_path: %w", tbl, quoteIdent(c.Column), err)
-			}
-		}
+	case cdccleaner.KindJSON:
+		probe := c.JSONPath
 		doc := col
-		if c.JSONText {
+		if c.Type.JSONText() {
 			doc = "cdc_cleaner.try_jsonb(" + col + ")"
 		}
 		q := fmt.Sprintf("SELECT j.v #>> '{}' FROM %s AS t CROSS JOIN LATERAL jsonb_path_query(%s, %s) AS j(v) WHERE %s IS NOT NULL AND jsonb_typeof(j.v) = 'string' AND (j.v #>> '{}') ~ $1",
 			tbl, doc, cdccleaner.QuoteLiteral(probe.SQL()), col)
-		if c.JSONText {
+		if c.Type.JSONText() {
 			q += fmt.Sprintf("\nUNION ALL\nSELECT replace(m.s[1], '\\/', '/') FROM %s AS t CROSS JOIN LATERAL regexp_matches(%s::text, %s, 'g') AS m(s) WHERE %s IS NOT NULL AND cdc_cleaner.try_jsonb(%s) IS NULL AND replace(m.s[1], '\\/', '/') ~ $1",
 				tbl, col, cdccleaner.QuoteLiteral(`"((?:[^"\\]|\\.)*)"`), col, col)
 		}
 		return q, nil
 	}
-	return "", fmt.Errorf("%s.%s: unknown kind %d", tbl, quoteIdent(c.Column), c.Kind)
+	return "", fmt.Errorf("%s.%s: type %s cannot hold paths", tbl, quoteIdent(c.Name), c.Type.Kind)
 }
 
 // SpellingCountSQL returns a query that counts the values of c that match
 // $1 (as spellingValuesSQL reads them) and gives the least of them, or
 // NULL when there is none: count bigint, example text.
-func SpellingCountSQL(c Column) (string, error) {
+func SpellingCountSQL(c cdccleaner.Column) (string, error) {
 	q, err := spellingValuesSQL(c)
 	if err != nil {
 		return "", err
@@ -73,7 +67,7 @@ func SpellingCountSQL(c Column) (string, error) {
 // spellingDistinctSQL returns a query yielding up to MaxSpellings+1
 // distinct values of c that match $1, each cut to MaxSpellingChars+1
 // characters (so a longer one is seen without being read whole).
-func spellingDistinctSQL(c Column) (string, error) {
+func spellingDistinctSQL(c cdccleaner.Column) (string, error) {
 	q, err := spellingValuesSQL(c)
 	if err != nil {
 		return "", err
@@ -94,14 +88,14 @@ type spellingColumn struct {
 }
 
 // NewSpellings prepares the queries for columns.
-func NewSpellings(pool *pgxpool.Pool, columns []Column) (*Spellings, error) {
+func NewSpellings(pool *pgxpool.Pool, columns []cdccleaner.Column) (*Spellings, error) {
 	s := &Spellings{pool: pool, columns: map[string][]spellingColumn{}}
 	for _, c := range columns {
 		q, err := spellingDistinctSQL(c)
 		if err != nil {
 			return nil, fmt.Errorf("storage %q: %w", c.Storage, err)
 		}
-		s.columns[c.Storage] = append(s.columns[c.Storage], spellingColumn{name: c.Schema + "." + c.Table + "." + c.Column, sql: q})
+		s.columns[c.Storage] = append(s.columns[c.Storage], spellingColumn{name: c.Source(), sql: q})
 	}
 	return s, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/config"
 )
 
@@ -65,46 +66,12 @@ func (f Finding) String() string {
 	return f.Message
 }
 
-// ValueKind is how a column holds paths.
-type ValueKind string
-
-const (
-	KindText  ValueKind = "text"
-	KindArray ValueKind = "array"
-	KindJSON  ValueKind = "json"
-)
-
-// Column is a watched or protect column as the database describes it.
-type Column struct {
-	Storage string
-	Schema  string
-	Table   string
-	Column  string
-	Type    string // format_type, e.g. "character varying(100)"
-	TypeOID uint32
-	// TableOID and AttNum identify the column in the catalog whatever it
-	// is called later (ALTER TABLE ... RENAME COLUMN keeps both).
-	TableOID uint32
-	AttNum   int16
-	Kind     ValueKind
-	// Padded is set for character(n) and arrays of it: trailing spaces
-	// are not part of a path.
-	Padded bool
-	// Base is the type's OID once domains are resolved.
-	Base uint32
-	// Partitioned is set when the column's table is partitioned.
-	Partitioned bool
-	JSONPath    string
-	Protect     bool
-	Indexed     bool
-}
-
 // Report is what Inspect found.
 type Report struct {
 	ServerVersion int
 	Role          string // current_user: the role whose privileges were checked
 	Findings      []Finding
-	Columns       []Column // every column that exists, watched and protect
+	Columns       []cdccleaner.Column // every column that exists, watched and protect, catalog fields filled
 
 	missingPrivileges int             // privilege problems found
 	schemaReported    map[string]bool // schemas whose missing USAGE is reported
@@ -337,7 +304,7 @@ func inspectOwnObjects(ctx context.Context, conn *pgx.Conn, r *Report) error {
 
 	needJSON := false
 	for _, c := range r.Columns {
-		if c.Type == "json" {
+		if c.Type.JSONText() { // read through try_jsonb, domains over json too
 			needJSON = true
 		}
 	}
@@ -383,6 +350,7 @@ type watchedTable struct {
 func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Config, kind string, entries []*config.Watch, protect bool, watched map[string]*watchedTable) {
 	for i, w := range entries {
 		field := fmt.Sprintf("%s[%d]", kind, i)
+		entryCols := cfg.EntryColumns(kind, i)
 		qualified := config.QuoteIdentifier(w.Schema) + "." + config.QuoteIdentifier(w.Name)
 		var oid uint32
 		var relkind, replident string
@@ -449,22 +417,22 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 				r.add(Problem, cfield, "column %q of %s is a generated column: pgoutput does not send generated columns, so it cannot be watched (watch the columns it is computed from, or list it under protect)", col, qualified)
 				continue
 			}
-			c := Column{Storage: w.Storage, Schema: w.Schema, Table: w.Name, Column: col, Type: typ, TypeOID: typOID, TableOID: oid, AttNum: attnum, Partitioned: relkind == "p", JSONPath: w.JSONPath, Protect: protect, Indexed: indexed}
+			c := entryCols[j]
+			c.TypeName, c.TypeOID, c.TableOID, c.AttNum, c.Partitioned, c.Indexed = typ, typOID, oid, attnum, relkind == "p", indexed
 			kinds, err := TypeKinds(ctx, conn, []uint32{typOID})
 			if err != nil {
 				r.add(Problem, cfield, "look up the type of column %q of %s: %v", col, qualified, err)
 				continue
 			}
-			k := kinds[typOID]
-			c.Kind, c.Padded, c.Base = k.Kind, k.Padded, k.Base
-			if c.Kind == "" {
+			c.Type = kinds[typOID]
+			if c.Type.Kind == cdccleaner.KindNone {
 				r.add(Problem, cfield, "column %q of %s has type %s: file columns must be text, varchar, character, an array of them, or json/jsonb", col, qualified, typ)
 				continue
 			}
-			if c.Padded {
+			if c.Type.Padded {
 				r.add(OK, cfield, "column %q of %s is %s: its values are padded with spaces, which PostgreSQL ignores when it compares them, so trailing spaces are not part of a path (a path cannot end in a space there)", col, qualified, typ)
 			}
-			if w.JSONPath != "" && c.Kind != KindJSON {
+			if w.JSONPath != "" && c.Type.Kind != cdccleaner.KindJSON {
 				r.add(Problem, field+".json_path", "json_path is set but column %q of %s is %s, not json or jsonb", col, qualified, typ)
 				continue
 			}
@@ -477,13 +445,13 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 				r.add(Problem, field+".table", "%s lacks REPLICA IDENTITY FULL (and column %q is not in its replica identity index), so UPDATE and DELETE would not carry old file paths: run cdc-cleaner setup, or ALTER TABLE %s REPLICA IDENTITY FULL", qualified, col, qualified)
 			}
 			switch {
-			case c.Kind == KindJSON && c.Base == oidJSON:
+			case c.Type.JSONText():
 				r.add(Warning, cfield, "column %q of %s is json, not jsonb: no index can serve the reference check, which reads every row; ALTER TABLE %s ALTER COLUMN %s TYPE jsonb, then CREATE INDEX ON %s USING gin (%s jsonb_path_ops)", col, qualified, qualified, config.QuoteIdentifier(col), qualified, config.QuoteIdentifier(col))
-			case c.Kind == KindJSON && !hasGIN(ctx, conn, oid, col):
+			case c.Type.Kind == cdccleaner.KindJSON && !hasGIN(ctx, conn, oid, col):
 				r.add(Warning, cfield, "no GIN index on %s.%q: every reference check scans the table; CREATE INDEX ON %s USING gin (%s jsonb_path_ops)", qualified, col, qualified, config.QuoteIdentifier(col))
-			case c.Kind == KindArray && !hasGIN(ctx, conn, oid, col):
+			case c.Type.Kind == cdccleaner.KindArray && !hasGIN(ctx, conn, oid, col):
 				r.add(Warning, cfield, "no GIN index on %s.%q: every reference check scans the table; CREATE INDEX ON %s USING gin (%s)", qualified, col, qualified, config.QuoteIdentifier(col))
-			case c.Kind == KindText && !indexed:
+			case c.Type.Kind == cdccleaner.KindText && !indexed:
 				r.add(Warning, cfield, "no index starts with %s.%q: every reference check scans the table; CREATE INDEX ON %s (%s)", qualified, col, qualified, config.QuoteIdentifier(col))
 			}
 		}

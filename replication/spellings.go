@@ -18,18 +18,6 @@ import (
 // SpellingTimeout bounds the query InspectSpellings runs for each column.
 const SpellingTimeout = 5 * time.Second
 
-// RefColumn is the column as the reference check reads it.
-func (c Column) RefColumn() refcheck.Column {
-	kind := refcheck.Text
-	switch c.Kind {
-	case KindArray:
-		kind = refcheck.Array
-	case KindJSON:
-		kind = refcheck.JSON
-	}
-	return refcheck.Column{Storage: c.Storage, Schema: c.Schema, Table: c.Table, Column: c.Column, Kind: kind, JSONPath: c.JSONPath, JSONText: c.Base == oidJSON}
-}
-
 // InspectSpellings reads every column of r.Columns (those Inspect found)
 // for values that are not canonical paths (cdccleaner.NonCanonical:
 // "./a.jpg", "a//b.jpg", "/media/a.jpg", a URL) and adds a warning for
@@ -40,25 +28,10 @@ func (c Column) RefColumn() refcheck.Column {
 // exactly, so such a value keeps no file; scan keeps every file it could
 // name.
 func InspectSpellings(ctx context.Context, conn *pgx.Conn, cfg *config.Config, r *Report, timeout time.Duration) {
-	type key struct {
-		protect               bool
-		schema, table, column string
-	}
-	fields := map[key]string{}
-	for kind, entries := range map[string][]*config.Watch{"watch": cfg.Watch, "protect": cfg.Protect} {
-		for i, w := range entries {
-			for j, col := range w.ColNames {
-				k := key{kind == "protect", w.Schema, w.Name, col}
-				if _, ok := fields[k]; !ok {
-					fields[k] = fmt.Sprintf("%s[%d].columns[%d]", kind, i, j)
-				}
-			}
-		}
-	}
 	for _, c := range r.Columns {
-		field := fields[key{c.Protect, c.Schema, c.Table, c.Column}]
-		name := config.QuoteIdentifier(c.Schema) + "." + config.QuoteIdentifier(c.Table) + "." + config.QuoteIdentifier(c.Column)
-		n, example, err := countSpellings(ctx, conn, c.RefColumn(), timeout)
+		field := c.Field
+		name := config.QuoteIdentifier(c.Schema) + "." + config.QuoteIdentifier(c.Table) + "." + config.QuoteIdentifier(c.Name)
+		n, example, err := countSpellings(ctx, conn, c, timeout)
 		var pgErr *pgconn.PgError
 		switch {
 		case errors.As(err, &pgErr) && pgErr.Code == "57014": // query_canceled
@@ -96,7 +69,7 @@ func spellingMessage(name string, n int64, example string) string {
 
 // countSpellings counts the non-canonical values of c and returns the
 // least of them, within timeout.
-func countSpellings(ctx context.Context, conn *pgx.Conn, c refcheck.Column, timeout time.Duration) (int64, string, error) {
+func countSpellings(ctx context.Context, conn *pgx.Conn, c cdccleaner.Column, timeout time.Duration) (int64, string, error) {
 	q, err := refcheck.SpellingCountSQL(c)
 	if err != nil {
 		return 0, "", err

@@ -6,30 +6,14 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 )
 
 // Querier is what TypeKinds needs of a connection (a *pgx.Conn or a pool).
 type Querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
-
-// TypeKind is how values of a column type hold paths.
-type TypeKind struct {
-	Kind ValueKind // "" when the type cannot hold paths
-	// Base is the type after domains are resolved: 114 for json (read
-	// through cdc_cleaner.try_jsonb), 3802 for jsonb.
-	Base uint32
-	// Padded is set for character(n) and arrays of it (through domains
-	// too): PostgreSQL ignores trailing spaces when it compares them.
-	Padded bool
-}
-
-// Type OIDs from pg_type.dat.
-const (
-	oidBpchar = 1042
-	oidJSON   = 114
-	oidJSONB  = 3802
-)
 
 type pgType struct {
 	typtype  string
@@ -43,7 +27,7 @@ type pgType struct {
 // one path, arrays of them one path per element, json and jsonb paths at a
 // json_path; anything else none. An OID the catalog does not know is
 // missing from the result.
-func TypeKinds(ctx context.Context, q Querier, oids []uint32) (map[uint32]TypeKind, error) {
+func TypeKinds(ctx context.Context, q Querier, oids []uint32) (map[uint32]cdccleaner.ColumnType, error) {
 	types := map[uint32]pgType{}
 	// Fetch the types, then the base types of domains and the element
 	// types of arrays, until nothing new is needed (a domain over a domain
@@ -85,23 +69,23 @@ func TypeKinds(ctx context.Context, q Querier, oids []uint32) (map[uint32]TypeKi
 		}
 		return oid
 	}
-	out := map[uint32]TypeKind{}
+	out := map[uint32]cdccleaner.ColumnType{}
 	for _, oid := range oids {
 		if _, ok := types[oid]; !ok {
 			continue
 		}
 		b := base(oid)
 		bt := types[b]
-		k := TypeKind{Base: b}
+		k := cdccleaner.ColumnType{Base: b}
 		switch {
-		case b == oidJSON || b == oidJSONB:
-			k.Kind = KindJSON
+		case b == cdccleaner.OIDJSON || b == cdccleaner.OIDJSONB:
+			k.Kind = cdccleaner.KindJSON
 		case bt.category == "A" && types[base(bt.elem)].category == "S":
-			k.Kind = KindArray
-			k.Padded = base(bt.elem) == oidBpchar
+			k.Kind = cdccleaner.KindArray
+			k.Padded = base(bt.elem) == cdccleaner.OIDBpchar
 		case bt.category == "S":
-			k.Kind = KindText
-			k.Padded = b == oidBpchar
+			k.Kind = cdccleaner.KindText
+			k.Padded = b == cdccleaner.OIDBpchar
 		}
 		out[oid] = k
 	}
@@ -113,20 +97,20 @@ func TypeKinds(ctx context.Context, q Querier, oids []uint32) (map[uint32]TypeKi
 // type.
 type Resolver struct {
 	q    Querier
-	cols []Column
+	cols []cdccleaner.Column
 
 	mu    sync.Mutex
-	kinds map[uint32]TypeKind
+	kinds map[uint32]cdccleaner.ColumnType
 }
 
 // NewResolver returns a Resolver of cols, the columns as Inspect found
 // them at start.
-func NewResolver(q Querier, cols []Column) *Resolver {
-	return &Resolver{q: q, cols: cols, kinds: map[uint32]TypeKind{}}
+func NewResolver(q Querier, cols []cdccleaner.Column) *Resolver {
+	return &Resolver{q: q, cols: cols, kinds: map[uint32]cdccleaner.ColumnType{}}
 }
 
 // typeKinds is TypeKinds with a cache.
-func (r *Resolver) typeKinds(ctx context.Context, oids []uint32) (map[uint32]TypeKind, error) {
+func (r *Resolver) typeKinds(ctx context.Context, oids []uint32) (map[uint32]cdccleaner.ColumnType, error) {
 	r.mu.Lock()
 	var missing []uint32
 	for _, o := range oids {
@@ -148,7 +132,7 @@ func (r *Resolver) typeKinds(ctx context.Context, oids []uint32) (map[uint32]Typ
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make(map[uint32]TypeKind, len(oids))
+	out := make(map[uint32]cdccleaner.ColumnType, len(oids))
 	for _, o := range oids {
 		if k, ok := r.kinds[o]; ok {
 			out[o] = k
@@ -172,13 +156,13 @@ func (r *Resolver) typeKinds(ctx context.Context, oids []uint32) (map[uint32]Typ
 // The reference check calls it before every query, after the transactions
 // whose candidates it checks are visible, so a column those transactions
 // wrote is in the catalog it reads.
-func (r *Resolver) Resolve(ctx context.Context) ([]Column, error) {
+func (r *Resolver) Resolve(ctx context.Context) ([]cdccleaner.Column, error) {
 	q, cols := r.q, r.cols
 	n := len(cols)
 	schemas, tables, names := make([]string, n), make([]string, n), make([]string, n)
 	rels, nums := make([]uint32, n), make([]int16, n)
 	for i, c := range cols {
-		schemas[i], tables[i], names[i], rels[i], nums[i] = c.Schema, c.Table, c.Column, c.TableOID, c.AttNum
+		schemas[i], tables[i], names[i], rels[i], nums[i] = c.Schema, c.Table, c.Name, c.TableOID, c.AttNum
 	}
 	// For each configured column: by name, and by table OID and attribute
 	// number (schema, table and column as they are called now).
@@ -220,26 +204,26 @@ func (r *Resolver) Resolve(ctx context.Context) ([]Column, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []Column
+	var out []cdccleaner.Column
 	seen := map[[4]string]bool{}
-	add := func(c Column) {
-		k := [4]string{c.Storage, c.Schema, c.Table, c.Column}
+	add := func(c cdccleaner.Column) {
+		k := [4]string{c.Storage, c.Schema, c.Table, c.Name}
 		if !seen[k] {
 			seen[k] = true
 			out = append(out, c)
 		}
 	}
 	for i, c := range cols {
-		var resolved []Column
+		var resolved []cdccleaner.Column
 		ok := len(byCol[i]) > 0
 		for _, f := range byCol[i] {
 			k := kinds[f.typ]
-			if k.Kind == "" || c.JSONPath != "" && k.Kind != KindJSON {
+			if k.Kind == cdccleaner.KindNone || c.JSONPath != nil && k.Kind != cdccleaner.KindJSON {
 				ok = false // cannot hold paths as configured
 				break
 			}
 			r := c
-			r.Schema, r.Table, r.Column, r.TypeOID, r.Kind, r.Base, r.Padded = f.schema, f.table, f.name, f.typ, k.Kind, k.Base, k.Padded
+			r.Schema, r.Table, r.Name, r.TypeOID, r.Type = f.schema, f.table, f.name, f.typ, k
 			resolved = append(resolved, r)
 		}
 		if !ok {
@@ -257,13 +241,13 @@ func (r *Resolver) Resolve(ctx context.Context) ([]Column, error) {
 // column col (as Inspect found it at start) that a Relation message
 // lacks, and what to do: it was renamed, or dropped, or the message comes
 // from before the column had its configured name.
-func MissingColumnHint(ctx context.Context, q Querier, col Column) string {
+func MissingColumnHint(ctx context.Context, q Querier, col cdccleaner.Column) string {
 	var name string
 	var dropped, byName bool
 	rows, err := q.Query(ctx, `SELECT a.attname::text, a.attisdropped,
 			EXISTS (SELECT 1 FROM pg_attribute b JOIN pg_class c ON c.oid = b.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 			         WHERE n.nspname = $3 AND c.relname = $4 AND b.attname = $5 AND b.attnum > 0 AND NOT b.attisdropped)
-		FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum = $2`, col.TableOID, col.AttNum, col.Schema, col.Table, col.Column)
+		FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum = $2`, col.TableOID, col.AttNum, col.Schema, col.Table, col.Name)
 	if err != nil {
 		return ""
 	}
@@ -280,9 +264,9 @@ func MissingColumnHint(ctx context.Context, q Querier, col Column) string {
 	case !found:
 		return fmt.Sprintf("Its table %s.%s is not the one the cleaner started with (dropped, or recreated): fix the configuration and restart; cdc-cleaner scan finds the files of the rows that went with it", col.Schema, col.Table)
 	case dropped:
-		return fmt.Sprintf("It was dropped: remove %q from the configuration and restart now; cdc-cleaner scan finds the files it referenced", col.Column)
-	case byName && name == col.Column:
-		return fmt.Sprintf("The table has %q now, but this change was made before it did (before a rename or an ADD COLUMN that the configuration already reflects): put back the column's name at the time (or remove it) until the cleaner has gone past this change", col.Column)
+		return fmt.Sprintf("It was dropped: remove %q from the configuration and restart now; cdc-cleaner scan finds the files it referenced", col.Name)
+	case byName && name == col.Name:
+		return fmt.Sprintf("The table has %q now, but this change was made before it did (before a rename or an ADD COLUMN that the configuration already reflects): put back the column's name at the time (or remove it) until the cleaner has gone past this change", col.Name)
 	default:
 		return fmt.Sprintf("It was renamed to %q: put that name in the configuration and restart once the cleaner logs that everything before this change is confirmed (changes from before the rename still have the old name)", name)
 	}

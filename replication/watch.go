@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/config"
 )
 
@@ -26,7 +27,7 @@ type SchemaWatch struct {
 	// Start are the columns as Inspect found them when the cleaner
 	// started: a configured name that now names another column (dropped
 	// and added again, or names swapped) is a problem too.
-	Start    []Column
+	Start    []cdccleaner.Column
 	Interval time.Duration
 	// Report receives the problems of each check (none once they are
 	// fixed).
@@ -101,17 +102,17 @@ func (w *SchemaWatch) check(ctx context.Context) ([]Finding, error) {
 // column of the catalog than when the cleaner started (start): the
 // decoder reads by name, so it reads the new one, while the files the old
 // one referenced are no longer watched.
-func movedColumns(start, now []Column) []Finding {
+func movedColumns(start, now []cdccleaner.Column) []Finding {
 	var out []Finding
 	for _, s := range start {
 		for _, n := range now {
-			if n.Storage != s.Storage || n.Schema != s.Schema || n.Table != s.Table || n.Column != s.Column || n.Protect != s.Protect {
+			if n.Storage != s.Storage || n.Schema != s.Schema || n.Table != s.Table || n.Name != s.Name || n.Protect != s.Protect {
 				continue
 			}
 			if n.TableOID != s.TableOID || n.AttNum != s.AttNum {
 				out = append(out, Finding{Severity: Problem, Message: fmt.Sprintf(
 					"column %q of %s.%s is not the column it was when the cleaner started (dropped and added again, its table recreated, or names swapped): restart the cleaner, and run cdc-cleaner scan for the files the former column referenced",
-					s.Column, s.Schema, s.Table)})
+					s.Name, s.Schema, s.Table)})
 			}
 		}
 	}

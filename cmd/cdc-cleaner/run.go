@@ -100,10 +100,7 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 	}
 	defer pool.Close()
 	resolver := replication.NewResolver(pool, report.Columns)
-	refs, err := refcheck.New(pool, refColumns(report.Columns), refcheck.Resolve(func(ctx context.Context) ([]refcheck.Column, error) {
-		cols, err := resolver.Resolve(ctx)
-		return refColumns(cols), err
-	}))
+	refs, err := refcheck.New(pool, report.Columns, refcheck.Resolve(resolver.Resolve))
 	if err != nil {
 		return configErr(err)
 	}
@@ -117,8 +114,7 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 			StatusInterval: cfg.Postgres.StatusInterval,
 			Logger:         log.With().Str("component", "replication").Logger(),
 		},
-		Tables:         decoderTables(cfg, report.Columns),
-		Types:          decoderTypes(report.Columns),
+		Columns:        report.Columns,
 		ResolveType:    typeResolver(pool),
 		ExplainMissing: missingExplainer(pool, report.Columns),
 		Storages:       storages,

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 	"github.com/cdc-cleaner/cdc-cleaner/refcheck"
 	"github.com/cdc-cleaner/cdc-cleaner/replication"
@@ -130,12 +131,12 @@ unknown storage, or a storage no column references.`, stderr)
 	if err != nil {
 		return failure(err)
 	}
-	var cols []replication.Column
+	var cols []cdccleaner.Column
 	found := map[string]bool{}
 	for _, c := range report.Columns {
 		if c.Storage == name {
 			cols = append(cols, c)
-			found[c.Schema+"."+c.Table+"."+c.Column] = true
+			found[c.Source()] = true
 		}
 	}
 	var missing []string
@@ -183,11 +184,11 @@ unknown storage, or a storage no column references.`, stderr)
 	}
 	defer pool.Close()
 	noteUnnamed(ctx, pool, name, log)
-	refs, err := refcheck.New(pool, refColumns(cols))
+	refs, err := refcheck.New(pool, cols)
 	if err != nil {
 		return configErr(err)
 	}
-	spellings, err := refcheck.NewSpellings(pool, refColumns(cols))
+	spellings, err := refcheck.NewSpellings(pool, cols)
 	if err != nil {
 		return configErr(err)
 	}

@@ -14,9 +14,7 @@ import (
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/config"
-	"github.com/cdc-cleaner/cdc-cleaner/decoder"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter"
-	"github.com/cdc-cleaner/cdc-cleaner/refcheck"
 	"github.com/cdc-cleaner/cdc-cleaner/replication"
 )
 
@@ -47,54 +45,13 @@ func connectNotices(ctx context.Context, cfg *config.Config, warn func(msg strin
 	return conn, nil
 }
 
-// decoderTables maps the watch list to what the decoder needs, with which
-// tables are partitioned as Inspect found them (cols).
-func decoderTables(cfg *config.Config, cols []replication.Column) []decoder.Table {
-	partitioned := map[[2]string]bool{}
-	for _, c := range cols {
-		if c.Partitioned {
-			partitioned[[2]string{c.Schema, c.Table}] = true
-		}
-	}
-	var out []decoder.Table
-	for _, w := range cfg.Watch {
-		out = append(out, decoder.Table{Schema: w.Schema, Name: w.Name, Columns: w.ColNames, Storage: w.Storage, JSONPath: w.JSONPath,
-			Partitioned: partitioned[[2]string{w.Schema, w.Name}]})
-	}
-	return out
-}
-
-// decoderTypes describes the types of the watched columns as the catalog
-// does (Inspect), so that the decoder reads a domain or citext value exactly
-// as the reference check searches it.
-func decoderTypes(cols []replication.Column) map[uint32]decoder.Type {
-	out := map[uint32]decoder.Type{}
-	for _, c := range cols {
-		out[c.TypeOID] = decoderType(replication.TypeKind{Kind: c.Kind, Base: c.Base, Padded: c.Padded})
-	}
-	return out
-}
-
-func decoderType(k replication.TypeKind) decoder.Type {
-	t := decoder.Type{Padded: k.Padded}
-	switch k.Kind {
-	case replication.KindText:
-		t.Kind = decoder.KindText
-	case replication.KindArray:
-		t.Kind = decoder.KindArray
-	case replication.KindJSON:
-		t.Kind = decoder.KindJSON
-	}
-	return t
-}
-
 // missingExplainer says what became of a watched column a Relation
 // message lacks (replication.MissingColumnHint), for the columns Inspect
 // found at start.
-func missingExplainer(pool *pgxpool.Pool, cols []replication.Column) func(ctx context.Context, schema, table, column string) string {
+func missingExplainer(pool *pgxpool.Pool, cols []cdccleaner.Column) func(ctx context.Context, schema, table, column string) string {
 	return func(ctx context.Context, schema, table, column string) string {
 		for _, c := range cols {
-			if !c.Protect && c.Schema == schema && c.Table == table && c.Column == column {
+			if !c.Protect && c.Schema == schema && c.Table == table && c.Name == column {
 				return replication.MissingColumnHint(ctx, pool, c)
 			}
 		}
@@ -104,24 +61,15 @@ func missingExplainer(pool *pgxpool.Pool, cols []replication.Column) func(ctx co
 
 // typeResolver looks up a type the decoder meets while running (a watched
 // column retyped) in the catalog.
-func typeResolver(pool *pgxpool.Pool) func(ctx context.Context, oid uint32) (decoder.Type, bool, error) {
-	return func(ctx context.Context, oid uint32) (decoder.Type, bool, error) {
+func typeResolver(pool *pgxpool.Pool) func(ctx context.Context, oid uint32) (cdccleaner.ColumnType, bool, error) {
+	return func(ctx context.Context, oid uint32) (cdccleaner.ColumnType, bool, error) {
 		kinds, err := replication.TypeKinds(ctx, pool, []uint32{oid})
 		if err != nil {
-			return decoder.Type{}, false, err
+			return cdccleaner.ColumnType{}, false, err
 		}
 		k, ok := kinds[oid]
-		return decoderType(k), ok, nil
+		return k, ok, nil
 	}
-}
-
-// refColumns maps the columns Inspect found to reference-check columns.
-func refColumns(cols []replication.Column) []refcheck.Column {
-	var out []refcheck.Column
-	for _, c := range cols {
-		out = append(out, c.RefColumn())
-	}
-	return out
 }
 
 // openStorages opens every configured storage. The caller closes them.
