@@ -21,7 +21,7 @@ import (
 
 // Config is everything a Pipeline needs.
 type Config struct {
-	Stream   replication.StreamConfig
+	Stream replication.StreamConfig
 	// Columns are the watched and protect columns, as inspection found
 	// them (their types as the catalog describes them); the decoder
 	// watches those that are not Protect.
