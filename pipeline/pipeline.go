@@ -189,7 +189,7 @@ func (p *Pipeline) SetSchemaProblem(problem string) {
 // process holds the slot. It returns an error only when going on is
 // pointless: the slot was dropped.
 func (p *Pipeline) Run(ctx context.Context) error {
-	backoff := p.cfg.RetryMin
+	retry := newBackoff(p.cfg.RetryMin, p.cfg.RetryMax)
 	waitingFor := 0 // PID holding the slot, logged once per holder
 	for {
 		started := time.Now()
@@ -213,13 +213,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 		waitingFor = 0
 		if time.Since(started) > time.Minute {
-			backoff = p.cfg.RetryMin
+			retry.Reset()
 		}
-		p.log.Error().Err(err).Dur("retry_in", backoff).Msg("replication stopped; reconnecting")
-		if !sleep(ctx, backoff) {
+		p.log.Error().Err(err).Dur("retry_in", retry.Next()).Msg("replication stopped; reconnecting")
+		if !retry.Wait(ctx) {
 			return nil
 		}
-		backoff = min(backoff*2, p.cfg.RetryMax)
 	}
 }
 
@@ -539,17 +538,6 @@ func (p *Pipeline) maybeSummarize() {
 		ev = ev.Int64("would_delete", p.stats.dryRun)
 	}
 	ev.Msg("summary since start")
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // limiter lets a repeated message through at most once per interval.

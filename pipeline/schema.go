@@ -18,7 +18,7 @@ import (
 // and the message decoded again; lookups that fail are retried until they
 // succeed or ctx ends, holding the stream meanwhile.
 func (p *Pipeline) decodeMessage(ctx context.Context, dec *decoder.Decoder, m replication.Message) (decoder.Event, error) {
-	backoff := p.cfg.RetryMin
+	retry := newBackoff(p.cfg.RetryMin, p.cfg.RetryMax)
 	for {
 		ev, err := dec.Decode(m.Data)
 		var unknown *decoder.UnknownTypeError
@@ -39,11 +39,10 @@ func (p *Pipeline) decodeMessage(ctx context.Context, dec *decoder.Decoder, m re
 				return ev, ctx.Err()
 			}
 			p.log.Warn().Err(err).Uint32("type_oid", unknown.OID).Str("table", unknown.Table).Str("column", unknown.Column).
-				Dur("retry_in", backoff).Msg("look up the type of a watched column; holding the stream and retrying")
-			if !sleep(ctx, backoff) {
+				Dur("retry_in", retry.Next()).Msg("look up the type of a watched column; holding the stream and retrying")
+			if !retry.Wait(ctx) {
 				return ev, ctx.Err()
 			}
-			backoff = min(backoff*2, p.cfg.RetryMax)
 			continue
 		}
 		p.log.Info().Uint32("type_oid", unknown.OID).Str("table", unknown.Table).Str("column", unknown.Column).

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 )
@@ -14,35 +16,8 @@ import (
 // retried with backoff without limit; only the end of ctx stops it early,
 // with an error, and then nothing of b may be acknowledged.
 func (p *Pipeline) settle(ctx context.Context, b *batch) error {
-	storage := p.cfg.Storages[b.storage]
-	log := p.log.With().Str("storage", b.storage).Logger()
-
-	// One decision per distinct path; the first candidate stands for the
-	// others in logs and failure records.
-	first := map[string]cdccleaner.Candidate{}
-	var todo []string
-	var failures []cdccleaner.Failure
-	var kept int
-	keep := p.cfg.Keep[b.storage]
-	for _, c := range b.cands {
-		if _, seen := first[c.Path]; seen {
-			continue
-		}
-		first[c.Path] = c
-		if KeepMatch(keep, c.Path) {
-			kept++
-			p.cfg.Metrics.KeptReferenced.WithLabelValues(b.storage).Inc()
-			log.Debug().Str("path", c.Path).Str("source", c.Source).Msg("kept: matches a keep pattern")
-			continue
-		}
-		if err := deleter.ValidatePath(c.Path); err != nil {
-			failures = append(failures, p.failure(c, err))
-			continue
-		}
-		todo = append(todo, c.Path)
-	}
-
-	if len(todo) > 0 {
+	s := p.prepare(b)
+	if len(s.todo) > 0 {
 		if err := p.waitDue(ctx, b); err != nil {
 			return err
 		}
@@ -50,128 +25,223 @@ func (p *Pipeline) settle(ctx context.Context, b *batch) error {
 			return err
 		}
 	}
-
-	var deleted, absent, wouldDelete int
-	backoff := p.cfg.RetryMin
+	storage := p.cfg.Storages[b.storage]
+	retry := newBackoff(p.cfg.RetryMin, p.cfg.RetryMax)
 	deniedSince := map[string]time.Time{} // first permission failure of a path
 	warned := false
-	for len(todo) > 0 {
-		refs, err := p.cfg.Refs.Referenced(ctx, b.storage, todo)
+	for len(s.todo) > 0 {
+		refs, err := p.cfg.Refs.Referenced(ctx, b.storage, s.todo)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			log.Warn().Err(err).Int("paths", len(todo)).Dur("retry_in", backoff).Msg("reference check failed; nothing deleted, retrying")
-			if !sleep(ctx, backoff) {
+			s.log.Warn().Err(err).Int("paths", len(s.todo)).Dur("retry_in", retry.Next()).Msg("reference check failed; nothing deleted, retrying")
+			if !retry.Wait(ctx) {
 				return ctx.Err()
 			}
-			backoff = min(backoff*2, p.cfg.RetryMax)
 			continue
 		}
-		var unreferenced []string
-		for _, path := range todo {
-			if refs[path] {
-				kept++
-				p.cfg.Metrics.KeptReferenced.WithLabelValues(b.storage).Inc()
-				log.Debug().Str("path", path).Str("source", first[path].Source).Msg("kept: still referenced")
-				continue
-			}
-			unreferenced = append(unreferenced, path)
-		}
+		unreferenced := s.keepReferenced(refs)
 		if p.cfg.DryRun {
-			for _, path := range unreferenced {
-				wouldDelete++
-				c := first[path]
-				log.Info().Str("path", path).Str("source", c.Source).Stringer("commit_lsn", c.CommitLSN).Msg("dry run: would delete")
-			}
+			s.wouldDelete(unreferenced)
 			break
 		}
-		var retry []string
-		var firstErr error
 		var results []cdccleaner.Result
 		if len(unreferenced) > 0 {
 			results = storage.Delete(ctx, unreferenced)
 		}
-		// A storage that breaks its contract (a result missing, or for a
-		// path it was not given) must not get a path settled: retry those.
-		answered := make(map[string]bool, len(results))
-		for _, r := range results {
-			if _, ok := first[r.Path]; ok {
-				answered[r.Path] = true
-			}
+		v := classify(b.storage, unreferenced, results, deniedSince, time.Now(), p.cfg.PermissionPatience)
+		for _, path := range v.denied {
+			deniedSince[path] = time.Now()
 		}
-		for _, path := range unreferenced {
-			if !answered[path] {
-				retry = append(retry, path)
-				if firstErr == nil {
-					firstErr = fmt.Errorf("storage %q returned no result for %q", b.storage, path)
-				}
-			}
-		}
-		for _, r := range results {
-			c, ok := first[r.Path]
-			if !ok {
-				continue
-			}
-			switch r.Outcome {
-			case cdccleaner.Deleted:
-				deleted++
-				p.cfg.Metrics.Deleted.WithLabelValues(b.storage).Inc()
-				p.cfg.Metrics.DeleteLatency.Observe(time.Since(c.CommitTime).Seconds())
-				log.Debug().Str("path", r.Path).Str("source", c.Source).Stringer("commit_lsn", c.CommitLSN).Msg("deleted")
-			case cdccleaner.Absent:
-				absent++
-				p.cfg.Metrics.Absent.WithLabelValues(b.storage).Inc()
-				log.Debug().Str("path", r.Path).Str("source", c.Source).Msg("already absent")
-			default:
-				if deleter.IsPermanent(r.Err) {
-					failures = append(failures, p.failure(c, r.Err))
-					continue
-				}
-				if deleter.IsPermission(r.Err) {
-					since, ok := deniedSince[r.Path]
-					if !ok {
-						deniedSince[r.Path] = time.Now()
-					} else if time.Since(since) >= p.cfg.PermissionPatience {
-						err := deleter.Permanent(deleter.ReasonPermissionDenied,
-							fmt.Errorf("permission denied for %s: %w", time.Since(since).Round(time.Second), r.Err))
-						failures = append(failures, p.failure(c, err))
-						continue
-					}
-				}
-				if firstErr == nil {
-					firstErr = r.Err
-				}
-				retry = append(retry, r.Path)
-			}
-		}
+		s.apply(v)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		todo = retry
-		if len(todo) > 0 {
-			if !warned || backoff >= p.cfg.RetryMax {
-				log.Warn().Err(firstErr).Int("paths", len(todo)).Dur("retry_in", backoff).
+		s.todo = v.retry
+		if len(s.todo) > 0 {
+			if !warned || retry.Capped() {
+				s.log.Warn().Err(v.firstErr).Int("paths", len(s.todo)).Dur("retry_in", retry.Next()).
 					Msg("storage failed transiently; holding the LSN and retrying")
 				warned = true
 			}
-			if !sleep(ctx, backoff) {
+			if !retry.Wait(ctx) {
 				return ctx.Err()
 			}
-			backoff = min(backoff*2, p.cfg.RetryMax)
 		}
 	}
-
-	if len(failures) > 0 {
-		if err := p.record(ctx, b.storage, failures); err != nil {
+	if len(s.failures) > 0 {
+		if err := p.record(ctx, b.storage, s.failures); err != nil {
 			return err
 		}
 	}
-	p.count(deleted, absent, kept, len(failures), wouldDelete)
+	p.count(s.deleted, s.absent, s.kept, len(s.failures), s.wouldDeleteN)
 	return nil
 }
 
-func (p *Pipeline) failure(c cdccleaner.Candidate, err error) cdccleaner.Failure {
+// settlement is what settle has decided so far about one batch.
+type settlement struct {
+	p       *Pipeline
+	storage string
+	log     zerolog.Logger
+	// first is the first candidate of each distinct path: it stands for
+	// the others in logs and failure records.
+	first map[string]cdccleaner.Candidate
+	todo  []string // paths still to decide, each once
+
+	deleted, absent, kept, wouldDeleteN int
+	failures                            []cdccleaner.Failure
+}
+
+// prepare takes one decision per distinct path of b: a path that matches
+// a keep pattern is kept, one that is not a valid path fails, the others
+// are left to decide.
+func (p *Pipeline) prepare(b *batch) *settlement {
+	s := &settlement{p: p, storage: b.storage, log: p.log.With().Str("storage", b.storage).Logger(), first: map[string]cdccleaner.Candidate{}}
+	keep := p.cfg.Keep[b.storage]
+	for _, c := range b.cands {
+		if _, seen := s.first[c.Path]; seen {
+			continue
+		}
+		s.first[c.Path] = c
+		if KeepMatch(keep, c.Path) {
+			s.kept++
+			p.cfg.Metrics.KeptReferenced.WithLabelValues(b.storage).Inc()
+			s.log.Debug().Str("path", c.Path).Str("source", c.Source).Msg("kept: matches a keep pattern")
+			continue
+		}
+		if err := deleter.ValidatePath(c.Path); err != nil {
+			s.failures = append(s.failures, failure(c, err))
+			continue
+		}
+		s.todo = append(s.todo, c.Path)
+	}
+	return s
+}
+
+// keepReferenced keeps the paths to decide that refs says are referenced,
+// and returns the others.
+func (s *settlement) keepReferenced(refs map[string]bool) []string {
+	var unreferenced []string
+	for _, path := range s.todo {
+		if refs[path] {
+			s.kept++
+			s.p.cfg.Metrics.KeptReferenced.WithLabelValues(s.storage).Inc()
+			s.log.Debug().Str("path", path).Str("source", s.first[path].Source).Msg("kept: still referenced")
+			continue
+		}
+		unreferenced = append(unreferenced, path)
+	}
+	return unreferenced
+}
+
+// wouldDelete logs, in a dry run, what would be deleted.
+func (s *settlement) wouldDelete(paths []string) {
+	for _, path := range paths {
+		s.wouldDeleteN++
+		c := s.first[path]
+		s.log.Info().Str("path", path).Str("source", c.Source).Stringer("commit_lsn", c.CommitLSN).Msg("dry run: would delete")
+	}
+}
+
+// apply counts and logs the verdicts of one deletion round.
+func (s *settlement) apply(v verdicts) {
+	m := s.p.cfg.Metrics
+	for _, path := range v.deleted {
+		c := s.first[path]
+		s.deleted++
+		m.Deleted.WithLabelValues(s.storage).Inc()
+		m.DeleteLatency.Observe(time.Since(c.CommitTime).Seconds())
+		s.log.Debug().Str("path", path).Str("source", c.Source).Stringer("commit_lsn", c.CommitLSN).Msg("deleted")
+	}
+	for _, path := range v.absent {
+		s.absent++
+		m.Absent.WithLabelValues(s.storage).Inc()
+		s.log.Debug().Str("path", path).Str("source", s.first[path].Source).Msg("already absent")
+	}
+	for _, f := range v.failed {
+		s.failures = append(s.failures, failure(s.first[f.path], f.err))
+	}
+}
+
+// verdicts sorts the paths of one deletion round by what became of them.
+type verdicts struct {
+	deleted, absent []string
+	failed          []failedPath // permanent: recorded, never retried
+	retry           []string     // transient: tried again after a backoff
+	firstErr        error        // the first transient error, for the log
+	// denied are the paths refused for permission for the first time.
+	denied []string
+}
+
+type failedPath struct {
+	path string
+	err  error
+}
+
+// classify decides, from what storage answered (results) for the paths it
+// was asked to delete, what became of each: Deleted and Absent are
+// settled; a permanent error fails the path; a permission error is
+// retried until it has lasted patience (deniedSince holds when each path
+// was first refused; now is the time), and then fails it; anything else is
+// retried. A storage that breaks its contract (no result for a path asked,
+// or a result for a path it was not asked about) must not get a path
+// settled: an unanswered path is retried, a stray result ignored.
+func classify(storage string, asked []string, results []cdccleaner.Result, deniedSince map[string]time.Time, now time.Time, patience time.Duration) verdicts {
+	var v verdicts
+	want := make(map[string]bool, len(asked))
+	for _, path := range asked {
+		want[path] = true
+	}
+	answered := make(map[string]bool, len(results))
+	for _, r := range results {
+		if want[r.Path] {
+			answered[r.Path] = true
+		}
+	}
+	for _, path := range asked {
+		if !answered[path] {
+			v.retry = append(v.retry, path)
+			if v.firstErr == nil {
+				v.firstErr = fmt.Errorf("storage %q returned no result for %q", storage, path)
+			}
+		}
+	}
+	for _, r := range results {
+		if !want[r.Path] {
+			continue
+		}
+		switch r.Outcome {
+		case cdccleaner.Deleted:
+			v.deleted = append(v.deleted, r.Path)
+			continue
+		case cdccleaner.Absent:
+			v.absent = append(v.absent, r.Path)
+			continue
+		}
+		if deleter.IsPermanent(r.Err) {
+			v.failed = append(v.failed, failedPath{r.Path, r.Err})
+			continue
+		}
+		if deleter.IsPermission(r.Err) {
+			since, ok := deniedSince[r.Path]
+			if !ok {
+				v.denied = append(v.denied, r.Path)
+			} else if waited := now.Sub(since); waited >= patience {
+				err := deleter.Permanent(deleter.ReasonPermissionDenied, fmt.Errorf("permission denied for %s: %w", waited.Round(time.Second), r.Err))
+				v.failed = append(v.failed, failedPath{r.Path, err})
+				continue
+			}
+		}
+		if v.firstErr == nil {
+			v.firstErr = r.Err
+		}
+		v.retry = append(v.retry, r.Path)
+	}
+	return v
+}
+
+func failure(c cdccleaner.Candidate, err error) cdccleaner.Failure {
 	return cdccleaner.Failure{Candidate: c, Reason: deleter.Reason(err), Detail: err.Error()}
 }
 
@@ -194,7 +264,7 @@ func (p *Pipeline) record(ctx context.Context, storage string, failures []cdccle
 	if p.cfg.DryRun {
 		return nil
 	}
-	backoff := p.cfg.RetryMin
+	retry := newBackoff(p.cfg.RetryMin, p.cfg.RetryMax)
 	for {
 		err := p.cfg.Failures.RecordFailures(ctx, failures)
 		if err == nil {
@@ -203,11 +273,10 @@ func (p *Pipeline) record(ctx context.Context, storage string, failures []cdccle
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		p.log.Warn().Err(err).Dur("retry_in", backoff).Msg("recording failed deletions failed; holding the LSN and retrying")
-		if !sleep(ctx, backoff) {
+		p.log.Warn().Err(err).Dur("retry_in", retry.Next()).Msg("recording failed deletions failed; holding the LSN and retrying")
+		if !retry.Wait(ctx) {
 			return ctx.Err()
 		}
-		backoff = min(backoff*2, p.cfg.RetryMax)
 	}
 	for _, f := range failures {
 		p.cfg.Metrics.Failed.WithLabelValues(storage, f.Reason).Inc()
@@ -227,7 +296,7 @@ func (p *Pipeline) waitVisible(ctx context.Context, b *batch) error {
 			xids = append(xids, c.Xid)
 		}
 	}
-	wait := time.Millisecond
+	wait := newBackoff(time.Millisecond, min(p.cfg.RetryMax, time.Second))
 	since := time.Now()
 	warned := false
 	for {
@@ -240,16 +309,15 @@ func (p *Pipeline) waitVisible(ctx context.Context, b *batch) error {
 		}
 		if err != nil {
 			p.log.Warn().Err(err).Str("storage", b.storage).Msg("visibility check failed; nothing deleted, retrying")
-			wait = max(wait, p.cfg.RetryMin)
+			wait.AtLeast(p.cfg.RetryMin)
 		} else if !warned && time.Since(since) > 10*time.Second {
 			p.log.Warn().Str("storage", b.storage).Uints32("xids", xids).
 				Msg("committed transactions are still not visible after 10s (a synchronous standby not answering?); waiting before checking references")
 			warned = true
 		}
-		if !sleep(ctx, wait) {
+		if !wait.Wait(ctx) {
 			return ctx.Err()
 		}
-		wait = min(wait*2, p.cfg.RetryMax, time.Second)
 	}
 }
 
