@@ -1,6 +1,3 @@
-// Package metrics defines every Prometheus metric cdc-cleaner exports, with
-// the names of the contract in DESIGN.md, and serves them with the health
-// endpoints.
 package metrics
 
 import (

@@ -55,9 +55,6 @@ func loadConfig(path string) (*config.Config, error) {
 	if err != nil {
 		return nil, configErr(err)
 	}
-	if err := notYetSupported(cfg); err != nil {
-		return nil, configErr(fmt.Errorf("load config %s: %w", path, err))
-	}
 	return cfg, nil
 }
 
@@ -85,10 +82,3 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// notYetSupported refuses settings of the configuration contract that this
-// version does not act on yet. Accepting them silently would be worse than
-// refusing.
-func notYetSupported(cfg *config.Config) error {
-	var errs []error
-	return errors.Join(errs...)
-}
