@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
@@ -86,17 +85,9 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 	}
 	defer closeStorages()
 
-	poolCfg, err := pgxpool.ParseConfig(cfg.Postgres.URL)
+	pool, err := openPool(ctx, cfg, 8, "cdc-cleaner")
 	if err != nil {
-		return configErr(fmt.Errorf("postgres.url: %w", err))
-	}
-	poolCfg.MaxConns = 8
-	if poolCfg.ConnConfig.RuntimeParams["application_name"] == "" {
-		poolCfg.ConnConfig.RuntimeParams["application_name"] = "cdc-cleaner"
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
-	if err != nil {
-		return configErr(fmt.Errorf("postgres.url: %w", err))
+		return configErr(err)
 	}
 	defer pool.Close()
 	resolver := replication.NewResolver(pool, report.Columns)

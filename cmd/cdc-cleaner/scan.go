@@ -170,17 +170,9 @@ unknown storage, or a storage no column references.`, stderr)
 		return configErr(fmt.Errorf("storage %q (%s) cannot be listed", name, scfg.Type))
 	}
 
-	poolCfg, err := pgxpool.ParseConfig(cfg.Postgres.URL)
+	pool, err := openPool(ctx, cfg, 2, "cdc-cleaner scan")
 	if err != nil {
-		return configErr(fmt.Errorf("postgres.url: %w", err))
-	}
-	poolCfg.MaxConns = 2
-	if poolCfg.ConnConfig.RuntimeParams["application_name"] == "" {
-		poolCfg.ConnConfig.RuntimeParams["application_name"] = "cdc-cleaner scan"
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
-	if err != nil {
-		return failure(fmt.Errorf("connect: %w", err))
+		return configErr(err)
 	}
 	defer pool.Close()
 	noteUnnamed(ctx, pool, name, log)

@@ -45,6 +45,25 @@ func connectNotices(ctx context.Context, cfg *config.Config, warn func(msg strin
 	return conn, nil
 }
 
+// openPool opens a pool of at most maxConns connections to the database,
+// named application (unless the URL names one). pgxpool connects lazily:
+// an error here is one of the configuration.
+func openPool(ctx context.Context, cfg *config.Config, maxConns int32, application string) (*pgxpool.Pool, error) {
+	poolCfg, err := pgxpool.ParseConfig(cfg.Postgres.URL)
+	if err != nil {
+		return nil, fmt.Errorf("postgres.url: %w", err)
+	}
+	poolCfg.MaxConns = maxConns
+	if poolCfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		poolCfg.ConnConfig.RuntimeParams["application_name"] = application
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres.url: %w", err)
+	}
+	return pool, nil
+}
+
 // missingExplainer says what became of a watched column a Relation
 // message lacks (replication.MissingColumnHint), for the columns Inspect
 // found at start.
