@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,7 +20,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
-	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 	"github.com/cdc-cleaner/cdc-cleaner/refcheck"
 	"github.com/cdc-cleaner/cdc-cleaner/replication"
@@ -131,32 +129,9 @@ unknown storage, or a storage no column references.`, stderr)
 	if err != nil {
 		return failure(err)
 	}
-	var cols []cdccleaner.Column
-	found := map[string]bool{}
-	for _, c := range report.Columns {
-		if c.Storage == name {
-			cols = append(cols, c)
-			found[c.Source()] = true
-		}
-	}
-	var missing []string
-	configured := 0
-	for _, w := range slices.Concat(cfg.Watch, cfg.Protect) {
-		if w.Storage != name {
-			continue
-		}
-		for _, c := range w.ColNames {
-			configured++
-			if !found[w.Schema+"."+w.Name+"."+c] {
-				missing = append(missing, w.Schema+"."+w.Name+"."+c)
-			}
-		}
-	}
-	switch {
-	case configured == 0:
-		return configErr(fmt.Errorf("no watch or protect column references storage %q: every file would look orphaned; add its columns (protect: for columns the cleaner must not watch)", name))
-	case len(missing) > 0:
-		return configErr(fmt.Errorf("storage %q: configured columns not found in the database (or not visible to this role): %s; run cdc-cleaner check", name, strings.Join(missing, ", ")))
+	cols, err := scan.Columns(name, cfg.Columns(), report.Columns)
+	if err != nil {
+		return configErr(err)
 	}
 
 	storages, closeStorages, err := openStorages(ctx, cfg)
