@@ -256,29 +256,6 @@ func TestMainSetupPrint(t *testing.T) {
 	}
 }
 
-func TestLocalRootsOverlapThroughSymlinks(t *testing.T) {
-	dir := t.TempDir()
-	real := filepath.Join(dir, "media")
-	if err := os.MkdirAll(filepath.Join(real, "avatars"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	link := filepath.Join(dir, "avatars-link")
-	if err := os.Symlink(filepath.Join(real, "avatars"), link); err != nil {
-		t.Fatal(err)
-	}
-	cfg := &config.Config{Storages: map[string]*config.Storage{
-		"media":   {Type: config.StorageLocal, Root: real},
-		"avatars": {Type: config.StorageLocal, Root: link},
-	}}
-	if err := localRootsOverlap(cfg); err == nil || !strings.Contains(err.Error(), "symlinks resolved") {
-		t.Fatalf("overlap through a symlink: %v", err)
-	}
-	cfg.Storages["avatars"].Root = t.TempDir()
-	if err := localRootsOverlap(cfg); err != nil {
-		t.Fatalf("separate roots: %v", err)
-	}
-}
-
 // TestS3OverlapOnResolvedEndpoints: a storage without endpoint goes where
 // AWS_ENDPOINT_URL_S3 says, which the configuration check cannot see; when
 // that is another storage's server (spelled differently), the same bucket

@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -136,77 +133,15 @@ func openStorages(ctx context.Context, cfg *config.Config) (map[string]cdccleane
 			return nil, nil, fmt.Errorf("storages.%s.type: %q storage is not supported by this version", name, s.Type)
 		}
 	}
-	if err := localRootsOverlap(cfg); err != nil {
+	if err := cfg.LocalRootsOverlap(); err != nil {
 		closeAll()
 		return nil, nil, err
 	}
-	if err := s3Overlap(cfg, endpoints); err != nil {
+	if err := cfg.S3Overlap(endpoints); err != nil {
 		closeAll()
 		return nil, nil, err
 	}
 	return out, closeAll, nil
-}
-
-// s3Overlap refuses two s3 storages whose prefixes in one bucket contain each
-// other once their endpoints are the ones the S3 clients resolved (endpoints,
-// by storage). The configuration check takes an empty endpoint for AWS; the
-// AWS SDK takes AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL or endpoint_url in the
-// AWS config file instead, which can be a server another storage names.
-// Both compare with config.S3Location.
-func s3Overlap(cfg *config.Config, endpoints map[string]string) error {
-	names := make([]string, 0, len(endpoints))
-	for name := range endpoints {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for i, a := range names {
-		sa := cfg.Storages[a]
-		la := config.NewS3Location(endpoints[a], sa.Bucket, sa.Prefix)
-		for _, b := range names[i+1:] {
-			sb := cfg.Storages[b]
-			if !la.Overlaps(config.NewS3Location(endpoints[b], sb.Bucket, sb.Prefix)) {
-				continue
-			}
-			return fmt.Errorf("storages.%s.prefix: %q in bucket %q overlaps storage %q (prefix %q in bucket %q) on the endpoints the S3 client resolved, %s and %s (from endpoint, or else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL or endpoint_url in the AWS config file): objects under both would be checked against only one storage's columns; use one storage, or prefixes that do not contain each other",
-				b, sb.Prefix, sb.Bucket, a, sa.Prefix, sa.Bucket, showEndpoint(endpoints[a]), showEndpoint(endpoints[b]))
-		}
-	}
-	return nil
-}
-
-func showEndpoint(e string) string {
-	if e == "" {
-		return "AWS's default"
-	}
-	return fmt.Sprintf("%q", e)
-}
-
-// localRootsOverlap refuses two local storages whose roots are the same
-// directory, or one inside the other, once symlinks are resolved (the
-// configuration check compares the paths as written).
-func localRootsOverlap(cfg *config.Config) error {
-	real := map[string]string{}
-	for name, s := range cfg.Storages {
-		if s.Type != config.StorageLocal {
-			continue
-		}
-		r, err := filepath.EvalSymlinks(s.Root)
-		if err != nil {
-			return fmt.Errorf("storages.%s.root: %w", name, err)
-		}
-		real[name] = r
-	}
-	for a, ra := range real {
-		for b, rb := range real {
-			if a >= b {
-				continue
-			}
-			if ra == rb || strings.HasPrefix(rb+"/", ra+"/") || strings.HasPrefix(ra+"/", rb+"/") {
-				return fmt.Errorf("storages.%s.root and storages.%s.root are the same directory or one inside the other (%s, %s, symlinks resolved): files reachable from both would be checked against only one storage's columns; use one storage", a, b, ra, rb)
-			}
-		}
-	}
-	return nil
 }
 
 // checker is a storage that can verify it is reachable and writable.
