@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // maxIdentifierLen is PostgreSQL's NAMEDATALEN-1: longer identifiers are
@@ -60,11 +62,9 @@ func ParseQualifiedName(s string) (schema, name string, err error) {
 
 // QuoteIdentifier returns s as a double-quoted SQL identifier, doubling any
 // double quote inside it, so that it is safe to put into SQL text and means
-// exactly s. NUL bytes, which PostgreSQL identifiers cannot hold, are dropped.
-func QuoteIdentifier(s string) string {
-	s = strings.ReplaceAll(s, "\x00", "")
-	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
-}
+// exactly s (pgx.Identifier.Sanitize). NUL bytes, which PostgreSQL
+// identifiers cannot hold, are dropped.
+func QuoteIdentifier(s string) string { return pgx.Identifier{s}.Sanitize() }
 
 // scanIdentifier reads one identifier from the start of s and returns it as
 // stored in the catalog and the number of bytes of s it used.

@@ -107,8 +107,6 @@ func (c *Checker) refresh(ctx context.Context) error {
 	return nil
 }
 
-func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
-
 // buildQuery returns the reference query over cols. Its own names never
 // meet the user's: every FROM item has an alias (t for the user's table,
 // u, j and c for the function results, with named columns) and every
@@ -121,8 +119,8 @@ func buildQuery(cols []cdccleaner.Column) (query, error) {
 	var q query
 	var parts []string
 	for _, c := range cols {
-		tbl := quoteIdent(c.Schema) + "." + quoteIdent(c.Table)
-		col := "t." + quoteIdent(c.Name)
+		tbl := pgx.Identifier{c.Schema, c.Table}.Sanitize()
+		col := "t." + pgx.Identifier{c.Name}.Sanitize()
 		switch c.Type.Kind {
 		case cdccleaner.KindText:
 			parts = append(parts, fmt.Sprintf("SELECT %s::text FROM %s AS t WHERE %s = ANY($1::text[])", col, tbl, col))
@@ -149,7 +147,7 @@ func buildQuery(cols []cdccleaner.Column) (query, error) {
 			parts = append(parts, fmt.Sprintf("SELECT j.v #>> '{}' FROM %s AS t CROSS JOIN LATERAL jsonb_path_query(%s, %s) AS j(v) WHERE %s @> ANY($%d::jsonb[]) AND jsonb_typeof(j.v) = 'string' AND j.v #>> '{}' = ANY($1::text[])",
 				tbl, col, cdccleaner.QuoteLiteral(probe.SQL()), col, n))
 		default:
-			return q, fmt.Errorf("%s.%s: type %s cannot hold paths", tbl, quoteIdent(c.Name), c.Type.Kind)
+			return q, fmt.Errorf("%s.%s: type %s cannot hold paths", tbl, pgx.Identifier{c.Name}.Sanitize(), c.Type.Kind)
 		}
 	}
 	q.sql = strings.Join(parts, "\nUNION ALL\n")

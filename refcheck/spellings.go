@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
@@ -29,8 +30,8 @@ const (
 // rows jsonb refuses (which the reference query searches as text) give
 // every string literal of their text, "\/" read as "/".
 func spellingValuesSQL(c cdccleaner.Column) (string, error) {
-	tbl := quoteIdent(c.Schema) + "." + quoteIdent(c.Table)
-	col := "t." + quoteIdent(c.Name)
+	tbl := pgx.Identifier{c.Schema, c.Table}.Sanitize()
+	col := "t." + pgx.Identifier{c.Name}.Sanitize()
 	switch c.Type.Kind {
 	case cdccleaner.KindText:
 		return fmt.Sprintf("SELECT %s::text FROM %s AS t WHERE %s::text ~ $1", col, tbl, col), nil
@@ -50,7 +51,7 @@ func spellingValuesSQL(c cdccleaner.Column) (string, error) {
 		}
 		return q, nil
 	}
-	return "", fmt.Errorf("%s.%s: type %s cannot hold paths", tbl, quoteIdent(c.Name), c.Type.Kind)
+	return "", fmt.Errorf("%s.%s: type %s cannot hold paths", tbl, pgx.Identifier{c.Name}.Sanitize(), c.Type.Kind)
 }
 
 // SpellingCountSQL returns a query that counts the values of c that match
