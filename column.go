@@ -21,16 +21,11 @@ const (
 	KindJSON
 )
 
+var kindNames = [...]string{KindNone: "none", KindText: "text", KindArray: "array", KindJSON: "json"}
+
 func (k ValueKind) String() string {
-	switch k {
-	case KindNone:
-		return "none"
-	case KindText:
-		return "text"
-	case KindArray:
-		return "array"
-	case KindJSON:
-		return "json"
+	if k >= 0 && int(k) < len(kindNames) {
+		return kindNames[k]
 	}
 	return fmt.Sprintf("kind(%d)", int(k))
 }

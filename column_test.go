@@ -43,3 +43,13 @@ func TestColumnTypeJSONText(t *testing.T) {
 		}
 	}
 }
+
+func TestValueKindString(t *testing.T) {
+	for k, want := range map[cdccleaner.ValueKind]string{
+		cdccleaner.KindNone: "none", cdccleaner.KindText: "text", cdccleaner.KindArray: "array", cdccleaner.KindJSON: "json", 9: "kind(9)", -1: "kind(-1)",
+	} {
+		if got := k.String(); got != want {
+			t.Errorf("ValueKind(%d).String() = %q, want %q", int(k), got, want)
+		}
+	}
+}

@@ -99,37 +99,38 @@ func (r *reader) need(n int) bool {
 	return true
 }
 
-func (r *reader) skip(n int) {
-	if r.need(n) {
-		r.b = r.b[n:]
+func (r *reader) skip(n int) { r.take(n) }
+
+// take returns the next n bytes and moves past them, or nil (and sets
+// r.err) when the message is shorter.
+func (r *reader) take(n int) []byte {
+	if !r.need(n) {
+		return nil
 	}
+	b := r.b[:n]
+	r.b = r.b[n:]
+	return b
 }
 
 func (r *reader) byte() byte {
-	if !r.need(1) {
-		return 0
+	if b := r.take(1); b != nil {
+		return b[0]
 	}
-	c := r.b[0]
-	r.b = r.b[1:]
-	return c
+	return 0
 }
 
 func (r *reader) uint16() uint16 {
-	if !r.need(2) {
-		return 0
+	if b := r.take(2); b != nil {
+		return binary.BigEndian.Uint16(b)
 	}
-	v := binary.BigEndian.Uint16(r.b)
-	r.b = r.b[2:]
-	return v
+	return 0
 }
 
 func (r *reader) uint32() uint32 {
-	if !r.need(4) {
-		return 0
+	if b := r.take(4); b != nil {
+		return binary.BigEndian.Uint32(b)
 	}
-	v := binary.BigEndian.Uint32(r.b)
-	r.b = r.b[4:]
-	return v
+	return 0
 }
 
 func (r *reader) cstring() {
