@@ -221,11 +221,11 @@ func FuzzValidatePathConfined(f *testing.F) {
 	pristine := snapshot(f, dir)
 	current := pristine
 	f.Fuzz(func(t *testing.T, p string) {
-		verr := deleter.ValidatePath(p)
+		verr := cdccleaner.ValidatePath(p)
 		if (verr == nil) != validBySpec(p) {
 			t.Fatalf("ValidatePath(%q) = %v, but the specification says valid=%v", p, verr, validBySpec(p))
 		}
-		if verr != nil && (!deleter.IsPermanent(verr) || deleter.Reason(verr) != deleter.ReasonRejectedPath) {
+		if verr != nil && (!cdccleaner.IsPermanent(verr) || cdccleaner.Reason(verr) != cdccleaner.ReasonRejectedPath) {
 			t.Fatalf("ValidatePath(%q) = %v, want a permanent rejected_path error", p, verr)
 		}
 		for _, trash := range []bool{false, true} {
@@ -272,7 +272,7 @@ func checkDeleted(t *testing.T, p string, trash bool, root string, verr error, r
 		t.Fatalf("%s %q = %v with err %v", how, p, r.Outcome, r.Err)
 	}
 	if verr != nil {
-		if r.Outcome != cdccleaner.Failed || deleter.Reason(r.Err) != deleter.ReasonRejectedPath {
+		if r.Outcome != cdccleaner.Failed || cdccleaner.Reason(r.Err) != cdccleaner.ReasonRejectedPath {
 			t.Fatalf("%s %q, a rejected path = %v, %v", how, p, r.Outcome, r.Err)
 		}
 		for q, was := range before {

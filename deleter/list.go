@@ -16,42 +16,15 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"golang.org/x/sys/unix"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 )
 
-// File is one stored file as a listing reports it.
-type File struct {
-	Path    string // relative to the storage root or prefix, as a row would name it
-	Size    int64
-	ModTime time.Time
-	// ETag identifies an object's content (S3 only; empty elsewhere). A
-	// rewrite of the same key changes it, even within one second.
-	ETag string
-}
-
-// Lister is a storage that can enumerate its files.
-type Lister interface {
-	// List calls fn once for every file of the storage, in no particular
-	// order, without holding the whole listing in memory. The trash area
-	// (TrashPrefix) is never listed. It stops at the first error fn
-	// returns, and returns it; a storage that cannot be read (a directory
-	// that cannot be opened, a bucket the credentials may not list) is an
-	// error, never a shorter listing.
-	List(ctx context.Context, fn func(File) error) error
-}
-
-// Statter is a storage that can look at one file cheaply.
-type Statter interface {
-	// Stat returns the file at p, without following a final symlink. A
-	// path that does not exist, or that is not a regular file, is
-	// fs.ErrNotExist.
-	Stat(p string) (File, error)
-}
-
 var (
-	_ Lister  = (*Local)(nil)
-	_ Statter = (*Local)(nil)
-	_ Lister  = (*S3)(nil)
-	_ Statter = (*S3)(nil)
+	_ cdccleaner.Lister  = (*Local)(nil)
+	_ cdccleaner.Statter = (*Local)(nil)
+	_ cdccleaner.Lister  = (*S3)(nil)
+	_ cdccleaner.Statter = (*S3)(nil)
 )
 
 // readDirChunk is how many directory entries a listing reads at a time, so
@@ -66,7 +39,7 @@ const readDirChunk = 1024
 // The directory TrashPrefix (when set, whether trash is on or not) is
 // skipped: trashed files are the purger's business. A directory that cannot
 // be read is an error that names it.
-func (l *Local) List(ctx context.Context, fn func(File) error) error {
+func (l *Local) List(ctx context.Context, fn func(cdccleaner.File) error) error {
 	top, err := l.root.OpenFile(".", os.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return fmt.Errorf("list %s: %w", l.Root(), err)
@@ -76,7 +49,7 @@ func (l *Local) List(ctx context.Context, fn func(File) error) error {
 
 // walk lists the open directory d, whose path relative to the root is dir
 // ("" for the root itself), and closes d.
-func (l *Local) walk(ctx context.Context, d *os.File, dir string, fn func(File) error) error {
+func (l *Local) walk(ctx context.Context, d *os.File, dir string, fn func(cdccleaner.File) error) error {
 	defer d.Close()
 	trashDir := strings.TrimSuffix(l.opts.TrashPrefix, "/")
 	for {
@@ -149,36 +122,36 @@ func openDirAt(d *os.File, name, full string) (*os.File, error) {
 
 // statAt stats name inside d without following a symlink. The returned
 // File has Path "x" for a regular file and "" for anything else.
-func statAt(d *os.File, name string) (File, error) {
+func statAt(d *os.File, name string) (cdccleaner.File, error) {
 	var st unix.Stat_t
 	var statErr error
 	if err := withFd(d, func(fd int) {
 		statErr = ignoringEINTR(func() error { return unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) })
 	}); err != nil {
-		return File{}, err
+		return cdccleaner.File{}, err
 	}
 	if statErr != nil {
-		return File{}, statErr
+		return cdccleaner.File{}, statErr
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return File{}, nil
+		return cdccleaner.File{}, nil
 	}
-	return File{Path: "x", Size: st.Size, ModTime: time.Unix(st.Mtim.Unix())}, nil
+	return cdccleaner.File{Path: "x", Size: st.Size, ModTime: time.Unix(st.Mtim.Unix())}, nil
 }
 
 // Stat implements Statter through the root.
-func (l *Local) Stat(p string) (File, error) {
-	if err := ValidatePath(p); err != nil {
-		return File{}, err
+func (l *Local) Stat(p string) (cdccleaner.File, error) {
+	if err := cdccleaner.ValidatePath(p); err != nil {
+		return cdccleaner.File{}, err
 	}
 	info, err := l.root.Lstat(p)
 	if err != nil {
-		return File{}, err
+		return cdccleaner.File{}, err
 	}
 	if !info.Mode().IsRegular() {
-		return File{}, fmt.Errorf("stat %q: not a regular file: %w", p, os.ErrNotExist)
+		return cdccleaner.File{}, fmt.Errorf("stat %q: not a regular file: %w", p, os.ErrNotExist)
 	}
-	return File{Path: p, Size: info.Size(), ModTime: info.ModTime()}, nil
+	return cdccleaner.File{Path: p, Size: info.Size(), ModTime: info.ModTime()}, nil
 }
 
 // List implements Lister with ListObjectsV2, one page (up to 1000 keys) at a
@@ -186,7 +159,7 @@ func (l *Local) Stat(p string) (File, error) {
 // is on or not) are skipped, and so are "folder" markers (keys ending in
 // "/" with no content) that consoles create. A path is the key without
 // Prefix.
-func (s *S3) List(ctx context.Context, fn func(File) error) error {
+func (s *S3) List(ctx context.Context, fn func(cdccleaner.File) error) error {
 	trash := ""
 	if s.opts.TrashPrefix != "" {
 		trash = s.opts.Prefix + s.opts.TrashPrefix
@@ -213,7 +186,7 @@ func (s *S3) List(ctx context.Context, fn func(File) error) error {
 			if size == 0 && strings.HasSuffix(p, "/") {
 				continue // a folder marker
 			}
-			if err := fn(File{Path: p, Size: size, ModTime: aws.ToTime(o.LastModified), ETag: aws.ToString(o.ETag)}); err != nil {
+			if err := fn(cdccleaner.File{Path: p, Size: size, ModTime: aws.ToTime(o.LastModified), ETag: aws.ToString(o.ETag)}); err != nil {
 				return err
 			}
 		}
@@ -225,9 +198,9 @@ func (s *S3) List(ctx context.Context, fn func(File) error) error {
 // right before deleting it, so an object overwritten since it was listed
 // (a new upload to the same key, whose row may not be committed yet) is
 // kept. A missing object is fs.ErrNotExist.
-func (s *S3) Stat(p string) (File, error) {
-	if err := ValidatePath(p); err != nil {
-		return File{}, err
+func (s *S3) Stat(p string) (cdccleaner.File, error) {
+	if err := cdccleaner.ValidatePath(p); err != nil {
+		return cdccleaner.File{}, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
 	defer cancel()
@@ -235,11 +208,11 @@ func (s *S3) Stat(p string) (File, error) {
 	if err != nil {
 		var apiErr smithy.APIError
 		if errors.As(err, &apiErr) && (apiErr.ErrorCode() == "NotFound" || apiErr.ErrorCode() == "NoSuchKey") {
-			return File{}, fmt.Errorf("stat s3://%s/%s: %w", s.opts.Bucket, s.Key(p), fs.ErrNotExist)
+			return cdccleaner.File{}, fmt.Errorf("stat s3://%s/%s: %w", s.opts.Bucket, s.Key(p), fs.ErrNotExist)
 		}
-		return File{}, fmt.Errorf("stat s3://%s/%s: %w", s.opts.Bucket, s.Key(p), classifyS3(err))
+		return cdccleaner.File{}, fmt.Errorf("stat s3://%s/%s: %w", s.opts.Bucket, s.Key(p), classifyS3(err))
 	}
-	f := File{Path: p, Size: aws.ToInt64(out.ContentLength), ETag: aws.ToString(out.ETag)}
+	f := cdccleaner.File{Path: p, Size: aws.ToInt64(out.ContentLength), ETag: aws.ToString(out.ETag)}
 	if out.LastModified != nil {
 		f.ModTime = *out.LastModified
 	}

@@ -13,15 +13,16 @@ import (
 	"testing"
 	"time"
 
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3test"
 )
 
 // listAll returns the listing as path => file, failing on duplicates.
-func listAll(t *testing.T, l deleter.Lister) map[string]deleter.File {
+func listAll(t *testing.T, l cdccleaner.Lister) map[string]cdccleaner.File {
 	t.Helper()
-	out := map[string]deleter.File{}
-	err := l.List(context.Background(), func(f deleter.File) error {
+	out := map[string]cdccleaner.File{}
+	err := l.List(context.Background(), func(f cdccleaner.File) error {
 		if _, dup := out[f.Path]; dup {
 			t.Errorf("%s listed twice", f.Path)
 		}
@@ -34,7 +35,7 @@ func listAll(t *testing.T, l deleter.Lister) map[string]deleter.File {
 	return out
 }
 
-func sortedKeys(m map[string]deleter.File) []string {
+func sortedKeys(m map[string]cdccleaner.File) []string {
 	var out []string
 	for k := range m {
 		out = append(out, k)
@@ -99,7 +100,7 @@ func TestLocalList(t *testing.T) {
 	// fn's error stops the listing and is returned.
 	stop := errors.New("stop")
 	n := 0
-	if err := l.List(context.Background(), func(deleter.File) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
+	if err := l.List(context.Background(), func(cdccleaner.File) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
 		t.Errorf("List with failing fn = %v after %d calls", err, n)
 	}
 }
@@ -141,7 +142,7 @@ func TestLocalListUnreadableDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	err = l.List(context.Background(), func(deleter.File) error { return nil })
+	err = l.List(context.Background(), func(cdccleaner.File) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "locked") || !errors.Is(err, os.ErrPermission) {
 		t.Errorf("List over an unreadable directory = %v, want a permission error naming it", err)
 	}
@@ -183,7 +184,7 @@ func TestS3ListMissingBucket(t *testing.T) {
 	srv := s3test.Start(t, s3test.Options{})
 	opts := srv.Options(srv.Prefix())
 	opts.Bucket = "cdc-missing-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	err := newS3(t, opts).List(context.Background(), func(deleter.File) error { return nil })
+	err := newS3(t, opts).List(context.Background(), func(cdccleaner.File) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), opts.Bucket) {
 		t.Errorf("List of a missing bucket = %v, want an error naming it", err)
 	}

@@ -45,7 +45,7 @@ var _ cdccleaner.Storage = (*Local)(nil)
 // not a directory. Close releases it.
 func NewLocal(root string, opts LocalOptions) (*Local, error) {
 	if opts.Trash {
-		if err := ValidatePath(strings.TrimSuffix(opts.TrashPrefix, "/")); err != nil || !strings.HasSuffix(opts.TrashPrefix, "/") {
+		if err := cdccleaner.ValidatePath(strings.TrimSuffix(opts.TrashPrefix, "/")); err != nil || !strings.HasSuffix(opts.TrashPrefix, "/") {
 			return nil, fmt.Errorf("trash prefix %q must be a relative directory ending in /", opts.TrashPrefix)
 		}
 	}
@@ -88,7 +88,7 @@ func (l *Local) Delete(ctx context.Context, paths []string) []cdccleaner.Result 
 	var dirs []string
 	for i, p := range paths {
 		results[i].Path = p
-		if err := ValidatePath(p); err != nil {
+		if err := cdccleaner.ValidatePath(p); err != nil {
 			results[i].Outcome, results[i].Err = cdccleaner.Failed, err
 			continue
 		}
@@ -144,7 +144,7 @@ func (l *Local) deleteIn(ctx context.Context, dir string, paths []string, idx []
 // withParent validates p, opens its parent directory through the root and
 // calls fn with it; a missing parent is Absent.
 func (l *Local) withParent(p string, fn func(p, dir, base string, d *os.File) (cdccleaner.Outcome, error)) (cdccleaner.Outcome, error) {
-	if err := ValidatePath(p); err != nil {
+	if err := cdccleaner.ValidatePath(p); err != nil {
 		return cdccleaner.Failed, err
 	}
 	dir, base := splitParent(p)
@@ -228,13 +228,13 @@ func classify(p string, err error, isDir bool) (cdccleaner.Outcome, error) {
 	case hasErrno && (errno == syscall.ENOENT || errno == syscall.ENOTDIR):
 		return cdccleaner.Absent, nil
 	case isRootEscape(err):
-		return cdccleaner.Failed, Permanent(ReasonEscapesRoot, fmt.Errorf("delete %q: %w: %w", p, ErrEscapesRoot, err))
+		return cdccleaner.Failed, cdccleaner.Permanent(cdccleaner.ReasonEscapesRoot, fmt.Errorf("delete %q: %w: %w", p, cdccleaner.ErrEscapesRoot, err))
 	case hasErrno && (errno == syscall.EISDIR || errno == syscall.EPERM && isDir):
-		return cdccleaner.Failed, Permanent(ReasonIsDirectory, fmt.Errorf("delete %q: %w: %w", p, ErrIsDirectory, err))
+		return cdccleaner.Failed, cdccleaner.Permanent(cdccleaner.ReasonIsDirectory, fmt.Errorf("delete %q: %w: %w", p, cdccleaner.ErrIsDirectory, err))
 	case hasErrno && errno == syscall.ENAMETOOLONG:
-		return cdccleaner.Failed, Permanent(ReasonNameTooLong, fmt.Errorf("delete %q: %w", p, err))
+		return cdccleaner.Failed, cdccleaner.Permanent(cdccleaner.ReasonNameTooLong, fmt.Errorf("delete %q: %w", p, err))
 	case hasErrno && errno == syscall.ELOOP:
-		return cdccleaner.Failed, Permanent(ReasonSymlinkLoop, fmt.Errorf("delete %q: %w", p, err))
+		return cdccleaner.Failed, cdccleaner.Permanent(cdccleaner.ReasonSymlinkLoop, fmt.Errorf("delete %q: %w", p, err))
 	default:
 		// EACCES, EPERM on a file, EROFS, EIO, ENOSPC, EBUSY and anything
 		// unknown: the caller retries with backoff.

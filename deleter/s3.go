@@ -81,7 +81,7 @@ func NewS3(ctx context.Context, opts S3Options) (*S3, error) {
 		opts.Concurrency = 4
 	}
 	if opts.Trash {
-		if err := ValidatePath(strings.TrimSuffix(opts.TrashPrefix, "/")); err != nil || !strings.HasSuffix(opts.TrashPrefix, "/") {
+		if err := cdccleaner.ValidatePath(strings.TrimSuffix(opts.TrashPrefix, "/")); err != nil || !strings.HasSuffix(opts.TrashPrefix, "/") {
 			return nil, fmt.Errorf("trash prefix %q must be a relative path ending in /", opts.TrashPrefix)
 		}
 	}
@@ -148,7 +148,7 @@ func (s *S3) Delete(ctx context.Context, paths []string) []cdccleaner.Result {
 	var idx []int // positions of valid paths
 	for i, p := range paths {
 		results[i].Path = p
-		if err := ValidatePath(p); err != nil {
+		if err := cdccleaner.ValidatePath(p); err != nil {
 			results[i].Outcome, results[i].Err = cdccleaner.Failed, err
 			continue
 		}
@@ -291,7 +291,7 @@ func keyError(bucket, key, code, msg string) error {
 	if transientS3Codes[code] {
 		return err
 	}
-	return Permanent(S3Reason(code), err)
+	return cdccleaner.Permanent(S3Reason(code), err)
 }
 
 // classifyS3 turns a request error into a permanent error (4xx such as
@@ -313,7 +313,7 @@ func classifyS3(err error) error {
 	case transientS3Codes[code], status >= 500, status == 429, status == 408, status == 0:
 		return wrapped
 	case status >= 400:
-		return Permanent(S3Reason(code), wrapped)
+		return cdccleaner.Permanent(S3Reason(code), wrapped)
 	}
 	return wrapped
 }
@@ -510,4 +510,4 @@ func (s *S3) PurgeTrash(ctx context.Context, cutoff time.Time) (int, error) {
 	return purged, nil
 }
 
-var _ Trasher = (*S3)(nil)
+var _ cdccleaner.Trasher = (*S3)(nil)

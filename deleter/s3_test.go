@@ -241,8 +241,8 @@ func TestS3PerKeyErrors(t *testing.T) {
 		exists  bool   // afterwards
 	}
 	denied := want{outcome: cdccleaner.Failed, reason: "s3_access_denied", code: "AccessDenied", exists: true}
-	flaky := want{outcome: cdccleaner.Failed, reason: deleter.ReasonTransient, code: "InternalError", exists: true}
-	slow := want{outcome: cdccleaner.Failed, reason: deleter.ReasonTransient, code: "SlowDown", exists: true}
+	flaky := want{outcome: cdccleaner.Failed, reason: cdccleaner.ReasonTransient, code: "InternalError", exists: true}
+	slow := want{outcome: cdccleaner.Failed, reason: cdccleaner.ReasonTransient, code: "SlowDown", exists: true}
 	deleted := want{outcome: cdccleaner.Deleted}
 	cases := []struct {
 		path string
@@ -277,11 +277,11 @@ func TestS3PerKeyErrors(t *testing.T) {
 			continue
 		}
 		if c.want.outcome == cdccleaner.Failed {
-			if got := deleter.Reason(r.Err); got != c.want.reason {
+			if got := cdccleaner.Reason(r.Err); got != c.want.reason {
 				t.Errorf("Delete(%q) reason = %q, want %q (err %v)", c.path, got, c.want.reason, r.Err)
 			}
-			if deleter.IsPermanent(r.Err) != (c.want.reason != deleter.ReasonTransient) {
-				t.Errorf("Delete(%q): IsPermanent = %v for reason %q", c.path, deleter.IsPermanent(r.Err), c.want.reason)
+			if cdccleaner.IsPermanent(r.Err) != (c.want.reason != cdccleaner.ReasonTransient) {
+				t.Errorf("Delete(%q): IsPermanent = %v for reason %q", c.path, cdccleaner.IsPermanent(r.Err), c.want.reason)
 			}
 			if e := s3Err(r.Err); e == nil || e.Code != c.want.code {
 				t.Errorf("Delete(%q) error %v does not carry S3 code %s", c.path, r.Err, c.want.code)
@@ -327,7 +327,7 @@ func settle(st cdccleaner.Storage, paths []string, deadline time.Time, calls *at
 		for _, r := range st.Delete(context.Background(), todo) {
 			switch {
 			case r.Outcome != cdccleaner.Failed:
-			case deleter.IsPermanent(r.Err):
+			case cdccleaner.IsPermanent(r.Err):
 				permanent = append(permanent, r.Err)
 			default:
 				transient = append(transient, r.Err)
@@ -486,10 +486,10 @@ func TestS3NoSuchBucket(t *testing.T) {
 	opts.Bucket = "cdc-missing-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	st := newS3(t, opts)
 	for _, r := range st.Delete(context.Background(), []string{"a.txt", "b/c.txt"}) {
-		if r.Outcome != cdccleaner.Failed || !deleter.IsPermanent(r.Err) {
+		if r.Outcome != cdccleaner.Failed || !cdccleaner.IsPermanent(r.Err) {
 			t.Fatalf("Delete(%q) in a missing bucket = %v, %v; want failed, permanent", r.Path, r.Outcome, r.Err)
 		}
-		if got := deleter.Reason(r.Err); got != "s3_no_such_bucket" {
+		if got := cdccleaner.Reason(r.Err); got != "s3_no_such_bucket" {
 			t.Errorf("reason = %q, want s3_no_such_bucket (err %v)", got, r.Err)
 		}
 		if e := s3Err(r.Err); e == nil || e.Code != "NoSuchBucket" || e.Status != http.StatusNotFound {
@@ -679,7 +679,7 @@ func TestS3HostilePathsNeverReachServer(t *testing.T) {
 	st := newS3(t, fx.options())
 
 	for _, r := range st.Delete(context.Background(), hostile) {
-		if r.Outcome != cdccleaner.Failed || deleter.Reason(r.Err) != deleter.ReasonRejectedPath {
+		if r.Outcome != cdccleaner.Failed || cdccleaner.Reason(r.Err) != cdccleaner.ReasonRejectedPath {
 			t.Errorf("Delete(%q) = %v, %v; want failed, rejected_path", r.Path, r.Outcome, r.Err)
 		}
 	}
@@ -738,7 +738,7 @@ func TestS3HangingServerIsTransient(t *testing.T) {
 	opts.RequestTimeout = 200 * time.Millisecond
 	start := time.Now()
 	r := newS3(t, opts).Delete(context.Background(), []string{"h"})[0]
-	if r.Outcome != cdccleaner.Failed || deleter.IsPermanent(r.Err) {
+	if r.Outcome != cdccleaner.Failed || cdccleaner.IsPermanent(r.Err) {
 		t.Fatalf("Delete against a hanging server = %v, %v; want failed, transient", r.Outcome, r.Err)
 	}
 	if !errors.Is(r.Err, context.DeadlineExceeded) {
@@ -783,11 +783,11 @@ func TestS3RequestErrors(t *testing.T) {
 			opts := fx.options()
 			opts.MaxAttempts = 1 // the classification, not the SDK's retries
 			r := newS3(t, opts).Delete(context.Background(), []string{"e"})[0]
-			if r.Outcome != cdccleaner.Failed || deleter.IsPermanent(r.Err) != tt.permanent {
+			if r.Outcome != cdccleaner.Failed || cdccleaner.IsPermanent(r.Err) != tt.permanent {
 				t.Fatalf("Delete = %v, %v; want failed, permanent=%v", r.Outcome, r.Err, tt.permanent)
 			}
 			if tt.permanent {
-				if got, want := deleter.Reason(r.Err), deleter.S3Reason(tt.code); got != want {
+				if got, want := cdccleaner.Reason(r.Err), deleter.S3Reason(tt.code); got != want {
 					t.Errorf("reason = %q, want %q", got, want)
 				}
 			}

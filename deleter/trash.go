@@ -18,14 +18,6 @@ import (
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 )
 
-// Trasher is a storage that can move files to a trash area instead of
-// deleting them, and purge what has been there long enough.
-type Trasher interface {
-	// PurgeTrash deletes trashed files that were trashed before cutoff and
-	// returns how many it deleted. A file trashed again later is kept.
-	PurgeTrash(ctx context.Context, cutoff time.Time) (int, error)
-}
-
 // inTrash reports whether p already lies in the trash area; such a path is
 // deleted for real rather than trashed again.
 func (l *Local) inTrash(p string) bool {
@@ -151,7 +143,7 @@ func (l *Local) PurgeTrash(ctx context.Context, cutoff time.Time) (int, error) {
 // RunPurger purges t's trash of files older than retention, at start and
 // then every interval, until ctx ends (it then returns nil). Errors are
 // logged and retried at the next round.
-func RunPurger(ctx context.Context, t Trasher, retention, interval time.Duration, log zerolog.Logger) error {
+func RunPurger(ctx context.Context, t cdccleaner.Trasher, retention, interval time.Duration, log zerolog.Logger) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -173,4 +165,4 @@ func RunPurger(ctx context.Context, t Trasher, retention, interval time.Duration
 	}
 }
 
-var _ Trasher = (*Local)(nil)
+var _ cdccleaner.Trasher = (*Local)(nil)

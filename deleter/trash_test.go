@@ -54,8 +54,8 @@ func TestLocalTrashMovesAndPurges(t *testing.T) {
 			t.Errorf("%s: %v (%v), want %v", r.Path, r.Outcome, r.Err, want[i])
 		}
 	}
-	if deleter.Reason(res[4].Err) != deleter.ReasonIsDirectory || deleter.Reason(res[5].Err) != deleter.ReasonRejectedPath {
-		t.Errorf("reasons: dir %q, ../x %q", deleter.Reason(res[4].Err), deleter.Reason(res[5].Err))
+	if cdccleaner.Reason(res[4].Err) != cdccleaner.ReasonIsDirectory || cdccleaner.Reason(res[5].Err) != cdccleaner.ReasonRejectedPath {
+		t.Errorf("reasons: dir %q, ../x %q", cdccleaner.Reason(res[4].Err), cdccleaner.Reason(res[5].Err))
 	}
 	for _, p := range []string{"photos/a.jpg", "b.jpg", "link", ".trash/already/there.jpg"} {
 		if _, err := os.Lstat(filepath.Join(root, p)); !os.IsNotExist(err) {
@@ -120,7 +120,7 @@ func TestLocalTrashNeverLeavesTheRoot(t *testing.T) {
 	}
 	write(t, filepath.Join(root, "a.jpg"), "a")
 	res := l.Delete(context.Background(), []string{"a.jpg"})
-	if res[0].Outcome != cdccleaner.Failed || !deleter.IsPermanent(res[0].Err) {
+	if res[0].Outcome != cdccleaner.Failed || !cdccleaner.IsPermanent(res[0].Err) {
 		t.Fatalf("trash through an escaping symlink: %v %v", res[0].Outcome, res[0].Err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "a.jpg")); err != nil {

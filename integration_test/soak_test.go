@@ -20,7 +20,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3test"
 	"github.com/cdc-cleaner/cdc-cleaner/integration_test/pgtest"
 	"github.com/cdc-cleaner/cdc-cleaner/pipeline"
@@ -963,19 +963,19 @@ func (s *soak) verify() {
 	var unexplained []string
 	hostileRecorded := 0
 	for k := range failed {
-		if deleter.ValidatePath(k.path) == nil {
+		if cdccleaner.ValidatePath(k.path) == nil {
 			unexplained = append(unexplained, fmt.Sprintf("%s:%s", k.storage, k.path))
 		} else {
 			hostileRecorded++
 		}
 	}
 	for k := range reasons {
-		if k.path != deleter.ReasonRejectedPath {
+		if k.path != cdccleaner.ReasonRejectedPath {
 			unexplained = append(unexplained, fmt.Sprintf("reason %q in storage %s", k.path, k.storage))
 		}
 	}
 	for k := range committed {
-		if deleter.ValidatePath(k.path) != nil && !referenced[k] && !failed[k] {
+		if cdccleaner.ValidatePath(k.path) != nil && !referenced[k] && !failed[k] {
 			unexplained = append(unexplained, fmt.Sprintf("hostile %s:%s vanished but was not recorded", k.storage, k.path))
 		}
 	}

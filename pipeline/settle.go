@@ -6,7 +6,6 @@ import (
 	"time"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 )
 
 // settle decides every candidate of b: kept because referenced, deleted,
@@ -35,7 +34,7 @@ func (p *Pipeline) settle(ctx context.Context, b *batch) error {
 			log.Debug().Str("path", c.Path).Str("source", c.Source).Msg("kept: matches a keep pattern")
 			continue
 		}
-		if err := deleter.ValidatePath(c.Path); err != nil {
+		if err := cdccleaner.ValidatePath(c.Path); err != nil {
 			failures = append(failures, p.failure(c, err))
 			continue
 		}
@@ -124,16 +123,16 @@ func (p *Pipeline) settle(ctx context.Context, b *batch) error {
 				p.cfg.Metrics.Absent.WithLabelValues(b.storage).Inc()
 				log.Debug().Str("path", r.Path).Str("source", c.Source).Msg("already absent")
 			default:
-				if deleter.IsPermanent(r.Err) {
+				if cdccleaner.IsPermanent(r.Err) {
 					failures = append(failures, p.failure(c, r.Err))
 					continue
 				}
-				if deleter.IsPermission(r.Err) {
+				if cdccleaner.IsPermission(r.Err) {
 					since, ok := deniedSince[r.Path]
 					if !ok {
 						deniedSince[r.Path] = time.Now()
 					} else if time.Since(since) >= p.cfg.PermissionPatience {
-						err := deleter.Permanent(deleter.ReasonPermissionDenied,
+						err := cdccleaner.Permanent(cdccleaner.ReasonPermissionDenied,
 							fmt.Errorf("permission denied for %s: %w", time.Since(since).Round(time.Second), r.Err))
 						failures = append(failures, p.failure(c, err))
 						continue
@@ -172,7 +171,7 @@ func (p *Pipeline) settle(ctx context.Context, b *batch) error {
 }
 
 func (p *Pipeline) failure(c cdccleaner.Candidate, err error) cdccleaner.Failure {
-	return cdccleaner.Failure{Candidate: c, Reason: deleter.Reason(err), Detail: err.Error()}
+	return cdccleaner.Failure{Candidate: c, Reason: cdccleaner.Reason(err), Detail: err.Error()}
 }
 
 // record logs and counts failures and stores them durably, retrying until
