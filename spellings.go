@@ -56,7 +56,7 @@ func CanonicalNames(v string) []string {
 	if v == "" {
 		return nil
 	}
-	if isCanonical(v) {
+	if ValidatePath(v) == nil {
 		return []string{v}
 	}
 	var texts []string
@@ -109,20 +109,6 @@ func CanonicalNames(v string) []string {
 		return strings.Compare(a, b)
 	})
 	return names
-}
-
-// isCanonical is ValidatePath's test, which this package cannot
-// import (deleter depends on it); FuzzCanonicalNames keeps the two equal.
-func isCanonical(p string) bool {
-	if p == "" || p == "." || p[0] == '/' || strings.IndexByte(p, 0) >= 0 || path.Clean(p) != p {
-		return false
-	}
-	for seg := range strings.SplitSeq(p, "/") {
-		if seg == ".." {
-			return false
-		}
-	}
-	return true
 }
 
 // ExampleValue quotes a column value for a message, cut to 200 bytes.
