@@ -23,7 +23,6 @@ import (
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3test"
 	"github.com/cdc-cleaner/cdc-cleaner/integration_test/pgtest"
-	"github.com/cdc-cleaner/cdc-cleaner/pipeline"
 )
 
 // The fault suite. `go test ./...` runs it short (about a minute, at least
@@ -920,7 +919,7 @@ func (s *soak) verify() {
 	var wrong, missed, neverCommitted []string
 	var stillReferenced, kept, gone, protectOnly int
 	for k := range s.created {
-		keep := k.storage == "media" && pipeline.KeepMatch([]string{"defaults/*"}, k.path)
+		keep := k.storage == "media" && cdccleaner.MatchPattern([]string{"defaults/*"}, k.path)
 		switch {
 		case referenced[k] || keep:
 			if !present[k] {

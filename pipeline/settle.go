@@ -28,7 +28,7 @@ func (p *Pipeline) settle(ctx context.Context, b *batch) error {
 			continue
 		}
 		first[c.Path] = c
-		if KeepMatch(keep, c.Path) {
+		if cdccleaner.MatchPattern(keep, c.Path) {
 			kept++
 			p.cfg.Metrics.KeptReferenced.WithLabelValues(b.storage).Inc()
 			log.Debug().Str("path", c.Path).Str("source", c.Source).Msg("kept: matches a keep pattern")

@@ -9,15 +9,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
-	"strings"
 	"time"
 	"unicode/utf8"
 
 	"golang.org/x/sync/errgroup"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
-	"github.com/cdc-cleaner/cdc-cleaner/pipeline"
 )
 
 // DefaultBatchSize is how many paths one reference query and one Delete
@@ -46,7 +43,7 @@ type Config struct {
 	// Refs answers which paths the database still references.
 	Refs cdccleaner.ReferenceChecker
 	// Keep are the storage's keep patterns, Exclude those of the scan
-	// (pipeline.KeepMatch globs). Matching files are never candidates.
+	// (cdccleaner.MatchPattern globs). Matching files are never candidates.
 	Keep, Exclude []string
 	// MinAge: files modified less than MinAge ago are never candidates.
 	MinAge time.Duration
@@ -170,10 +167,10 @@ func (s *scanner) run(ctx context.Context) error {
 			return nil
 		}
 		switch {
-		case pipeline.KeepMatch(s.cfg.Exclude, f.Path):
+		case cdccleaner.MatchPattern(s.cfg.Exclude, f.Path):
 			s.stats.Excluded++
 			return nil
-		case pipeline.KeepMatch(s.cfg.Keep, f.Path):
+		case cdccleaner.MatchPattern(s.cfg.Keep, f.Path):
 			s.stats.Kept++
 			return nil
 		case f.ModTime.After(s.cutoff):
@@ -417,14 +414,6 @@ func (s *scanner) progress(phase string) {
 	s.lastProg = now
 	s.stats.Elapsed = now.Sub(s.start)
 	s.cfg.Progress(phase, s.stats)
-}
-
-// ValidPattern checks an exclude or keep pattern.
-func ValidPattern(pat string) error {
-	if _, err := path.Match(strings.TrimSuffix(pat, "/**"), ""); err != nil {
-		return fmt.Errorf("%q is not a valid pattern: %w", pat, err)
-	}
-	return nil
 }
 
 // spool keeps orphans on disk between the listing and the deletion, as

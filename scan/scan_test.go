@@ -422,14 +422,6 @@ func TestProgress(t *testing.T) {
 	}
 }
 
-func TestValidPattern(t *testing.T) {
-	for pat, ok := range map[string]bool{"cache/**": true, "*.tmp": true, "a/[": false, "[/**": false} {
-		if err := scan.ValidPattern(pat); (err == nil) != ok {
-			t.Errorf("ValidPattern(%q) = %v", pat, err)
-		}
-	}
-}
-
 // slowStatStore is a store whose lookups take a millisecond, as a nearby
 // S3 HeadObject would.
 type slowStatStore struct{ *store }

@@ -89,7 +89,7 @@ unknown storage, or a storage no column references.`, stderr)
 		return configErr(fmt.Errorf("--min-age %s: must not be negative", *minAge))
 	}
 	for _, pat := range excludes {
-		if err := scan.ValidPattern(pat); err != nil {
+		if err := cdccleaner.ValidPattern(pat); err != nil {
 			return configErr(fmt.Errorf("--exclude: %w", err))
 		}
 	}
