@@ -16,6 +16,7 @@ import (
 	"github.com/cdc-cleaner/cdc-cleaner/config"
 	"github.com/cdc-cleaner/cdc-cleaner/decoder"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter/local"
 	"github.com/cdc-cleaner/cdc-cleaner/refcheck"
 	"github.com/cdc-cleaner/cdc-cleaner/replication"
 )
@@ -137,7 +138,7 @@ func openStorages(ctx context.Context, cfg *config.Config) (map[string]cdccleane
 	for name, s := range cfg.Storages {
 		switch s.Type {
 		case config.StorageLocal:
-			l, err := deleter.NewLocal(s.Root, deleter.LocalOptions{PruneEmptyDirs: s.PruneEmptyDirs, Trash: s.Trash, TrashPrefix: s.TrashPrefix})
+			l, err := local.New(s.Root, local.Options{PruneEmptyDirs: s.PruneEmptyDirs, Trash: s.Trash, TrashPrefix: s.TrashPrefix})
 			if err != nil {
 				closeAll()
 				return nil, nil, fmt.Errorf("storages.%s.root: %w", name, err)

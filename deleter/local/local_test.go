@@ -1,4 +1,4 @@
-package deleter_test
+package local_test
 
 import (
 	"context"
@@ -13,8 +13,8 @@ import (
 	"testing"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/deletertest"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter/local"
 )
 
 // localFixture is a storage root inside a temporary directory; the rest of
@@ -37,10 +37,10 @@ func newLocalFixture(t *testing.T) *localFixture {
 }
 
 // newLocal returns a Local on a fresh fixture, closed when the test ends.
-func newLocal(t *testing.T, opts deleter.LocalOptions) (*deleter.Local, *localFixture) {
+func newLocal(t *testing.T, opts local.Options) (*local.Storage, *localFixture) {
 	t.Helper()
 	fx := newLocalFixture(t)
-	l, err := deleter.NewLocal(fx.root, opts)
+	l, err := local.New(fx.root, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestLocalContract(t *testing.T) {
 	for _, prune := range []bool{false, true} {
 		t.Run(fmt.Sprintf("prune=%v", prune), func(t *testing.T) {
 			deletertest.RunStorageContract(t, func(t *testing.T) (cdccleaner.Storage, deletertest.Fixture) {
-				l, fx := newLocal(t, deleter.LocalOptions{PruneEmptyDirs: prune})
+				l, fx := newLocal(t, local.Options{PruneEmptyDirs: prune})
 				return l, fx
 			})
 		})
@@ -140,7 +140,7 @@ func TestNewLocal(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, err := deleter.NewLocal(tt.root, deleter.LocalOptions{})
+			l, err := local.New(tt.root, local.Options{})
 			if tt.wantErr {
 				if err == nil {
 					l.Close()
@@ -381,7 +381,7 @@ func TestLocalFileSystem(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, fx := newLocal(t, deleter.LocalOptions{PruneEmptyDirs: true})
+			l, fx := newLocal(t, local.Options{PruneEmptyDirs: true})
 			var survivors []string
 			if tt.setup != nil {
 				survivors = tt.setup(t, fx)
@@ -440,7 +440,7 @@ func TestLocalEscapesRoot(t *testing.T) {
 	if escape == nil {
 		t.Fatal(`os.Root opened "../x"`)
 	}
-	outcome, err := deleter.Classify("../x", escape, false)
+	outcome, err := local.Classify("../x", escape, false)
 	if outcome != cdccleaner.Failed || cdccleaner.Reason(err) != cdccleaner.ReasonEscapesRoot || !errors.Is(err, cdccleaner.ErrEscapesRoot) {
 		t.Fatalf("classify(%v) = %v, %v; want Failed escapes_root (has os.Root's escape error changed text?)", escape, outcome, err)
 	}
@@ -480,7 +480,7 @@ func TestClassify(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			outcome, err := deleter.Classify("a/b", tt.err, tt.isDir)
+			outcome, err := local.Classify("a/b", tt.err, tt.isDir)
 			if outcome != tt.want {
 				t.Fatalf("classify(%v) outcome = %v, want %v", tt.err, outcome, tt.want)
 			}
@@ -511,7 +511,7 @@ func TestLocalReadOnlyDirectory(t *testing.T) {
 		runAsNobody(t, "TestLocalReadOnlyDirectory")
 		return
 	}
-	l, fx := newLocal(t, deleter.LocalOptions{})
+	l, fx := newLocal(t, local.Options{})
 	fx.Put(t, "ro/f", []byte("f"))
 	if err := os.Chmod(fx.in("ro"), 0o555); err != nil {
 		t.Fatal(err)
@@ -612,7 +612,7 @@ func TestLocalPruneEmptyDirs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, fx := newLocal(t, deleter.LocalOptions{PruneEmptyDirs: tt.prune})
+			l, fx := newLocal(t, local.Options{PruneEmptyDirs: tt.prune})
 			for _, f := range tt.files {
 				fx.Put(t, f, []byte(f))
 			}
@@ -658,7 +658,7 @@ func (c *countdownCtx) Err() error {
 }
 
 func TestLocalCanceledMidBatch(t *testing.T) {
-	l, fx := newLocal(t, deleter.LocalOptions{})
+	l, fx := newLocal(t, local.Options{})
 	paths := []string{"1", "2", "3", "4", "5"}
 	for _, p := range paths {
 		fx.Put(t, p, []byte(p))
@@ -683,7 +683,7 @@ func TestLocalCanceledMidBatch(t *testing.T) {
 }
 
 func TestLocalClosed(t *testing.T) {
-	l, fx := newLocal(t, deleter.LocalOptions{})
+	l, fx := newLocal(t, local.Options{})
 	fx.Put(t, "f", []byte("f"))
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
@@ -700,7 +700,7 @@ func TestLocalClosed(t *testing.T) {
 // TestLocalConcurrent deletes the same paths from several goroutines, with
 // pruning on: each file is reported Deleted exactly once.
 func TestLocalConcurrent(t *testing.T) {
-	l, fx := newLocal(t, deleter.LocalOptions{PruneEmptyDirs: true})
+	l, fx := newLocal(t, local.Options{PruneEmptyDirs: true})
 	paths := make([]string, 300)
 	for i := range paths {
 		paths[i] = fmt.Sprintf("c/%d/%d/f%d", i%3, i%7, i)
@@ -736,7 +736,7 @@ func TestLocalConcurrent(t *testing.T) {
 func BenchmarkLocalDelete(b *testing.B) {
 	const files, batch = 10_000, 500
 	root := b.TempDir()
-	l, err := deleter.NewLocal(root, deleter.LocalOptions{})
+	l, err := local.New(root, local.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -775,7 +775,7 @@ func BenchmarkLocalDelete(b *testing.B) {
 // result is in its path's place and says what happened to that path alone,
 // and directories are pruned once all their names are gone.
 func TestLocalMixedBatch(t *testing.T) {
-	l, fx := newLocal(t, deleter.LocalOptions{PruneEmptyDirs: true})
+	l, fx := newLocal(t, local.Options{PruneEmptyDirs: true})
 	for _, p := range []string{"a/1", "a/2", "b/1", "p/q/1", "p/q/2", "keep/1", "keep/2", "file"} {
 		fx.Put(t, p, []byte(p))
 	}

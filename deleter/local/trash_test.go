@@ -1,4 +1,4 @@
-package deleter_test
+package local_test
 
 import (
 	"context"
@@ -8,13 +8,13 @@ import (
 	"time"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter/local"
 )
 
-func newTrashLocal(t *testing.T) (*deleter.Local, string) {
+func newTrashLocal(t *testing.T) (*local.Storage, string) {
 	t.Helper()
 	root := t.TempDir()
-	l, err := deleter.NewLocal(root, deleter.LocalOptions{Trash: true, TrashPrefix: ".trash/"})
+	l, err := local.New(root, local.Options{Trash: true, TrashPrefix: ".trash/"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestLocalTrashNeverLeavesTheRoot(t *testing.T) {
 
 func TestLocalTrashRejectsBadPrefix(t *testing.T) {
 	for _, prefix := range []string{"", "/abs/", "../up/", ".trash", "a//b/"} {
-		if _, err := deleter.NewLocal(t.TempDir(), deleter.LocalOptions{Trash: true, TrashPrefix: prefix}); err == nil {
+		if _, err := local.New(t.TempDir(), local.Options{Trash: true, TrashPrefix: prefix}); err == nil {
 			t.Errorf("trash prefix %q accepted", prefix)
 		}
 	}

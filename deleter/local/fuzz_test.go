@@ -1,4 +1,4 @@
-package deleter_test
+package local_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"time"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter/local"
 )
 
 // fuzzTrashPrefix is where the trashing Local of the fuzz test moves files.
@@ -231,11 +231,11 @@ func FuzzValidatePathConfined(f *testing.F) {
 		for _, trash := range []bool{false, true} {
 			before := restoreTree(t, dir, current, pristine)
 			current = before
-			opts := deleter.LocalOptions{PruneEmptyDirs: true}
+			opts := local.Options{PruneEmptyDirs: true}
 			if trash {
 				opts.Trash, opts.TrashPrefix = true, fuzzTrashPrefix
 			}
-			l, err := deleter.NewLocal(root, opts)
+			l, err := local.New(root, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
