@@ -15,8 +15,8 @@ import (
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/config"
 	"github.com/cdc-cleaner/cdc-cleaner/decoder"
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/local"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3"
 	"github.com/cdc-cleaner/cdc-cleaner/refcheck"
 	"github.com/cdc-cleaner/cdc-cleaner/replication"
 )
@@ -146,7 +146,7 @@ func openStorages(ctx context.Context, cfg *config.Config) (map[string]cdccleane
 			closers = append(closers, l.Close)
 			out[name] = l
 		case config.StorageS3:
-			st, err := deleter.NewS3(ctx, deleter.S3Options{
+			st, err := s3.New(ctx, s3.Options{
 				Bucket:      s.Bucket,
 				Prefix:      s.Prefix,
 				Region:      s.Region,

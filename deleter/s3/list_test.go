@@ -1,4 +1,4 @@
-package deleter_test
+package s3_test
 
 import (
 	"context"

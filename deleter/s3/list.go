@@ -1,4 +1,4 @@
-package deleter
+package s3
 
 import (
 	"context"
@@ -8,32 +8,27 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 )
 
-var (
-	_ cdccleaner.Lister  = (*S3)(nil)
-	_ cdccleaner.Statter = (*S3)(nil)
-)
-
-// List implements Lister with ListObjectsV2, one page (up to 1000 keys) at a
-// time, under Prefix. Keys under Prefix+TrashPrefix (when set, whether trash
-// is on or not) are skipped, and so are "folder" markers (keys ending in
-// "/" with no content) that consoles create. A path is the key without
-// Prefix.
-func (s *S3) List(ctx context.Context, fn func(cdccleaner.File) error) error {
+// List implements cdccleaner.Lister with ListObjectsV2, one page (up to 1000
+// keys) at a time, under Prefix. Keys under Prefix+TrashPrefix (when set,
+// whether trash is on or not) are skipped, and so are "folder" markers (keys
+// ending in "/" with no content) that consoles create. A path is the key
+// without Prefix.
+func (s *Storage) List(ctx context.Context, fn func(cdccleaner.File) error) error {
 	trash := ""
 	if s.opts.TrashPrefix != "" {
 		trash = s.opts.Prefix + s.opts.TrashPrefix
 	}
-	input := &s3.ListObjectsV2Input{Bucket: aws.String(s.opts.Bucket)}
+	input := &awss3.ListObjectsV2Input{Bucket: aws.String(s.opts.Bucket)}
 	if s.opts.Prefix != "" {
 		input.Prefix = aws.String(s.opts.Prefix)
 	}
-	pages := s3.NewListObjectsV2Paginator(s.client, input)
+	pages := awss3.NewListObjectsV2Paginator(s.client, input)
 	for pages.HasMorePages() {
 		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 		page, err := pages.NextPage(rctx)
@@ -59,17 +54,17 @@ func (s *S3) List(ctx context.Context, fn func(cdccleaner.File) error) error {
 	return nil
 }
 
-// Stat implements Statter with HeadObject: a scan looks at an orphan again
-// right before deleting it, so an object overwritten since it was listed
-// (a new upload to the same key, whose row may not be committed yet) is
-// kept. A missing object is fs.ErrNotExist.
-func (s *S3) Stat(p string) (cdccleaner.File, error) {
+// Stat implements cdccleaner.Statter with HeadObject: a scan looks at an
+// orphan again right before deleting it, so an object overwritten since it
+// was listed (a new upload to the same key, whose row may not be committed
+// yet) is kept. A missing object is fs.ErrNotExist.
+func (s *Storage) Stat(p string) (cdccleaner.File, error) {
 	if err := cdccleaner.ValidatePath(p); err != nil {
 		return cdccleaner.File{}, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
 	defer cancel()
-	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.opts.Bucket), Key: aws.String(s.Key(p))})
+	out, err := s.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String(s.opts.Bucket), Key: aws.String(s.Key(p))})
 	if err != nil {
 		var apiErr smithy.APIError
 		if errors.As(err, &apiErr) && (apiErr.ErrorCode() == "NotFound" || apiErr.ErrorCode() == "NoSuchKey") {
