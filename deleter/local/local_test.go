@@ -429,7 +429,7 @@ func TestLocalFileSystem(t *testing.T) {
 }
 
 // TestLocalEscapesRoot pins the recognition of os.Root's escape error, which
-// deleter matches by text because os does not export it.
+// this package matches by text because os does not export it.
 func TestLocalEscapesRoot(t *testing.T) {
 	r, err := os.OpenRoot(t.TempDir())
 	if err != nil {

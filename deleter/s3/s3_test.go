@@ -659,7 +659,7 @@ func TestS3Reason(t *testing.T) {
 	}
 	for _, tt := range tests {
 		if got := s3.Reason(tt.code); got != tt.want {
-			t.Errorf("S3Reason(%q) = %q, want %q", tt.code, got, tt.want)
+			t.Errorf("s3.Reason(%q) = %q, want %q", tt.code, got, tt.want)
 		}
 	}
 }
