@@ -60,7 +60,7 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./decoder/
 	$(GO) test -run=NONE -fuzz=FuzzRetype -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./decoder/
-	$(GO) test -run=NONE -fuzz=FuzzValidatePathConfined -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./deleter/
+	$(GO) test -run=NONE -fuzz=FuzzValidatePathConfined -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./deleter/local/
 	$(GO) test -run=NONE -fuzz=FuzzLoad -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./config/
 	$(GO) test -run=NONE -fuzz=FuzzJSONPathStrings -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s .
 	$(GO) test -run=NONE -fuzz=FuzzCanonicalNames -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s .

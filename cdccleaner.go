@@ -89,7 +89,7 @@ type Storage interface {
 	// path, in the same order. A path that does not exist is reported as
 	// Absent, not as an error (or as Deleted by a storage that cannot tell,
 	// like S3, whose DeleteObjects answers the same for both). A path that is not a valid relative path
-	// (see deleter.ValidatePath) is never touched and is reported as Failed
+	// (see ValidatePath) is never touched and is reported as Failed
 	// with a permanent error. When ctx ends, paths not yet handled are
 	// reported as Failed with a transient error.
 	Delete(ctx context.Context, paths []string) []Result

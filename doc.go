@@ -3,7 +3,15 @@
 // came from, the outcome of deleting it, and the interfaces the pipeline needs
 // from storages, reference checks and the failure ledger.
 //
+// It also holds the storage contract, what a consumer of a storage (pipeline,
+// scan) relies on and every storage provides: Storage, Lister, Statter and
+// Trasher; ValidatePath, the rule every path passes before a storage touches
+// it; permanent errors and the failure reasons (Reason, IsPermanent); and the
+// keep and exclude patterns (MatchPattern, ValidPattern).
+//
 // Implementations live in sub-packages and depend inward on this one:
-// decoder/ produces candidates, deleter/ implements Storage, refcheck/
-// implements ReferenceChecker, and pipeline/ joins them.
+// decoder/ produces candidates, deleter/local and deleter/s3 implement
+// Storage (so only deleter/s3 links the AWS SDK), refcheck/ implements
+// ReferenceChecker, ledger/ implements FailureRecorder, and pipeline/ joins
+// them.
 package cdccleaner

@@ -11,7 +11,7 @@ import (
 )
 
 // NonCanonicalPattern is a regular expression that matches exactly the
-// non-empty column values without a NUL byte that deleter.ValidatePath
+// non-empty column values without a NUL byte that ValidatePath
 // rejects: absolute ("/a.jpg"), not clean ("a//b.jpg", "./a.jpg",
 // "a/./b.jpg", "a/", "."), or with a ".." segment. Every URL of the form
 // scheme://host/... matches (it holds "//"). PostgreSQL (advanced regular
@@ -31,7 +31,7 @@ func NonCanonical(v string) bool { return nonCanonical.MatchString(v) }
 // or "."), up to where its path, query or fragment starts.
 var schemeAuthority = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*`)
 
-// CanonicalNames returns the canonical paths (those deleter.ValidatePath
+// CanonicalNames returns the canonical paths (those ValidatePath
 // accepts) that a column value could name, shortest first. A canonical
 // value names exactly itself; the empty value names nothing.
 //
@@ -56,7 +56,7 @@ func CanonicalNames(v string) []string {
 	if v == "" {
 		return nil
 	}
-	if isCanonical(v) {
+	if ValidatePath(v) == nil {
 		return []string{v}
 	}
 	var texts []string
@@ -109,20 +109,6 @@ func CanonicalNames(v string) []string {
 		return strings.Compare(a, b)
 	})
 	return names
-}
-
-// isCanonical is deleter.ValidatePath's test, which this package cannot
-// import (deleter depends on it); FuzzCanonicalNames keeps the two equal.
-func isCanonical(p string) bool {
-	if p == "" || p == "." || p[0] == '/' || strings.IndexByte(p, 0) >= 0 || path.Clean(p) != p {
-		return false
-	}
-	for seg := range strings.SplitSeq(p, "/") {
-		if seg == ".." {
-			return false
-		}
-	}
-	return true
 }
 
 // ExampleValue quotes a column value for a message, cut to 200 bytes.

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 )
 
 func TestCanonicalNames(t *testing.T) {
@@ -70,7 +69,7 @@ func sortedCopy(s []string) []string {
 }
 
 // FuzzCanonicalNames: never panics; every name is canonical
-// (deleter.ValidatePath accepts it); a canonical value names exactly
+// (cdccleaner.ValidatePath accepts it); a canonical value names exactly
 // itself; NonCanonicalPattern (as Go reads it) matches exactly the
 // non-empty values without NUL that ValidatePath rejects; a non-canonical
 // value names at least its plain cleaned form and every suffix of it.
@@ -83,11 +82,11 @@ func FuzzCanonicalNames(f *testing.F) {
 	f.Fuzz(func(t *testing.T, v string) {
 		names := cdccleaner.CanonicalNames(v)
 		for _, n := range names {
-			if err := deleter.ValidatePath(n); err != nil {
+			if err := cdccleaner.ValidatePath(n); err != nil {
 				t.Fatalf("CanonicalNames(%q) gave %q: %v", v, n, err)
 			}
 		}
-		valid := deleter.ValidatePath(v) == nil
+		valid := cdccleaner.ValidatePath(v) == nil
 		if valid && !slices.Equal(names, []string{v}) {
 			t.Fatalf("CanonicalNames(%q) = %q, want only itself", v, names)
 		}

@@ -545,9 +545,12 @@ func TestValidate(t *testing.T) {
 		{"storage name", func(c *Config) { c.Storages["my media"] = &Storage{Type: StorageLocal, Root: "/srv/elsewhere"} },
 			[]string{`storages["my media"]: a storage name may only hold letters, digits, _ and -`}},
 		{"nil storage", func(c *Config) { c.Storages["other"] = nil }, []string{"storages.other: no settings"}},
-		{"keep glob", func(c *Config) { c.Storages["bucket"].Keep = []string{"defaults/*", "a[", ""} }, []string{
+		{"keep glob", func(c *Config) { c.Storages["bucket"].Keep = []string{"defaults/*", "a[", "", `a\/**`} }, []string{
 			`storages.bucket.keep[1]: "a[" is not a valid glob pattern`,
 			"storages.bucket.keep[2]: empty pattern",
+			// A valid glob, but not once "/**" is cut off: the pipeline
+			// would refuse it, so the configuration does.
+			`storages.bucket.keep[3]: "a\\/**" is not a valid glob pattern`,
 		}},
 		{"trash prefix without slash", func(c *Config) { c.Storages["media"].TrashPrefix = ".trash" },
 			[]string{`storages.media.trash_prefix: ".trash" must end in /`}},

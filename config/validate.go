@@ -177,8 +177,9 @@ func (c *Config) validateStorages(p *problems) {
 			kf := fmt.Sprintf("%s.keep[%d]", f, i)
 			if k == "" {
 				p.add(kf, "empty pattern; remove it")
-			} else if _, err := path.Match(k, ""); err != nil {
-				p.add(kf, "%q is not a valid glob pattern (see Go's path.Match): %v", k, err)
+			} else if cdccleaner.ValidPattern(k) != nil {
+				// path.ErrBadPattern is the only error path.Match returns.
+				p.add(kf, "%q is not a valid glob pattern (see Go's path.Match): %v", k, path.ErrBadPattern)
 			}
 		}
 		if s.Trash || s.TrashPrefix != "" {

@@ -1,16 +1,20 @@
-// Package deleter implements cdccleaner.Storage: deleting files from a local
-// directory (and, later, S3) without ever touching anything outside the
-// configured root.
+// Package deleter holds what every storage backend shares beyond the
+// contract: RunPurger, which purges a cdccleaner.Trasher's trash on a
+// schedule.
 //
-// Every path is checked by ValidatePath before anything else happens: a path
-// that is empty, absolute, contains a NUL byte, has a ".." segment or is not
-// in canonical form is never touched and is reported as a permanent failure.
-// Local storage then removes the file through an os.Root opened on the
-// configured root, with unlinkat on the parent directory, so that a path can
-// neither remove a directory, nor follow a final symlink, nor leave the root
-// through a symlinked parent.
+// The storages are laid out as follows:
 //
-// Errors carry a machine-readable reason (see the Reason constants): permanent
-// errors are recorded as failed deletions and never retried, all other errors
-// are transient and are retried by the caller.
+//   - the root package cdccleaner holds the contract: Storage, Lister,
+//     Statter and Trasher, ValidatePath, the permanent errors and their
+//     reasons. Consumers (pipeline, scan) import only that;
+//   - deleter/local is the storage on a local directory, confined to its
+//     root through os.Root;
+//   - deleter/s3 is the storage on a prefix of an S3 bucket, and the only
+//     backend that links the AWS SDK;
+//   - deleter/deletertest is the contract every storage passes, run by each
+//     backend's tests against its own fixture;
+//   - deleter/s3test is an S3-compatible server for tests (gofakes3
+//     in-process, with fault injection, or an external endpoint).
+//
+// Outside tests, only the wiring in cmd/cdc-cleaner imports a backend.
 package deleter

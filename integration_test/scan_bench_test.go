@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter/local"
 	"github.com/cdc-cleaner/cdc-cleaner/integration_test/pgtest"
 	"github.com/cdc-cleaner/cdc-cleaner/refcheck"
 	"github.com/cdc-cleaner/cdc-cleaner/scan"
@@ -61,11 +61,11 @@ func BenchmarkScanLocal200k(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	local, err := deleter.NewLocal(root, deleter.LocalOptions{})
+	st, err := local.New(root, local.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer local.Close()
+	defer st.Close()
 
 	runtime.GC()
 	var peakHeap, peakSys uint64
@@ -91,7 +91,7 @@ func BenchmarkScanLocal200k(b *testing.B) {
 	b.ResetTimer()
 	var stats scan.Stats
 	for b.Loop() {
-		stats, err = scan.Run(ctx, scan.Config{Storage: "media", Files: local, Store: local, Refs: refs, MinAge: 0})
+		stats, err = scan.Run(ctx, scan.Config{Storage: "media", Files: st, Store: st, Refs: refs, MinAge: 0})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter/local"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3test"
 	"github.com/cdc-cleaner/cdc-cleaner/refcheck"
 	"github.com/cdc-cleaner/cdc-cleaner/scan"
@@ -374,14 +374,14 @@ func TestScanReferenceAddedAfterListing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	local, err := deleter.NewLocal(e.root, deleter.LocalOptions{})
+	st, err := local.New(e.root, local.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer local.Close()
+	defer st.Close()
 	outcomes := map[string]string{}
 	stats, err := scan.Run(ctx, scan.Config{
-		Storage: "media", Files: local, Store: local, Refs: refs, MinAge: time.Hour, Delete: true,
+		Storage: "media", Files: st, Store: st, Refs: refs, MinAge: time.Hour, Delete: true,
 		AfterList: func(context.Context) error {
 			e.exec(`INSERT INTO gallery_photo (image, thumbnail) VALUES ('b.jpg', '')`)
 			return nil

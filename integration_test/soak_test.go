@@ -20,10 +20,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3test"
 	"github.com/cdc-cleaner/cdc-cleaner/integration_test/pgtest"
-	"github.com/cdc-cleaner/cdc-cleaner/pipeline"
 )
 
 // The fault suite. `go test ./...` runs it short (about a minute, at least
@@ -920,7 +919,7 @@ func (s *soak) verify() {
 	var wrong, missed, neverCommitted []string
 	var stillReferenced, kept, gone, protectOnly int
 	for k := range s.created {
-		keep := k.storage == "media" && pipeline.KeepMatch([]string{"defaults/*"}, k.path)
+		keep := k.storage == "media" && cdccleaner.MatchPattern([]string{"defaults/*"}, k.path)
 		switch {
 		case referenced[k] || keep:
 			if !present[k] {
@@ -963,19 +962,19 @@ func (s *soak) verify() {
 	var unexplained []string
 	hostileRecorded := 0
 	for k := range failed {
-		if deleter.ValidatePath(k.path) == nil {
+		if cdccleaner.ValidatePath(k.path) == nil {
 			unexplained = append(unexplained, fmt.Sprintf("%s:%s", k.storage, k.path))
 		} else {
 			hostileRecorded++
 		}
 	}
 	for k := range reasons {
-		if k.path != deleter.ReasonRejectedPath {
+		if k.path != cdccleaner.ReasonRejectedPath {
 			unexplained = append(unexplained, fmt.Sprintf("reason %q in storage %s", k.path, k.storage))
 		}
 	}
 	for k := range committed {
-		if deleter.ValidatePath(k.path) != nil && !referenced[k] && !failed[k] {
+		if cdccleaner.ValidatePath(k.path) != nil && !referenced[k] && !failed[k] {
 			unexplained = append(unexplained, fmt.Sprintf("hostile %s:%s vanished but was not recorded", k.storage, k.path))
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 )
 
 // TestClassify: what a storage answered decides each path's fate; a
@@ -19,7 +18,7 @@ func TestClassify(t *testing.T) {
 	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	denied := fmt.Errorf("unlink a.jpg: %w", fs.ErrPermission)
 	transient := errors.New("connection reset")
-	rejected := deleter.Permanent(deleter.ReasonRejectedPath, errors.New("bad"))
+	rejected := cdccleaner.Permanent(cdccleaner.ReasonRejectedPath, errors.New("bad"))
 	res := func(path string, o cdccleaner.Outcome, err error) cdccleaner.Result {
 		return cdccleaner.Result{Path: path, Outcome: o, Err: err}
 	}
@@ -41,7 +40,7 @@ func TestClassify(t *testing.T) {
 		{name: "a permanent error fails the path",
 			asked:   []string{"a"},
 			results: []cdccleaner.Result{res("a", cdccleaner.Failed, rejected)},
-			want:    want{failed: []string{"a"}, failedReasons: []string{deleter.ReasonRejectedPath}}},
+			want:    want{failed: []string{"a"}, failedReasons: []string{cdccleaner.ReasonRejectedPath}}},
 		{name: "a transient error is retried",
 			asked:   []string{"a", "b"},
 			results: []cdccleaner.Result{res("a", cdccleaner.Failed, transient), res("b", cdccleaner.Deleted, nil)},
@@ -59,7 +58,7 @@ func TestClassify(t *testing.T) {
 			asked:       []string{"a"},
 			results:     []cdccleaner.Result{res("a", cdccleaner.Failed, denied)},
 			deniedSince: map[string]time.Time{"a": now.Add(-time.Hour)},
-			want:        want{failed: []string{"a"}, failedReasons: []string{deleter.ReasonPermissionDenied}}},
+			want:        want{failed: []string{"a"}, failedReasons: []string{cdccleaner.ReasonPermissionDenied}}},
 		{name: "a path without a result is retried",
 			asked:   []string{"a", "b"},
 			results: []cdccleaner.Result{res("a", cdccleaner.Deleted, nil)},
@@ -77,7 +76,7 @@ func TestClassify(t *testing.T) {
 			var failed, reasons []string
 			for _, f := range v.failed {
 				failed = append(failed, f.path)
-				reasons = append(reasons, deleter.Reason(f.err))
+				reasons = append(reasons, cdccleaner.Reason(f.err))
 			}
 			firstErr := ""
 			if v.firstErr != nil {

@@ -55,7 +55,8 @@ type Config struct {
 	Messages []string
 
 	// Keep holds, per storage, glob patterns of paths never deleted (a
-	// model field's default file, say). See KeepMatch for the syntax.
+	// model field's default file, say). See cdccleaner.MatchPattern for the
+	// syntax.
 	Keep map[string][]string
 
 	// DryRun decides and logs as usual but deletes nothing, records nothing
@@ -141,7 +142,7 @@ func New(cfg Config) (*Pipeline, error) {
 	}
 	for storage, patterns := range cfg.Keep {
 		for _, pat := range patterns {
-			if err := validKeepPattern(pat); err != nil {
+			if err := cdccleaner.ValidPattern(pat); err != nil {
 				return nil, fmt.Errorf("storages.%s.keep: %w", storage, err)
 			}
 		}

@@ -8,7 +8,6 @@ import (
 	"github.com/rs/zerolog"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 )
 
 // settle decides every candidate of b: kept because referenced, deleted,
@@ -104,13 +103,13 @@ func (p *Pipeline) prepare(b *batch) *settlement {
 			continue
 		}
 		s.first[c.Path] = c
-		if KeepMatch(keep, c.Path) {
+		if cdccleaner.MatchPattern(keep, c.Path) {
 			s.kept++
 			p.cfg.Metrics.KeptReferenced.WithLabelValues(b.storage).Inc()
 			s.log.Debug().Str("path", c.Path).Str("source", c.Source).Msg("kept: matches a keep pattern")
 			continue
 		}
-		if err := deleter.ValidatePath(c.Path); err != nil {
+		if err := cdccleaner.ValidatePath(c.Path); err != nil {
 			s.failures = append(s.failures, failure(c, err))
 			continue
 		}
@@ -219,16 +218,16 @@ func classify(storage string, asked []string, results []cdccleaner.Result, denie
 			v.absent = append(v.absent, r.Path)
 			continue
 		}
-		if deleter.IsPermanent(r.Err) {
+		if cdccleaner.IsPermanent(r.Err) {
 			v.failed = append(v.failed, failedPath{r.Path, r.Err})
 			continue
 		}
-		if deleter.IsPermission(r.Err) {
+		if cdccleaner.IsPermission(r.Err) {
 			since, ok := deniedSince[r.Path]
 			if !ok {
 				v.denied = append(v.denied, r.Path)
 			} else if waited := now.Sub(since); waited >= patience {
-				err := deleter.Permanent(deleter.ReasonPermissionDenied, fmt.Errorf("permission denied for %s: %w", waited.Round(time.Second), r.Err))
+				err := cdccleaner.Permanent(cdccleaner.ReasonPermissionDenied, fmt.Errorf("permission denied for %s: %w", waited.Round(time.Second), r.Err))
 				v.failed = append(v.failed, failedPath{r.Path, err})
 				continue
 			}
@@ -242,7 +241,7 @@ func classify(storage string, asked []string, results []cdccleaner.Result, denie
 }
 
 func failure(c cdccleaner.Candidate, err error) cdccleaner.Failure {
-	return cdccleaner.Failure{Candidate: c, Reason: deleter.Reason(err), Detail: err.Error()}
+	return cdccleaner.Failure{Candidate: c, Reason: cdccleaner.Reason(err), Detail: err.Error()}
 }
 
 // record logs and counts failures and stores them durably, retrying until

@@ -17,7 +17,6 @@ import (
 	"github.com/rs/zerolog"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 	"github.com/cdc-cleaner/cdc-cleaner/replication"
 )
 
@@ -279,7 +278,7 @@ func readCounters(p *Pipeline) counters {
 		kept:    testutil.ToFloat64(m.KeptReferenced.WithLabelValues("media")),
 		failed:  map[string]float64{},
 	}
-	for _, r := range deleter.Reasons() {
+	for _, r := range cdccleaner.Reasons() {
 		if v := testutil.ToFloat64(m.Failed.WithLabelValues("media", r)); v != 0 {
 			c.failed[r] = v
 		}
@@ -288,7 +287,7 @@ func readCounters(p *Pipeline) counters {
 }
 
 func TestSettle(t *testing.T) {
-	isDir := deleter.Permanent(deleter.ReasonIsDirectory, errors.New("remove dir/: path is a directory"))
+	isDir := cdccleaner.Permanent(cdccleaner.ReasonIsDirectory, errors.New("remove dir/: path is a directory"))
 	tests := []struct {
 		name  string
 		paths []string
@@ -717,7 +716,7 @@ func TestSettlePermissionPatience(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, recorded := w.rec.snapshot()
-		if len(recorded) != 1 || recorded[0].Path != "owned.jpg" || recorded[0].Reason != deleter.ReasonPermissionDenied {
+		if len(recorded) != 1 || recorded[0].Path != "owned.jpg" || recorded[0].Reason != cdccleaner.ReasonPermissionDenied {
 			t.Fatalf("recorded %+v, want owned.jpg as permission_denied", recorded)
 		}
 		if c := readCounters(w.p); c.deleted != 1 {

@@ -1,7 +1,7 @@
 // Package scan finds files in a storage that no watched or protect column
 // references, and removes them on request.
 //
-// A scan streams the storage's listing (deleter.Lister) and asks the
+// A scan streams the storage's listing (cdccleaner.Lister) and asks the
 // reference checker about the files in batches, so memory does not grow
 // with the number of files or rows. Files younger than MinAge (an upload
 // whose row is not committed yet), excluded files, keep files and paths that

@@ -9,16 +9,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
-	"strings"
 	"time"
 	"unicode/utf8"
 
 	"golang.org/x/sync/errgroup"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
-	"github.com/cdc-cleaner/cdc-cleaner/pipeline"
 )
 
 // DefaultBatchSize is how many paths one reference query and one Delete
@@ -39,15 +35,15 @@ type Config struct {
 	// Storage is the storage's name, as Refs knows it.
 	Storage string
 	// Files lists the storage.
-	Files deleter.Lister
-	// Store deletes orphans (with Delete). A deleter.Statter is asked about
+	Files cdccleaner.Lister
+	// Store deletes orphans (with Delete). A cdccleaner.Statter is asked about
 	// each orphan of a batch again (StatConcurrency at a time) before the
 	// batch's references are checked again and it is deleted.
 	Store cdccleaner.Storage
 	// Refs answers which paths the database still references.
 	Refs cdccleaner.ReferenceChecker
 	// Keep are the storage's keep patterns, Exclude those of the scan
-	// (pipeline.KeepMatch globs). Matching files are never candidates.
+	// (cdccleaner.MatchPattern globs). Matching files are never candidates.
 	Keep, Exclude []string
 	// MinAge: files modified less than MinAge ago are never candidates.
 	MinAge time.Duration
@@ -62,8 +58,8 @@ type Config struct {
 	// set). An error stops the scan.
 	Report func(Orphan) error
 	// Invalid, when set, is called for each listed file whose path
-	// deleter.ValidatePath rejects; such a file is never deleted.
-	Invalid func(f deleter.File, err error)
+	// cdccleaner.ValidatePath rejects; such a file is never deleted.
+	Invalid func(f cdccleaner.File, err error)
 	// Progress, when set, is called about every ProgressEvery (default 2s)
 	// while the scan runs, with the phase ("listing" or "deleting").
 	Progress      func(phase string, s Stats)
@@ -87,7 +83,7 @@ type Config struct {
 
 // Orphan is a file no column referenced when it was checked.
 type Orphan struct {
-	deleter.File
+	cdccleaner.File
 	Outcome string // with Delete: one of the Outcome constants
 	Err     error  // with OutcomeFailed
 }
@@ -159,8 +155,8 @@ func (s *scanner) run(ctx context.Context) error {
 		defer sp.close()
 		s.spool = sp
 	}
-	batch := make([]deleter.File, 0, s.cfg.BatchSize)
-	err := s.cfg.Files.List(ctx, func(f deleter.File) error {
+	batch := make([]cdccleaner.File, 0, s.cfg.BatchSize)
+	err := s.cfg.Files.List(ctx, func(f cdccleaner.File) error {
 		s.stats.Scanned++
 		s.stats.Bytes += f.Size
 		if err := validName(f.Path); err != nil {
@@ -171,10 +167,10 @@ func (s *scanner) run(ctx context.Context) error {
 			return nil
 		}
 		switch {
-		case pipeline.KeepMatch(s.cfg.Exclude, f.Path):
+		case cdccleaner.MatchPattern(s.cfg.Exclude, f.Path):
 			s.stats.Excluded++
 			return nil
-		case pipeline.KeepMatch(s.cfg.Keep, f.Path):
+		case cdccleaner.MatchPattern(s.cfg.Keep, f.Path):
 			s.stats.Kept++
 			return nil
 		case f.ModTime.After(s.cutoff):
@@ -211,7 +207,7 @@ func (s *scanner) run(ctx context.Context) error {
 }
 
 // check asks the database about batch and reports or spools the orphans.
-func (s *scanner) check(ctx context.Context, batch []deleter.File) error {
+func (s *scanner) check(ctx context.Context, batch []cdccleaner.File) error {
 	refs, spelled, err := s.referenced(ctx, batch)
 	if err != nil {
 		return err
@@ -239,7 +235,7 @@ func (s *scanner) check(ctx context.Context, batch []deleter.File) error {
 
 // referenced returns which files of batch the database references or a
 // non-canonical value could name, and how many only the latter.
-func (s *scanner) referenced(ctx context.Context, batch []deleter.File) (map[string]bool, int64, error) {
+func (s *scanner) referenced(ctx context.Context, batch []cdccleaner.File) (map[string]bool, int64, error) {
 	paths := make([]string, len(batch))
 	for i, f := range batch {
 		paths[i] = f.Path
@@ -260,7 +256,7 @@ func (s *scanner) deleteSpooled(ctx context.Context) error {
 	if err := s.spool.rewind(); err != nil {
 		return err
 	}
-	batch := make([]deleter.File, 0, s.cfg.BatchSize)
+	batch := make([]cdccleaner.File, 0, s.cfg.BatchSize)
 	for {
 		f, err := s.spool.read()
 		if err != nil && !errors.Is(err, io.EOF) {
@@ -289,7 +285,7 @@ func (s *scanner) deleteSpooled(ctx context.Context) error {
 // looked at (one HeadObject each on S3) keeps its file; and the lookups
 // run StatConcurrency at a time, so that window does not grow with the
 // batch.
-func (s *scanner) deleteBatch(ctx context.Context, batch []deleter.File) error {
+func (s *scanner) deleteBatch(ctx context.Context, batch []cdccleaner.File) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -297,7 +293,7 @@ func (s *scanner) deleteBatch(ctx context.Context, batch []deleter.File) error {
 		return err
 	}
 	var now []statResult
-	if statter, ok := s.cfg.Store.(deleter.Statter); ok {
+	if statter, ok := s.cfg.Store.(cdccleaner.Statter); ok {
 		var err error
 		if now, err = statAll(ctx, statter, batch); err != nil {
 			return err
@@ -308,7 +304,7 @@ func (s *scanner) deleteBatch(ctx context.Context, batch []deleter.File) error {
 		return err
 	}
 	young := s.cfg.Now().Add(-s.cfg.MinAge)
-	var doomed []deleter.File
+	var doomed []cdccleaner.File
 	var kept []Orphan
 	for i, f := range batch {
 		o := Orphan{File: f}
@@ -373,14 +369,14 @@ const StatConcurrency = 16
 
 // statResult is what a Statter said about one file.
 type statResult struct {
-	file deleter.File
+	file cdccleaner.File
 	err  error
 }
 
 // statAll looks at every file of batch, StatConcurrency at a time, and
 // returns the results in the order of batch. Once ctx ends it starts no
 // more, waits for those in flight and returns ctx's error.
-func statAll(ctx context.Context, statter deleter.Statter, batch []deleter.File) ([]statResult, error) {
+func statAll(ctx context.Context, statter cdccleaner.Statter, batch []cdccleaner.File) ([]statResult, error) {
 	out := make([]statResult, len(batch))
 	var g errgroup.Group
 	g.SetLimit(StatConcurrency)
@@ -420,14 +416,6 @@ func (s *scanner) progress(phase string) {
 	s.cfg.Progress(phase, s.stats)
 }
 
-// ValidPattern checks an exclude or keep pattern.
-func ValidPattern(pat string) error {
-	if _, err := path.Match(strings.TrimSuffix(pat, "/**"), ""); err != nil {
-		return fmt.Errorf("%q is not a valid pattern: %w", pat, err)
-	}
-	return nil
-}
-
 // spool keeps orphans on disk between the listing and the deletion, as
 // length-prefixed records (a path may hold any byte, which JSON would not
 // carry unchanged).
@@ -446,7 +434,7 @@ func newSpool(dir string) (*spool, error) {
 	return &spool{f: f, w: bufio.NewWriterSize(f, 1<<16)}, nil
 }
 
-func (s *spool) write(f deleter.File) error {
+func (s *spool) write(f cdccleaner.File) error {
 	var b []byte
 	b = binary.AppendUvarint(b, uint64(len(f.Path)))
 	b = append(b, f.Path...)
@@ -472,12 +460,12 @@ func (s *spool) rewind() error {
 }
 
 // read returns the next file, or io.EOF after the last.
-func (s *spool) read() (deleter.File, error) {
+func (s *spool) read() (cdccleaner.File, error) {
 	n, err := binary.ReadUvarint(s.r)
 	if errors.Is(err, io.EOF) {
-		return deleter.File{}, io.EOF
+		return cdccleaner.File{}, io.EOF
 	}
-	var f deleter.File
+	var f cdccleaner.File
 	var mtime int64
 	if err == nil {
 		p := make([]byte, n)
@@ -499,7 +487,7 @@ func (s *spool) read() (deleter.File, error) {
 		}
 	}
 	if err != nil {
-		return deleter.File{}, fmt.Errorf("read the orphan spool file: %w", noEOF(err))
+		return cdccleaner.File{}, fmt.Errorf("read the orphan spool file: %w", noEOF(err))
 	}
 	f.ModTime = time.Unix(0, mtime)
 	return f, nil
@@ -515,20 +503,20 @@ func noEOF(err error) error {
 
 func (s *spool) close() { s.f.Close() }
 
-// validName is deleter.ValidatePath, plus valid UTF-8: the database cannot
+// validName is cdccleaner.ValidatePath, plus valid UTF-8: the database cannot
 // take another encoding in a text[] parameter, and such a name could never
 // be referenced by a text column anyway.
 func validName(p string) error {
 	if !utf8.ValidString(p) {
 		return fmt.Errorf("validate path %q: not valid UTF-8", p)
 	}
-	return deleter.ValidatePath(p)
+	return cdccleaner.ValidatePath(p)
 }
 
 // changed reports whether a file looked at again differs from the listing:
 // by ETag where the storage has one (S3: a rewrite of the key changes it),
 // otherwise by modification time.
-func changed(listed, now deleter.File) bool {
+func changed(listed, now cdccleaner.File) bool {
 	if listed.ETag != "" && now.ETag != "" {
 		return listed.ETag != now.ETag
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 	"github.com/cdc-cleaner/cdc-cleaner/scan"
 )
 
@@ -20,13 +19,13 @@ var now = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 // store is a storage in memory: a lister, a statter and a deleter.
 type store struct {
 	mu      sync.Mutex
-	files   []deleter.File
+	files   []cdccleaner.File
 	deleted []string
 	listErr error // returned after listing every file
 	fail    map[string]bool
 }
 
-func (s *store) List(ctx context.Context, fn func(deleter.File) error) error {
+func (s *store) List(ctx context.Context, fn func(cdccleaner.File) error) error {
 	for _, f := range slices.Clone(s.files) {
 		if err := fn(f); err != nil {
 			return err
@@ -35,7 +34,7 @@ func (s *store) List(ctx context.Context, fn func(deleter.File) error) error {
 	return s.listErr
 }
 
-func (s *store) Stat(p string) (deleter.File, error) {
+func (s *store) Stat(p string) (cdccleaner.File, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, f := range s.files {
@@ -43,7 +42,7 @@ func (s *store) Stat(p string) (deleter.File, error) {
 			return f, nil
 		}
 	}
-	return deleter.File{}, fmt.Errorf("stat %q: %w", p, fs.ErrNotExist)
+	return cdccleaner.File{}, fmt.Errorf("stat %q: %w", p, fs.ErrNotExist)
 }
 
 func (s *store) Delete(ctx context.Context, paths []string) []cdccleaner.Result {
@@ -56,7 +55,7 @@ func (s *store) Delete(ctx context.Context, paths []string) []cdccleaner.Result 
 			out[i].Outcome, out[i].Err = cdccleaner.Failed, errors.New("refused")
 			continue
 		}
-		j := slices.IndexFunc(s.files, func(f deleter.File) bool { return f.Path == p })
+		j := slices.IndexFunc(s.files, func(f cdccleaner.File) bool { return f.Path == p })
 		if j < 0 {
 			out[i].Outcome = cdccleaner.Absent
 			continue
@@ -99,12 +98,12 @@ func (r *refs) Referenced(_ context.Context, storage string, paths []string) (ma
 	return out, nil
 }
 
-func old(p string, size int64) deleter.File {
-	return deleter.File{Path: p, Size: size, ModTime: now.Add(-48 * time.Hour)}
+func old(p string, size int64) cdccleaner.File {
+	return cdccleaner.File{Path: p, Size: size, ModTime: now.Add(-48 * time.Hour)}
 }
 
 func fixture() (*store, *refs) {
-	st := &store{files: []deleter.File{
+	st := &store{files: []cdccleaner.File{
 		old("ref.jpg", 1),
 		old("orphan.jpg", 10),
 		old("dir/orphan2.jpg", 20),
@@ -138,7 +137,7 @@ func TestDryRunReportsOrphansAndDeletesNothing(t *testing.T) {
 		return nil
 	}
 	var invalid []string
-	cfg.Invalid = func(f deleter.File, err error) { invalid = append(invalid, f.Path) }
+	cfg.Invalid = func(f cdccleaner.File, err error) { invalid = append(invalid, f.Path) }
 	stats, err := scan.Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -305,7 +304,7 @@ func newRacingStore(st *store, r *refs, atStat int, path string) *racingStore {
 	return &racingStore{store: st, refs: r, atStat: atStat, path: path, overlap: make(chan struct{})}
 }
 
-func (s *racingStore) Stat(p string) (deleter.File, error) {
+func (s *racingStore) Stat(p string) (cdccleaner.File, error) {
 	s.mu.Lock()
 	s.calls++
 	if s.calls == s.atStat {
@@ -423,19 +422,11 @@ func TestProgress(t *testing.T) {
 	}
 }
 
-func TestValidPattern(t *testing.T) {
-	for pat, ok := range map[string]bool{"cache/**": true, "*.tmp": true, "a/[": false, "[/**": false} {
-		if err := scan.ValidPattern(pat); (err == nil) != ok {
-			t.Errorf("ValidPattern(%q) = %v", pat, err)
-		}
-	}
-}
-
 // slowStatStore is a store whose lookups take a millisecond, as a nearby
 // S3 HeadObject would.
 type slowStatStore struct{ *store }
 
-func (s slowStatStore) Stat(p string) (deleter.File, error) {
+func (s slowStatStore) Stat(p string) (cdccleaner.File, error) {
 	time.Sleep(time.Millisecond)
 	return s.store.Stat(p)
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/scan"
 )
 
@@ -43,7 +43,7 @@ func (r *spellingReader) add(v string) {
 }
 
 func spellingFixture() (*store, *refs, *spellingReader) {
-	st := &store{files: []deleter.File{
+	st := &store{files: []cdccleaner.File{
 		old("dot.jpg", 1), old("sub/dbl.jpg", 1), old("abs.jpg", 1), old("obj.jpg", 1),
 		old("orphan.jpg", 1), old("ref.jpg", 1),
 	}}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 	"github.com/cdc-cleaner/cdc-cleaner/ledger"
 	"github.com/cdc-cleaner/cdc-cleaner/metrics"
@@ -165,7 +166,7 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 	g.Go(func() error { return watch.Run(gctx) })
 	for name, st := range storages {
 		s := cfg.Storages[name]
-		t, ok := st.(deleter.Trasher)
+		t, ok := st.(cdccleaner.Trasher)
 		if !s.Trash || !ok {
 			continue
 		}

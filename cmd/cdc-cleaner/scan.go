@@ -20,7 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/refcheck"
 	"github.com/cdc-cleaner/cdc-cleaner/replication"
 	"github.com/cdc-cleaner/cdc-cleaner/scan"
@@ -88,7 +88,7 @@ unknown storage, or a storage no column references.`, stderr)
 		return configErr(fmt.Errorf("--min-age %s: must not be negative", *minAge))
 	}
 	for _, pat := range excludes {
-		if err := scan.ValidPattern(pat); err != nil {
+		if err := cdccleaner.ValidPattern(pat); err != nil {
 			return configErr(fmt.Errorf("--exclude: %w", err))
 		}
 	}
@@ -140,7 +140,7 @@ unknown storage, or a storage no column references.`, stderr)
 	}
 	defer closeStorages()
 	st := storages[name]
-	lister, ok := st.(deleter.Lister)
+	lister, ok := st.(cdccleaner.Lister)
 	if !ok {
 		return configErr(fmt.Errorf("storage %q (%s) cannot be listed", name, scfg.Type))
 	}
@@ -214,7 +214,7 @@ unknown storage, or a storage no column references.`, stderr)
 			}
 			return writeErr
 		},
-		Invalid: func(f deleter.File, err error) {
+		Invalid: func(f cdccleaner.File, err error) {
 			invalid++
 			if invalid <= maxInvalidShown {
 				log.Warn().Err(err).Str("path", f.Path).Msg("not a valid path: never deleted")

@@ -11,7 +11,8 @@ import (
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/config"
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter/local"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3"
 	"github.com/cdc-cleaner/cdc-cleaner/replication"
 )
 
@@ -101,7 +102,7 @@ func openStorages(ctx context.Context, cfg *config.Config) (map[string]cdccleane
 	for name, s := range cfg.Storages {
 		switch s.Type {
 		case config.StorageLocal:
-			l, err := deleter.NewLocal(s.Root, deleter.LocalOptions{PruneEmptyDirs: s.PruneEmptyDirs, Trash: s.Trash, TrashPrefix: s.TrashPrefix})
+			l, err := local.New(s.Root, local.Options{PruneEmptyDirs: s.PruneEmptyDirs, Trash: s.Trash, TrashPrefix: s.TrashPrefix})
 			if err != nil {
 				closeAll()
 				return nil, nil, fmt.Errorf("storages.%s.root: %w", name, err)
@@ -109,7 +110,7 @@ func openStorages(ctx context.Context, cfg *config.Config) (map[string]cdccleane
 			closers = append(closers, l.Close)
 			out[name] = l
 		case config.StorageS3:
-			st, err := deleter.NewS3(ctx, deleter.S3Options{
+			st, err := s3.New(ctx, s3.Options{
 				Bucket:      s.Bucket,
 				Prefix:      s.Prefix,
 				Region:      s.Region,

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 )
 
 // Fixture gives the contract direct access to the storage under test,
@@ -192,11 +191,11 @@ func RunStorageContract(t *testing.T, newStorage func(t *testing.T) (cdccleaner.
 				}
 				res := deleteAll(t, s, tt.path)
 				wantOutcome(t, fx, res[0], cdccleaner.Failed)
-				if !deleter.IsPermanent(res[0].Err) {
+				if !cdccleaner.IsPermanent(res[0].Err) {
 					t.Errorf("Delete(%q) error %v is not permanent", tt.path, res[0].Err)
 				}
-				if got := deleter.Reason(res[0].Err); got != deleter.ReasonRejectedPath {
-					t.Errorf("Delete(%q) reason = %q, want %q", tt.path, got, deleter.ReasonRejectedPath)
+				if got := cdccleaner.Reason(res[0].Err); got != cdccleaner.ReasonRejectedPath {
+					t.Errorf("Delete(%q) reason = %q, want %q", tt.path, got, cdccleaner.ReasonRejectedPath)
 				}
 				if !outside() {
 					t.Errorf("Delete(%q) removed the object outside the storage", tt.path)
@@ -265,7 +264,7 @@ func RunStorageContract(t *testing.T, newStorage func(t *testing.T) (cdccleaner.
 		wantResults(t, res, paths)
 		for _, r := range res {
 			wantOutcome(t, fx, r, cdccleaner.Failed)
-			if deleter.IsPermanent(r.Err) {
+			if cdccleaner.IsPermanent(r.Err) {
 				t.Errorf("%s: error after cancel %v is permanent, want transient", r.Path, r.Err)
 			}
 			if !errors.Is(r.Err, context.Canceled) {

@@ -19,14 +19,14 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3"
 )
 
 // Environment variables that point the tests at an external server.
@@ -114,7 +114,7 @@ type Server struct {
 	prefix   string
 	region   string
 	env      []string
-	client   *s3.Client
+	client   *awss3.Client
 	fake     *fake // nil for an external endpoint
 }
 
@@ -125,7 +125,7 @@ type Server struct {
 // so tests sharing an external bucket do not collide; against an external
 // endpoint what is left under it is deleted when t ends.
 //
-// deleter.NewS3 takes its credentials from the standard AWS chain, so in
+// s3.New takes its credentials from the standard AWS chain, so in
 // the in-process mode Start sets AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 // AWS_REGION and friends (see Env) for the test with t.Setenv: a test that
 // calls Start cannot be parallel (t.Parallel panics after t.Setenv).
@@ -244,10 +244,10 @@ func startExternal(t testing.TB, endpoint string) *Server {
 	return s
 }
 
-// newClient builds a client configured as deleter.NewS3 builds its own:
+// newClient builds a client configured as s3.New builds its own:
 // custom endpoint, path-style addressing, checksums only where required.
 // creds nil means the standard AWS chain.
-func newClient(ctx context.Context, endpoint, region string, creds aws.CredentialsProvider) (*s3.Client, error) {
+func newClient(ctx context.Context, endpoint, region string, creds aws.CredentialsProvider) (*awss3.Client, error) {
 	loadOpts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRegion(region)}
 	if creds != nil {
 		loadOpts = append(loadOpts, awsconfig.WithCredentialsProvider(creds))
@@ -256,7 +256,7 @@ func newClient(ctx context.Context, endpoint, region string, creds aws.Credentia
 	if err != nil {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)
 	}
-	return s3.NewFromConfig(cfg, func(o *s3.Options) {
+	return awss3.NewFromConfig(cfg, func(o *awss3.Options) {
 		o.BaseEndpoint = aws.String(endpoint)
 		o.UsePathStyle = true
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
@@ -265,10 +265,10 @@ func newClient(ctx context.Context, endpoint, region string, creds aws.Credentia
 }
 
 func (s *Server) ensureBucket(ctx context.Context) error {
-	if _, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s.bucket)}); err == nil {
+	if _, err := s.client.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: aws.String(s.bucket)}); err == nil {
 		return nil
 	}
-	in := &s3.CreateBucketInput{Bucket: aws.String(s.bucket)}
+	in := &awss3.CreateBucketInput{Bucket: aws.String(s.bucket)}
 	if s.region != "us-east-1" {
 		in.CreateBucketConfiguration = &types.CreateBucketConfiguration{
 			LocationConstraint: types.BucketLocationConstraint(s.region),
@@ -295,7 +295,7 @@ func (s *Server) deleteUnderPrefix(t testing.TB) {
 	g.SetLimit(16)
 	for _, k := range keys {
 		g.Go(func() error {
-			_, err := s.client.DeleteObject(gctx, &s3.DeleteObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(k)})
+			_, err := s.client.DeleteObject(gctx, &awss3.DeleteObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(k)})
 			return err
 		})
 	}
@@ -351,15 +351,15 @@ func (s *Server) RequireFake(t testing.TB) {
 // bucket go into its configuration.
 func (s *Server) Env() []string { return slices.Clone(s.env) }
 
-// Client returns a client configured as deleter.NewS3 configures its own
+// Client returns a client configured as s3.New configures its own
 // (path style, checksums only when required) but without the Content-MD5
-// middleware of deleter.S3.
-func (s *Server) Client() *s3.Client { return s.client }
+// middleware of s3.Storage.
+func (s *Server) Client() *awss3.Client { return s.client }
 
-// Options returns options for deleter.NewS3 on this server with the given
+// Options returns options for s3.New on this server with the given
 // key prefix (normally Prefix() or something under it).
-func (s *Server) Options(prefix string) deleter.S3Options {
-	return deleter.S3Options{
+func (s *Server) Options(prefix string) s3.Options {
+	return s3.Options{
 		Bucket:    s.bucket,
 		Prefix:    prefix,
 		Region:    s.region,
@@ -405,7 +405,7 @@ func (s *Server) put(ctx context.Context, key string, data []byte) error {
 		_, err := s.fake.backend.PutObject(s.bucket, key, nil, bytes.NewReader(data), int64(len(data)), nil)
 		return err
 	}
-	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
+	_, err := s.client.PutObject(ctx, &awss3.PutObjectInput{
 		Bucket: aws.String(s.bucket), Key: aws.String(key), Body: bytes.NewReader(data),
 	})
 	return err
@@ -424,7 +424,7 @@ func (s *Server) Exists(t testing.TB, key string) bool {
 		}
 		return true
 	}
-	_, err := s.client.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
+	_, err := s.client.HeadObject(context.Background(), &awss3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
 	var re *smithyhttp.ResponseError
 	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound {
 		return false
@@ -446,7 +446,7 @@ func (s *Server) Get(t testing.TB, key string) []byte {
 		}
 		body = obj.Contents
 	} else {
-		out, err := s.client.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
+		out, err := s.client.GetObject(context.Background(), &awss3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
 		if err != nil {
 			t.Fatalf("get s3://%s/%s: %v", s.bucket, key, err)
 		}
@@ -481,7 +481,7 @@ func (s *Server) list(ctx context.Context, prefix string) ([]string, error) {
 			keys = append(keys, c.Key)
 		}
 	} else {
-		pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(prefix)})
+		pages := awss3.NewListObjectsV2Paginator(s.client, &awss3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(prefix)})
 		for pages.HasMorePages() {
 			page, err := pages.NextPage(ctx)
 			if err != nil {

@@ -1,4 +1,4 @@
-package deleter
+package local
 
 import (
 	"context"
@@ -15,8 +15,8 @@ import (
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 )
 
-// LocalOptions configures a Local storage.
-type LocalOptions struct {
+// Options configures a Storage.
+type Options struct {
 	// PruneEmptyDirs removes, after each deletion, the parent directories
 	// that the deletion left empty, from the deepest upward, stopping at the
 	// first that is not empty. The root itself is never removed, and neither
@@ -30,22 +30,27 @@ type LocalOptions struct {
 	TrashPrefix string
 }
 
-// Local is a Storage on a local directory. Every operation goes through an
-// os.Root opened on that directory, so no path can reach outside it: not with
-// "..", not with an absolute path, not through a symlink. It is safe for
-// concurrent use.
-type Local struct {
+// Storage is a cdccleaner.Storage on a local directory. Every operation goes
+// through an os.Root opened on that directory, so no path can reach outside
+// it: not with "..", not with an absolute path, not through a symlink. It is
+// safe for concurrent use.
+type Storage struct {
 	root *os.Root
-	opts LocalOptions
+	opts Options
 }
 
-var _ cdccleaner.Storage = (*Local)(nil)
+var (
+	_ cdccleaner.Storage = (*Storage)(nil)
+	_ cdccleaner.Lister  = (*Storage)(nil)
+	_ cdccleaner.Statter = (*Storage)(nil)
+	_ cdccleaner.Trasher = (*Storage)(nil)
+)
 
-// NewLocal opens the directory root. It fails if root does not exist or is
+// New opens the directory root. It fails if root does not exist or is
 // not a directory. Close releases it.
-func NewLocal(root string, opts LocalOptions) (*Local, error) {
+func New(root string, opts Options) (*Storage, error) {
 	if opts.Trash {
-		if err := ValidatePath(strings.TrimSuffix(opts.TrashPrefix, "/")); err != nil || !strings.HasSuffix(opts.TrashPrefix, "/") {
+		if err := cdccleaner.ValidatePath(strings.TrimSuffix(opts.TrashPrefix, "/")); err != nil || !strings.HasSuffix(opts.TrashPrefix, "/") {
 			return nil, fmt.Errorf("trash prefix %q must be a relative directory ending in /", opts.TrashPrefix)
 		}
 	}
@@ -53,26 +58,26 @@ func NewLocal(root string, opts LocalOptions) (*Local, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open root %s: %w", root, err)
 	}
-	return &Local{root: r, opts: opts}, nil
+	return &Storage{root: r, opts: opts}, nil
 }
 
-// Root returns the directory the storage was opened on, as given to NewLocal.
-func (l *Local) Root() string { return l.root.Name() }
+// Root returns the directory the storage was opened on, as given to New.
+func (l *Storage) Root() string { return l.root.Name() }
 
 // Close releases the root directory. Delete after Close fails transiently.
-func (l *Local) Close() error { return l.root.Close() }
+func (l *Storage) Close() error { return l.root.Close() }
 
 // Delete removes the files at paths, relative to the root, and returns
 // exactly one Result per path, in the same order.
 //
-// A path that ValidatePath rejects is never touched: Failed, permanent,
-// ReasonRejectedPath. Otherwise the directory entry is removed as a file:
-// a final symlink is removed as a link and never followed; a directory is
-// never removed (Failed, permanent, ReasonIsDirectory); a path whose parent
-// resolves outside the root is never touched (Failed, permanent,
-// ReasonEscapesRoot). A path that does not exist, or whose parent does not
-// exist or is not a directory, is Absent. Permission, read-only file system,
-// I/O and unknown errors are transient: retrying may help.
+// A path that cdccleaner.ValidatePath rejects is never touched: Failed,
+// permanent, ReasonRejectedPath. Otherwise the directory entry is removed as
+// a file: a final symlink is removed as a link and never followed; a
+// directory is never removed (Failed, permanent, ReasonIsDirectory); a path
+// whose parent resolves outside the root is never touched (Failed,
+// permanent, ReasonEscapesRoot). A path that does not exist, or whose parent
+// does not exist or is not a directory, is Absent. Permission, read-only
+// file system, I/O and unknown errors are transient: retrying may help.
 //
 // ctx is checked before each path; once it is done, the remaining paths are
 // Failed with a transient error wrapping ctx.Err().
@@ -82,13 +87,13 @@ func (l *Local) Close() error { return l.root.Close() }
 // directory, and empty directories are pruned once per parent after its
 // names are gone. Opening the parent costs more system calls than the
 // unlink itself, so this is most of the speed of a large batch.
-func (l *Local) Delete(ctx context.Context, paths []string) []cdccleaner.Result {
+func (l *Storage) Delete(ctx context.Context, paths []string) []cdccleaner.Result {
 	results := make([]cdccleaner.Result, len(paths))
 	byDir := map[string][]int{}
 	var dirs []string
 	for i, p := range paths {
 		results[i].Path = p
-		if err := ValidatePath(p); err != nil {
+		if err := cdccleaner.ValidatePath(p); err != nil {
 			results[i].Outcome, results[i].Err = cdccleaner.Failed, err
 			continue
 		}
@@ -106,7 +111,7 @@ func (l *Local) Delete(ctx context.Context, paths []string) []cdccleaner.Result 
 
 // deleteIn removes paths[i] for each i of idx, all of which have the parent
 // directory dir, and records the outcomes in results.
-func (l *Local) deleteIn(ctx context.Context, dir string, paths []string, idx []int, results []cdccleaner.Result) {
+func (l *Storage) deleteIn(ctx context.Context, dir string, paths []string, idx []int, results []cdccleaner.Result) {
 	var d *os.File // opened at the first path attempted
 	var openErr error
 	removed := false
@@ -143,8 +148,8 @@ func (l *Local) deleteIn(ctx context.Context, dir string, paths []string, idx []
 
 // withParent validates p, opens its parent directory through the root and
 // calls fn with it; a missing parent is Absent.
-func (l *Local) withParent(p string, fn func(p, dir, base string, d *os.File) (cdccleaner.Outcome, error)) (cdccleaner.Outcome, error) {
-	if err := ValidatePath(p); err != nil {
+func (l *Storage) withParent(p string, fn func(p, dir, base string, d *os.File) (cdccleaner.Outcome, error)) (cdccleaner.Outcome, error) {
+	if err := cdccleaner.ValidatePath(p); err != nil {
 		return cdccleaner.Failed, err
 	}
 	dir, base := splitParent(p)
@@ -158,7 +163,7 @@ func (l *Local) withParent(p string, fn func(p, dir, base string, d *os.File) (c
 
 // unlink removes one path for real, and prunes the directories it left
 // empty.
-func (l *Local) unlink(p string) (cdccleaner.Outcome, error) {
+func (l *Storage) unlink(p string) (cdccleaner.Outcome, error) {
 	outcome, err := l.withParent(p, l.unlinkAt)
 	if outcome == cdccleaner.Deleted && l.opts.PruneEmptyDirs {
 		dir, _ := splitParent(p)
@@ -169,7 +174,7 @@ func (l *Local) unlink(p string) (cdccleaner.Outcome, error) {
 
 // unlinkAt removes base from the open directory d (p's parent). It does
 // not prune: its callers do, once per directory.
-func (l *Local) unlinkAt(p, dir, base string, d *os.File) (cdccleaner.Outcome, error) {
+func (l *Storage) unlinkAt(p, dir, base string, d *os.File) (cdccleaner.Outcome, error) {
 
 	var unlinkErr error
 	var isDir bool
@@ -195,7 +200,7 @@ func (l *Local) unlinkAt(p, dir, base string, d *os.File) (cdccleaner.Outcome, e
 // it with AT_REMOVEDIR, which removes only an empty directory and never
 // follows a symlink (a symlinked parent fails with ENOTDIR and stops the
 // walk). Errors are ignored: the file itself is already deleted.
-func (l *Local) prune(dir string) {
+func (l *Storage) prune(dir string) {
 	for dir != "." {
 		parent, name := splitParent(dir)
 		d, err := l.root.OpenFile(parent, os.O_RDONLY|syscall.O_DIRECTORY, 0)
@@ -228,13 +233,13 @@ func classify(p string, err error, isDir bool) (cdccleaner.Outcome, error) {
 	case hasErrno && (errno == syscall.ENOENT || errno == syscall.ENOTDIR):
 		return cdccleaner.Absent, nil
 	case isRootEscape(err):
-		return cdccleaner.Failed, Permanent(ReasonEscapesRoot, fmt.Errorf("delete %q: %w: %w", p, ErrEscapesRoot, err))
+		return cdccleaner.Failed, cdccleaner.Permanent(cdccleaner.ReasonEscapesRoot, fmt.Errorf("delete %q: %w: %w", p, cdccleaner.ErrEscapesRoot, err))
 	case hasErrno && (errno == syscall.EISDIR || errno == syscall.EPERM && isDir):
-		return cdccleaner.Failed, Permanent(ReasonIsDirectory, fmt.Errorf("delete %q: %w: %w", p, ErrIsDirectory, err))
+		return cdccleaner.Failed, cdccleaner.Permanent(cdccleaner.ReasonIsDirectory, fmt.Errorf("delete %q: %w: %w", p, cdccleaner.ErrIsDirectory, err))
 	case hasErrno && errno == syscall.ENAMETOOLONG:
-		return cdccleaner.Failed, Permanent(ReasonNameTooLong, fmt.Errorf("delete %q: %w", p, err))
+		return cdccleaner.Failed, cdccleaner.Permanent(cdccleaner.ReasonNameTooLong, fmt.Errorf("delete %q: %w", p, err))
 	case hasErrno && errno == syscall.ELOOP:
-		return cdccleaner.Failed, Permanent(ReasonSymlinkLoop, fmt.Errorf("delete %q: %w", p, err))
+		return cdccleaner.Failed, cdccleaner.Permanent(cdccleaner.ReasonSymlinkLoop, fmt.Errorf("delete %q: %w", p, err))
 	default:
 		// EACCES, EPERM on a file, EROFS, EIO, ENOSPC, EBUSY and anything
 		// unknown: the caller retries with backoff.

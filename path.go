@@ -1,4 +1,4 @@
-package deleter
+package cdccleaner
 
 import (
 	"fmt"

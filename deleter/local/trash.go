@@ -1,4 +1,4 @@
-package deleter
+package local
 
 import (
 	"context"
@@ -12,23 +12,14 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 )
 
-// Trasher is a storage that can move files to a trash area instead of
-// deleting them, and purge what has been there long enough.
-type Trasher interface {
-	// PurgeTrash deletes trashed files that were trashed before cutoff and
-	// returns how many it deleted. A file trashed again later is kept.
-	PurgeTrash(ctx context.Context, cutoff time.Time) (int, error)
-}
-
 // inTrash reports whether p already lies in the trash area; such a path is
 // deleted for real rather than trashed again.
-func (l *Local) inTrash(p string) bool {
+func (l *Storage) inTrash(p string) bool {
 	return strings.HasPrefix(p, l.opts.TrashPrefix)
 }
 
@@ -37,7 +28,7 @@ func (l *Local) inTrash(p string) bool {
 // modification time with the time of trashing, which PurgeTrash goes by.
 // The same rules as for deleting hold: never a directory, never following a
 // final symlink (a link is trashed as a link), never outside the root.
-func (l *Local) trashOne(p, dir, base string, d *os.File) (cdccleaner.Outcome, error) {
+func (l *Storage) trashOne(p, dir, base string, d *os.File) (cdccleaner.Outcome, error) {
 	var statErr error
 	isDir := false
 	if err := withFd(d, func(fd int) {
@@ -88,10 +79,10 @@ func (l *Local) trashOne(p, dir, base string, d *os.File) (cdccleaner.Outcome, e
 	return cdccleaner.Deleted, nil
 }
 
-// PurgeTrash implements Trasher: it walks TrashPrefix (never following a
-// symlink) and deletes files trashed before cutoff, then removes trash
-// directories left empty. Without trash it does nothing.
-func (l *Local) PurgeTrash(ctx context.Context, cutoff time.Time) (int, error) {
+// PurgeTrash implements cdccleaner.Trasher: it walks TrashPrefix (never
+// following a symlink) and deletes files trashed before cutoff, then removes
+// trash directories left empty. Without trash it does nothing.
+func (l *Storage) PurgeTrash(ctx context.Context, cutoff time.Time) (int, error) {
 	if !l.opts.Trash {
 		return 0, nil
 	}
@@ -147,30 +138,3 @@ func (l *Local) PurgeTrash(ctx context.Context, cutoff time.Time) (int, error) {
 	}
 	return purged, nil
 }
-
-// RunPurger purges t's trash of files older than retention, at start and
-// then every interval, until ctx ends (it then returns nil). Errors are
-// logged and retried at the next round.
-func RunPurger(ctx context.Context, t Trasher, retention, interval time.Duration, log zerolog.Logger) error {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-timer.C:
-		}
-		n, err := t.PurgeTrash(ctx, time.Now().Add(-retention))
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case err != nil:
-			log.Warn().Err(err).Msg("purge trash")
-		case n > 0:
-			log.Info().Int("purged", n).Dur("retention", retention).Msg("purged trashed files past their retention")
-		}
-		timer.Reset(interval)
-	}
-}
-
-var _ Trasher = (*Local)(nil)

@@ -1,4 +1,4 @@
-package deleter_test
+package s3_test
 
 import (
 	"context"
@@ -7,17 +7,17 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3test"
 )
 
 // benchObjects starts a server, stores b.N empty objects under a prefix
 // with the timer stopped, and returns the storage on that prefix and the
 // paths.
-func benchObjects(b *testing.B) (*s3test.Server, *deleter.S3, string, []string) {
+func benchObjects(b *testing.B) (*s3test.Server, *s3.Storage, string, []string) {
 	b.Helper()
 	b.StopTimer()
 	srv := s3test.Start(b, s3test.Options{})
@@ -45,7 +45,7 @@ func benchDone(b *testing.B, srv *s3test.Server, prefix string) {
 	}
 }
 
-// BenchmarkS3DeleteBatched deletes b.N objects through deleter.S3:
+// BenchmarkS3DeleteBatched deletes b.N objects through s3.Storage:
 // DeleteObjects with up to 1000 keys, 4 requests in flight. perCall is how
 // many paths one Delete call gets: all of them, or the pipeline's default
 // batch of 500 (one request at a time).
@@ -76,7 +76,7 @@ func BenchmarkS3DeleteBatched(b *testing.B) {
 
 // BenchmarkS3DeleteOneByOne deletes b.N objects with one DeleteObject call
 // per key on the storage's own client: one at a time, and with as many in
-// flight as deleter.S3 allows DeleteObjects requests (4), for a comparison
+// flight as s3.Storage allows DeleteObjects requests (4), for a comparison
 // of batching alone.
 func BenchmarkS3DeleteOneByOne(b *testing.B) {
 	for _, inFlight := range []int{1, 4} {
@@ -89,7 +89,7 @@ func BenchmarkS3DeleteOneByOne(b *testing.B) {
 			for w := range inFlight {
 				wg.Go(func() {
 					for i := w; i < len(paths); i += inFlight {
-						_, err := client.DeleteObject(context.Background(), &s3.DeleteObjectInput{
+						_, err := client.DeleteObject(context.Background(), &awss3.DeleteObjectInput{
 							Bucket: aws.String(srv.Bucket()),
 							Key:    aws.String(st.Key(paths[i])),
 						})

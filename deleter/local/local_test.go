@@ -1,4 +1,4 @@
-package deleter_test
+package local_test
 
 import (
 	"context"
@@ -13,8 +13,8 @@ import (
 	"testing"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/deletertest"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter/local"
 )
 
 // localFixture is a storage root inside a temporary directory; the rest of
@@ -37,10 +37,10 @@ func newLocalFixture(t *testing.T) *localFixture {
 }
 
 // newLocal returns a Local on a fresh fixture, closed when the test ends.
-func newLocal(t *testing.T, opts deleter.LocalOptions) (*deleter.Local, *localFixture) {
+func newLocal(t *testing.T, opts local.Options) (*local.Storage, *localFixture) {
 	t.Helper()
 	fx := newLocalFixture(t)
-	l, err := deleter.NewLocal(fx.root, opts)
+	l, err := local.New(fx.root, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestLocalContract(t *testing.T) {
 	for _, prune := range []bool{false, true} {
 		t.Run(fmt.Sprintf("prune=%v", prune), func(t *testing.T) {
 			deletertest.RunStorageContract(t, func(t *testing.T) (cdccleaner.Storage, deletertest.Fixture) {
-				l, fx := newLocal(t, deleter.LocalOptions{PruneEmptyDirs: prune})
+				l, fx := newLocal(t, local.Options{PruneEmptyDirs: prune})
 				return l, fx
 			})
 		})
@@ -140,7 +140,7 @@ func TestNewLocal(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, err := deleter.NewLocal(tt.root, deleter.LocalOptions{})
+			l, err := local.New(tt.root, local.Options{})
 			if tt.wantErr {
 				if err == nil {
 					l.Close()
@@ -235,7 +235,7 @@ func TestLocalFileSystem(t *testing.T) {
 				fx.symlink(t, filepath.Dir(o), "evil")
 				return []string{o}
 			},
-			path: "evil/passwd", want: cdccleaner.Failed, reason: deleter.ReasonEscapesRoot, present: []string{"evil"},
+			path: "evil/passwd", want: cdccleaner.Failed, reason: cdccleaner.ReasonEscapesRoot, present: []string{"evil"},
 		},
 		{
 			name: "parent is relative symlink to outside",
@@ -244,7 +244,7 @@ func TestLocalFileSystem(t *testing.T) {
 				fx.symlink(t, "../outside", "evil")
 				return []string{o}
 			},
-			path: "evil/passwd", want: cdccleaner.Failed, reason: deleter.ReasonEscapesRoot,
+			path: "evil/passwd", want: cdccleaner.Failed, reason: cdccleaner.ReasonEscapesRoot,
 		},
 		{
 			name: "nested symlink climbing out",
@@ -253,7 +253,7 @@ func TestLocalFileSystem(t *testing.T) {
 				fx.symlink(t, "../..", "sub/up")
 				return []string{o}
 			},
-			path: "sub/up/outside/passwd", want: cdccleaner.Failed, reason: deleter.ReasonEscapesRoot,
+			path: "sub/up/outside/passwd", want: cdccleaner.Failed, reason: cdccleaner.ReasonEscapesRoot,
 		},
 		{
 			name: "symlink to sibling sharing the root's name as prefix",
@@ -262,7 +262,7 @@ func TestLocalFileSystem(t *testing.T) {
 				fx.symlink(t, "../root-sibling", "sib")
 				return []string{o}
 			},
-			path: "sib/file", want: cdccleaner.Failed, reason: deleter.ReasonEscapesRoot,
+			path: "sib/file", want: cdccleaner.Failed, reason: cdccleaner.ReasonEscapesRoot,
 		},
 		{
 			name: "escape to a missing outside file is still an escape",
@@ -270,7 +270,7 @@ func TestLocalFileSystem(t *testing.T) {
 				fx.symlink(t, "/nonexistent-cdc-cleaner-test", "evil")
 				return nil
 			},
-			path: "evil/x", want: cdccleaner.Failed, reason: deleter.ReasonEscapesRoot,
+			path: "evil/x", want: cdccleaner.Failed, reason: cdccleaner.ReasonEscapesRoot,
 		},
 		{
 			name: "parent symlink inside root is followed",
@@ -287,7 +287,7 @@ func TestLocalFileSystem(t *testing.T) {
 				fx.symlink(t, "loop", "loop")
 				return nil
 			},
-			path: "loop/x", want: cdccleaner.Failed, reason: deleter.ReasonSymlinkLoop, present: []string{"loop"},
+			path: "loop/x", want: cdccleaner.Failed, reason: cdccleaner.ReasonSymlinkLoop, present: []string{"loop"},
 		},
 		{
 			name: "empty directory",
@@ -295,7 +295,7 @@ func TestLocalFileSystem(t *testing.T) {
 				fx.mkdir(t, "d")
 				return nil
 			},
-			path: "d", want: cdccleaner.Failed, reason: deleter.ReasonIsDirectory, present: []string{"d"},
+			path: "d", want: cdccleaner.Failed, reason: cdccleaner.ReasonIsDirectory, present: []string{"d"},
 		},
 		{
 			name: "non-empty directory",
@@ -303,7 +303,7 @@ func TestLocalFileSystem(t *testing.T) {
 				fx.Put(t, "d/e/f", []byte("f"))
 				return nil
 			},
-			path: "d/e", want: cdccleaner.Failed, reason: deleter.ReasonIsDirectory, present: []string{"d/e/f"},
+			path: "d/e", want: cdccleaner.Failed, reason: cdccleaner.ReasonIsDirectory, present: []string{"d/e/f"},
 		},
 		{
 			name: "parent is a file",
@@ -328,11 +328,11 @@ func TestLocalFileSystem(t *testing.T) {
 				fx.mkdir(t, "d")
 				return nil
 			},
-			path: "d/" + long, want: cdccleaner.Failed, reason: deleter.ReasonNameTooLong,
+			path: "d/" + long, want: cdccleaner.Failed, reason: cdccleaner.ReasonNameTooLong,
 		},
 		{
 			name: "directory name too long",
-			path: long + "/f", want: cdccleaner.Failed, reason: deleter.ReasonNameTooLong,
+			path: long + "/f", want: cdccleaner.Failed, reason: cdccleaner.ReasonNameTooLong,
 		},
 		{
 			name: "backslash is an ordinary character",
@@ -355,7 +355,7 @@ func TestLocalFileSystem(t *testing.T) {
 				return []string{fx.outside(t, "outside/secret")}
 			},
 			// Filled in below: the absolute path of the outside file.
-			path: "", want: cdccleaner.Failed, reason: deleter.ReasonRejectedPath,
+			path: "", want: cdccleaner.Failed, reason: cdccleaner.ReasonRejectedPath,
 		},
 		{
 			name: "hard link to outside file removes only the link",
@@ -381,7 +381,7 @@ func TestLocalFileSystem(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, fx := newLocal(t, deleter.LocalOptions{PruneEmptyDirs: true})
+			l, fx := newLocal(t, local.Options{PruneEmptyDirs: true})
 			var survivors []string
 			if tt.setup != nil {
 				survivors = tt.setup(t, fx)
@@ -399,9 +399,9 @@ func TestLocalFileSystem(t *testing.T) {
 				t.Fatalf("Delete(%q) = %v (err %v), want %v", p, r.Outcome, r.Err, tt.want)
 			}
 			if tt.want == cdccleaner.Failed {
-				if !deleter.IsPermanent(r.Err) || deleter.Reason(r.Err) != tt.reason {
+				if !cdccleaner.IsPermanent(r.Err) || cdccleaner.Reason(r.Err) != tt.reason {
 					t.Errorf("Delete(%q) err %v: permanent %v, reason %q; want permanent %q",
-						p, r.Err, deleter.IsPermanent(r.Err), deleter.Reason(r.Err), tt.reason)
+						p, r.Err, cdccleaner.IsPermanent(r.Err), cdccleaner.Reason(r.Err), tt.reason)
 				}
 			} else if r.Err != nil {
 				t.Errorf("Delete(%q) = %v with err %v", p, r.Outcome, r.Err)
@@ -429,7 +429,7 @@ func TestLocalFileSystem(t *testing.T) {
 }
 
 // TestLocalEscapesRoot pins the recognition of os.Root's escape error, which
-// deleter matches by text because os does not export it.
+// this package matches by text because os does not export it.
 func TestLocalEscapesRoot(t *testing.T) {
 	r, err := os.OpenRoot(t.TempDir())
 	if err != nil {
@@ -440,8 +440,8 @@ func TestLocalEscapesRoot(t *testing.T) {
 	if escape == nil {
 		t.Fatal(`os.Root opened "../x"`)
 	}
-	outcome, err := deleter.Classify("../x", escape, false)
-	if outcome != cdccleaner.Failed || deleter.Reason(err) != deleter.ReasonEscapesRoot || !errors.Is(err, deleter.ErrEscapesRoot) {
+	outcome, err := local.Classify("../x", escape, false)
+	if outcome != cdccleaner.Failed || cdccleaner.Reason(err) != cdccleaner.ReasonEscapesRoot || !errors.Is(err, cdccleaner.ErrEscapesRoot) {
 		t.Fatalf("classify(%v) = %v, %v; want Failed escapes_root (has os.Root's escape error changed text?)", escape, outcome, err)
 	}
 }
@@ -462,25 +462,25 @@ func TestClassify(t *testing.T) {
 		{name: "ENOENT opening parent", err: pathErr(syscall.ENOENT), want: cdccleaner.Absent},
 		{name: "ENOTDIR opening parent", err: pathErr(syscall.ENOTDIR), want: cdccleaner.Absent},
 		{name: "ENOTDIR", err: sysErr(syscall.ENOTDIR), want: cdccleaner.Absent},
-		{name: "EISDIR", err: sysErr(syscall.EISDIR), want: cdccleaner.Failed, reason: deleter.ReasonIsDirectory},
-		{name: "EPERM on directory", err: sysErr(syscall.EPERM), isDir: true, want: cdccleaner.Failed, reason: deleter.ReasonIsDirectory},
-		{name: "EPERM on file", err: sysErr(syscall.EPERM), want: cdccleaner.Failed, reason: deleter.ReasonTransient},
-		{name: "EACCES", err: sysErr(syscall.EACCES), want: cdccleaner.Failed, reason: deleter.ReasonTransient},
-		{name: "EACCES opening parent", err: pathErr(syscall.EACCES), want: cdccleaner.Failed, reason: deleter.ReasonTransient},
-		{name: "EROFS", err: sysErr(syscall.EROFS), want: cdccleaner.Failed, reason: deleter.ReasonTransient},
-		{name: "EIO", err: sysErr(syscall.EIO), want: cdccleaner.Failed, reason: deleter.ReasonTransient},
-		{name: "ENOSPC", err: sysErr(syscall.ENOSPC), want: cdccleaner.Failed, reason: deleter.ReasonTransient},
-		{name: "EBUSY", err: sysErr(syscall.EBUSY), want: cdccleaner.Failed, reason: deleter.ReasonTransient},
-		{name: "EMFILE opening parent", err: pathErr(syscall.EMFILE), want: cdccleaner.Failed, reason: deleter.ReasonTransient},
-		{name: "ENAMETOOLONG", err: sysErr(syscall.ENAMETOOLONG), want: cdccleaner.Failed, reason: deleter.ReasonNameTooLong},
-		{name: "ENAMETOOLONG opening parent", err: pathErr(syscall.ENAMETOOLONG), want: cdccleaner.Failed, reason: deleter.ReasonNameTooLong},
-		{name: "ELOOP opening parent", err: pathErr(syscall.ELOOP), want: cdccleaner.Failed, reason: deleter.ReasonSymlinkLoop},
-		{name: "closed root", err: &os.PathError{Op: "openat", Path: "a", Err: os.ErrClosed}, want: cdccleaner.Failed, reason: deleter.ReasonTransient},
-		{name: "unknown", err: errors.New("something new"), want: cdccleaner.Failed, reason: deleter.ReasonTransient},
+		{name: "EISDIR", err: sysErr(syscall.EISDIR), want: cdccleaner.Failed, reason: cdccleaner.ReasonIsDirectory},
+		{name: "EPERM on directory", err: sysErr(syscall.EPERM), isDir: true, want: cdccleaner.Failed, reason: cdccleaner.ReasonIsDirectory},
+		{name: "EPERM on file", err: sysErr(syscall.EPERM), want: cdccleaner.Failed, reason: cdccleaner.ReasonTransient},
+		{name: "EACCES", err: sysErr(syscall.EACCES), want: cdccleaner.Failed, reason: cdccleaner.ReasonTransient},
+		{name: "EACCES opening parent", err: pathErr(syscall.EACCES), want: cdccleaner.Failed, reason: cdccleaner.ReasonTransient},
+		{name: "EROFS", err: sysErr(syscall.EROFS), want: cdccleaner.Failed, reason: cdccleaner.ReasonTransient},
+		{name: "EIO", err: sysErr(syscall.EIO), want: cdccleaner.Failed, reason: cdccleaner.ReasonTransient},
+		{name: "ENOSPC", err: sysErr(syscall.ENOSPC), want: cdccleaner.Failed, reason: cdccleaner.ReasonTransient},
+		{name: "EBUSY", err: sysErr(syscall.EBUSY), want: cdccleaner.Failed, reason: cdccleaner.ReasonTransient},
+		{name: "EMFILE opening parent", err: pathErr(syscall.EMFILE), want: cdccleaner.Failed, reason: cdccleaner.ReasonTransient},
+		{name: "ENAMETOOLONG", err: sysErr(syscall.ENAMETOOLONG), want: cdccleaner.Failed, reason: cdccleaner.ReasonNameTooLong},
+		{name: "ENAMETOOLONG opening parent", err: pathErr(syscall.ENAMETOOLONG), want: cdccleaner.Failed, reason: cdccleaner.ReasonNameTooLong},
+		{name: "ELOOP opening parent", err: pathErr(syscall.ELOOP), want: cdccleaner.Failed, reason: cdccleaner.ReasonSymlinkLoop},
+		{name: "closed root", err: &os.PathError{Op: "openat", Path: "a", Err: os.ErrClosed}, want: cdccleaner.Failed, reason: cdccleaner.ReasonTransient},
+		{name: "unknown", err: errors.New("something new"), want: cdccleaner.Failed, reason: cdccleaner.ReasonTransient},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			outcome, err := deleter.Classify("a/b", tt.err, tt.isDir)
+			outcome, err := local.Classify("a/b", tt.err, tt.isDir)
 			if outcome != tt.want {
 				t.Fatalf("classify(%v) outcome = %v, want %v", tt.err, outcome, tt.want)
 			}
@@ -490,7 +490,7 @@ func TestClassify(t *testing.T) {
 				}
 				return
 			}
-			if got := deleter.Reason(err); got != tt.reason {
+			if got := cdccleaner.Reason(err); got != tt.reason {
 				t.Errorf("classify(%v) reason = %q, want %q", tt.err, got, tt.reason)
 			}
 			if !errors.Is(err, tt.err) {
@@ -511,7 +511,7 @@ func TestLocalReadOnlyDirectory(t *testing.T) {
 		runAsNobody(t, "TestLocalReadOnlyDirectory")
 		return
 	}
-	l, fx := newLocal(t, deleter.LocalOptions{})
+	l, fx := newLocal(t, local.Options{})
 	fx.Put(t, "ro/f", []byte("f"))
 	if err := os.Chmod(fx.in("ro"), 0o555); err != nil {
 		t.Fatal(err)
@@ -519,7 +519,7 @@ func TestLocalReadOnlyDirectory(t *testing.T) {
 	t.Cleanup(func() { os.Chmod(fx.in("ro"), 0o755) })
 
 	r := l.Delete(context.Background(), []string{"ro/f"})[0]
-	if r.Outcome != cdccleaner.Failed || deleter.IsPermanent(r.Err) {
+	if r.Outcome != cdccleaner.Failed || cdccleaner.IsPermanent(r.Err) {
 		t.Fatalf("Delete in read-only directory = %v, %v; want Failed, transient", r.Outcome, r.Err)
 	}
 	if !errors.Is(r.Err, os.ErrPermission) {
@@ -612,7 +612,7 @@ func TestLocalPruneEmptyDirs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, fx := newLocal(t, deleter.LocalOptions{PruneEmptyDirs: tt.prune})
+			l, fx := newLocal(t, local.Options{PruneEmptyDirs: tt.prune})
 			for _, f := range tt.files {
 				fx.Put(t, f, []byte(f))
 			}
@@ -658,7 +658,7 @@ func (c *countdownCtx) Err() error {
 }
 
 func TestLocalCanceledMidBatch(t *testing.T) {
-	l, fx := newLocal(t, deleter.LocalOptions{})
+	l, fx := newLocal(t, local.Options{})
 	paths := []string{"1", "2", "3", "4", "5"}
 	for _, p := range paths {
 		fx.Put(t, p, []byte(p))
@@ -673,7 +673,7 @@ func TestLocalCanceledMidBatch(t *testing.T) {
 			}
 			continue
 		}
-		if r.Outcome != cdccleaner.Failed || deleter.IsPermanent(r.Err) || !errors.Is(r.Err, context.Canceled) {
+		if r.Outcome != cdccleaner.Failed || cdccleaner.IsPermanent(r.Err) || !errors.Is(r.Err, context.Canceled) {
 			t.Errorf("%s after cancel = %v, %v; want Failed, transient, canceled", r.Path, r.Outcome, r.Err)
 		}
 		if !fx.Exists(t, r.Path) {
@@ -683,13 +683,13 @@ func TestLocalCanceledMidBatch(t *testing.T) {
 }
 
 func TestLocalClosed(t *testing.T) {
-	l, fx := newLocal(t, deleter.LocalOptions{})
+	l, fx := newLocal(t, local.Options{})
 	fx.Put(t, "f", []byte("f"))
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
 	r := l.Delete(context.Background(), []string{"f"})[0]
-	if r.Outcome != cdccleaner.Failed || deleter.IsPermanent(r.Err) {
+	if r.Outcome != cdccleaner.Failed || cdccleaner.IsPermanent(r.Err) {
 		t.Fatalf("Delete after Close = %v, %v; want Failed, transient", r.Outcome, r.Err)
 	}
 	if !fx.Exists(t, "f") {
@@ -700,7 +700,7 @@ func TestLocalClosed(t *testing.T) {
 // TestLocalConcurrent deletes the same paths from several goroutines, with
 // pruning on: each file is reported Deleted exactly once.
 func TestLocalConcurrent(t *testing.T) {
-	l, fx := newLocal(t, deleter.LocalOptions{PruneEmptyDirs: true})
+	l, fx := newLocal(t, local.Options{PruneEmptyDirs: true})
 	paths := make([]string, 300)
 	for i := range paths {
 		paths[i] = fmt.Sprintf("c/%d/%d/f%d", i%3, i%7, i)
@@ -736,7 +736,7 @@ func TestLocalConcurrent(t *testing.T) {
 func BenchmarkLocalDelete(b *testing.B) {
 	const files, batch = 10_000, 500
 	root := b.TempDir()
-	l, err := deleter.NewLocal(root, deleter.LocalOptions{})
+	l, err := local.New(root, local.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -775,7 +775,7 @@ func BenchmarkLocalDelete(b *testing.B) {
 // result is in its path's place and says what happened to that path alone,
 // and directories are pruned once all their names are gone.
 func TestLocalMixedBatch(t *testing.T) {
-	l, fx := newLocal(t, deleter.LocalOptions{PruneEmptyDirs: true})
+	l, fx := newLocal(t, local.Options{PruneEmptyDirs: true})
 	for _, p := range []string{"a/1", "a/2", "b/1", "p/q/1", "p/q/2", "keep/1", "keep/2", "file"} {
 		fx.Put(t, p, []byte(p))
 	}
@@ -792,13 +792,13 @@ func TestLocalMixedBatch(t *testing.T) {
 		{"a/1", cdccleaner.Deleted, ""},
 		{"b/1", cdccleaner.Deleted, ""},
 		{"p/q/1", cdccleaner.Deleted, ""},
-		{"esc/secret", cdccleaner.Failed, deleter.ReasonEscapesRoot},
+		{"esc/secret", cdccleaner.Failed, cdccleaner.ReasonEscapesRoot},
 		{"a/2", cdccleaner.Deleted, ""},
 		{"a/1", cdccleaner.Absent, ""}, // the same path again
-		{"../a/1", cdccleaner.Failed, deleter.ReasonRejectedPath},
+		{"../a/1", cdccleaner.Failed, cdccleaner.ReasonRejectedPath},
 		{"missing/x", cdccleaner.Absent, ""},
 		{"file/x", cdccleaner.Absent, ""}, // parent is a file
-		{"dir/sub", cdccleaner.Failed, deleter.ReasonIsDirectory},
+		{"dir/sub", cdccleaner.Failed, cdccleaner.ReasonIsDirectory},
 		{"keep/1", cdccleaner.Deleted, ""},
 		{"p/q/2", cdccleaner.Deleted, ""},
 	}
@@ -816,8 +816,8 @@ func TestLocalMixedBatch(t *testing.T) {
 			t.Errorf("result %d = %q %v (err %v), want %q %v", i, r.Path, r.Outcome, r.Err, tt.path, tt.want)
 			continue
 		}
-		if tt.want == cdccleaner.Failed && deleter.Reason(r.Err) != tt.reason {
-			t.Errorf("%s: reason %q (err %v), want %q", tt.path, deleter.Reason(r.Err), r.Err, tt.reason)
+		if tt.want == cdccleaner.Failed && cdccleaner.Reason(r.Err) != tt.reason {
+			t.Errorf("%s: reason %q (err %v), want %q", tt.path, cdccleaner.Reason(r.Err), r.Err, tt.reason)
 		}
 	}
 	for _, gone := range []string{"a", "b", "p/q", "p", "keep/1"} {

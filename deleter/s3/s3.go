@@ -1,4 +1,4 @@
-package deleter
+package s3
 
 import (
 	"bytes"
@@ -21,7 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
@@ -34,8 +34,8 @@ import (
 // MaxKeysPerRequest is the most keys one DeleteObjects request may carry.
 const MaxKeysPerRequest = 1000
 
-// S3Options configures an S3 storage.
-type S3Options struct {
+// Options configures a Storage.
+type Options struct {
 	Bucket    string
 	Prefix    string // object key = Prefix + path
 	Region    string // empty: from the standard AWS chain (AWS_REGION, shared config)
@@ -60,20 +60,25 @@ type S3Options struct {
 	TrashPrefix string
 }
 
-// S3 deletes objects under a prefix of one bucket with batched
-// DeleteObjects requests.
-type S3 struct {
-	client *s3.Client
-	opts   S3Options
+// Storage is a cdccleaner.Storage on a prefix of one bucket: it deletes
+// objects with batched DeleteObjects requests.
+type Storage struct {
+	client *awss3.Client
+	opts   Options
 }
 
-var _ cdccleaner.Storage = (*S3)(nil)
+var (
+	_ cdccleaner.Storage = (*Storage)(nil)
+	_ cdccleaner.Lister  = (*Storage)(nil)
+	_ cdccleaner.Statter = (*Storage)(nil)
+	_ cdccleaner.Trasher = (*Storage)(nil)
+)
 
-// NewS3 builds the client from the standard AWS credential chain
+// New builds the client from the standard AWS credential chain
 // (environment, shared config and credentials files, web identity, ECS
 // task role, EC2 instance role) and the options. It does not contact the
 // server; Check does.
-func NewS3(ctx context.Context, opts S3Options) (*S3, error) {
+func New(ctx context.Context, opts Options) (*Storage, error) {
 	if opts.Bucket == "" {
 		return nil, errors.New("s3 storage needs a bucket")
 	}
@@ -81,7 +86,7 @@ func NewS3(ctx context.Context, opts S3Options) (*S3, error) {
 		opts.Concurrency = 4
 	}
 	if opts.Trash {
-		if err := ValidatePath(strings.TrimSuffix(opts.TrashPrefix, "/")); err != nil || !strings.HasSuffix(opts.TrashPrefix, "/") {
+		if err := cdccleaner.ValidatePath(strings.TrimSuffix(opts.TrashPrefix, "/")); err != nil || !strings.HasSuffix(opts.TrashPrefix, "/") {
 			return nil, fmt.Errorf("trash prefix %q must be a relative path ending in /", opts.TrashPrefix)
 		}
 	}
@@ -117,7 +122,7 @@ func NewS3(ctx context.Context, opts S3Options) (*S3, error) {
 		// S3-compatible servers rarely care; AWS needs the bucket's region.
 		cfg.Region = "us-east-1"
 	}
-	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+	client := awss3.NewFromConfig(cfg, func(o *awss3.Options) {
 		if opts.Endpoint != "" {
 			o.BaseEndpoint = aws.String(opts.Endpoint)
 		}
@@ -128,27 +133,27 @@ func NewS3(ctx context.Context, opts S3Options) (*S3, error) {
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 	})
-	return &S3{client: client, opts: opts}, nil
+	return &Storage{client: client, opts: opts}, nil
 }
 
 // Client returns the underlying client, for tests and tools that share the
 // configuration.
-func (s *S3) Client() *s3.Client { return s.client }
+func (s *Storage) Client() *awss3.Client { return s.client }
 
 // Key returns the object key of path.
-func (s *S3) Key(path string) string { return s.opts.Prefix + path }
+func (s *Storage) Key(path string) string { return s.opts.Prefix + path }
 
 // Delete removes the objects of paths, up to MaxKeysPerRequest keys per
 // DeleteObjects request and Concurrency requests at once, and returns one
 // Result per path, in order. S3 does not say whether a key existed, so a
 // missing object is reported as Deleted (deleting it is still a success).
-// A path that fails ValidatePath never becomes a key.
-func (s *S3) Delete(ctx context.Context, paths []string) []cdccleaner.Result {
+// A path that fails cdccleaner.ValidatePath never becomes a key.
+func (s *Storage) Delete(ctx context.Context, paths []string) []cdccleaner.Result {
 	results := make([]cdccleaner.Result, len(paths))
 	var idx []int // positions of valid paths
 	for i, p := range paths {
 		results[i].Path = p
-		if err := ValidatePath(p); err != nil {
+		if err := cdccleaner.ValidatePath(p); err != nil {
 			results[i].Outcome, results[i].Err = cdccleaner.Failed, err
 			continue
 		}
@@ -190,7 +195,7 @@ func (s *S3) Delete(ctx context.Context, paths []string) []cdccleaner.Result {
 
 // deleteChunk sends one DeleteObjects request for paths[i], i in chunk,
 // and fills their results.
-func (s *S3) deleteChunk(ctx context.Context, paths []string, chunk []int, results []cdccleaner.Result) {
+func (s *Storage) deleteChunk(ctx context.Context, paths []string, chunk []int, results []cdccleaner.Result) {
 	fail := func(err error) {
 		for _, i := range chunk {
 			results[i].Outcome, results[i].Err = cdccleaner.Failed, fmt.Errorf("delete s3://%s/%s: %w", s.opts.Bucket, s.Key(paths[i]), err)
@@ -209,7 +214,7 @@ func (s *S3) deleteChunk(ctx context.Context, paths []string, chunk []int, resul
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
-	out, err := s.client.DeleteObjects(rctx, &s3.DeleteObjectsInput{
+	out, err := s.client.DeleteObjects(rctx, &awss3.DeleteObjectsInput{
 		Bucket: aws.String(s.opts.Bucket),
 		Delete: &types.Delete{Objects: objects, Quiet: aws.Bool(true)},
 	}, withContentMD5)
@@ -236,10 +241,10 @@ func (s *S3) deleteChunk(ctx context.Context, paths []string, chunk []int, resul
 
 // deleteOne deletes one key with DeleteObject, whose key travels in the
 // URL: for keys that an XML body cannot carry.
-func (s *S3) deleteOne(ctx context.Context, path string, r *cdccleaner.Result) {
+func (s *Storage) deleteOne(ctx context.Context, path string, r *cdccleaner.Result) {
 	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
-	_, err := s.client.DeleteObject(rctx, &s3.DeleteObjectInput{Bucket: aws.String(s.opts.Bucket), Key: aws.String(s.Key(path))})
+	_, err := s.client.DeleteObject(rctx, &awss3.DeleteObjectInput{Bucket: aws.String(s.opts.Bucket), Key: aws.String(s.Key(path))})
 	if err != nil {
 		r.Outcome, r.Err = cdccleaner.Failed, fmt.Errorf("delete s3://%s/%s: %w", s.opts.Bucket, s.Key(path), classifyS3(err))
 		return
@@ -262,14 +267,14 @@ func xmlSafe(key string) bool {
 	return true
 }
 
-// S3Error is an error the server returned, with its code.
-type S3Error struct {
+// Error is an error the server returned, with its code.
+type Error struct {
 	Code    string // e.g. "AccessDenied", "SlowDown"
 	Message string
 	Status  int // HTTP status, 0 for per-key errors inside a 200
 }
 
-func (e *S3Error) Error() string {
+func (e *Error) Error() string {
 	if e.Message == "" {
 		return "s3 " + e.Code
 	}
@@ -287,11 +292,11 @@ var transientS3Codes = map[string]bool{
 
 // keyError classifies a per-key error of a DeleteObjects response.
 func keyError(bucket, key, code, msg string) error {
-	err := fmt.Errorf("delete s3://%s/%s: %w", bucket, key, &S3Error{Code: code, Message: msg})
+	err := fmt.Errorf("delete s3://%s/%s: %w", bucket, key, &Error{Code: code, Message: msg})
 	if transientS3Codes[code] {
 		return err
 	}
-	return Permanent(S3Reason(code), err)
+	return cdccleaner.Permanent(Reason(code), err)
 }
 
 // classifyS3 turns a request error into a permanent error (4xx such as
@@ -308,19 +313,19 @@ func classifyS3(err error) error {
 		status = re.HTTPStatusCode()
 	}
 	code := apiErr.ErrorCode()
-	wrapped := fmt.Errorf("%w (%v)", &S3Error{Code: code, Message: apiErr.ErrorMessage(), Status: status}, err)
+	wrapped := fmt.Errorf("%w (%v)", &Error{Code: code, Message: apiErr.ErrorMessage(), Status: status}, err)
 	switch {
 	case transientS3Codes[code], status >= 500, status == 429, status == 408, status == 0:
 		return wrapped
 	case status >= 400:
-		return Permanent(S3Reason(code), wrapped)
+		return cdccleaner.Permanent(Reason(code), wrapped)
 	}
 	return wrapped
 }
 
-// S3Reason turns an S3 error code into a failure reason: "s3_" and the code
+// Reason turns an S3 error code into a failure reason: "s3_" and the code
 // in snake case, e.g. "s3_access_denied", "s3_no_such_bucket".
-func S3Reason(code string) string {
+func Reason(code string) string {
 	if code == "" {
 		return "s3_unknown"
 	}
@@ -350,7 +355,7 @@ func S3Reason(code string) string {
 // withContentMD5 adds a Content-MD5 header to a request: DeleteObjects
 // requires an integrity header and the SDK now sends only a CRC32 one,
 // which older MinIO, OCI and other S3-compatible servers refuse.
-func withContentMD5(o *s3.Options) {
+func withContentMD5(o *awss3.Options) {
 	o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
 		return stack.Build.Add(middleware.BuildMiddlewareFunc("cdcCleanerContentMD5",
 			func(ctx context.Context, in middleware.BuildInput, next middleware.BuildHandler) (middleware.BuildOutput, middleware.Metadata, error) {
@@ -377,16 +382,16 @@ func withContentMD5(o *s3.Options) {
 // Check verifies that the bucket is reachable and that the credentials may
 // delete under the prefix, without deleting anything that exists: it asks
 // to delete a key that cannot exist (a random name under the prefix).
-func (s *S3) Check(ctx context.Context) error {
+func (s *Storage) Check(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
-	if _, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s.opts.Bucket)}); err != nil {
+	if _, err := s.client.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: aws.String(s.opts.Bucket)}); err != nil {
 		return fmt.Errorf("reach bucket %q: %w", s.opts.Bucket, err)
 	}
 	var rnd [12]byte
 	rand.Read(rnd[:])
 	key := s.opts.Prefix + ".cdc-cleaner-check-" + hex.EncodeToString(rnd[:])
-	out, err := s.client.DeleteObjects(ctx, &s3.DeleteObjectsInput{
+	out, err := s.client.DeleteObjects(ctx, &awss3.DeleteObjectsInput{
 		Bucket: aws.String(s.opts.Bucket),
 		Delete: &types.Delete{Objects: []types.ObjectIdentifier{{Key: aws.String(key)}}, Quiet: aws.Bool(true)},
 	}, withContentMD5)
@@ -395,7 +400,7 @@ func (s *S3) Check(ctx context.Context) error {
 	}
 	for _, e := range out.Errors {
 		if aws.ToString(e.Code) != "NoSuchKey" {
-			return fmt.Errorf("test delete permission on s3://%s/%s: %w", s.opts.Bucket, key, &S3Error{Code: aws.ToString(e.Code), Message: aws.ToString(e.Message)})
+			return fmt.Errorf("test delete permission on s3://%s/%s: %w", s.opts.Bucket, key, &Error{Code: aws.ToString(e.Code), Message: aws.ToString(e.Message)})
 		}
 	}
 	return nil
@@ -405,7 +410,7 @@ func (s *S3) Check(ctx context.Context) error {
 // in the trash), to the trash, and returns the positions whose original may
 // now be deleted: copied ones, and ones already in the trash. A missing
 // object is Absent; a failed copy fails its path (nothing is deleted).
-func (s *S3) copyToTrash(ctx context.Context, paths []string, idx []int, results []cdccleaner.Result) []int {
+func (s *Storage) copyToTrash(ctx context.Context, paths []string, idx []int, results []cdccleaner.Result) []int {
 	ok := make([]bool, len(paths))
 	g := new(errgroup.Group)
 	g.SetLimit(s.opts.Concurrency * 4) // copies are one request per key
@@ -418,7 +423,7 @@ func (s *S3) copyToTrash(ctx context.Context, paths []string, idx []int, results
 			src := s.Key(paths[i])
 			rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 			defer cancel()
-			_, err := s.client.CopyObject(rctx, &s3.CopyObjectInput{
+			_, err := s.client.CopyObject(rctx, &awss3.CopyObjectInput{
 				Bucket:     aws.String(s.opts.Bucket),
 				Key:        aws.String(s.opts.Prefix + s.opts.TrashPrefix + paths[i]),
 				CopySource: aws.String(url.PathEscape(s.opts.Bucket) + "/" + escapeKey(src)),
@@ -457,14 +462,15 @@ func escapeKey(key string) string {
 	return strings.Join(segs, "/")
 }
 
-// PurgeTrash implements Trasher: it lists Prefix+TrashPrefix page by page
-// and deletes objects last modified (copied into the trash) before cutoff.
-func (s *S3) PurgeTrash(ctx context.Context, cutoff time.Time) (int, error) {
+// PurgeTrash implements cdccleaner.Trasher: it lists Prefix+TrashPrefix page
+// by page and deletes objects last modified (copied into the trash) before
+// cutoff.
+func (s *Storage) PurgeTrash(ctx context.Context, cutoff time.Time) (int, error) {
 	if !s.opts.Trash {
 		return 0, nil
 	}
 	purged := 0
-	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
+	pages := awss3.NewListObjectsV2Paginator(s.client, &awss3.ListObjectsV2Input{
 		Bucket: aws.String(s.opts.Bucket),
 		Prefix: aws.String(s.opts.Prefix + s.opts.TrashPrefix),
 	})
@@ -509,5 +515,3 @@ func (s *S3) PurgeTrash(ctx context.Context, cutoff time.Time) (int, error) {
 	}
 	return purged, nil
 }
-
-var _ Trasher = (*S3)(nil)

@@ -1,4 +1,4 @@
-package deleter
+package local
 
 // Classify exposes classify to the external tests, which cannot provoke
 // every errno on a real file system (permission bits do not stop root).

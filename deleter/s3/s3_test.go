@@ -1,4 +1,4 @@
-package deleter_test
+package s3_test
 
 import (
 	"bytes"
@@ -19,14 +19,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/deletertest"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3test"
 )
 
@@ -67,8 +67,8 @@ func (f *s3Fixture) PutOutside(t *testing.T, name string) func() bool {
 	return func() bool { return f.srv.Exists(t, key) }
 }
 
-// options are the deleter options for the fixture's storage.
-func (f *s3Fixture) options() deleter.S3Options { return f.srv.Options(f.prefix) }
+// options are the s3.Options for the fixture's storage.
+func (f *s3Fixture) options() s3.Options { return f.srv.Options(f.prefix) }
 
 // keys returns the keys of paths in the storage.
 func (f *s3Fixture) keys(paths ...string) []string {
@@ -90,9 +90,9 @@ func (f *s3Fixture) checkConfined(t *testing.T) {
 	}
 }
 
-func newS3(t testing.TB, opts deleter.S3Options) *deleter.S3 {
+func newS3(t testing.TB, opts s3.Options) *s3.Storage {
 	t.Helper()
-	s, err := deleter.NewS3(context.Background(), opts)
+	s, err := s3.New(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("NewS3: %v", err)
 	}
@@ -153,7 +153,7 @@ func TestS3SendsContentMD5(t *testing.T) {
 	// The server really refuses what the storage would send without its
 	// middleware: the SDK alone sends only a CRC32 checksum.
 	fx.Put(t, "kept", []byte("x"))
-	_, err := fx.srv.Client().DeleteObjects(context.Background(), &s3.DeleteObjectsInput{
+	_, err := fx.srv.Client().DeleteObjects(context.Background(), &awss3.DeleteObjectsInput{
 		Bucket: aws.String(fx.srv.Bucket()),
 		Delete: &types.Delete{Objects: []types.ObjectIdentifier{{Key: aws.String(fx.prefix + "kept")}}, Quiet: aws.Bool(true)},
 	})
@@ -203,9 +203,9 @@ func TestS3SendsContentMD5(t *testing.T) {
 	}
 }
 
-// s3Err returns the *deleter.S3Error in err's chain, or nil.
-func s3Err(err error) *deleter.S3Error {
-	var e *deleter.S3Error
+// s3Err returns the *s3.Error in err's chain, or nil.
+func s3Err(err error) *s3.Error {
+	var e *s3.Error
 	if errors.As(err, &e) {
 		return e
 	}
@@ -241,8 +241,8 @@ func TestS3PerKeyErrors(t *testing.T) {
 		exists  bool   // afterwards
 	}
 	denied := want{outcome: cdccleaner.Failed, reason: "s3_access_denied", code: "AccessDenied", exists: true}
-	flaky := want{outcome: cdccleaner.Failed, reason: deleter.ReasonTransient, code: "InternalError", exists: true}
-	slow := want{outcome: cdccleaner.Failed, reason: deleter.ReasonTransient, code: "SlowDown", exists: true}
+	flaky := want{outcome: cdccleaner.Failed, reason: cdccleaner.ReasonTransient, code: "InternalError", exists: true}
+	slow := want{outcome: cdccleaner.Failed, reason: cdccleaner.ReasonTransient, code: "SlowDown", exists: true}
 	deleted := want{outcome: cdccleaner.Deleted}
 	cases := []struct {
 		path string
@@ -277,11 +277,11 @@ func TestS3PerKeyErrors(t *testing.T) {
 			continue
 		}
 		if c.want.outcome == cdccleaner.Failed {
-			if got := deleter.Reason(r.Err); got != c.want.reason {
+			if got := cdccleaner.Reason(r.Err); got != c.want.reason {
 				t.Errorf("Delete(%q) reason = %q, want %q (err %v)", c.path, got, c.want.reason, r.Err)
 			}
-			if deleter.IsPermanent(r.Err) != (c.want.reason != deleter.ReasonTransient) {
-				t.Errorf("Delete(%q): IsPermanent = %v for reason %q", c.path, deleter.IsPermanent(r.Err), c.want.reason)
+			if cdccleaner.IsPermanent(r.Err) != (c.want.reason != cdccleaner.ReasonTransient) {
+				t.Errorf("Delete(%q): IsPermanent = %v for reason %q", c.path, cdccleaner.IsPermanent(r.Err), c.want.reason)
 			}
 			if e := s3Err(r.Err); e == nil || e.Code != c.want.code {
 				t.Errorf("Delete(%q) error %v does not carry S3 code %s", c.path, r.Err, c.want.code)
@@ -327,7 +327,7 @@ func settle(st cdccleaner.Storage, paths []string, deadline time.Time, calls *at
 		for _, r := range st.Delete(context.Background(), todo) {
 			switch {
 			case r.Outcome != cdccleaner.Failed:
-			case deleter.IsPermanent(r.Err):
+			case cdccleaner.IsPermanent(r.Err):
 				permanent = append(permanent, r.Err)
 			default:
 				transient = append(transient, r.Err)
@@ -388,7 +388,7 @@ func TestS3LongOutage(t *testing.T) {
 			// Control: the SDK's default retryer does run dry under this
 			// outage, so the check below means something.
 			srv := s3test.Start(t, tt.fault(func() bool { return true }))
-			client := s3.NewFromConfig(aws.Config{Region: srv.Region()}, func(o *s3.Options) {
+			client := awss3.NewFromConfig(aws.Config{Region: srv.Region()}, func(o *awss3.Options) {
 				o.BaseEndpoint = aws.String(srv.Endpoint())
 				o.UsePathStyle = true
 				o.Credentials = aws.AnonymousCredentials{}
@@ -399,7 +399,7 @@ func TestS3LongOutage(t *testing.T) {
 			})
 			ranDry := false
 			for i := range 2 * quotaRetries {
-				_, err := client.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: aws.String(srv.Bucket())})
+				_, err := client.ListObjectsV2(context.Background(), &awss3.ListObjectsV2Input{Bucket: aws.String(srv.Bucket())})
 				if err == nil {
 					t.Fatal("the control request succeeded during the outage")
 				}
@@ -486,10 +486,10 @@ func TestS3NoSuchBucket(t *testing.T) {
 	opts.Bucket = "cdc-missing-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	st := newS3(t, opts)
 	for _, r := range st.Delete(context.Background(), []string{"a.txt", "b/c.txt"}) {
-		if r.Outcome != cdccleaner.Failed || !deleter.IsPermanent(r.Err) {
+		if r.Outcome != cdccleaner.Failed || !cdccleaner.IsPermanent(r.Err) {
 			t.Fatalf("Delete(%q) in a missing bucket = %v, %v; want failed, permanent", r.Path, r.Outcome, r.Err)
 		}
-		if got := deleter.Reason(r.Err); got != "s3_no_such_bucket" {
+		if got := cdccleaner.Reason(r.Err); got != "s3_no_such_bucket" {
 			t.Errorf("reason = %q, want s3_no_such_bucket (err %v)", got, r.Err)
 		}
 		if e := s3Err(r.Err); e == nil || e.Code != "NoSuchBucket" || e.Status != http.StatusNotFound {
@@ -554,7 +554,7 @@ func TestS3ConcurrencyBound(t *testing.T) {
 			opts := fx.options()
 			opts.Concurrency = tt.concurrency
 			st := newS3(t, opts)
-			paths := make([]string, 10*deleter.MaxKeysPerRequest)
+			paths := make([]string, 10*s3.MaxKeysPerRequest)
 			for i := range paths {
 				paths[i] = fmt.Sprintf("c/%05d", i)
 			}
@@ -658,8 +658,8 @@ func TestS3Reason(t *testing.T) {
 		{"foo.bar baz", "s3_foo_bar_baz"},
 	}
 	for _, tt := range tests {
-		if got := deleter.S3Reason(tt.code); got != tt.want {
-			t.Errorf("S3Reason(%q) = %q, want %q", tt.code, got, tt.want)
+		if got := s3.Reason(tt.code); got != tt.want {
+			t.Errorf("s3.Reason(%q) = %q, want %q", tt.code, got, tt.want)
 		}
 	}
 }
@@ -679,7 +679,7 @@ func TestS3HostilePathsNeverReachServer(t *testing.T) {
 	st := newS3(t, fx.options())
 
 	for _, r := range st.Delete(context.Background(), hostile) {
-		if r.Outcome != cdccleaner.Failed || deleter.Reason(r.Err) != deleter.ReasonRejectedPath {
+		if r.Outcome != cdccleaner.Failed || cdccleaner.Reason(r.Err) != cdccleaner.ReasonRejectedPath {
 			t.Errorf("Delete(%q) = %v, %v; want failed, rejected_path", r.Path, r.Outcome, r.Err)
 		}
 	}
@@ -738,7 +738,7 @@ func TestS3HangingServerIsTransient(t *testing.T) {
 	opts.RequestTimeout = 200 * time.Millisecond
 	start := time.Now()
 	r := newS3(t, opts).Delete(context.Background(), []string{"h"})[0]
-	if r.Outcome != cdccleaner.Failed || deleter.IsPermanent(r.Err) {
+	if r.Outcome != cdccleaner.Failed || cdccleaner.IsPermanent(r.Err) {
 		t.Fatalf("Delete against a hanging server = %v, %v; want failed, transient", r.Outcome, r.Err)
 	}
 	if !errors.Is(r.Err, context.DeadlineExceeded) {
@@ -783,11 +783,11 @@ func TestS3RequestErrors(t *testing.T) {
 			opts := fx.options()
 			opts.MaxAttempts = 1 // the classification, not the SDK's retries
 			r := newS3(t, opts).Delete(context.Background(), []string{"e"})[0]
-			if r.Outcome != cdccleaner.Failed || deleter.IsPermanent(r.Err) != tt.permanent {
+			if r.Outcome != cdccleaner.Failed || cdccleaner.IsPermanent(r.Err) != tt.permanent {
 				t.Fatalf("Delete = %v, %v; want failed, permanent=%v", r.Outcome, r.Err, tt.permanent)
 			}
 			if tt.permanent {
-				if got, want := deleter.Reason(r.Err), deleter.S3Reason(tt.code); got != want {
+				if got, want := cdccleaner.Reason(r.Err), s3.Reason(tt.code); got != want {
 					t.Errorf("reason = %q, want %q", got, want)
 				}
 			}

@@ -1,4 +1,4 @@
-package deleter_test
+package local_test
 
 import (
 	"context"
@@ -8,13 +8,13 @@ import (
 	"time"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter/local"
 )
 
-func newTrashLocal(t *testing.T) (*deleter.Local, string) {
+func newTrashLocal(t *testing.T) (*local.Storage, string) {
 	t.Helper()
 	root := t.TempDir()
-	l, err := deleter.NewLocal(root, deleter.LocalOptions{Trash: true, TrashPrefix: ".trash/"})
+	l, err := local.New(root, local.Options{Trash: true, TrashPrefix: ".trash/"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,8 +54,8 @@ func TestLocalTrashMovesAndPurges(t *testing.T) {
 			t.Errorf("%s: %v (%v), want %v", r.Path, r.Outcome, r.Err, want[i])
 		}
 	}
-	if deleter.Reason(res[4].Err) != deleter.ReasonIsDirectory || deleter.Reason(res[5].Err) != deleter.ReasonRejectedPath {
-		t.Errorf("reasons: dir %q, ../x %q", deleter.Reason(res[4].Err), deleter.Reason(res[5].Err))
+	if cdccleaner.Reason(res[4].Err) != cdccleaner.ReasonIsDirectory || cdccleaner.Reason(res[5].Err) != cdccleaner.ReasonRejectedPath {
+		t.Errorf("reasons: dir %q, ../x %q", cdccleaner.Reason(res[4].Err), cdccleaner.Reason(res[5].Err))
 	}
 	for _, p := range []string{"photos/a.jpg", "b.jpg", "link", ".trash/already/there.jpg"} {
 		if _, err := os.Lstat(filepath.Join(root, p)); !os.IsNotExist(err) {
@@ -120,7 +120,7 @@ func TestLocalTrashNeverLeavesTheRoot(t *testing.T) {
 	}
 	write(t, filepath.Join(root, "a.jpg"), "a")
 	res := l.Delete(context.Background(), []string{"a.jpg"})
-	if res[0].Outcome != cdccleaner.Failed || !deleter.IsPermanent(res[0].Err) {
+	if res[0].Outcome != cdccleaner.Failed || !cdccleaner.IsPermanent(res[0].Err) {
 		t.Fatalf("trash through an escaping symlink: %v %v", res[0].Outcome, res[0].Err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "a.jpg")); err != nil {
@@ -151,7 +151,7 @@ func TestLocalTrashNeverLeavesTheRoot(t *testing.T) {
 
 func TestLocalTrashRejectsBadPrefix(t *testing.T) {
 	for _, prefix := range []string{"", "/abs/", "../up/", ".trash", "a//b/"} {
-		if _, err := deleter.NewLocal(t.TempDir(), deleter.LocalOptions{Trash: true, TrashPrefix: prefix}); err == nil {
+		if _, err := local.New(t.TempDir(), local.Options{Trash: true, TrashPrefix: prefix}); err == nil {
 			t.Errorf("trash prefix %q accepted", prefix)
 		}
 	}

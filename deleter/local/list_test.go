@@ -1,4 +1,4 @@
-package deleter_test
+package local_test
 
 import (
 	"context"
@@ -8,20 +8,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
-	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3test"
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter/local"
 )
 
 // listAll returns the listing as path => file, failing on duplicates.
-func listAll(t *testing.T, l deleter.Lister) map[string]deleter.File {
+func listAll(t *testing.T, l cdccleaner.Lister) map[string]cdccleaner.File {
 	t.Helper()
-	out := map[string]deleter.File{}
-	err := l.List(context.Background(), func(f deleter.File) error {
+	out := map[string]cdccleaner.File{}
+	err := l.List(context.Background(), func(f cdccleaner.File) error {
 		if _, dup := out[f.Path]; dup {
 			t.Errorf("%s listed twice", f.Path)
 		}
@@ -34,7 +33,7 @@ func listAll(t *testing.T, l deleter.Lister) map[string]deleter.File {
 	return out
 }
 
-func sortedKeys(m map[string]deleter.File) []string {
+func sortedKeys(m map[string]cdccleaner.File) []string {
 	var out []string
 	for k := range m {
 		out = append(out, k)
@@ -65,7 +64,7 @@ func TestLocalList(t *testing.T) {
 	if err := os.Chtimes(filepath.Join(root, "a.jpg"), old, old); err != nil {
 		t.Fatal(err)
 	}
-	l, err := deleter.NewLocal(root, deleter.LocalOptions{TrashPrefix: ".trash/"})
+	l, err := local.New(root, local.Options{TrashPrefix: ".trash/"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +98,7 @@ func TestLocalList(t *testing.T) {
 	// fn's error stops the listing and is returned.
 	stop := errors.New("stop")
 	n := 0
-	if err := l.List(context.Background(), func(deleter.File) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
+	if err := l.List(context.Background(), func(cdccleaner.File) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
 		t.Errorf("List with failing fn = %v after %d calls", err, n)
 	}
 }
@@ -114,7 +113,7 @@ func TestLocalListLargeDirectory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	l, err := deleter.NewLocal(root, deleter.LocalOptions{})
+	l, err := local.New(root, local.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,56 +135,14 @@ func TestLocalListUnreadableDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.Chmod(filepath.Join(root, "locked"), 0o755) })
-	l, err := deleter.NewLocal(root, deleter.LocalOptions{})
+	l, err := local.New(root, local.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	err = l.List(context.Background(), func(deleter.File) error { return nil })
+	err = l.List(context.Background(), func(cdccleaner.File) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "locked") || !errors.Is(err, os.ErrPermission) {
 		t.Errorf("List over an unreadable directory = %v, want a permission error naming it", err)
-	}
-}
-
-func TestS3List(t *testing.T) {
-	fx := newS3Fixture(t, s3test.Options{})
-	const n = 2100 // three pages
-	var keys []string
-	for i := range n {
-		keys = append(keys, fx.prefix+"many/"+strconv.Itoa(i))
-	}
-	fx.srv.PutKeys(t, keys, []byte("x"))
-	fx.Put(t, "a b/été.jpg", []byte("hello"))
-	fx.Put(t, ".trash/old.jpg", []byte("trashed"))
-	fx.Put(t, "folder/", nil)
-	fx.PutOutside(t, "outside.jpg")
-	fx.PutOutside(t, "storeish.jpg")
-	opts := fx.options()
-	opts.TrashPrefix = ".trash/"
-	st := newS3(t, opts)
-
-	got := listAll(t, st)
-	if len(got) != n+1 {
-		t.Errorf("listed %d files, want %d", len(got), n+1)
-	}
-	f, ok := got["a b/été.jpg"]
-	if !ok || f.Size != 5 || time.Since(f.ModTime) > time.Hour {
-		t.Errorf("a b/été.jpg = %+v, %v", f, ok)
-	}
-	for _, p := range []string{".trash/old.jpg", "folder/", "outside.jpg", "../outside.jpg"} {
-		if _, ok := got[p]; ok {
-			t.Errorf("%q was listed", p)
-		}
-	}
-}
-
-func TestS3ListMissingBucket(t *testing.T) {
-	srv := s3test.Start(t, s3test.Options{})
-	opts := srv.Options(srv.Prefix())
-	opts.Bucket = "cdc-missing-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	err := newS3(t, opts).List(context.Background(), func(deleter.File) error { return nil })
-	if err == nil || !strings.Contains(err.Error(), opts.Bucket) {
-		t.Errorf("List of a missing bucket = %v, want an error naming it", err)
 	}
 }
 

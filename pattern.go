@@ -1,4 +1,4 @@
-package pipeline
+package cdccleaner
 
 import (
 	"fmt"
@@ -6,10 +6,11 @@ import (
 	"strings"
 )
 
-// KeepMatch reports whether p matches one of patterns. A pattern is a
-// path.Match glob ("defaults/*.png": * does not cross a /), or ends in "/**"
-// to match everything below a directory at any depth ("defaults/**").
-func KeepMatch(patterns []string, p string) bool {
+// MatchPattern reports whether p matches one of patterns, the keep patterns
+// of a storage or the exclude patterns of a scan. A pattern is a path.Match
+// glob ("defaults/*.png": * does not cross a /), or ends in "/**" to match
+// everything below a directory at any depth ("defaults/**").
+func MatchPattern(patterns []string, p string) bool {
 	for _, pat := range patterns {
 		if dir, ok := strings.CutSuffix(pat, "/**"); ok {
 			if ok, _ := path.Match(dir, p); ok {
@@ -38,7 +39,9 @@ func nextSlash(p string, i int) int {
 	return i + 1 + j
 }
 
-func validKeepPattern(pat string) error {
+// ValidPattern checks a keep or exclude pattern (see MatchPattern). The
+// error names the pattern and wraps path.ErrBadPattern.
+func ValidPattern(pat string) error {
 	if _, err := path.Match(strings.TrimSuffix(pat, "/**"), ""); err != nil {
 		return fmt.Errorf("%q is not a valid pattern: %w", pat, err)
 	}

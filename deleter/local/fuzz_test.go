@@ -1,4 +1,4 @@
-package deleter_test
+package local_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"time"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
-	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter/local"
 )
 
 // fuzzTrashPrefix is where the trashing Local of the fuzz test moves files.
@@ -221,21 +221,21 @@ func FuzzValidatePathConfined(f *testing.F) {
 	pristine := snapshot(f, dir)
 	current := pristine
 	f.Fuzz(func(t *testing.T, p string) {
-		verr := deleter.ValidatePath(p)
+		verr := cdccleaner.ValidatePath(p)
 		if (verr == nil) != validBySpec(p) {
 			t.Fatalf("ValidatePath(%q) = %v, but the specification says valid=%v", p, verr, validBySpec(p))
 		}
-		if verr != nil && (!deleter.IsPermanent(verr) || deleter.Reason(verr) != deleter.ReasonRejectedPath) {
+		if verr != nil && (!cdccleaner.IsPermanent(verr) || cdccleaner.Reason(verr) != cdccleaner.ReasonRejectedPath) {
 			t.Fatalf("ValidatePath(%q) = %v, want a permanent rejected_path error", p, verr)
 		}
 		for _, trash := range []bool{false, true} {
 			before := restoreTree(t, dir, current, pristine)
 			current = before
-			opts := deleter.LocalOptions{PruneEmptyDirs: true}
+			opts := local.Options{PruneEmptyDirs: true}
 			if trash {
 				opts.Trash, opts.TrashPrefix = true, fuzzTrashPrefix
 			}
-			l, err := deleter.NewLocal(root, opts)
+			l, err := local.New(root, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -272,7 +272,7 @@ func checkDeleted(t *testing.T, p string, trash bool, root string, verr error, r
 		t.Fatalf("%s %q = %v with err %v", how, p, r.Outcome, r.Err)
 	}
 	if verr != nil {
-		if r.Outcome != cdccleaner.Failed || deleter.Reason(r.Err) != deleter.ReasonRejectedPath {
+		if r.Outcome != cdccleaner.Failed || cdccleaner.Reason(r.Err) != cdccleaner.ReasonRejectedPath {
 			t.Fatalf("%s %q, a rejected path = %v, %v", how, p, r.Outcome, r.Err)
 		}
 		for q, was := range before {

@@ -1,0 +1,43 @@
+package cdccleaner
+
+import (
+	"context"
+	"time"
+)
+
+// File is one stored file as a listing reports it.
+type File struct {
+	Path    string // relative to the storage root or prefix, as a row would name it
+	Size    int64
+	ModTime time.Time
+	// ETag identifies an object's content (S3 only; empty elsewhere). A
+	// rewrite of the same key changes it, even within one second.
+	ETag string
+}
+
+// Lister is a storage that can enumerate its files.
+type Lister interface {
+	// List calls fn once for every file of the storage, in no particular
+	// order, without holding the whole listing in memory. The trash area
+	// (TrashPrefix) is never listed. It stops at the first error fn
+	// returns, and returns it; a storage that cannot be read (a directory
+	// that cannot be opened, a bucket the credentials may not list) is an
+	// error, never a shorter listing.
+	List(ctx context.Context, fn func(File) error) error
+}
+
+// Statter is a storage that can look at one file cheaply.
+type Statter interface {
+	// Stat returns the file at p, without following a final symlink. A
+	// path that does not exist, or that is not a regular file, is
+	// fs.ErrNotExist.
+	Stat(p string) (File, error)
+}
+
+// Trasher is a storage that can move files to a trash area instead of
+// deleting them, and purge what has been there long enough.
+type Trasher interface {
+	// PurgeTrash deletes trashed files that were trashed before cutoff and
+	// returns how many it deleted. A file trashed again later is kept.
+	PurgeTrash(ctx context.Context, cutoff time.Time) (int, error)
+}
