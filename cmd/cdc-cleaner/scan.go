@@ -23,8 +23,8 @@ import (
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+	"github.com/cdc-cleaner/cdc-cleaner/provision"
 	"github.com/cdc-cleaner/cdc-cleaner/refcheck"
-	"github.com/cdc-cleaner/cdc-cleaner/replication"
 	"github.com/cdc-cleaner/cdc-cleaner/scan"
 )
 
@@ -126,7 +126,7 @@ unknown storage, or a storage no column references.`, stderr)
 	if err != nil {
 		return failure(err)
 	}
-	report, err := replication.Inspect(ctx, conn, cfg)
+	report, err := provision.Inspect(ctx, conn, cfg)
 	conn.Close(context.Background())
 	if err != nil {
 		return failure(err)
@@ -323,7 +323,7 @@ func rate(n int64, d time.Duration) float64 {
 func summaryLine(name string, del bool, s scan.Stats) string {
 	line := fmt.Sprintf("scan %s: %d files scanned in %s (%.0f/s): %d referenced, %d orphaned (%s reclaimable); skipped %d young, %d excluded, %d kept, %d invalid",
 		name, s.Scanned, s.Elapsed.Round(time.Millisecond), rate(s.Scanned, s.Elapsed), s.Referenced, s.Orphaned,
-		replication.HumanBytes(s.Reclaimable), s.Young, s.Excluded, s.Kept, s.Invalid)
+		provision.HumanBytes(s.Reclaimable), s.Young, s.Excluded, s.Kept, s.Invalid)
 	if s.Spellings > 0 {
 		line += fmt.Sprintf("; %d values are not canonical paths (cdc-cleaner check shows them): %d files kept only because one of them could name it", s.Spellings, s.Spelled)
 	}

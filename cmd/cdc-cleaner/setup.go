@@ -9,7 +9,7 @@ import (
 	"unicode"
 
 	"github.com/cdc-cleaner/cdc-cleaner/config"
-	"github.com/cdc-cleaner/cdc-cleaner/replication"
+	"github.com/cdc-cleaner/cdc-cleaner/provision"
 )
 
 func cmdSetup(args []string, stdout, stderr io.Writer) error {
@@ -50,7 +50,7 @@ Exit codes: 0 done, 1 a statement failed, 2 bad configuration or database not re
 	if err != nil {
 		return err
 	}
-	opts := replication.SetupOptions{Role: *role, AdoptSlot: *adoptSlot}
+	opts := provision.SetupOptions{Role: *role, AdoptSlot: *adoptSlot}
 	if *printOnly {
 		fmt.Fprintf(stdout, "-- cdc-cleaner setup for slot %q and publication %q\n", cfg.Postgres.Slot, cfg.Postgres.Publication)
 		if *role != "" {
@@ -61,7 +61,7 @@ Exit codes: 0 done, 1 a statement failed, 2 bad configuration or database not re
 -- that in a transaction that has written, so run it on its own.
 
 `)
-		fmt.Fprint(stdout, replication.FormatSQL(replication.SetupSQL(cfg, 0, opts)))
+		fmt.Fprint(stdout, provision.FormatSQL(provision.SetupSQL(cfg, 0, opts)))
 		return nil
 	}
 	ctx := context.Background()
@@ -73,7 +73,7 @@ Exit codes: 0 done, 1 a statement failed, 2 bad configuration or database not re
 
 	// Tables, columns and server settings must be right before anything is
 	// created; the publication, slot and schema are what setup is for.
-	before, err := replication.Inspect(ctx, conn, cfg)
+	before, err := provision.Inspect(ctx, conn, cfg)
 	if err != nil {
 		return configErr(err)
 	}
@@ -81,7 +81,7 @@ Exit codes: 0 done, 1 a statement failed, 2 bad configuration or database not re
 	// is created.
 	var conflicts []string
 	for _, c := range before.Conflicts() {
-		if c.Conflict == replication.UnrecordedSlot && *adoptSlot {
+		if c.Conflict == provision.UnrecordedSlot && *adoptSlot {
 			continue
 		}
 		conflicts = append(conflicts, c.String())
@@ -109,13 +109,13 @@ Exit codes: 0 done, 1 a statement failed, 2 bad configuration or database not re
 		return configErr(errors.New("cannot set up:\n  - " + strings.Join(blocking, "\n  - ")))
 	}
 
-	err = replication.Setup(ctx, conn, cfg, opts, func(st replication.Statement) {
+	err = provision.Setup(ctx, conn, cfg, opts, func(st provision.Statement) {
 		fmt.Fprintf(stdout, "- %s\n", st.Comment)
 	})
 	if err != nil {
 		return failure(err)
 	}
-	after, err := replication.Inspect(ctx, conn, cfg)
+	after, err := provision.Inspect(ctx, conn, cfg)
 	if err != nil {
 		return failure(err)
 	}

@@ -7,7 +7,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/cdc-cleaner/cdc-cleaner/replication"
+	"github.com/cdc-cleaner/cdc-cleaner/provision"
 )
 
 func cmdTeardown(args []string, stdout, stderr io.Writer) error {
@@ -35,7 +35,7 @@ something of the configured name is not the cleaner's and was left).`, stderr)
 		return failure(err)
 	}
 	defer conn.Close(ctx)
-	d, err := replication.Teardown(ctx, conn, cfg.Postgres.Slot, cfg.Postgres.Publication)
+	d, err := provision.Teardown(ctx, conn, cfg.Postgres.Slot, cfg.Postgres.Publication)
 	report := func(what, name string, dropped bool) {
 		if dropped {
 			fmt.Fprintf(stdout, "dropped %s %q\n", what, name)
@@ -60,7 +60,7 @@ something of the configured name is not the cleaner's and was left).`, stderr)
 	if !kept("publication") {
 		report("publication", cfg.Postgres.Publication, d.Publication)
 	}
-	report("event trigger", replication.EventTriggerName(cfg.Postgres.Publication), d.EventTrigger)
+	report("event trigger", provision.EventTriggerName(cfg.Postgres.Publication), d.EventTrigger)
 	if len(d.Kept) > 0 {
 		return failure(errors.New("left what is not the cleaner's:\n  - " + strings.Join(d.Kept, "\n  - ")))
 	}

@@ -1,4 +1,4 @@
-package replication
+package provision
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+	"github.com/cdc-cleaner/cdc-cleaner/catalog"
 	"github.com/cdc-cleaner/cdc-cleaner/config"
 )
 
@@ -419,7 +420,7 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 			}
 			c := entryCols[j]
 			c.TypeName, c.TypeOID, c.TableOID, c.AttNum, c.Partitioned, c.Indexed = typ, typOID, oid, attnum, relkind == "p", indexed
-			kinds, err := TypeKinds(ctx, conn, []uint32{typOID})
+			kinds, err := catalog.TypeKinds(ctx, conn, []uint32{typOID})
 			if err != nil {
 				r.add(Problem, cfield, "look up the type of column %q of %s: %v", col, qualified, err)
 				continue
