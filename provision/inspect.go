@@ -50,9 +50,57 @@ const (
 	UnrecordedSlot
 )
 
+// Code says what kind of finding a Finding is, for code and tests that
+// must tell findings apart (setup deciding what it goes on past, a test
+// asserting what check found); the Message is for people and may change.
+// Kinds nobody needs to tell apart share CodeGeneral. A check that could
+// not run (its query failed) is a finding too, never a silent pass: it
+// carries the code of what it checks (CodeReplicaIdentity, CodePublication,
+// CodeSlot, CodeStandby...), or CodeUnchecked when that has no code of its
+// own, and its message names what could not be checked and the error.
+type Code string
+
+const (
+	// CodeGeneral: any finding no caller needs to tell apart (server
+	// version and settings, a watched table or column that is missing or
+	// of the wrong type, index advice, logical decoding messages, values
+	// that are not canonical paths, the event trigger).
+	CodeGeneral Code = "general"
+	// CodeUnchecked: a check with no code of its own could not run; the
+	// message says what was not checked and why.
+	CodeUnchecked Code = "unchecked"
+	// CodeStandby: the server is a standby (or check could not tell).
+	CodeStandby Code = "standby"
+	// CodeNoReplication: the role has neither REPLICATION nor SUPERUSER,
+	// so it cannot stream from the slot (setup --role gives it).
+	CodeNoReplication Code = "no_replication"
+	// CodeMissingPrivilege: the role lacks a privilege the reference check
+	// needs on a watched or protect table: USAGE on its schema, SELECT on
+	// a column. The message names the GRANT.
+	CodeMissingPrivilege Code = "missing_privilege"
+	// CodeReplicaIdentity: a watched table, or a partition of one, lacks
+	// REPLICA IDENTITY FULL (and the columns' old values do not arrive
+	// otherwise). setup sets it.
+	CodeReplicaIdentity Code = "replica_identity"
+	// CodeCleanerSchema: the cleaner's own objects in schema cdc_cleaner
+	// (the failed_deletions table, its index and sequence, the slots
+	// table, the function try_jsonb) are missing, from an earlier version,
+	// or not usable by the role. setup creates and upgrades them; setup
+	// --role grants them.
+	CodeCleanerSchema Code = "cleaner_schema"
+	// CodePublication: the publication is missing, does not fit the
+	// watched tables, or is not the cleaner's (Conflict says so). setup
+	// creates or changes a publication it created.
+	CodePublication Code = "publication"
+	// CodeSlot: the slot is missing or not the cleaner's (Conflict says
+	// which). setup creates it.
+	CodeSlot Code = "slot"
+)
+
 // Finding is one line of a check report.
 type Finding struct {
 	Severity Severity
+	Code     Code
 	Field    string // configuration field it concerns, if any: "watch[0].table"
 	Message  string
 	Conflict Conflict
@@ -94,13 +142,13 @@ func (r *Report) filter(s Severity) []Finding {
 	return out
 }
 
-func (r *Report) add(s Severity, field, format string, args ...any) {
-	r.Findings = append(r.Findings, Finding{Severity: s, Field: field, Message: fmt.Sprintf(format, args...)})
+func (r *Report) add(s Severity, code Code, field, format string, args ...any) {
+	r.Findings = append(r.Findings, Finding{Severity: s, Code: code, Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
 // conflict adds a finding about an object that is not the cleaner's.
-func (r *Report) conflict(c Conflict, s Severity, field, format string, args ...any) {
-	r.Findings = append(r.Findings, Finding{Severity: s, Field: field, Message: fmt.Sprintf(format, args...), Conflict: c})
+func (r *Report) conflict(c Conflict, s Severity, code Code, field, format string, args ...any) {
+	r.Findings = append(r.Findings, Finding{Severity: s, Code: code, Field: field, Message: fmt.Sprintf(format, args...), Conflict: c})
 }
 
 // Conflicts returns the findings about objects that are not the cleaner's.
@@ -119,9 +167,9 @@ func (r *Report) Conflicts() []Finding {
 func (r *Report) MissingPrivileges() int { return r.missingPrivileges }
 
 // missingPrivilege adds a problem naming the GRANT that would solve it.
-func (r *Report) missingPrivilege(field, format string, args ...any) {
+func (r *Report) missingPrivilege(code Code, field, format string, args ...any) {
 	r.missingPrivileges++
-	r.add(Problem, field, format, args...)
+	r.add(Problem, code, field, format, args...)
 }
 
 // who is the current role as an SQL identifier, for the GRANTs findings name.
@@ -156,31 +204,31 @@ func Inspect(ctx context.Context, conn *pgx.Conn, cfg *config.Config) (*Report, 
 		return nil, fmt.Errorf("read server settings: %w", err)
 	}
 	if r.ServerVersion < 130000 {
-		r.add(Problem, "", "PostgreSQL %d is too old: cdc-cleaner needs 13 or later (14 or later for logical decoding messages)", r.ServerVersion/10000)
+		r.add(Problem, CodeGeneral, "", "PostgreSQL %d is too old: cdc-cleaner needs 13 or later (14 or later for logical decoding messages)", r.ServerVersion/10000)
 	} else {
-		r.add(OK, "", "PostgreSQL %d", r.ServerVersion/10000)
+		r.add(OK, CodeGeneral, "", "PostgreSQL %d", r.ServerVersion/10000)
 	}
 	inspectMessages(ctx, conn, r, cfg)
 	if walLevel != "logical" {
-		r.add(Problem, "", "wal_level is %q, must be \"logical\": set wal_level = logical in postgresql.conf and restart PostgreSQL", walLevel)
+		r.add(Problem, CodeGeneral, "", "wal_level is %q, must be \"logical\": set wal_level = logical in postgresql.conf and restart PostgreSQL", walLevel)
 	} else {
-		r.add(OK, "", "wal_level is logical")
+		r.add(OK, CodeGeneral, "", "wal_level is logical")
 	}
 	if slots == "0" {
-		r.add(Problem, "", "max_replication_slots is 0: set it to at least 1 and restart PostgreSQL")
+		r.add(Problem, CodeGeneral, "", "max_replication_slots is 0: set it to at least 1 and restart PostgreSQL")
 	}
 	if senders == "0" {
-		r.add(Problem, "", "max_wal_senders is 0: set it to at least 1 and restart PostgreSQL")
+		r.add(Problem, CodeGeneral, "", "max_wal_senders is 0: set it to at least 1 and restart PostgreSQL")
 	}
 	if keepSize == "-1" {
-		r.add(Warning, "", "max_slot_wal_keep_size is unlimited: if the cleaner stops for long, its slot retains WAL until the server's disk is full; consider a limit (the slot is then invalidated instead, and `cdc-cleaner scan` recovers what it missed)")
+		r.add(Warning, CodeGeneral, "", "max_slot_wal_keep_size is unlimited: if the cleaner stops for long, its slot retains WAL until the server's disk is full; consider a limit (the slot is then invalidated instead, and `cdc-cleaner scan` recovers what it missed)")
 	}
 	var inRecovery bool
 	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err == nil && inRecovery {
-		r.add(Problem, "postgres.url", "the server is a standby (in recovery): connect to the primary, where the slot and the application's writes are")
+		r.add(Problem, CodeStandby, "postgres.url", "the server is a standby (in recovery): connect to the primary, where the slot and the application's writes are")
 	}
 	if !isSuper && !canReplicate {
-		r.missingPrivilege("postgres.url", "role %s has neither REPLICATION nor SUPERUSER, so it cannot stream from the slot: ALTER ROLE %s WITH REPLICATION (as a superuser; on Amazon RDS: GRANT rds_replication TO %s)", r.who(), r.who(), r.who())
+		r.missingPrivilege(CodeNoReplication, "postgres.url", "role %s has neither REPLICATION nor SUPERUSER, so it cannot stream from the slot: ALTER ROLE %s WITH REPLICATION (as a superuser; on Amazon RDS: GRANT rds_replication TO %s)", r.who(), r.who(), r.who())
 	}
 
 	watched := map[string]*watchedTable{} // by quoted schema.table
@@ -197,9 +245,9 @@ func Inspect(ctx context.Context, conn *pgx.Conn, cfg *config.Config) (*Report, 
 	switch {
 	case r.missingPrivileges > 0:
 	case isSuper:
-		r.add(OK, "postgres.url", "role %s is a superuser; `cdc-cleaner setup --role NAME` creates a role with only the privileges run needs", r.who())
+		r.add(OK, CodeGeneral, "postgres.url", "role %s is a superuser; `cdc-cleaner setup --role NAME` creates a role with only the privileges run needs", r.who())
 	default:
-		r.add(OK, "postgres.url", "role %s has the privileges run needs", r.who())
+		r.add(OK, CodeGeneral, "postgres.url", "role %s has the privileges run needs", r.who())
 	}
 	return r, nil
 }
@@ -215,12 +263,12 @@ func inspectMessages(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config
 	}
 	slices.Sort(names)
 	if len(names) == 0 {
-		r.add(OK, "", "cdc_cleaner logical decoding messages are ignored (no storage sets messages: true)")
+		r.add(OK, CodeGeneral, "", "cdc_cleaner logical decoding messages are ignored (no storage sets messages: true)")
 		return
 	}
 	field := "storages." + names[0] + ".messages"
 	if r.ServerVersion >= 130000 && r.ServerVersion < 140000 {
-		r.add(Warning, field, "PostgreSQL %d does not send logical decoding messages to the cleaner (they need PostgreSQL 14): requests with pg_logical_emit_message are not seen", r.ServerVersion/10000)
+		r.add(Warning, CodeGeneral, field, "PostgreSQL %d does not send logical decoding messages to the cleaner (they need PostgreSQL 14): requests with pg_logical_emit_message are not seen", r.ServerVersion/10000)
 		return
 	}
 	// The function is executable by PUBLIC unless revoked.
@@ -229,11 +277,11 @@ func inspectMessages(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config
 		FROM pg_proc p WHERE p.proname = 'pg_logical_emit_message' AND p.pronamespace = 'pg_catalog'::regnamespace`).Scan(&public)
 	switch {
 	case err != nil:
-		r.add(Warning, field, "cannot tell who may call pg_logical_emit_message: %v", err)
+		r.add(Warning, CodeUnchecked, field, "cannot tell who may call pg_logical_emit_message: %v", err)
 	case public:
-		r.add(Warning, field, "storages %s honour cdc_cleaner logical decoding messages, and any role that can log in may emit one (pg_logical_emit_message is executable by PUBLIC), even in a read-only transaction, to have a file of these storages deleted: REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text), pg_logical_emit_message(boolean, text, bytea) FROM PUBLIC, then GRANT it to the application's role", strings.Join(names, ", "))
+		r.add(Warning, CodeGeneral, field, "storages %s honour cdc_cleaner logical decoding messages, and any role that can log in may emit one (pg_logical_emit_message is executable by PUBLIC), even in a read-only transaction, to have a file of these storages deleted: REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text), pg_logical_emit_message(boolean, text, bytea) FROM PUBLIC, then GRANT it to the application's role", strings.Join(names, ", "))
 	default:
-		r.add(OK, field, "storages %s honour cdc_cleaner logical decoding messages; pg_logical_emit_message is not executable by PUBLIC", strings.Join(names, ", "))
+		r.add(OK, CodeGeneral, field, "storages %s honour cdc_cleaner logical decoding messages; pg_logical_emit_message is not executable by PUBLIC", strings.Join(names, ", "))
 	}
 }
 
@@ -251,14 +299,14 @@ func inspectOwnObjects(ctx context.Context, conn *pgx.Conn, r *Report) error {
 	var usage bool
 	err := conn.QueryRow(ctx, "SELECT has_schema_privilege(oid, 'USAGE') FROM pg_namespace WHERE nspname = 'cdc_cleaner'").Scan(&usage)
 	if errors.Is(err, pgx.ErrNoRows) {
-		r.add(Problem, "", missingTable)
+		r.add(Problem, CodeCleanerSchema, "", missingTable)
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("look up schema cdc_cleaner: %w", err)
 	}
 	if !usage {
-		r.missingPrivilege("", "role %s may not use schema cdc_cleaner, where run records failed deletions in cdc_cleaner.failed_deletions: GRANT USAGE ON SCHEMA cdc_cleaner TO %s", r.who(), r.who())
+		r.missingPrivilege(CodeCleanerSchema, "", "role %s may not use schema cdc_cleaner, where run records failed deletions in cdc_cleaner.failed_deletions: GRANT USAGE ON SCHEMA cdc_cleaner TO %s", r.who(), r.who())
 	}
 
 	// has_column_privilege counts table-level grants too. nextval needs
@@ -282,7 +330,7 @@ func inspectOwnObjects(ctx context.Context, conn *pgx.Conn, r *Report) error {
 		Scan(&canInsert, &seq, &canSeq)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		r.add(Problem, "", missingTable)
+		r.add(Problem, CodeCleanerSchema, "", missingTable)
 	case err != nil:
 		return fmt.Errorf("look up cdc_cleaner.failed_deletions: %w", err)
 	default:
@@ -292,14 +340,14 @@ func inspectOwnObjects(ctx context.Context, conn *pgx.Conn, r *Report) error {
 			return fmt.Errorf("look up cdc_cleaner.failed_deletions_once_idx: %w", err)
 		}
 		if !once {
-			r.Findings = append(r.Findings, Finding{Severity: Problem, SetupFixes: true,
+			r.Findings = append(r.Findings, Finding{Severity: Problem, Code: CodeCleanerSchema, SetupFixes: true,
 				Message: "the index cdc_cleaner.failed_deletions_once_idx, which keeps a replayed failure from being recorded twice, does not exist (the schema is from an earlier version): run cdc-cleaner setup (or apply migrations/0001_cdc_cleaner_schema.sql)"})
 		}
 		if !canInsert {
-			r.missingPrivilege("", "role %s may not INSERT into cdc_cleaner.failed_deletions, where run records what it could not delete: GRANT INSERT ON cdc_cleaner.failed_deletions TO %s", r.who(), r.who())
+			r.missingPrivilege(CodeCleanerSchema, "", "role %s may not INSERT into cdc_cleaner.failed_deletions, where run records what it could not delete: GRANT INSERT ON cdc_cleaner.failed_deletions TO %s", r.who(), r.who())
 		}
 		if seq != nil && canSeq != nil && !*canSeq {
-			r.missingPrivilege("", "role %s may not use sequence %s, which numbers the rows of cdc_cleaner.failed_deletions: GRANT USAGE ON SEQUENCE %s TO %s", r.who(), *seq, *seq, r.who())
+			r.missingPrivilege(CodeCleanerSchema, "", "role %s may not use sequence %s, which numbers the rows of cdc_cleaner.failed_deletions: GRANT USAGE ON SEQUENCE %s TO %s", r.who(), *seq, *seq, r.who())
 		}
 	}
 
@@ -317,7 +365,7 @@ func inspectOwnObjects(ctx context.Context, conn *pgx.Conn, r *Report) error {
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		if needJSON {
-			r.add(Problem, "", "function cdc_cleaner.try_jsonb(json), through which the reference check reads json columns, does not exist: run cdc-cleaner setup (or apply migrations/0001_cdc_cleaner_schema.sql)")
+			r.add(Problem, CodeCleanerSchema, "", "function cdc_cleaner.try_jsonb(json), through which the reference check reads json columns, does not exist: run cdc-cleaner setup (or apply migrations/0001_cdc_cleaner_schema.sql)")
 		}
 		return nil
 	case err != nil:
@@ -329,13 +377,13 @@ func inspectOwnObjects(ctx context.Context, conn *pgx.Conn, r *Report) error {
 		marking := map[string]string{"s": "SAFE", "r": "RESTRICTED"}[parallel]
 		msg := "function cdc_cleaner.try_jsonb(json) is PARALLEL %s, but its EXCEPTION block cannot run in parallel mode: once a table is large enough for a parallel plan, every reference check of a json column fails (\"cannot start subtransactions during a parallel operation\") and holds the slot, and scan fails; run cdc-cleaner setup (or apply migrations/0001_cdc_cleaner_schema.sql) to upgrade it to PARALLEL UNSAFE"
 		if needJSON {
-			r.add(Problem, "", msg, marking)
+			r.add(Problem, CodeCleanerSchema, "", msg, marking)
 		} else {
-			r.add(Warning, "", msg+" before configuring a json column", marking)
+			r.add(Warning, CodeCleanerSchema, "", msg+" before configuring a json column", marking)
 		}
 	}
 	if needJSON && !canExecute {
-		r.missingPrivilege("", "role %s may not execute cdc_cleaner.try_jsonb(json), through which the reference check reads json columns: GRANT EXECUTE ON FUNCTION cdc_cleaner.try_jsonb(json) TO %s", r.who(), r.who())
+		r.missingPrivilege(CodeCleanerSchema, "", "role %s may not execute cdc_cleaner.try_jsonb(json), through which the reference check reads json columns: GRANT EXECUTE ON FUNCTION cdc_cleaner.try_jsonb(json) TO %s", r.who(), r.who())
 	}
 	return nil
 }
@@ -360,21 +408,21 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 			WHERE n.nspname = $1 AND c.relname = $2`, w.Schema, w.Name).Scan(&oid, &relkind, &replident, &usage)
 		if errors.Is(err, pgx.ErrNoRows) {
-			r.add(Problem, field+".table", "table %s does not exist (names are case-folded unless double-quoted, as in SQL)", w.Schema+"."+w.Name)
+			r.add(Problem, CodeGeneral, field+".table", "table %s does not exist (names are case-folded unless double-quoted, as in SQL)", w.Schema+"."+w.Name)
 			continue
 		}
 		if err != nil {
-			r.add(Problem, field+".table", "look up %s: %v", qualified, err)
+			r.add(Problem, CodeUnchecked, field+".table", "look up %s: %v", qualified, err)
 			continue
 		}
 		if relkind != "r" && relkind != "p" {
-			r.add(Problem, field+".table", "%s is not a table (relkind %s): only tables and partitioned tables can be watched", qualified, relkind)
+			r.add(Problem, CodeGeneral, field+".table", "%s is not a table (relkind %s): only tables and partitioned tables can be watched", qualified, relkind)
 			continue
 		}
 		if !usage && !r.schemaReported[w.Schema] {
 			r.schemaReported[w.Schema] = true
 			schema := config.QuoteIdentifier(w.Schema)
-			r.missingPrivilege(field+".table", "role %s may not use schema %s, where %s is, so the reference check cannot read it: GRANT USAGE ON SCHEMA %s TO %s", r.who(), schema, qualified, schema, r.who())
+			r.missingPrivilege(CodeMissingPrivilege, field+".table", "role %s may not use schema %s, where %s is, so the reference check cannot read it: GRANT USAGE ON SCHEMA %s TO %s", r.who(), schema, qualified, schema, r.who())
 		}
 		var wt *watchedTable
 		if watched != nil {
@@ -403,38 +451,38 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 				WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped`, oid, col).
 				Scan(&typ, &generated, &typOID, &attnum, &indexed, &canSelect)
 			if errors.Is(err, pgx.ErrNoRows) {
-				r.add(Problem, cfield, "column %q not found in %s: if it was renamed, put its new name in the configuration; if it was dropped, remove it (then cdc-cleaner scan finds the files it referenced); a running cleaner holds the changes that follow until then", col, w.Schema+"."+w.Name)
+				r.add(Problem, CodeGeneral, cfield, "column %q not found in %s: if it was renamed, put its new name in the configuration; if it was dropped, remove it (then cdc-cleaner scan finds the files it referenced); a running cleaner holds the changes that follow until then", col, w.Schema+"."+w.Name)
 				continue
 			}
 			if err != nil {
-				r.add(Problem, cfield, "look up column %q of %s: %v", col, qualified, err)
+				r.add(Problem, CodeUnchecked, cfield, "look up column %q of %s: %v", col, qualified, err)
 				continue
 			}
 			if !canSelect {
 				qcol := config.QuoteIdentifier(col)
-				r.missingPrivilege(cfield, "role %s may not read column %s of %s, which the reference check searches: GRANT SELECT (%s) ON %s TO %s", r.who(), qcol, qualified, qcol, qualified, r.who())
+				r.missingPrivilege(CodeMissingPrivilege, cfield, "role %s may not read column %s of %s, which the reference check searches: GRANT SELECT (%s) ON %s TO %s", r.who(), qcol, qualified, qcol, qualified, r.who())
 			}
 			if generated != "" && !protect {
-				r.add(Problem, cfield, "column %q of %s is a generated column: pgoutput does not send generated columns, so it cannot be watched (watch the columns it is computed from, or list it under protect)", col, qualified)
+				r.add(Problem, CodeGeneral, cfield, "column %q of %s is a generated column: pgoutput does not send generated columns, so it cannot be watched (watch the columns it is computed from, or list it under protect)", col, qualified)
 				continue
 			}
 			c := entryCols[j]
 			c.TypeName, c.TypeOID, c.TableOID, c.AttNum, c.Partitioned, c.Indexed = typ, typOID, oid, attnum, relkind == "p", indexed
 			kinds, err := catalog.TypeKinds(ctx, conn, []uint32{typOID})
 			if err != nil {
-				r.add(Problem, cfield, "look up the type of column %q of %s: %v", col, qualified, err)
+				r.add(Problem, CodeUnchecked, cfield, "look up the type of column %q of %s: %v", col, qualified, err)
 				continue
 			}
 			c.Type = kinds[typOID]
 			if c.Type.Kind == cdccleaner.KindNone {
-				r.add(Problem, cfield, "column %q of %s has type %s: file columns must be text, varchar, character, an array of them, or json/jsonb", col, qualified, typ)
+				r.add(Problem, CodeGeneral, cfield, "column %q of %s has type %s: file columns must be text, varchar, character, an array of them, or json/jsonb", col, qualified, typ)
 				continue
 			}
 			if c.Type.Padded {
-				r.add(OK, cfield, "column %q of %s is %s: its values are padded with spaces, which PostgreSQL ignores when it compares them, so trailing spaces are not part of a path (a path cannot end in a space there)", col, qualified, typ)
+				r.add(OK, CodeGeneral, cfield, "column %q of %s is %s: its values are padded with spaces, which PostgreSQL ignores when it compares them, so trailing spaces are not part of a path (a path cannot end in a space there)", col, qualified, typ)
 			}
 			if w.JSONPath != "" && c.Type.Kind != cdccleaner.KindJSON {
-				r.add(Problem, field+".json_path", "json_path is set but column %q of %s is %s, not json or jsonb", col, qualified, typ)
+				r.add(Problem, CodeGeneral, field+".json_path", "json_path is set but column %q of %s is %s, not json or jsonb", col, qualified, typ)
 				continue
 			}
 			r.Columns = append(r.Columns, c)
@@ -443,17 +491,17 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 			}
 			if !protect && !identity[col] && !identityReported {
 				identityReported = true
-				r.add(Problem, field+".table", "%s lacks REPLICA IDENTITY FULL (and column %q is not in its replica identity index), so UPDATE and DELETE would not carry old file paths: run cdc-cleaner setup, or ALTER TABLE %s REPLICA IDENTITY FULL", qualified, col, qualified)
+				r.add(Problem, CodeReplicaIdentity, field+".table", "%s lacks REPLICA IDENTITY FULL (and column %q is not in its replica identity index), so UPDATE and DELETE would not carry old file paths: run cdc-cleaner setup, or ALTER TABLE %s REPLICA IDENTITY FULL", qualified, col, qualified)
 			}
 			switch {
 			case c.Type.JSONText():
-				r.add(Warning, cfield, "column %q of %s is json, not jsonb: no index can serve the reference check, which reads every row; ALTER TABLE %s ALTER COLUMN %s TYPE jsonb, then CREATE INDEX ON %s USING gin (%s jsonb_path_ops)", col, qualified, qualified, config.QuoteIdentifier(col), qualified, config.QuoteIdentifier(col))
+				r.add(Warning, CodeGeneral, cfield, "column %q of %s is json, not jsonb: no index can serve the reference check, which reads every row; ALTER TABLE %s ALTER COLUMN %s TYPE jsonb, then CREATE INDEX ON %s USING gin (%s jsonb_path_ops)", col, qualified, qualified, config.QuoteIdentifier(col), qualified, config.QuoteIdentifier(col))
 			case c.Type.Kind == cdccleaner.KindJSON && !hasGIN(ctx, conn, oid, col):
-				r.add(Warning, cfield, "no GIN index on %s.%q: every reference check scans the table; CREATE INDEX ON %s USING gin (%s jsonb_path_ops)", qualified, col, qualified, config.QuoteIdentifier(col))
+				r.add(Warning, CodeGeneral, cfield, "no GIN index on %s.%q: every reference check scans the table; CREATE INDEX ON %s USING gin (%s jsonb_path_ops)", qualified, col, qualified, config.QuoteIdentifier(col))
 			case c.Type.Kind == cdccleaner.KindArray && !hasGIN(ctx, conn, oid, col):
-				r.add(Warning, cfield, "no GIN index on %s.%q: every reference check scans the table; CREATE INDEX ON %s USING gin (%s)", qualified, col, qualified, config.QuoteIdentifier(col))
+				r.add(Warning, CodeGeneral, cfield, "no GIN index on %s.%q: every reference check scans the table; CREATE INDEX ON %s USING gin (%s)", qualified, col, qualified, config.QuoteIdentifier(col))
 			case c.Type.Kind == cdccleaner.KindText && !indexed:
-				r.add(Warning, cfield, "no index starts with %s.%q: every reference check scans the table; CREATE INDEX ON %s (%s)", qualified, col, qualified, config.QuoteIdentifier(col))
+				r.add(Warning, CodeGeneral, cfield, "no index starts with %s.%q: every reference check scans the table; CREATE INDEX ON %s (%s)", qualified, col, qualified, config.QuoteIdentifier(col))
 			}
 		}
 	}
@@ -494,11 +542,11 @@ func inspectPublication(ctx context.Context, conn *pgx.Conn, r *Report, cfg *con
 	err := conn.QueryRow(ctx, `SELECT p.oid, p.pubupdate, p.pubdelete, p.pubtruncate, p.pubviaroot, p.puballtables, `+publicationOwnedSQL+`
 		FROM pg_publication p WHERE p.pubname = $1`, name).Scan(&oid, &upd, &del, &trunc, &viaRoot, &allTables, &owned)
 	if errors.Is(err, pgx.ErrNoRows) {
-		r.add(Problem, field, "publication %q does not exist: run cdc-cleaner setup", name)
+		r.add(Problem, CodePublication, field, "publication %q does not exist: run cdc-cleaner setup", name)
 		return
 	}
 	if err != nil {
-		r.add(Problem, field, "look up publication %q: %v", name, err)
+		r.add(Problem, CodePublication, field, "look up publication %q: %v", name, err)
 		return
 	}
 	// What run needs of the publication, whoever made it.
@@ -507,19 +555,19 @@ func inspectPublication(ctx context.Context, conn *pgx.Conn, r *Report, cfg *con
 		fix = "change it (ALTER PUBLICATION), or set postgres.publication to another name and run cdc-cleaner setup"
 	}
 	if !upd || !del {
-		r.add(Problem, field, "publication %q does not publish both update and delete: %s", name, fix)
+		r.add(Problem, CodePublication, field, "publication %q does not publish both update and delete: %s", name, fix)
 	}
 	if !trunc {
-		r.add(Warning, field, "publication %q does not publish truncate: a TRUNCATE of a watched table would go unnoticed", name)
+		r.add(Warning, CodePublication, field, "publication %q does not publish truncate: a TRUNCATE of a watched table would go unnoticed", name)
 	}
 	rows, err := conn.Query(ctx, "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_publication_tables WHERE pubname = $1", name)
 	if err != nil {
-		r.add(Problem, field, "list tables of publication %q: %v", name, err)
+		r.add(Problem, CodePublication, field, "list tables of publication %q: %v", name, err)
 		return
 	}
 	published, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		r.add(Problem, field, "list tables of publication %q: %v", name, err)
+		r.add(Problem, CodePublication, field, "list tables of publication %q: %v", name, err)
 		return
 	}
 	// quote_ident leaves simple names bare; normalise both sides.
@@ -543,7 +591,7 @@ func inspectPublication(ctx context.Context, conn *pgx.Conn, r *Report, cfg *con
 	}
 	slices.Sort(missing)
 	if len(missing) > 0 {
-		r.add(Problem, field, "publication %q does not cover %s: %s", name, strings.Join(missing, ", "), fix)
+		r.add(Problem, CodePublication, field, "publication %q does not cover %s: %s", name, strings.Join(missing, ", "), fix)
 	}
 	switch {
 	case !owned:
@@ -553,11 +601,11 @@ func inspectPublication(ctx context.Context, conn *pgx.Conn, r *Report, cfg *con
 		} else if len(extra) > 0 {
 			what = fmt.Sprintf("it also covers %d tables that are not watched (%s)", len(extra), firstFew(extra, 5))
 		}
-		r.conflict(ForeignPublication, Warning, field, "publication %q was not created by cdc-cleaner setup (%s): run may read it, but setup will not change it and teardown will not drop it; to give the cleaner its own, set postgres.publication to another name and run cdc-cleaner setup", name, what)
+		r.conflict(ForeignPublication, Warning, CodePublication, field, "publication %q was not created by cdc-cleaner setup (%s): run may read it, but setup will not change it and teardown will not drop it; to give the cleaner its own, set postgres.publication to another name and run cdc-cleaner setup", name, what)
 	case len(extra) > 0:
-		r.add(Warning, field, "publication %q also covers tables that are not watched (%s): run cdc-cleaner setup", name, firstFew(extra, 5))
+		r.add(Warning, CodePublication, field, "publication %q also covers tables that are not watched (%s): run cdc-cleaner setup", name, firstFew(extra, 5))
 	case len(missing) == 0:
-		r.add(OK, field, "publication %q covers the watched tables", name)
+		r.add(OK, CodePublication, field, "publication %q covers the watched tables", name)
 	}
 	inspectPublicationFilters(ctx, conn, r, name, oid, viaRoot, fix, watched)
 }
@@ -577,7 +625,7 @@ func inspectPublicationFilters(ctx context.Context, conn *pgx.Conn, r *Report, n
 	for _, t := range tables {
 		wt := watched[t]
 		if wt.relkind == "p" && !viaRoot {
-			r.add(Problem, field, "publication %q does not publish_via_partition_root, and %s is partitioned: its changes arrive under the names of its partitions, which are not watched, so their files leak; %s (ALTER PUBLICATION %s SET (publish_via_partition_root = true))", name, t, fix, config.QuoteIdentifier(name))
+			r.add(Problem, CodePublication, field, "publication %q does not publish_via_partition_root, and %s is partitioned: its changes arrive under the names of its partitions, which are not watched, so their files leak; %s (ALTER PUBLICATION %s SET (publish_via_partition_root = true))", name, t, fix, config.QuoteIdentifier(name))
 		}
 	}
 	if r.ServerVersion < 150000 {
@@ -598,11 +646,11 @@ func inspectPublicationFilters(ctx context.Context, conn *pgx.Conn, r *Report, n
 			continue
 		}
 		if err != nil {
-			r.add(Problem, field, "read the row filter and column list of %s in publication %q: %v", t, name, err)
+			r.add(Problem, CodePublication, field, "read the row filter and column list of %s in publication %q: %v", t, name, err)
 			continue
 		}
 		if qual != nil {
-			r.add(Problem, field, "publication %q has a row filter on %s (WHERE %s): UPDATE and DELETE of rows outside it never reach the cleaner, so their files leak; remove it: %s", name, t, *qual, fix)
+			r.add(Problem, CodePublication, field, "publication %q has a row filter on %s (WHERE %s): UPDATE and DELETE of rows outside it never reach the cleaner, so their files leak; remove it: %s", name, t, *qual, fix)
 		}
 		if attrs != nil {
 			var lacking []string
@@ -612,7 +660,7 @@ func inspectPublicationFilters(ctx context.Context, conn *pgx.Conn, r *Report, n
 				}
 			}
 			if len(lacking) > 0 {
-				r.add(Problem, field, "publication %q publishes only some columns of %s (%s), not the watched %s: their old values never reach the cleaner; remove the column list: %s", name, t, strings.Join(attrs, ", "), strings.Join(lacking, ", "), fix)
+				r.add(Problem, CodePublication, field, "publication %q publishes only some columns of %s (%s), not the watched %s: their old values never reach the cleaner; remove the column list: %s", name, t, strings.Join(attrs, ", "), strings.Join(lacking, ", "), fix)
 			}
 		}
 	}
@@ -636,29 +684,28 @@ func inspectSlot(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Con
 		pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END, restart_lsn)::bigint
 		FROM pg_replication_slots WHERE slot_name = $1`, name).Scan(&plugin, &database, &pid, &retained)
 	if errors.Is(err, pgx.ErrNoRows) {
-		r.add(Problem, field, "replication slot %q does not exist: run cdc-cleaner setup", name)
+		r.add(Problem, CodeSlot, field, "replication slot %q does not exist: run cdc-cleaner setup", name)
 		return
 	}
 	if err != nil {
-		r.add(Problem, field, "look up slot %q: %v", name, err)
+		r.add(Problem, CodeSlot, field, "look up slot %q: %v", name, err)
 		return
 	}
 	var current string
 	_ = conn.QueryRow(ctx, "SELECT current_database()").Scan(&current)
 	switch {
 	case database != current:
-		r.conflict(ForeignSlot, Problem, field, "slot %q belongs to database %q, not %q (slot names are shared by every database of the server): set postgres.slot to another name", name, database, current)
+		r.conflict(ForeignSlot, Problem, CodeSlot, field, "slot %q belongs to database %q, not %q (slot names are shared by every database of the server): set postgres.slot to another name", name, database, current)
 		return
 	case plugin != "pgoutput":
-		r.conflict(ForeignSlot, Problem, field, "slot %q uses output plugin %q, not pgoutput, so it belongs to another consumer: set postgres.slot to another name", name, plugin)
+		r.conflict(ForeignSlot, Problem, CodeSlot, field, "slot %q uses output plugin %q, not pgoutput, so it belongs to another consumer: set postgres.slot to another name", name, plugin)
 		return
 	}
-	switch recorded, err := slotRecorded(ctx, conn, r, name); {
-	case err != nil:
-		r.add(Problem, field, "%v", err)
+	switch recorded, ok := slotRecorded(ctx, conn, r, name); {
+	case !ok:
 		return
 	case !recorded:
-		r.conflict(UnrecordedSlot, Problem, field, "slot %q exists but was not created by cdc-cleaner setup (cdc_cleaner.slots does not record it): another consumer may read it, and streaming from it would move it past changes that consumer has not read yet. Set postgres.slot to another name and run cdc-cleaner setup; if it is this cleaner's own slot (created by a cdc-cleaner version before cdc_cleaner.slots, by a setup that was interrupted, or by hand for it), record it with cdc-cleaner setup --adopt-slot", name)
+		r.conflict(UnrecordedSlot, Problem, CodeSlot, field, "slot %q exists but was not created by cdc-cleaner setup (cdc_cleaner.slots does not record it): another consumer may read it, and streaming from it would move it past changes that consumer has not read yet. Set postgres.slot to another name and run cdc-cleaner setup; if it is this cleaner's own slot (created by a cdc-cleaner version before cdc_cleaner.slots, by a setup that was interrupted, or by hand for it), record it with cdc-cleaner setup --adopt-slot", name)
 		return
 	}
 	msg := fmt.Sprintf("slot %q exists", name)
@@ -668,13 +715,14 @@ func inspectSlot(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Con
 	if retained != nil {
 		msg += fmt.Sprintf(", retains %d bytes of WAL", *retained)
 	}
-	r.add(OK, field, "%s", msg)
+	r.add(OK, CodeSlot, field, "%s", msg)
 }
 
 // slotRecorded reports whether cdc_cleaner.slots records slot as one setup
-// created. An error says why it cannot tell (the table is missing, or the
-// current role may not read it), as a finding's message.
-func slotRecorded(ctx context.Context, conn *pgx.Conn, r *Report, slot string) (bool, error) {
+// created. When it cannot tell (the current role may not read the table,
+// or a query failed), it adds a problem saying why and returns ok false.
+func slotRecorded(ctx context.Context, conn *pgx.Conn, r *Report, slot string) (recorded, ok bool) {
+	const field = "postgres.slot"
 	var canSelect bool
 	err := conn.QueryRow(ctx, `SELECT has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT')
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -683,18 +731,19 @@ func slotRecorded(ctx context.Context, conn *pgx.Conn, r *Report, slot string) (
 	case errors.Is(err, pgx.ErrNoRows):
 		// No record at all (setup has not run, or an earlier version did,
 		// before the record was kept): the slot is not known as setup's.
-		return false, nil
+		return false, true
 	case err != nil:
-		return false, fmt.Errorf("look up cdc_cleaner.slots: %v", err)
+		r.add(Problem, CodeSlot, field, "look up cdc_cleaner.slots: %v", err)
+		return false, false
 	case !canSelect:
-		r.missingPrivileges++
-		return false, fmt.Errorf("role %s may not read cdc_cleaner.slots, which records the slots setup created: GRANT USAGE ON SCHEMA cdc_cleaner TO %s; GRANT SELECT ON cdc_cleaner.slots TO %s", r.who(), r.who(), r.who())
+		r.missingPrivilege(CodeCleanerSchema, field, "role %s may not read cdc_cleaner.slots, which records the slots setup created: GRANT USAGE ON SCHEMA cdc_cleaner TO %s; GRANT SELECT ON cdc_cleaner.slots TO %s", r.who(), r.who(), r.who())
+		return false, false
 	}
-	var recorded bool
 	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM cdc_cleaner.slots WHERE slot_name = $1)", slot).Scan(&recorded); err != nil {
-		return false, fmt.Errorf("read cdc_cleaner.slots: %v", err)
+		r.add(Problem, CodeSlot, field, "read cdc_cleaner.slots: %v", err)
+		return false, false
 	}
-	return recorded, nil
+	return recorded, true
 }
 
 // inspectEventTrigger checks the event trigger setup installs for
@@ -709,7 +758,7 @@ func inspectEventTrigger(ctx context.Context, conn *pgx.Conn, r *Report, cfg *co
 		return
 	}
 	if err != nil {
-		r.add(Problem, "", "look up event trigger %s: %v", name, err)
+		r.add(Problem, CodeUnchecked, "", "look up event trigger %s: %v", name, err)
 		return
 	}
 	partitioned := false
@@ -718,11 +767,11 @@ func inspectEventTrigger(ctx context.Context, conn *pgx.Conn, r *Report, cfg *co
 	}
 	switch {
 	case !strings.Contains(src, triggerFunctionVersion):
-		r.Findings = append(r.Findings, Finding{Severity: Problem, SetupFixes: true, Message: fmt.Sprintf(
+		r.Findings = append(r.Findings, Finding{Severity: Problem, Code: CodeGeneral, SetupFixes: true, Message: fmt.Sprintf(
 			"the event trigger %s comes from an earlier cdc-cleaner setup, whose function can make the application's own DDL fail (CREATE TABLE, ALTER TABLE: permission denied for schema pg_toast): run cdc-cleaner setup as a superuser to replace it (or remove it, when no watched table is partitioned), or DROP EVENT TRIGGER %s",
 			name, config.QuoteIdentifier(name))})
 	case !partitioned:
-		r.add(Warning, "", "the event trigger %s is not needed (no watched table is partitioned): run cdc-cleaner setup as a superuser to remove it, or DROP EVENT TRIGGER %s", name, config.QuoteIdentifier(name))
+		r.add(Warning, CodeGeneral, "", "the event trigger %s is not needed (no watched table is partitioned): run cdc-cleaner setup as a superuser to remove it, or DROP EVENT TRIGGER %s", name, config.QuoteIdentifier(name))
 	}
 }
 
@@ -737,21 +786,21 @@ func inspectDescendants(ctx context.Context, conn *pgx.Conn, r *Report, cfg *con
 			FROM pg_partition_tree($1) t JOIN pg_class c ON c.oid = t.relid
 			WHERE c.relreplident <> 'f' AND c.relkind IN ('r', 'p')`, oid).Scan(&lacking)
 		if err != nil {
-			r.add(Problem, field+".table", "list partitions of %s: %v", qualified, err)
+			r.add(Problem, CodeReplicaIdentity, field+".table", "list partitions of %s: %v", qualified, err)
 			return
 		}
 		if lacking != nil {
-			r.add(Problem, field+".table", "partitions of %s lack REPLICA IDENTITY FULL (%s): their UPDATE and DELETE would not carry old file paths (or fail, without a primary key); run cdc-cleaner setup", qualified, *lacking)
+			r.add(Problem, CodeReplicaIdentity, field+".table", "partitions of %s lack REPLICA IDENTITY FULL (%s): their UPDATE and DELETE would not carry old file paths (or fail, without a primary key); run cdc-cleaner setup", qualified, *lacking)
 		}
-		r.add(Warning, field+".table", "%s is partitioned: a TRUNCATE, DETACH PARTITION or DROP TABLE of one of its partitions sends the cleaner nothing (pgoutput publishes partitions through their root and skips their truncates), so the files of those rows are not cleaned; run cdc-cleaner scan after such maintenance", qualified)
+		r.add(Warning, CodeGeneral, field+".table", "%s is partitioned: a TRUNCATE, DETACH PARTITION or DROP TABLE of one of its partitions sends the cleaner nothing (pgoutput publishes partitions through their root and skips their truncates), so the files of those rows are not cleaned; run cdc-cleaner scan after such maintenance", qualified)
 		var hasTrigger bool
 		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1 AND evtenabled <> 'D')", EventTriggerName(cfg.Postgres.Publication)).Scan(&hasTrigger); err == nil && !hasTrigger {
-			r.add(Warning, field+".table", "%s is partitioned and the event trigger %s is missing: partitions created later will lack REPLICA IDENTITY FULL; run cdc-cleaner setup as a superuser, or again after creating partitions", qualified, EventTriggerName(cfg.Postgres.Publication))
+			r.add(Warning, CodeGeneral, field+".table", "%s is partitioned and the event trigger %s is missing: partitions created later will lack REPLICA IDENTITY FULL; run cdc-cleaner setup as a superuser, or again after creating partitions", qualified, EventTriggerName(cfg.Postgres.Publication))
 		}
 	case "r":
 		var children *string
 		if err := conn.QueryRow(ctx, "SELECT string_agg(inhrelid::regclass::text, ', ') FROM pg_inherits WHERE inhparent = $1", oid).Scan(&children); err == nil && children != nil {
-			r.add(Warning, field+".table", "%s has inheritance children (%s): their rows count as references, but changes to them are not watched; add them to watch to clean their files", qualified, *children)
+			r.add(Warning, CodeGeneral, field+".table", "%s has inheritance children (%s): their rows count as references, but changes to them are not watched; add them to watch to clean their files", qualified, *children)
 		}
 	}
 }

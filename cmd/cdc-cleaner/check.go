@@ -59,7 +59,7 @@ Exit codes: 0 ok (warnings allowed), 1 problems found, 2 bad configuration.`, st
 		err := checkStorage(ctx, name, s)
 		if err != nil {
 			fmt.Fprintf(stdout, "  FAIL     %v\n", err)
-			report.Findings = append(report.Findings, provision.Finding{Severity: provision.Problem, Message: err.Error()})
+			report.Findings = append(report.Findings, provision.Finding{Severity: provision.Problem, Code: provision.CodeGeneral, Message: err.Error()})
 			continue
 		}
 		switch s.Type {

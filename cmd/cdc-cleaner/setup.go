@@ -91,19 +91,9 @@ Exit codes: 0 done, 1 a statement failed, 2 bad configuration or database not re
 	}
 	var blocking []string
 	for _, p := range before.Problems() {
-		if p.SetupFixes {
-			continue
+		if blocksSetup(p) {
+			blocking = append(blocking, p.String())
 		}
-		if strings.HasPrefix(p.Field, "watch") || strings.HasPrefix(p.Field, "protect") {
-			if strings.Contains(p.Message, "REPLICA IDENTITY") {
-				continue // setup fixes that
-			}
-		} else if p.Field != "" {
-			continue // publication, slot: setup creates them
-		} else if strings.Contains(p.Message, "cdc_cleaner.") {
-			continue // the cleaner's own schema, table and function
-		}
-		blocking = append(blocking, p.String())
 	}
 	if len(blocking) > 0 {
 		return configErr(errors.New("cannot set up:\n  - " + strings.Join(blocking, "\n  - ")))
@@ -138,6 +128,26 @@ the role in the postgres.url of the configuration run uses, and verify with cdc-
 `, who, who)
 	}
 	return nil
+}
+
+// blocksSetup reports whether problem p, found before setup runs, keeps it
+// from running: setup fixes what it creates (replica identity, the
+// cleaner's own schema, the publication, the slot: all checked again
+// after it ran), and leaves to its own statements to fail on a standby or
+// for a role without REPLICATION, saying so. Anything else (a server
+// setting, a watched table or column that is missing or of the wrong
+// type, a privilege on a watched table, a check that could not run) must
+// be fixed first.
+func blocksSetup(p provision.Finding) bool {
+	if p.SetupFixes {
+		return false
+	}
+	switch p.Code {
+	case provision.CodeReplicaIdentity, provision.CodeCleanerSchema, provision.CodePublication, provision.CodeSlot,
+		provision.CodeStandby, provision.CodeNoReplication:
+		return false
+	}
+	return true
 }
 
 // checkRoleName rejects what cannot be a role name. The name is taken as
