@@ -46,23 +46,15 @@ something of the configured name is not the cleaner's and was left).`, stderr)
 	if err != nil {
 		return failure(err)
 	}
-	kept := func(what string) bool {
-		for _, k := range d.Kept {
-			if strings.HasPrefix(k, what) {
-				return true
-			}
-		}
-		return false
-	}
-	if !kept("slot") {
+	if d.KeptSlot == "" {
 		report("replication slot", cfg.Postgres.Slot, d.Slot)
 	}
-	if !kept("publication") {
+	if d.KeptPublication == "" {
 		report("publication", cfg.Postgres.Publication, d.Publication)
 	}
 	report("event trigger", provision.EventTriggerName(cfg.Postgres.Publication), d.EventTrigger)
-	if len(d.Kept) > 0 {
-		return failure(errors.New("left what is not the cleaner's:\n  - " + strings.Join(d.Kept, "\n  - ")))
+	if kept := d.Kept(); len(kept) > 0 {
+		return failure(errors.New("left what is not the cleaner's:\n  - " + strings.Join(kept, "\n  - ")))
 	}
 	return nil
 }
