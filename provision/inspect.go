@@ -175,12 +175,21 @@ func (r *Report) missingPrivilege(code Code, field, format string, args ...any) 
 // who is the current role as an SQL identifier, for the GRANTs findings name.
 func (r *Report) who() string { return config.QuoteIdentifier(r.Role) }
 
+// Querier is what Inspect needs of a connection: a *pgx.Conn, a pool or a
+// transaction.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
 // Inspect checks that the database is ready for the configuration: server
 // settings, the current role's privileges, watched tables and columns,
 // replica identity, publication, slot and the cleaner's own table. Each
 // privilege run lacks is a problem naming the GRANT to run. It returns an
-// error only when it cannot ask (no connection); everything else is a
-// finding.
+// error only when it cannot ask: the server settings, or the cleaner's own
+// objects, cannot be read. Any other query that fails is a finding that
+// names what could not be checked and the error (see Code), never an
+// empty answer that passes or fails a check quietly.
 //
 // Inspect reads only what any role may read (pg_catalog, pg_roles,
 // pg_replication_slots, pg_publication_tables, pg_partition_tree, the
@@ -188,7 +197,7 @@ func (r *Report) who() string { return config.QuoteIdentifier(r.Role) }
 // RoleSQL. It looks the cleaner's and the watched objects up by name in the
 // catalogs: a cast to regclass (or to_regclass) fails with "permission
 // denied" in a schema the role may not use, where a finding should say so.
-func Inspect(ctx context.Context, conn *pgx.Conn, cfg *config.Config) (*Report, error) {
+func Inspect(ctx context.Context, conn Querier, cfg *config.Config) (*Report, error) {
 	r := &Report{schemaReported: map[string]bool{}}
 	var walLevel, slots, senders, keepSize string
 	var isSuper, canReplicate bool
@@ -224,7 +233,9 @@ func Inspect(ctx context.Context, conn *pgx.Conn, cfg *config.Config) (*Report, 
 		r.add(Warning, CodeGeneral, "", "max_slot_wal_keep_size is unlimited: if the cleaner stops for long, its slot retains WAL until the server's disk is full; consider a limit (the slot is then invalidated instead, and `cdc-cleaner scan` recovers what it missed)")
 	}
 	var inRecovery bool
-	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err == nil && inRecovery {
+	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+		r.add(Problem, CodeStandby, "postgres.url", "could not tell whether the server is a standby (pg_is_in_recovery): %v", err)
+	} else if inRecovery {
 		r.add(Problem, CodeStandby, "postgres.url", "the server is a standby (in recovery): connect to the primary, where the slot and the application's writes are")
 	}
 	if !isSuper && !canReplicate {
@@ -254,7 +265,7 @@ func Inspect(ctx context.Context, conn *pgx.Conn, cfg *config.Config) (*Report, 
 
 // inspectMessages reports which storages honour cdc_cleaner logical
 // decoding messages, and who may emit them.
-func inspectMessages(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Config) {
+func inspectMessages(ctx context.Context, conn Querier, r *Report, cfg *config.Config) {
 	var names []string
 	for name, s := range cfg.Storages {
 		if s.Messages {
@@ -294,7 +305,7 @@ var ledgerColumns = []string{"storage", "path", "reason", "detail", "source", "c
 // cdc_cleaner.try_jsonb: that they exist and that the current role may use
 // them as run does. A try_jsonb an earlier version installed PARALLEL SAFE
 // is a problem when a json column calls it, a warning otherwise.
-func inspectOwnObjects(ctx context.Context, conn *pgx.Conn, r *Report) error {
+func inspectOwnObjects(ctx context.Context, conn Querier, r *Report) error {
 	const missingTable = "table cdc_cleaner.failed_deletions does not exist: run cdc-cleaner setup (or apply migrations/)"
 	var usage bool
 	err := conn.QueryRow(ctx, "SELECT has_schema_privilege(oid, 'USAGE') FROM pg_namespace WHERE nspname = 'cdc_cleaner'").Scan(&usage)
@@ -396,7 +407,7 @@ type watchedTable struct {
 	columns []string // watched columns that exist
 }
 
-func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Config, kind string, entries []*config.Watch, protect bool, watched map[string]*watchedTable) {
+func inspectEntries(ctx context.Context, conn Querier, r *Report, cfg *config.Config, kind string, entries []*config.Watch, protect bool, watched map[string]*watchedTable) {
 	for i, w := range entries {
 		field := fmt.Sprintf("%s[%d]", kind, i)
 		entryCols := cfg.EntryColumns(kind, i)
@@ -434,8 +445,12 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 		if !protect {
 			inspectDescendants(ctx, conn, r, cfg, field, oid, relkind, qualified)
 		}
-		identity := identityColumns(ctx, conn, oid, replident)
-		identityReported := false
+		identity, err := identityColumns(ctx, conn, oid, replident)
+		// Unknown, the replica identity is reported once, as not checked.
+		identityReported := err != nil
+		if err != nil && !protect {
+			r.add(Problem, CodeReplicaIdentity, field+".table", "could not check the replica identity of %s (whether UPDATE and DELETE carry old file paths): %v", qualified, err)
+		}
 		for j, col := range w.ColNames {
 			cfield := fmt.Sprintf("%s.columns[%d]", field, j)
 			var typ, generated string
@@ -493,12 +508,20 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 				identityReported = true
 				r.add(Problem, CodeReplicaIdentity, field+".table", "%s lacks REPLICA IDENTITY FULL (and column %q is not in its replica identity index), so UPDATE and DELETE would not carry old file paths: run cdc-cleaner setup, or ALTER TABLE %s REPLICA IDENTITY FULL", qualified, col, qualified)
 			}
+			// Only a jsonb or array column is served by a GIN index.
+			var gin bool
+			var ginErr error
+			if c.Type.Kind == cdccleaner.KindJSON && !c.Type.JSONText() || c.Type.Kind == cdccleaner.KindArray {
+				gin, ginErr = hasGIN(ctx, conn, oid, col)
+			}
 			switch {
+			case ginErr != nil:
+				r.add(Warning, CodeUnchecked, cfield, "could not check for a GIN index on %s.%q, without which every reference check scans the table: %v", qualified, col, ginErr)
 			case c.Type.JSONText():
 				r.add(Warning, CodeGeneral, cfield, "column %q of %s is json, not jsonb: no index can serve the reference check, which reads every row; ALTER TABLE %s ALTER COLUMN %s TYPE jsonb, then CREATE INDEX ON %s USING gin (%s jsonb_path_ops)", col, qualified, qualified, config.QuoteIdentifier(col), qualified, config.QuoteIdentifier(col))
-			case c.Type.Kind == cdccleaner.KindJSON && !hasGIN(ctx, conn, oid, col):
+			case c.Type.Kind == cdccleaner.KindJSON && !gin:
 				r.add(Warning, CodeGeneral, cfield, "no GIN index on %s.%q: every reference check scans the table; CREATE INDEX ON %s USING gin (%s jsonb_path_ops)", qualified, col, qualified, config.QuoteIdentifier(col))
-			case c.Type.Kind == cdccleaner.KindArray && !hasGIN(ctx, conn, oid, col):
+			case c.Type.Kind == cdccleaner.KindArray && !gin:
 				r.add(Warning, CodeGeneral, cfield, "no GIN index on %s.%q: every reference check scans the table; CREATE INDEX ON %s USING gin (%s)", qualified, col, qualified, config.QuoteIdentifier(col))
 			case c.Type.Kind == cdccleaner.KindText && !indexed:
 				r.add(Warning, CodeGeneral, cfield, "no index starts with %s.%q: every reference check scans the table; CREATE INDEX ON %s (%s)", qualified, col, qualified, config.QuoteIdentifier(col))
@@ -509,8 +532,9 @@ func inspectEntries(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.
 
 // identityColumns returns the columns whose old values UPDATE and DELETE
 // carry: all of them for REPLICA IDENTITY FULL, the index's for DEFAULT
-// (primary key) and USING INDEX, none for NOTHING.
-func identityColumns(ctx context.Context, conn *pgx.Conn, oid uint32, replident string) map[string]bool {
+// (primary key) and USING INDEX, none for NOTHING. An error means it could
+// not tell.
+func identityColumns(ctx context.Context, conn Querier, oid uint32, replident string) (map[string]bool, error) {
 	cols := map[string]bool{}
 	var q string
 	switch replident {
@@ -521,20 +545,23 @@ func identityColumns(ctx context.Context, conn *pgx.Conn, oid uint32, replident 
 	case "i":
 		q = `SELECT a.attname FROM pg_index x JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = ANY(x.indkey) WHERE x.indrelid = $1 AND x.indisreplident`
 	default:
-		return cols
+		return cols, nil
 	}
 	rows, err := conn.Query(ctx, q, oid)
 	if err != nil {
-		return cols
+		return nil, err
 	}
-	names, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
 	for _, n := range names {
 		cols[n] = true
 	}
-	return cols
+	return cols, nil
 }
 
-func inspectPublication(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Config, watched map[string]*watchedTable) {
+func inspectPublication(ctx context.Context, conn Querier, r *Report, cfg *config.Config, watched map[string]*watchedTable) {
 	const field = "postgres.publication"
 	name := cfg.Postgres.Publication
 	var oid uint32
@@ -615,7 +642,7 @@ func inspectPublication(ctx context.Context, conn *pgx.Conn, r *Report, cfg *con
 // never arrive), a column list without a watched column (its values never
 // arrive), and, for a partitioned table, publishing through the partitions
 // (changes arrive under their names, which are not watched).
-func inspectPublicationFilters(ctx context.Context, conn *pgx.Conn, r *Report, name string, pubOID uint32, viaRoot bool, fix string, watched map[string]*watchedTable) {
+func inspectPublicationFilters(ctx context.Context, conn Querier, r *Report, name string, pubOID uint32, viaRoot bool, fix string, watched map[string]*watchedTable) {
 	const field = "postgres.publication"
 	tables := make([]string, 0, len(watched))
 	for t := range watched {
@@ -674,7 +701,7 @@ func firstFew(items []string, n int) string {
 	return strings.Join(items[:n], ", ") + fmt.Sprintf(" and %d more", len(items)-n)
 }
 
-func inspectSlot(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Config) {
+func inspectSlot(ctx context.Context, conn Querier, r *Report, cfg *config.Config) {
 	const field = "postgres.slot"
 	name := cfg.Postgres.Slot
 	var plugin, database string
@@ -692,7 +719,10 @@ func inspectSlot(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Con
 		return
 	}
 	var current string
-	_ = conn.QueryRow(ctx, "SELECT current_database()").Scan(&current)
+	if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&current); err != nil {
+		r.add(Problem, CodeSlot, field, "could not check that slot %q belongs to this database (current_database): %v", name, err)
+		return
+	}
 	switch {
 	case database != current:
 		r.conflict(ForeignSlot, Problem, CodeSlot, field, "slot %q belongs to database %q, not %q (slot names are shared by every database of the server): set postgres.slot to another name", name, database, current)
@@ -721,7 +751,7 @@ func inspectSlot(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Con
 // slotRecorded reports whether cdc_cleaner.slots records slot as one setup
 // created. When it cannot tell (the current role may not read the table,
 // or a query failed), it adds a problem saying why and returns ok false.
-func slotRecorded(ctx context.Context, conn *pgx.Conn, r *Report, slot string) (recorded, ok bool) {
+func slotRecorded(ctx context.Context, conn Querier, r *Report, slot string) (recorded, ok bool) {
 	const field = "postgres.slot"
 	var canSelect bool
 	err := conn.QueryRow(ctx, `SELECT has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT')
@@ -750,7 +780,7 @@ func slotRecorded(ctx context.Context, conn *pgx.Conn, r *Report, slot string) (
 // partitioned watched tables: a version from before triggerFunctionVersion
 // can make the application's DDL fail, and one that no partitioned table
 // needs should go.
-func inspectEventTrigger(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Config, watched map[string]*watchedTable) {
+func inspectEventTrigger(ctx context.Context, conn Querier, r *Report, cfg *config.Config, watched map[string]*watchedTable) {
 	name := EventTriggerName(cfg.Postgres.Publication)
 	var src string
 	err := conn.QueryRow(ctx, `SELECT p.prosrc FROM pg_event_trigger e JOIN pg_proc p ON p.oid = e.evtfoid WHERE e.evtname = $1`, name).Scan(&src)
@@ -778,7 +808,7 @@ func inspectEventTrigger(ctx context.Context, conn *pgx.Conn, r *Report, cfg *co
 // inspectDescendants checks what lies below a watched table: every partition
 // of a partitioned table must have REPLICA IDENTITY FULL (the publication
 // publishes their changes), and inheritance children are not watched.
-func inspectDescendants(ctx context.Context, conn *pgx.Conn, r *Report, cfg *config.Config, field string, oid uint32, relkind, qualified string) {
+func inspectDescendants(ctx context.Context, conn Querier, r *Report, cfg *config.Config, field string, oid uint32, relkind, qualified string) {
 	switch relkind {
 	case "p":
 		var lacking *string
@@ -794,23 +824,28 @@ func inspectDescendants(ctx context.Context, conn *pgx.Conn, r *Report, cfg *con
 		}
 		r.add(Warning, CodeGeneral, field+".table", "%s is partitioned: a TRUNCATE, DETACH PARTITION or DROP TABLE of one of its partitions sends the cleaner nothing (pgoutput publishes partitions through their root and skips their truncates), so the files of those rows are not cleaned; run cdc-cleaner scan after such maintenance", qualified)
 		var hasTrigger bool
-		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1 AND evtenabled <> 'D')", EventTriggerName(cfg.Postgres.Publication)).Scan(&hasTrigger); err == nil && !hasTrigger {
-			r.add(Warning, CodeGeneral, field+".table", "%s is partitioned and the event trigger %s is missing: partitions created later will lack REPLICA IDENTITY FULL; run cdc-cleaner setup as a superuser, or again after creating partitions", qualified, EventTriggerName(cfg.Postgres.Publication))
+		trigger := EventTriggerName(cfg.Postgres.Publication)
+		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1 AND evtenabled <> 'D')", trigger).Scan(&hasTrigger); err != nil {
+			r.add(Warning, CodeUnchecked, field+".table", "%s is partitioned, and whether the event trigger %s that gives partitions created later REPLICA IDENTITY FULL is installed could not be checked: %v", qualified, trigger, err)
+		} else if !hasTrigger {
+			r.add(Warning, CodeGeneral, field+".table", "%s is partitioned and the event trigger %s is missing: partitions created later will lack REPLICA IDENTITY FULL; run cdc-cleaner setup as a superuser, or again after creating partitions", qualified, trigger)
 		}
 	case "r":
 		var children *string
-		if err := conn.QueryRow(ctx, "SELECT string_agg(inhrelid::regclass::text, ', ') FROM pg_inherits WHERE inhparent = $1", oid).Scan(&children); err == nil && children != nil {
+		if err := conn.QueryRow(ctx, "SELECT string_agg(inhrelid::regclass::text, ', ') FROM pg_inherits WHERE inhparent = $1", oid).Scan(&children); err != nil {
+			r.add(Warning, CodeUnchecked, field+".table", "could not check %s for inheritance children, whose changes are not watched: %v", qualified, err)
+		} else if children != nil {
 			r.add(Warning, CodeGeneral, field+".table", "%s has inheritance children (%s): their rows count as references, but changes to them are not watched; add them to watch to clean their files", qualified, *children)
 		}
 	}
 }
 
 // hasGIN reports whether a GIN index covers column col of table oid.
-func hasGIN(ctx context.Context, conn *pgx.Conn, oid uint32, col string) bool {
+func hasGIN(ctx context.Context, conn Querier, oid uint32, col string) (bool, error) {
 	var ok bool
 	err := conn.QueryRow(ctx, `SELECT EXISTS (
 		SELECT 1 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am am ON am.oid = i.relam
 		JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = ANY(x.indkey)
 		WHERE x.indrelid = $1 AND a.attname = $2 AND am.amname = 'gin')`, oid, col).Scan(&ok)
-	return err == nil && ok
+	return ok, err
 }
