@@ -13,6 +13,7 @@ import (
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/catalog"
 	"github.com/cdc-cleaner/cdc-cleaner/config"
+	"github.com/cdc-cleaner/cdc-cleaner/ledger"
 )
 
 // Severity of a finding.
@@ -296,12 +297,9 @@ func inspectMessages(ctx context.Context, conn Querier, r *Report, cfg *config.C
 	}
 }
 
-// ledgerColumns are the columns of cdc_cleaner.failed_deletions that run
-// inserts into (package ledger); id and recorded_at take their defaults.
-var ledgerColumns = []string{"storage", "path", "reason", "detail", "source", "commit_lsn", "commit_time"}
-
 // inspectOwnObjects checks the cleaner's schema, its failed_deletions table
-// with the id sequence, and, when a json column is watched or protected,
+// with the id sequence (as package ledger, which writes it, needs them:
+// ledger.CheckReadiness), and, when a json column is watched or protected,
 // cdc_cleaner.try_jsonb: that they exist and that the current role may use
 // them as run does. A try_jsonb an earlier version installed PARALLEL SAFE
 // is a problem when a json column calls it, a warning otherwise.
@@ -320,45 +318,22 @@ func inspectOwnObjects(ctx context.Context, conn Querier, r *Report) error {
 		r.missingPrivilege(CodeCleanerSchema, "", "role %s may not use schema cdc_cleaner, where run records failed deletions in cdc_cleaner.failed_deletions: GRANT USAGE ON SCHEMA cdc_cleaner TO %s", r.who(), r.who())
 	}
 
-	// has_column_privilege counts table-level grants too. nextval needs
-	// USAGE or UPDATE on the sequence.
-	var canInsert bool
-	var seq *string
-	var canSeq *bool
-	err = conn.QueryRow(ctx, `SELECT (SELECT coalesce(bool_and(has_column_privilege(c.oid, a.attnum, 'INSERT')), false)
-			FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname::text = ANY($1::text[]) AND NOT a.attisdropped),
-		s.name, s.ok
-		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		LEFT JOIN LATERAL (
-			SELECT quote_ident(sn.nspname) || '.' || quote_ident(sc.relname) AS name,
-				has_sequence_privilege(sc.oid, 'USAGE') OR has_sequence_privilege(sc.oid, 'UPDATE') AS ok
-			FROM pg_depend d JOIN pg_class sc ON sc.oid = d.objid AND sc.relkind = 'S'
-			JOIN pg_namespace sn ON sn.oid = sc.relnamespace
-			WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
-				AND d.refobjid = c.oid AND d.deptype IN ('a', 'i')
-			ORDER BY d.refobjsubid LIMIT 1) s ON true
-		WHERE n.nspname = 'cdc_cleaner' AND c.relname = 'failed_deletions' AND c.relkind IN ('r', 'p')`, ledgerColumns).
-		Scan(&canInsert, &seq, &canSeq)
+	ledgerReady, err := ledger.CheckReadiness(ctx, conn)
 	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		r.add(Problem, CodeCleanerSchema, "", missingTable)
 	case err != nil:
-		return fmt.Errorf("look up cdc_cleaner.failed_deletions: %w", err)
+		return err
+	case !ledgerReady.Exists:
+		r.add(Problem, CodeCleanerSchema, "", missingTable)
 	default:
-		var once bool
-		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-			WHERE n.nspname = 'cdc_cleaner' AND c.relname = 'failed_deletions_once_idx' AND c.relkind = 'i')`).Scan(&once); err != nil {
-			return fmt.Errorf("look up cdc_cleaner.failed_deletions_once_idx: %w", err)
-		}
-		if !once {
+		if !ledgerReady.OnceIndex {
 			r.Findings = append(r.Findings, Finding{Severity: Problem, Code: CodeCleanerSchema, SetupFixes: true,
 				Message: "the index cdc_cleaner.failed_deletions_once_idx, which keeps a replayed failure from being recorded twice, does not exist (the schema is from an earlier version): run cdc-cleaner setup (or apply migrations/0001_cdc_cleaner_schema.sql)"})
 		}
-		if !canInsert {
+		if !ledgerReady.CanInsert {
 			r.missingPrivilege(CodeCleanerSchema, "", "role %s may not INSERT into cdc_cleaner.failed_deletions, where run records what it could not delete: GRANT INSERT ON cdc_cleaner.failed_deletions TO %s", r.who(), r.who())
 		}
-		if seq != nil && canSeq != nil && !*canSeq {
-			r.missingPrivilege(CodeCleanerSchema, "", "role %s may not use sequence %s, which numbers the rows of cdc_cleaner.failed_deletions: GRANT USAGE ON SEQUENCE %s TO %s", r.who(), *seq, *seq, r.who())
+		if seq := ledgerReady.Sequence; seq != "" && !ledgerReady.CanUseSequence {
+			r.missingPrivilege(CodeCleanerSchema, "", "role %s may not use sequence %s, which numbers the rows of cdc_cleaner.failed_deletions: GRANT USAGE ON SEQUENCE %s TO %s", r.who(), seq, seq, r.who())
 		}
 	}
 

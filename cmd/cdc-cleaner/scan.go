@@ -23,6 +23,7 @@ import (
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+	"github.com/cdc-cleaner/cdc-cleaner/ledger"
 	"github.com/cdc-cleaner/cdc-cleaner/provision"
 	"github.com/cdc-cleaner/cdc-cleaner/refcheck"
 	"github.com/cdc-cleaner/cdc-cleaner/scan"
@@ -359,13 +360,10 @@ func sortedNames[V any](m map[string]V) []string {
 // among the orphans a scan finds. It says nothing when it cannot read the
 // record.
 func noteUnnamed(ctx context.Context, pool *pgxpool.Pool, storage string, log zerolog.Logger) {
-	var n int64
-	var newest *time.Time
-	err := pool.QueryRow(ctx, `SELECT count(*), max(recorded_at) FROM cdc_cleaner.failed_deletions
-		WHERE storage = $1 AND reason IN ('old_values_missing', 'truncated')`, storage).Scan(&n, &newest)
+	n, newest, err := ledger.Unnamed(ctx, pool, storage)
 	if err != nil || n == 0 {
 		return
 	}
-	log.Warn().Int64("records", n).Time("newest", *newest).
+	log.Warn().Int64("records", n).Time("newest", newest).
 		Msgf("cdc_cleaner.failed_deletions records changes to storage %q whose files could not be named (rows with reason old_values_missing or truncated: %d, the newest from %s): the files they orphaned are among the orphans this scan finds", storage, n, newest.UTC().Format(time.RFC3339))
 }

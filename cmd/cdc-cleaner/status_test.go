@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cdc-cleaner/cdc-cleaner/config"
+	"github.com/cdc-cleaner/cdc-cleaner/ledger"
 	"github.com/cdc-cleaner/cdc-cleaner/provision"
 )
 
@@ -87,7 +88,7 @@ func TestPrintStatus(t *testing.T) {
 			RetainedBytes: n(12_900_000), PendingBytes: n(0), WALStatus: "reserved",
 			Publication: "cdc_cleaner", PublicationExists: true, PublicationTables: []string{"public.gallery_photo"},
 			FailedTableExists: true, FailedDeletions: n(3), FailedLast24h: n(1),
-			RecentFailures: []provision.FailedDeletion{
+			RecentFailures: []ledger.FailedDeletion{
 				{Storage: "media", Path: "../x\n", Reason: "rejected_path", RecordedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)},
 			},
 		}
