@@ -1,8 +1,14 @@
 package integration_test
 
 import (
+	"context"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cdc-cleaner/cdc-cleaner/config"
+	"github.com/cdc-cleaner/cdc-cleaner/provision"
 )
 
 // TestCheckReportsEachMisconfiguration breaks one thing at a time and reads
@@ -85,6 +91,95 @@ CREATE TABLE upload_1 PARTITION OF upload FOR VALUES FROM ('2020-01-01') TO ('20
 			}
 		})
 	}
+}
+
+// TestCheckFindingCodes: the problems setup goes on past (it creates the
+// publication, slot and schema, sets the replica identity) and those it
+// refuses to run with are told apart by their codes, not their text: each
+// kind of problem carries its code.
+func TestCheckFindingCodes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{noSetup: true, schema: photoSchema + `
+CREATE TABLE upload (id int, at date, file text) PARTITION BY RANGE (at);
+CREATE TABLE upload_1 PARTITION OF upload FOR VALUES FROM ('2020-01-01') TO ('2030-01-01');
+ALTER TABLE upload REPLICA IDENTITY FULL;
+CREATE TABLE counter (id int PRIMARY KEY, n int);
+ALTER TABLE counter REPLICA IDENTITY FULL;`, watch: photoWatch + `
+  - table: upload
+    columns: [file]
+    storage: media
+  - table: counter
+    columns: [n]
+    storage: media`})
+	cfg, err := config.Load(e.cfgPath, cleanEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	inspect := func(e *env) *provision.Report {
+		t.Helper()
+		r, err := provision.Inspect(context.Background(), e.conn(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	// want: a problem with this code, field and text.
+	type want struct {
+		code  provision.Code
+		field string
+		text  string
+	}
+	check := func(what string, r *provision.Report, wants []want) {
+		t.Helper()
+		for _, w := range wants {
+			found := false
+			for _, p := range r.Problems() {
+				if p.Field == w.field && strings.Contains(p.Message, w.text) {
+					found = true
+					if p.Code != w.code {
+						t.Errorf("%s: problem %q has code %q, want %q", what, p, p.Code, w.code)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("%s: no problem of %s saying %q; problems: %q", what, w.field, w.text, r.Problems())
+			}
+		}
+	}
+
+	check("before setup", inspect(e), []want{
+		{provision.CodeReplicaIdentity, "watch[0].table", "lacks REPLICA IDENTITY FULL"},
+		{provision.CodeReplicaIdentity, "watch[1].table", "partitions of"},
+		{provision.CodeGeneral, "watch[2].columns[0]", `column "n" of "public"."counter" has type integer`},
+		{provision.CodeCleanerSchema, "", "table cdc_cleaner.failed_deletions does not exist"},
+		{provision.CodePublication, "postgres.publication", "does not exist"},
+		{provision.CodeSlot, "postgres.slot", "does not exist"},
+	})
+
+	// Setup refuses to run with a column that cannot hold paths, and goes
+	// on past everything else.
+	out, code := e.cli("setup")
+	if code != 2 || !strings.Contains(out, "has type integer") {
+		t.Fatalf("setup with an integer column: exit %d, want 2 naming it:\n%s", code, out)
+	}
+	e.exec(`ALTER TABLE counter ALTER COLUMN n TYPE text`)
+	if out, code := e.cli("setup"); code != 0 {
+		t.Fatalf("setup exited %d:\n%s", code, out)
+	}
+	if p := inspect(e).Problems(); len(p) > 0 {
+		t.Fatalf("problems after setup: %q", p)
+	}
+
+	// A role with no privileges at all.
+	role := testRole(t, e)
+	e.exec("CREATE ROLE " + pgx.Identifier{role}.Sanitize() + " LOGIN")
+	check("as a role without privileges", inspect(asRole(t, e, role)), []want{
+		{provision.CodeNoReplication, "postgres.url", "has neither REPLICATION nor SUPERUSER"},
+		{provision.CodeMissingPrivilege, "watch[0].columns[0]", "may not read column"},
+		{provision.CodeCleanerSchema, "", "may not use schema cdc_cleaner"},
+		{provision.CodeCleanerSchema, "", "may not INSERT into cdc_cleaner.failed_deletions"},
+		{provision.CodeCleanerSchema, "postgres.slot", "may not read cdc_cleaner.slots"},
+	})
 }
 
 // oldEventTrigger installs, for every publication, the event trigger and

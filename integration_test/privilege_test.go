@@ -409,3 +409,47 @@ ORDER BY 1`, role, e.pub, e.slot)
 	}
 	return state
 }
+
+// TestPrivilegeHardenedCatalog: an administrator may take from PUBLIC
+// what check reads (SELECT on a catalog table, EXECUTE on a function, in
+// this database). What check then cannot read is reported as not checked,
+// naming the error; it never passes quietly nor turns into a false
+// finding.
+func TestPrivilegeHardenedCatalog(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		revoke   string
+		code     int
+		want     []string
+		unwanted string
+	}{
+		{name: "inheritance", revoke: "REVOKE SELECT ON pg_catalog.pg_inherits FROM PUBLIC", code: 0,
+			want: []string{`warning  watch[0].table: could not check "public"."gallery_photo" for inheritance children`, "permission denied for table pg_inherits"}},
+		{name: "current database", revoke: "REVOKE EXECUTE ON FUNCTION pg_catalog.current_database() FROM PUBLIC", code: 1,
+			want:     []string{`FAIL     postgres.slot: could not check that slot`, "belongs to this database", "permission denied for function current_database"},
+			unwanted: "belongs to database"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			admin := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch})
+			role := testRole(t, admin)
+			if out, code := admin.cli("setup", "--role", role); code != 0 {
+				t.Fatalf("setup --role: exit %d:\n%s", code, out)
+			}
+			admin.exec(tt.revoke)
+			out, code := asRole(t, admin, role).cli("check")
+			if code != tt.code {
+				t.Errorf("check exited %d, want %d", code, tt.code)
+			}
+			wantContains(t, "check", out, tt.want...)
+			if tt.unwanted != "" && strings.Contains(out, tt.unwanted) {
+				t.Errorf("check reports what it could not read as a fact (%q)", tt.unwanted)
+			}
+			if t.Failed() {
+				t.Logf("check:\n%s", out)
+			}
+		})
+	}
+}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/cdc-cleaner/cdc-cleaner/config"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3test"
-	"github.com/cdc-cleaner/cdc-cleaner/replication"
+	"github.com/cdc-cleaner/cdc-cleaner/provision"
 )
 
 // spellingSchema: a text column (watched), a text[] column (watched), a
@@ -167,11 +167,11 @@ func TestScanRefusesTooManyNonCanonicalValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn := e.conn()
-	report, err := replication.Inspect(ctx, conn, cfg)
+	report, err := provision.Inspect(ctx, conn, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	replication.InspectSpellings(ctx, conn, cfg, report, time.Millisecond)
+	provision.InspectSpellings(ctx, conn, cfg, report, time.Millisecond)
 	var msgs []string
 	for _, f := range report.Warnings() {
 		msgs = append(msgs, f.String())

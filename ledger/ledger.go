@@ -1,5 +1,8 @@
-// Package ledger records candidates that could not be deleted in the table
-// cdc_cleaner.failed_deletions, so that nothing is lost silently.
+// Package ledger owns the table cdc_cleaner.failed_deletions: it records
+// there the candidates that could not be deleted, so that nothing is lost
+// silently, and it is the one place that reads the table back (for
+// status, scan and check). The table itself is created by
+// migrations/0001_cdc_cleaner_schema.sql.
 package ledger
 
 import (
@@ -12,6 +15,21 @@ import (
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 )
+
+// Table is the table the ledger keeps.
+const Table = "cdc_cleaner.failed_deletions"
+
+// columns are the columns RecordFailures inserts into, in the order of its
+// parameters; id and recorded_at take their defaults. CheckReadiness
+// checks that the current role may insert into each.
+var columns = []string{"storage", "path", "reason", "detail", "source", "commit_lsn", "commit_time"}
+
+// insertSQL inserts one row per element of its arrays. A failure recorded
+// before (failed_deletions_once_idx) is skipped.
+var insertSQL = `INSERT INTO ` + Table + `
+		(` + strings.Join(columns, ", ") + `)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]::pg_lsn[], $7::timestamptz[])
+		ON CONFLICT (storage, md5(path), reason, source, commit_lsn) DO NOTHING`
 
 // Ledger implements cdccleaner.FailureRecorder on a connection pool.
 type Ledger struct {
@@ -48,11 +66,7 @@ func (l *Ledger) RecordFailures(ctx context.Context, failures []cdccleaner.Failu
 		lsn[i] = f.CommitLSN.String()
 		at[i] = f.CommitTime
 	}
-	_, err := l.pool.Exec(ctx, `INSERT INTO cdc_cleaner.failed_deletions
-		(storage, path, reason, detail, source, commit_lsn, commit_time)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]::pg_lsn[], $7::timestamptz[])
-		ON CONFLICT (storage, md5(path), reason, source, commit_lsn) DO NOTHING`,
-		storage, path, reason, detail, source, lsn, at)
+	_, err := l.pool.Exec(ctx, insertSQL, storage, path, reason, detail, source, lsn, at)
 	if err != nil {
 		return fmt.Errorf("record %d failed deletions: %w", n, err)
 	}

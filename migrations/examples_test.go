@@ -9,7 +9,7 @@ import (
 
 	"github.com/cdc-cleaner/cdc-cleaner/config"
 	"github.com/cdc-cleaner/cdc-cleaner/migrations"
-	"github.com/cdc-cleaner/cdc-cleaner/replication"
+	"github.com/cdc-cleaner/cdc-cleaner/provision"
 )
 
 var update = flag.Bool("update", false, "rewrite the SQL of the example files from what setup --print renders")
@@ -51,17 +51,17 @@ func loadExample(t *testing.T) *config.Config {
 // go test ./migrations -run Examples -update.
 func TestExamplesAreRendered(t *testing.T) {
 	cfg := loadExample(t)
-	all := replication.SetupSQL(cfg, 0, replication.SetupOptions{Role: exampleRole})
-	base := replication.SetupSQL(cfg, 0, replication.SetupOptions{})
-	role := replication.RoleSQL(cfg, exampleRole)
+	all := provision.SetupSQL(cfg, 0, provision.SetupOptions{Role: exampleRole})
+	base := provision.SetupSQL(cfg, 0, provision.SetupOptions{})
+	role := provision.RoleSQL(cfg, exampleRole)
 	// setup --print --role is 0001, then 0003 without its slot, then 0002,
 	// then the slot: the files split it where a migration tool would.
 	if len(all) != len(base)+len(role) || all[0].SQL != strings.TrimSpace(migrations.Schema) {
 		t.Fatalf("SetupSQL with a role is not the schema, the setup statements and RoleSQL before the slot")
 	}
 	files := map[string]string{
-		"0002_cleaner_role.example.sql": replication.FormatSQL(role),
-		"0003_publication.example.sql":  replication.FormatSQL(base[1:]),
+		"0002_cleaner_role.example.sql": provision.FormatSQL(role),
+		"0003_publication.example.sql":  provision.FormatSQL(base[1:]),
 	}
 	for name, want := range files {
 		raw, err := os.ReadFile(name)
@@ -105,7 +105,7 @@ protect:
 	if err != nil {
 		t.Fatal(err)
 	}
-	sql := replication.FormatSQL(replication.RoleSQL(cfg, `Cleaner "Run"`))
+	sql := provision.FormatSQL(provision.RoleSQL(cfg, `Cleaner "Run"`))
 	for _, want := range []string{
 		`CREATE ROLE "Cleaner ""Run""" WITH LOGIN;`,
 		`ALTER ROLE "Cleaner ""Run""" WITH REPLICATION;`,
@@ -140,7 +140,7 @@ protect:
 // TestFormatSQLKeepsNamesInComments: a quoted name may hold a line break;
 // in a comment it must not start a line of SQL.
 func TestFormatSQLKeepsNamesInComments(t *testing.T) {
-	out := replication.FormatSQL([]replication.Statement{{Comment: "grant to \"a\nDROP TABLE t; --\"\r\nx", SQL: "SELECT 1"}})
+	out := provision.FormatSQL([]provision.Statement{{Comment: "grant to \"a\nDROP TABLE t; --\"\r\nx", SQL: "SELECT 1"}})
 	for _, line := range strings.Split(out, "\n") {
 		if line != "" && line != "SELECT 1;" && !strings.HasPrefix(line, "-- ") {
 			t.Errorf("line %q is outside the comment:\n%s", line, out)

@@ -29,7 +29,7 @@ type Option func(*Checker)
 
 // Resolve gives the Checker the columns to search as the catalog has them
 // now (a column retyped or renamed while running; see
-// replication.Resolve). It is asked before every check, and the queries
+// catalog.Resolver). It is asked before every check, and the queries
 // are rebuilt when its answer changes; an error fails the check.
 func Resolve(f func(ctx context.Context) ([]cdccleaner.Column, error)) Option {
 	return func(c *Checker) { c.resolve = f }

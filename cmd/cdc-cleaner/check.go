@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/cdc-cleaner/cdc-cleaner/config"
-	"github.com/cdc-cleaner/cdc-cleaner/replication"
+	"github.com/cdc-cleaner/cdc-cleaner/provision"
 )
 
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
@@ -35,13 +35,13 @@ Exit codes: 0 ok (warnings allowed), 1 problems found, 2 bad configuration.`, st
 		return failure(fmt.Errorf("cannot reach the database"))
 	}
 	defer conn.Close(ctx)
-	report, err := replication.Inspect(ctx, conn, cfg)
+	report, err := provision.Inspect(ctx, conn, cfg)
 	if err != nil {
 		return failure(err)
 	}
-	replication.InspectSpellings(ctx, conn, cfg, report, replication.SpellingTimeout)
+	provision.InspectSpellings(ctx, conn, cfg, report, provision.SpellingTimeout)
 	for _, f := range report.Findings {
-		label := map[replication.Severity]string{replication.OK: "ok", replication.Warning: "warning", replication.Problem: "FAIL"}[f.Severity]
+		label := map[provision.Severity]string{provision.OK: "ok", provision.Warning: "warning", provision.Problem: "FAIL"}[f.Severity]
 		fmt.Fprintf(stdout, "  %-8s %s\n", label, f)
 	}
 	if report.MissingPrivileges() > 0 {
@@ -59,7 +59,7 @@ Exit codes: 0 ok (warnings allowed), 1 problems found, 2 bad configuration.`, st
 		err := checkStorage(ctx, name, s)
 		if err != nil {
 			fmt.Fprintf(stdout, "  FAIL     %v\n", err)
-			report.Findings = append(report.Findings, replication.Finding{Severity: replication.Problem, Message: err.Error()})
+			report.Findings = append(report.Findings, provision.Finding{Severity: provision.Problem, Code: provision.CodeGeneral, Message: err.Error()})
 			continue
 		}
 		switch s.Type {

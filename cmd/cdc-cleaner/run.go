@@ -17,10 +17,12 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+	"github.com/cdc-cleaner/cdc-cleaner/catalog"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 	"github.com/cdc-cleaner/cdc-cleaner/ledger"
 	"github.com/cdc-cleaner/cdc-cleaner/metrics"
 	"github.com/cdc-cleaner/cdc-cleaner/pipeline"
+	"github.com/cdc-cleaner/cdc-cleaner/provision"
 	"github.com/cdc-cleaner/cdc-cleaner/refcheck"
 	"github.com/cdc-cleaner/cdc-cleaner/replication"
 )
@@ -61,9 +63,9 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 	if err != nil {
 		return configErr(err)
 	}
-	report, err := replication.Inspect(ctx, conn, cfg)
+	report, err := provision.Inspect(ctx, conn, cfg)
 	if err == nil {
-		replication.InspectSpellings(ctx, conn, cfg, report, replication.SpellingTimeout)
+		provision.InspectSpellings(ctx, conn, cfg, report, provision.SpellingTimeout)
 	}
 	conn.Close(context.Background())
 	if err != nil {
@@ -91,7 +93,7 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 		return configErr(err)
 	}
 	defer pool.Close()
-	resolver := replication.NewResolver(pool, report.Columns)
+	resolver := catalog.NewResolver(pool, report.Columns)
 	refs, err := refcheck.New(pool, report.Columns, refcheck.Resolve(resolver.Resolve))
 	if err != nil {
 		return configErr(err)
@@ -148,12 +150,12 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 		Log:       log.With().Str("component", "lag").Logger(),
 	}
 	g.Go(func() error { return lag.Run(gctx) })
-	watch := &replication.SchemaWatch{
+	watch := &provision.SchemaWatch{
 		Pool:     pool,
 		Config:   cfg,
 		Start:    report.Columns,
 		Interval: min(max(cfg.Postgres.StatusInterval, time.Second), 30*time.Second),
-		Report: func(problems []replication.Finding) {
+		Report: func(problems []provision.Finding) {
 			m.SchemaProblems.Set(float64(len(problems)))
 			if len(problems) == 0 {
 				p.SetSchemaProblem("")

@@ -21,8 +21,9 @@ import (
 	"github.com/rs/zerolog"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+	"github.com/cdc-cleaner/cdc-cleaner/ledger"
+	"github.com/cdc-cleaner/cdc-cleaner/provision"
 	"github.com/cdc-cleaner/cdc-cleaner/refcheck"
-	"github.com/cdc-cleaner/cdc-cleaner/replication"
 	"github.com/cdc-cleaner/cdc-cleaner/scan"
 )
 
@@ -124,7 +125,7 @@ unknown storage, or a storage no column references.`, stderr)
 	if err != nil {
 		return failure(err)
 	}
-	report, err := replication.Inspect(ctx, conn, cfg)
+	report, err := provision.Inspect(ctx, conn, cfg)
 	conn.Close(context.Background())
 	if err != nil {
 		return failure(err)
@@ -290,7 +291,7 @@ func rate(n int64, d time.Duration) float64 {
 func summaryLine(name string, del bool, s scan.Stats) string {
 	line := fmt.Sprintf("scan %s: %d files scanned in %s (%.0f/s): %d referenced, %d orphaned (%s reclaimable); skipped %d young, %d excluded, %d kept, %d invalid",
 		name, s.Scanned, s.Elapsed.Round(time.Millisecond), rate(s.Scanned, s.Elapsed), s.Referenced, s.Orphaned,
-		replication.HumanBytes(s.Reclaimable), s.Young, s.Excluded, s.Kept, s.Invalid)
+		provision.HumanBytes(s.Reclaimable), s.Young, s.Excluded, s.Kept, s.Invalid)
 	if s.Spellings > 0 {
 		line += fmt.Sprintf("; %d values are not canonical paths (cdc-cleaner check shows them): %d files kept only because one of them could name it", s.Spellings, s.Spelled)
 	}
@@ -326,13 +327,10 @@ func sortedNames[V any](m map[string]V) []string {
 // among the orphans a scan finds. It says nothing when it cannot read the
 // record.
 func noteUnnamed(ctx context.Context, pool *pgxpool.Pool, storage string, log zerolog.Logger) {
-	var n int64
-	var newest *time.Time
-	err := pool.QueryRow(ctx, `SELECT count(*), max(recorded_at) FROM cdc_cleaner.failed_deletions
-		WHERE storage = $1 AND reason IN ('old_values_missing', 'truncated')`, storage).Scan(&n, &newest)
+	n, newest, err := ledger.Unnamed(ctx, pool, storage)
 	if err != nil || n == 0 {
 		return
 	}
-	log.Warn().Int64("records", n).Time("newest", *newest).
+	log.Warn().Int64("records", n).Time("newest", newest).
 		Msgf("cdc_cleaner.failed_deletions records changes to storage %q whose files could not be named (rows with reason old_values_missing or truncated: %d, the newest from %s): the files they orphaned are among the orphans this scan finds", storage, n, newest.UTC().Format(time.RFC3339))
 }

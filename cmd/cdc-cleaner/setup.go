@@ -9,7 +9,7 @@ import (
 	"unicode"
 
 	"github.com/cdc-cleaner/cdc-cleaner/config"
-	"github.com/cdc-cleaner/cdc-cleaner/replication"
+	"github.com/cdc-cleaner/cdc-cleaner/provision"
 )
 
 func cmdSetup(args []string, stdout, stderr io.Writer) error {
@@ -50,7 +50,7 @@ Exit codes: 0 done, 1 a statement failed, 2 bad configuration or database not re
 	if err != nil {
 		return err
 	}
-	opts := replication.SetupOptions{Role: *role, AdoptSlot: *adoptSlot}
+	opts := provision.SetupOptions{Role: *role, AdoptSlot: *adoptSlot}
 	if *printOnly {
 		fmt.Fprintf(stdout, "-- cdc-cleaner setup for slot %q and publication %q\n", cfg.Postgres.Slot, cfg.Postgres.Publication)
 		if *role != "" {
@@ -61,7 +61,7 @@ Exit codes: 0 done, 1 a statement failed, 2 bad configuration or database not re
 -- that in a transaction that has written, so run it on its own.
 
 `)
-		fmt.Fprint(stdout, replication.FormatSQL(replication.SetupSQL(cfg, 0, opts)))
+		fmt.Fprint(stdout, provision.FormatSQL(provision.SetupSQL(cfg, 0, opts)))
 		return nil
 	}
 	ctx := context.Background()
@@ -73,7 +73,7 @@ Exit codes: 0 done, 1 a statement failed, 2 bad configuration or database not re
 
 	// Tables, columns and server settings must be right before anything is
 	// created; the publication, slot and schema are what setup is for.
-	before, err := replication.Inspect(ctx, conn, cfg)
+	before, err := provision.Inspect(ctx, conn, cfg)
 	if err != nil {
 		return configErr(err)
 	}
@@ -81,7 +81,7 @@ Exit codes: 0 done, 1 a statement failed, 2 bad configuration or database not re
 	// is created.
 	var conflicts []string
 	for _, c := range before.Conflicts() {
-		if c.Conflict == replication.UnrecordedSlot && *adoptSlot {
+		if c.Conflict == provision.UnrecordedSlot && *adoptSlot {
 			continue
 		}
 		conflicts = append(conflicts, c.String())
@@ -91,31 +91,21 @@ Exit codes: 0 done, 1 a statement failed, 2 bad configuration or database not re
 	}
 	var blocking []string
 	for _, p := range before.Problems() {
-		if p.SetupFixes {
-			continue
+		if blocksSetup(p) {
+			blocking = append(blocking, p.String())
 		}
-		if strings.HasPrefix(p.Field, "watch") || strings.HasPrefix(p.Field, "protect") {
-			if strings.Contains(p.Message, "REPLICA IDENTITY") {
-				continue // setup fixes that
-			}
-		} else if p.Field != "" {
-			continue // publication, slot: setup creates them
-		} else if strings.Contains(p.Message, "cdc_cleaner.") {
-			continue // the cleaner's own schema, table and function
-		}
-		blocking = append(blocking, p.String())
 	}
 	if len(blocking) > 0 {
 		return configErr(errors.New("cannot set up:\n  - " + strings.Join(blocking, "\n  - ")))
 	}
 
-	err = replication.Setup(ctx, conn, cfg, opts, func(st replication.Statement) {
+	err = provision.Setup(ctx, conn, cfg, opts, func(st provision.Statement) {
 		fmt.Fprintf(stdout, "- %s\n", st.Comment)
 	})
 	if err != nil {
 		return failure(err)
 	}
-	after, err := replication.Inspect(ctx, conn, cfg)
+	after, err := provision.Inspect(ctx, conn, cfg)
 	if err != nil {
 		return failure(err)
 	}
@@ -138,6 +128,26 @@ the role in the postgres.url of the configuration run uses, and verify with cdc-
 `, who, who)
 	}
 	return nil
+}
+
+// blocksSetup reports whether problem p, found before setup runs, keeps it
+// from running: setup fixes what it creates (replica identity, the
+// cleaner's own schema, the publication, the slot: all checked again
+// after it ran), and leaves to its own statements to fail on a standby or
+// for a role without REPLICATION, saying so. Anything else (a server
+// setting, a watched table or column that is missing or of the wrong
+// type, a privilege on a watched table, a check that could not run) must
+// be fixed first.
+func blocksSetup(p provision.Finding) bool {
+	if p.SetupFixes {
+		return false
+	}
+	switch p.Code {
+	case provision.CodeReplicaIdentity, provision.CodeCleanerSchema, provision.CodePublication, provision.CodeSlot,
+		provision.CodeStandby, provision.CodeNoReplication:
+		return false
+	}
+	return true
 }
 
 // checkRoleName rejects what cannot be a role name. The name is taken as

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/cdc-cleaner/cdc-cleaner/config"
-	"github.com/cdc-cleaner/cdc-cleaner/replication"
+	"github.com/cdc-cleaner/cdc-cleaner/provision"
 )
 
 // statusTimeout bounds the queries of status, so that a monitoring script
@@ -21,7 +21,7 @@ const statusTimeout = 30 * time.Second
 
 // statusJSON is what status --json prints: the slot status and the verdict.
 type statusJSON struct {
-	*replication.SlotStatus
+	*provision.SlotStatus
 	Healthy         bool     `json:"healthy"`
 	Problems        []string `json:"problems"`
 	Warnings        []string `json:"warnings"`
@@ -65,7 +65,7 @@ the configuration is bad, or the command fails.`, stderr)
 		return failure(err)
 	}
 	defer conn.Close(context.Background())
-	st, err := replication.Status(ctx, conn, cfg.Postgres.Slot, cfg.Postgres.Publication)
+	st, err := provision.Status(ctx, conn, cfg.Postgres.Slot, cfg.Postgres.Publication)
 	if err != nil {
 		return failure(err)
 	}
@@ -110,7 +110,7 @@ func printStatus(stdout io.Writer, cfg *config.Config, out statusJSON) {
 		if p == nil {
 			return "unknown"
 		}
-		return fmt.Sprintf("%s (%d bytes)", replication.HumanBytes(*p), *p)
+		return fmt.Sprintf("%s (%d bytes)", provision.HumanBytes(*p), *p)
 	}
 	line("database", "%s", config.RedactURL(cfg.Postgres.URL))
 	if !st.Exists {

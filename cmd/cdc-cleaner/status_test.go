@@ -8,7 +8,8 @@ import (
 	"time"
 
 	"github.com/cdc-cleaner/cdc-cleaner/config"
-	"github.com/cdc-cleaner/cdc-cleaner/replication"
+	"github.com/cdc-cleaner/cdc-cleaner/ledger"
+	"github.com/cdc-cleaner/cdc-cleaner/provision"
 )
 
 func TestStatusHelp(t *testing.T) {
@@ -80,26 +81,26 @@ func TestStatusFailuresExitOne(t *testing.T) {
 func TestPrintStatus(t *testing.T) {
 	n := func(v int64) *int64 { return &v }
 	cfg := &config.Config{Postgres: config.Postgres{URL: closedPortURL}}
-	base := func() *replication.SlotStatus {
-		return &replication.SlotStatus{
+	base := func() *provision.SlotStatus {
+		return &provision.SlotStatus{
 			Slot: "cdc_cleaner", Exists: true, Plugin: "pgoutput", Database: "app", CurrentDatabase: "app",
 			ConfirmedFlushLSN: "0/1A2B3C8", RestartLSN: "0/1A2B390", CurrentWALLSN: "0/2000000",
 			RetainedBytes: n(12_900_000), PendingBytes: n(0), WALStatus: "reserved",
 			Publication: "cdc_cleaner", PublicationExists: true, PublicationTables: []string{"public.gallery_photo"},
 			FailedTableExists: true, FailedDeletions: n(3), FailedLast24h: n(1),
-			RecentFailures: []replication.FailedDeletion{
+			RecentFailures: []ledger.FailedDeletion{
 				{Storage: "media", Path: "../x\n", Reason: "rejected_path", RecordedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)},
 			},
 		}
 	}
 	tests := []struct {
 		name   string
-		edit   func(*replication.SlotStatus)
+		edit   func(*provision.SlotStatus)
 		maxLag int64
 		want   []string
 		not    []string
 	}{
-		{"inactive", func(*replication.SlotStatus) {}, 1 << 30, []string{
+		{"inactive", func(*provision.SlotStatus) {}, 1 << 30, []string{
 			"slot                 \"cdc_cleaner\" (plugin pgoutput, database app)\n",
 			"state                inactive (no cleaner is streaming)\n",
 			"confirmed_flush_lsn  0/1A2B3C8\n",
@@ -113,21 +114,21 @@ func TestPrintStatus(t *testing.T) {
 			"hint: 1 deletion failed in the last 24 hours",
 			"postgres://cleaner:xxxxx@127.0.0.1:1/app",
 		}, []string{"problem:", "retains 12.3 MiB"}},
-		{"active with lag", func(s *replication.SlotStatus) {
+		{"active with lag", func(s *provision.SlotStatus) {
 			s.Active, s.ActivePID, s.ActiveApplication, s.ActiveClientAddr = true, 4242, "cdc-cleaner", "127.0.0.1"
 		}, 1 << 20, []string{
 			"state                active: PID 4242 (the server process streaming the slot, for cdc-cleaner from 127.0.0.1)\n",
 			"hint: the slot retains 12.3 MiB of WAL, more than postgres.max_lag_warn (1.0 MiB)",
 		}, []string{"inactive", "no cleaner is streaming"}},
-		{"missing", func(s *replication.SlotStatus) {
-			*s = replication.SlotStatus{Slot: "cdc_cleaner", Publication: "cdc_cleaner", FailedNote: "table cdc_cleaner.failed_deletions does not exist: run cdc-cleaner setup"}
+		{"missing", func(s *provision.SlotStatus) {
+			*s = provision.SlotStatus{Slot: "cdc_cleaner", Publication: "cdc_cleaner", FailedNote: "table cdc_cleaner.failed_deletions does not exist: run cdc-cleaner setup"}
 		}, 1 << 30, []string{
 			`slot                 "cdc_cleaner" does not exist`,
 			`publication          "cdc_cleaner" does not exist`,
 			"failed deletions     unknown: table cdc_cleaner.failed_deletions does not exist",
 			`problem: replication slot "cdc_cleaner" does not exist: run cdc-cleaner setup`,
 		}, []string{"confirmed_flush_lsn", "hint:"}},
-		{"lost", func(s *replication.SlotStatus) {
+		{"lost", func(s *provision.SlotStatus) {
 			s.WALStatus, s.Invalidated, s.InvalidationReason, s.RestartLSN, s.RetainedBytes = "lost", true, "wal_removed", "", nil
 		}, 1 << 30, []string{
 			"wal_status           lost (invalidated: wal_removed)",

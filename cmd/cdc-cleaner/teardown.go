@@ -7,7 +7,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/cdc-cleaner/cdc-cleaner/replication"
+	"github.com/cdc-cleaner/cdc-cleaner/provision"
 )
 
 func cmdTeardown(args []string, stdout, stderr io.Writer) error {
@@ -35,7 +35,7 @@ something of the configured name is not the cleaner's and was left).`, stderr)
 		return failure(err)
 	}
 	defer conn.Close(ctx)
-	d, err := replication.Teardown(ctx, conn, cfg.Postgres.Slot, cfg.Postgres.Publication)
+	d, err := provision.Teardown(ctx, conn, cfg.Postgres.Slot, cfg.Postgres.Publication)
 	report := func(what, name string, dropped bool) {
 		if dropped {
 			fmt.Fprintf(stdout, "dropped %s %q\n", what, name)
@@ -46,23 +46,15 @@ something of the configured name is not the cleaner's and was left).`, stderr)
 	if err != nil {
 		return failure(err)
 	}
-	kept := func(what string) bool {
-		for _, k := range d.Kept {
-			if strings.HasPrefix(k, what) {
-				return true
-			}
-		}
-		return false
-	}
-	if !kept("slot") {
+	if d.KeptSlot == "" {
 		report("replication slot", cfg.Postgres.Slot, d.Slot)
 	}
-	if !kept("publication") {
+	if d.KeptPublication == "" {
 		report("publication", cfg.Postgres.Publication, d.Publication)
 	}
-	report("event trigger", replication.EventTriggerName(cfg.Postgres.Publication), d.EventTrigger)
-	if len(d.Kept) > 0 {
-		return failure(errors.New("left what is not the cleaner's:\n  - " + strings.Join(d.Kept, "\n  - ")))
+	report("event trigger", provision.EventTriggerName(cfg.Postgres.Publication), d.EventTrigger)
+	if kept := d.Kept(); len(kept) > 0 {
+		return failure(errors.New("left what is not the cleaner's:\n  - " + strings.Join(kept, "\n  - ")))
 	}
 	return nil
 }

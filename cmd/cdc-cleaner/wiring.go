@@ -10,10 +10,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+	"github.com/cdc-cleaner/cdc-cleaner/catalog"
 	"github.com/cdc-cleaner/cdc-cleaner/config"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/local"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3"
-	"github.com/cdc-cleaner/cdc-cleaner/replication"
 )
 
 // connect opens one ordinary connection for administration and checks.
@@ -63,13 +63,13 @@ func openPool(ctx context.Context, cfg *config.Config, maxConns int32, applicati
 }
 
 // missingExplainer says what became of a watched column a Relation
-// message lacks (replication.MissingColumnHint), for the columns Inspect
+// message lacks (catalog.MissingColumnHint), for the columns Inspect
 // found at start.
 func missingExplainer(pool *pgxpool.Pool, cols []cdccleaner.Column) func(ctx context.Context, schema, table, column string) string {
 	return func(ctx context.Context, schema, table, column string) string {
 		for _, c := range cols {
 			if !c.Protect && c.Schema == schema && c.Table == table && c.Name == column {
-				return replication.MissingColumnHint(ctx, pool, c)
+				return catalog.MissingColumnHint(ctx, pool, c)
 			}
 		}
 		return ""
@@ -80,7 +80,7 @@ func missingExplainer(pool *pgxpool.Pool, cols []cdccleaner.Column) func(ctx con
 // column retyped) in the catalog.
 func typeResolver(pool *pgxpool.Pool) func(ctx context.Context, oid uint32) (cdccleaner.ColumnType, bool, error) {
 	return func(ctx context.Context, oid uint32) (cdccleaner.ColumnType, bool, error) {
-		kinds, err := replication.TypeKinds(ctx, pool, []uint32{oid})
+		kinds, err := catalog.TypeKinds(ctx, pool, []uint32{oid})
 		if err != nil {
 			return cdccleaner.ColumnType{}, false, err
 		}

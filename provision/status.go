@@ -1,13 +1,14 @@
-package replication
+package provision
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"math"
-	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/cdc-cleaner/cdc-cleaner/ledger"
 )
 
 // SlotStatus is what `cdc-cleaner status` reports: the replication slot as
@@ -68,19 +69,10 @@ type SlotStatus struct {
 	// exist (setup has not run); the counts are then nil.
 	FailedTableExists bool `json:"failed_deletions_table_exists"`
 	// FailedNote says why the counts are nil, if they are.
-	FailedNote      string           `json:"failed_deletions_note,omitempty"`
-	FailedDeletions *int64           `json:"failed_deletions"`
-	FailedLast24h   *int64           `json:"failed_deletions_24h"`
-	RecentFailures  []FailedDeletion `json:"recent_failures"` // newest first, at most RecentFailuresLimit
-}
-
-// FailedDeletion is one row of cdc_cleaner.failed_deletions.
-type FailedDeletion struct {
-	Storage    string    `json:"storage"`
-	Path       string    `json:"path"`
-	Reason     string    `json:"reason"`
-	Source     string    `json:"source"`
-	RecordedAt time.Time `json:"recorded_at"`
+	FailedNote      string                  `json:"failed_deletions_note,omitempty"`
+	FailedDeletions *int64                  `json:"failed_deletions"`
+	FailedLast24h   *int64                  `json:"failed_deletions_24h"`
+	RecentFailures  []ledger.FailedDeletion `json:"recent_failures"` // newest first, at most RecentFailuresLimit
 }
 
 // RecentFailuresLimit is how many of the newest failed deletions Status
@@ -91,7 +83,7 @@ const RecentFailuresLimit = 5
 // failed deletions. A missing slot, publication or table is reported in the
 // result, not as an error; an error means the server could not be asked.
 func Status(ctx context.Context, conn *pgx.Conn, slot, publication string) (*SlotStatus, error) {
-	s := &SlotStatus{Slot: slot, Publication: publication, PublicationTables: []string{}, RecentFailures: []FailedDeletion{}}
+	s := &SlotStatus{Slot: slot, Publication: publication, PublicationTables: []string{}, RecentFailures: []ledger.FailedDeletion{}}
 	var version int
 	err := conn.QueryRow(ctx, `SELECT current_setting('server_version_num')::int, current_database(), pg_is_in_recovery(),
 		(CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) ELSE pg_current_wal_lsn() END)::text`).
@@ -190,48 +182,21 @@ func publicationStatus(ctx context.Context, conn *pgx.Conn, s *SlotStatus) error
 }
 
 func failedStatus(ctx context.Context, conn *pgx.Conn, s *SlotStatus) error {
-	var canSelect *bool
-	// Looked up in the catalogs: to_regclass fails outright for a role
-	// without USAGE on schema cdc_cleaner.
-	err := conn.QueryRow(ctx, `SELECT has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT')
-		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = 'cdc_cleaner' AND c.relname = 'failed_deletions'`).Scan(&canSelect)
-	if errors.Is(err, pgx.ErrNoRows) {
-		err = nil
-	}
+	sum, err := ledger.Summarize(ctx, conn, RecentFailuresLimit)
 	if err != nil {
-		return fmt.Errorf("look up cdc_cleaner.failed_deletions: %w", err)
+		return err
 	}
-	if canSelect == nil {
+	if !sum.Exists {
 		s.FailedNote = "table cdc_cleaner.failed_deletions does not exist: run cdc-cleaner setup (or apply migrations/)"
 		return nil
 	}
 	s.FailedTableExists = true
-	if !*canSelect {
+	if !sum.CanSelect {
 		s.FailedNote = "current user may not SELECT from cdc_cleaner.failed_deletions: GRANT SELECT ON cdc_cleaner.failed_deletions TO ..."
 		return nil
 	}
-	var total, day int64
-	err = conn.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE recorded_at > now() - interval '24 hours')
-		FROM cdc_cleaner.failed_deletions`).Scan(&total, &day)
-	if err != nil {
-		return fmt.Errorf("count failed deletions: %w", err)
-	}
-	s.FailedDeletions, s.FailedLast24h = &total, &day
-	rows, err := conn.Query(ctx, `SELECT storage, path, reason, source, recorded_at
-		FROM cdc_cleaner.failed_deletions ORDER BY recorded_at DESC, id DESC LIMIT $1`, RecentFailuresLimit)
-	if err != nil {
-		return fmt.Errorf("read the newest failed deletions: %w", err)
-	}
-	recent, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (FailedDeletion, error) {
-		var f FailedDeletion
-		err := r.Scan(&f.Storage, &f.Path, &f.Reason, &f.Source, &f.RecordedAt)
-		return f, err
-	})
-	if err != nil {
-		return fmt.Errorf("read the newest failed deletions: %w", err)
-	}
-	s.RecentFailures = append(s.RecentFailures, recent...)
+	s.FailedDeletions, s.FailedLast24h = &sum.Total, &sum.Last24h
+	s.RecentFailures = append(s.RecentFailures, sum.Recent...)
 	return nil
 }
 

@@ -1,4 +1,4 @@
-package replication
+package provision
 
 import (
 	"context"
@@ -291,17 +291,31 @@ type Dropped struct {
 	Slot         bool
 	Publication  bool
 	EventTrigger bool
-	// Kept says, for each object of the configured name that is not the
-	// cleaner's, why it was left as it is.
-	Kept []string
+	// KeptSlot and KeptPublication say why the slot or the publication of
+	// the configured name was left as it is (it is not the cleaner's); ""
+	// when it was not left.
+	KeptSlot        string
+	KeptPublication string
+}
+
+// Kept returns why each object of the configured name that is not the
+// cleaner's was left as it is, the slot first.
+func (d Dropped) Kept() []string {
+	var out []string
+	for _, k := range []string{d.KeptSlot, d.KeptPublication} {
+		if k != "" {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // Teardown drops the slot and the publication, so an uninstalled cleaner
 // retains no WAL. It refuses to drop a slot that a running cleaner holds,
 // and drops nothing that is not the cleaner's: a slot that
 // cdc_cleaner.slots does not record (or with another plugin, or of another
-// database) and a publication that setup did not create stay, named in
-// Dropped.Kept.
+// database) and a publication that setup did not create stay, saying why
+// in Dropped.KeptSlot and Dropped.KeptPublication.
 func Teardown(ctx context.Context, conn *pgx.Conn, slot, publication string) (Dropped, error) {
 	var d Dropped
 	var plugin, database string
@@ -328,11 +342,11 @@ func Teardown(ctx context.Context, conn *pgx.Conn, slot, publication string) (Dr
 	switch {
 	case !exists:
 	case database != current:
-		d.Kept = append(d.Kept, fmt.Sprintf("slot %q belongs to database %q, not %q: left as it is", slot, database, current))
+		d.KeptSlot = fmt.Sprintf("slot %q belongs to database %q, not %q: left as it is", slot, database, current)
 	case plugin != "pgoutput":
-		d.Kept = append(d.Kept, fmt.Sprintf("slot %q uses output plugin %q, so it belongs to another consumer: left as it is", slot, plugin))
+		d.KeptSlot = fmt.Sprintf("slot %q uses output plugin %q, so it belongs to another consumer: left as it is", slot, plugin)
 	case !recorded:
-		d.Kept = append(d.Kept, fmt.Sprintf("slot %q was not created by cdc-cleaner setup (cdc_cleaner.slots does not record it), so another consumer may read it: left as it is; if it is this cleaner's, record it with cdc-cleaner setup --adopt-slot and run teardown again", slot))
+		d.KeptSlot = fmt.Sprintf("slot %q was not created by cdc-cleaner setup (cdc_cleaner.slots does not record it), so another consumer may read it: left as it is; if it is this cleaner's, record it with cdc-cleaner setup --adopt-slot and run teardown again", slot)
 	case pid != nil:
 		return d, fmt.Errorf("slot %q is in use by PID %d: stop every cdc-cleaner run that uses it first", slot, *pid)
 	default:
@@ -372,7 +386,7 @@ func Teardown(ctx context.Context, conn *pgx.Conn, slot, publication string) (Dr
 	switch {
 	case !pubExists:
 	case !owned:
-		d.Kept = append(d.Kept, fmt.Sprintf("publication %q was not created by cdc-cleaner setup, so another consumer may use it: left as it is", publication))
+		d.KeptPublication = fmt.Sprintf("publication %q was not created by cdc-cleaner setup, so another consumer may use it: left as it is", publication)
 	default:
 		if _, err := conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+config.QuoteIdentifier(publication)); err != nil {
 			return d, fmt.Errorf("drop publication %q: %w", publication, err)

@@ -1,4 +1,4 @@
-package replication
+package provision
 
 import (
 	"context"
@@ -35,13 +35,13 @@ func InspectSpellings(ctx context.Context, conn *pgx.Conn, cfg *config.Config, r
 		var pgErr *pgconn.PgError
 		switch {
 		case errors.As(err, &pgErr) && pgErr.Code == "57014": // query_canceled
-			r.add(Warning, field, "%s: not checked for values that are not canonical paths: the table is too large to read within %s", name, timeout)
+			r.add(Warning, CodeUnchecked, field, "%s: not checked for values that are not canonical paths: the table is too large to read within %s", name, timeout)
 		case err != nil:
-			r.add(Warning, field, "%s: not checked for values that are not canonical paths: %v", name, err)
+			r.add(Warning, CodeUnchecked, field, "%s: not checked for values that are not canonical paths: %v", name, err)
 		case n == 0:
-			r.add(OK, field, "%s holds only canonical paths", name)
+			r.add(OK, CodeGeneral, field, "%s holds only canonical paths", name)
 		default:
-			r.add(Warning, field, "%s", spellingMessage(name, n, example))
+			r.add(Warning, CodeGeneral, field, "%s", spellingMessage(name, n, example))
 		}
 	}
 }

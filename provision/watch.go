@@ -1,4 +1,4 @@
-package replication
+package provision
 
 import (
 	"context"
@@ -110,7 +110,7 @@ func movedColumns(start, now []cdccleaner.Column) []Finding {
 				continue
 			}
 			if n.TableOID != s.TableOID || n.AttNum != s.AttNum {
-				out = append(out, Finding{Severity: Problem, Message: fmt.Sprintf(
+				out = append(out, Finding{Severity: Problem, Code: CodeGeneral, Message: fmt.Sprintf(
 					"column %q of %s.%s is not the column it was when the cleaner started (dropped and added again, its table recreated, or names swapped): restart the cleaner, and run cdc-cleaner scan for the files the former column referenced",
 					s.Name, s.Schema, s.Table)})
 			}

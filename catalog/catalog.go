@@ -1,4 +1,4 @@
-package replication
+package catalog
 
 import (
 	"context"
@@ -103,8 +103,8 @@ type Resolver struct {
 	kinds map[uint32]cdccleaner.ColumnType
 }
 
-// NewResolver returns a Resolver of cols, the columns as Inspect found
-// them at start.
+// NewResolver returns a Resolver of cols, the columns as provision.Inspect
+// found them at start.
 func NewResolver(q Querier, cols []cdccleaner.Column) *Resolver {
 	return &Resolver{q: q, cols: cols, kinds: map[uint32]cdccleaner.ColumnType{}}
 }
@@ -238,9 +238,14 @@ func (r *Resolver) Resolve(ctx context.Context) ([]cdccleaner.Column, error) {
 }
 
 // MissingColumnHint says, from the catalog, what became of the configured
-// column col (as Inspect found it at start) that a Relation message
-// lacks, and what to do: it was renamed, or dropped, or the message comes
-// from before the column had its configured name.
+// column col (as provision.Inspect found it at start) that a Relation
+// message lacks, and what to do: it was renamed, or dropped, or the
+// message comes from before the column had its configured name.
+//
+// It is only a hint, added to the error the cleaner logs while it holds the
+// stream (which does not depend on it): when the catalog cannot be read,
+// it returns "" rather than an error, and never a hint built from a row it
+// could not read.
 func MissingColumnHint(ctx context.Context, q Querier, col cdccleaner.Column) string {
 	var name string
 	var dropped, byName bool
@@ -251,11 +256,13 @@ func MissingColumnHint(ctx context.Context, q Querier, col cdccleaner.Column) st
 	if err != nil {
 		return ""
 	}
+	defer rows.Close()
 	found := false
 	for rows.Next() {
-		if rows.Scan(&name, &dropped, &byName) == nil {
-			found = true
+		if err := rows.Scan(&name, &dropped, &byName); err != nil {
+			return ""
 		}
+		found = true
 	}
 	if rows.Err() != nil {
 		return ""

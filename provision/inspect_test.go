@@ -1,0 +1,159 @@
+package provision
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cdc-cleaner/cdc-cleaner/config"
+)
+
+// inspectConfig watches a text column and a text[] column of one table.
+const inspectConfig = `postgres:
+  url: postgres://cleaner@127.0.0.1:5432/app
+storages:
+  media:
+    type: local
+    root: /srv/app/media
+watch:
+  - table: public.doc
+    columns: [file, files]
+    storage: media
+`
+
+func loadConfig(t *testing.T, yaml string) *config.Config {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "cdc-cleaner.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// healthyCatalog answers Inspect's queries for inspectConfig as a database
+// that is ready would, with public.doc of relkind relkind ("r" or "p").
+func healthyCatalog(relkind string) []answer {
+	const docOID, textOID, textArrayOID = uint32(16384), uint32(25), uint32(1009)
+	return []answer{
+		{match: "current_setting('max_wal_senders')", rows: [][]any{{150000, "logical", "10", "10", "1GB", "cleaner", true, true}}},
+		{match: "SELECT pg_is_in_recovery()", rows: [][]any{{false}}},
+		// inspectEntries
+		{match: "c.relreplident::text, has_schema_privilege", rows: [][]any{{docOID, relkind, "f", true}}},
+		{match: "FROM pg_inherits", rows: [][]any{{nil}}},
+		{match: "FROM pg_partition_tree($1)", rows: [][]any{{nil}}},
+		{match: "FROM pg_event_trigger WHERE evtname = $1 AND evtenabled", rows: [][]any{{true}}},
+		{match: "SELECT attname FROM pg_attribute WHERE attrelid = $1", rows: [][]any{{"id"}, {"file"}, {"files"}}},
+		{match: "format_type(a.atttypid, a.atttypmod)", byArgs: func(args []any) [][]any {
+			if args[1] == "files" {
+				return [][]any{{"text[]", "", textArrayOID, int16(3), false, true}}
+			}
+			return [][]any{{"text", "", textOID, int16(2), true, true}}
+		}},
+		{match: "FROM pg_type WHERE oid = ANY", rows: [][]any{{textOID, "b", uint32(0), "S", uint32(0)}, {textArrayOID, "b", uint32(0), "A", textOID}}},
+		{match: "am.amname = 'gin'", rows: [][]any{{true}}},
+		// inspectPublication
+		{match: "p.pubupdate, p.pubdelete", rows: [][]any{{uint32(1), true, true, true, true, false, true}}},
+		{match: "FROM pg_publication_tables", rows: [][]any{{"public.doc"}}},
+		{match: "FROM pg_publication_rel pr", rows: nil},
+		// inspectEventTrigger
+		{match: "FROM pg_event_trigger e JOIN pg_proc", rows: nil},
+		// inspectSlot
+		{match: "FROM pg_replication_slots WHERE slot_name", rows: [][]any{{"pgoutput", "app", nil, int64(100)}}},
+		{match: "SELECT current_database()", rows: [][]any{{"app"}}},
+		{match: "c.relname = 'slots'", rows: [][]any{{true}}},
+		{match: "FROM cdc_cleaner.slots WHERE slot_name", rows: [][]any{{true}}},
+		// inspectOwnObjects
+		{match: "FROM pg_namespace WHERE nspname = 'cdc_cleaner'", rows: [][]any{{true}}},
+		{match: "c.relname = 'failed_deletions'", rows: [][]any{{true, "cdc_cleaner.failed_deletions_id_seq", true}}},
+		{match: "failed_deletions_once_idx", rows: [][]any{{true}}},
+		{match: "p.proname = 'try_jsonb'", rows: nil},
+	}
+}
+
+// TestInspectHealthyCatalog keeps the fake catalog honest: it describes a
+// database with nothing to report.
+func TestInspectHealthyCatalog(t *testing.T) {
+	r, err := Inspect(context.Background(), &fakeDB{t: t, answers: healthyCatalog("r")}, loadConfig(t, inspectConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, w := r.Problems(), r.Warnings(); len(p)+len(w) > 0 {
+		t.Fatalf("problems %q, warnings %q; want none", p, w)
+	}
+	if len(r.Columns) != 2 {
+		t.Errorf("columns %+v, want file and files", r.Columns)
+	}
+}
+
+// TestInspectReportsFailedQueries: a catalog query that fails inside
+// Inspect is a finding that names what could not be checked and the
+// error, never an empty or false answer that passes (or fails) the check
+// quietly.
+func TestInspectReportsFailedQueries(t *testing.T) {
+	tests := []struct {
+		name     string
+		relkind  string
+		fail     answer
+		severity Severity
+		code     Code
+		says     string // what the finding names, besides the error
+		unwanted string // what a false answer would have reported
+	}{
+		{name: "standby", fail: answer{match: "SELECT pg_is_in_recovery()", err: errInjected},
+			severity: Problem, code: CodeStandby, says: "standby"},
+		{name: "replica identity", fail: answer{match: "SELECT attname FROM pg_attribute WHERE attrelid = $1", err: errInjected},
+			severity: Problem, code: CodeReplicaIdentity, says: `replica identity of "public"."doc"`, unwanted: "lacks REPLICA IDENTITY FULL"},
+		{name: "replica identity rows", fail: answer{match: "SELECT attname FROM pg_attribute WHERE attrelid = $1", rows: [][]any{{"id"}}, rowsErr: errInjected},
+			severity: Problem, code: CodeReplicaIdentity, says: `replica identity of "public"."doc"`, unwanted: "lacks REPLICA IDENTITY FULL"},
+		{name: "inheritance children", fail: answer{match: "FROM pg_inherits", err: errInjected},
+			severity: Warning, code: CodeUnchecked, says: "inheritance children"},
+		{name: "event trigger of a partitioned table", relkind: "p", fail: answer{match: "FROM pg_event_trigger WHERE evtname = $1 AND evtenabled", err: errInjected},
+			severity: Warning, code: CodeUnchecked, says: "event trigger"},
+		{name: "GIN index", fail: answer{match: "am.amname = 'gin'", err: errInjected},
+			severity: Warning, code: CodeUnchecked, says: "GIN index", unwanted: "no GIN index"},
+		{name: "database of the slot", fail: answer{match: "SELECT current_database()", err: errInjected},
+			severity: Problem, code: CodeSlot, says: `slot "cdc_cleaner"`, unwanted: "belongs to database"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			relkind := tt.relkind
+			if relkind == "" {
+				relkind = "r"
+			}
+			db := &fakeDB{t: t, answers: append([]answer{tt.fail}, healthyCatalog(relkind)...)}
+			r, err := Inspect(context.Background(), db, loadConfig(t, inspectConfig))
+			if err != nil {
+				t.Fatalf("Inspect: %v; want the failure reported as a finding", err)
+			}
+			found := false
+			for _, f := range r.Findings {
+				if strings.Contains(f.Message, errInjected.Error()) {
+					found = true
+					if f.Severity != tt.severity || f.Code != tt.code || !strings.Contains(f.Message, tt.says) {
+						t.Errorf("finding %q is a %s with code %q; want a %s with code %q naming %q", f, f.Severity, f.Code, tt.severity, tt.code, tt.says)
+					}
+				}
+				if tt.unwanted != "" && strings.Contains(f.Message, tt.unwanted) {
+					t.Errorf("finding %q reports the failed query's empty answer as a fact", f)
+				}
+			}
+			if !found {
+				t.Errorf("no finding names the failure; findings:\n%s", findingLines(r))
+			}
+		})
+	}
+}
+
+func findingLines(r *Report) string {
+	var b strings.Builder
+	for _, f := range r.Findings {
+		b.WriteString("  " + f.Severity.String() + " " + string(f.Code) + " " + f.String() + "\n")
+	}
+	return b.String()
+}
