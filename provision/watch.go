@@ -12,6 +12,7 @@ import (
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/config"
+	"github.com/cdc-cleaner/cdc-cleaner/internal/periodic"
 )
 
 // SchemaWatch checks, every Interval, that the database still fits the
@@ -45,27 +46,16 @@ func (w *SchemaWatch) Run(ctx context.Context) error {
 	if interval <= 0 {
 		interval = 30 * time.Second
 	}
-	var lastErr, lastWarn time.Time
+	errs := periodic.Throttle{Every: time.Minute}
+	var lastWarn time.Time
 	var last []string
-	t := time.NewTimer(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		t.Reset(interval)
+	periodic.Run(ctx, interval, interval, func(ctx context.Context) {
 		problems, err := w.check(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if time.Since(lastErr) > time.Minute {
+			if ctx.Err() == nil && errs.Allow() {
 				w.Log.Warn().Err(err).Msg("check the database against the configuration")
-				lastErr = time.Now()
 			}
-			continue
+			return
 		}
 		w.Report(problems)
 		now := make([]string, len(problems))
@@ -82,7 +72,8 @@ func (w *SchemaWatch) Run(ctx context.Context) error {
 			lastWarn = time.Now()
 		}
 		last = now
-	}
+	})
+	return nil
 }
 
 func (w *SchemaWatch) check(ctx context.Context) ([]Finding, error) {

@@ -8,6 +8,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
+
+	"github.com/cdc-cleaner/cdc-cleaner/internal/periodic"
 )
 
 // LagMonitor reports how much WAL the slot makes the server retain, as the
@@ -37,47 +39,45 @@ func (m *LagMonitor) Run(ctx context.Context) error {
 	if interval <= 0 {
 		interval = 10 * time.Second
 	}
-	var lastWarn, lastErr time.Time
-	above := false
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
+	st := lagState{errs: periodic.Throttle{Every: time.Minute}, warns: periodic.Throttle{Every: 10 * time.Minute}}
+	periodic.Run(ctx, 0, interval, func(ctx context.Context) { m.measure(ctx, &st) })
+	return nil
+}
+
+// lagState is what a LagMonitor remembers between measurements.
+type lagState struct {
+	errs, warns periodic.Throttle
+	above       bool // the last measurement was above WarnAbove
+}
+
+func (m *LagMonitor) measure(ctx context.Context, st *lagState) {
+	var lag *int64
+	err := m.Pool.QueryRow(ctx, lagSQL, m.Slot).Scan(&lag)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = errors.New("slot not found")
+	}
+	switch {
+	case err != nil:
+		if ctx.Err() == nil && st.errs.Allow() {
+			m.Log.Warn().Err(err).Str("slot", m.Slot).Msg("measure the WAL the slot retains")
 		}
-		t.Reset(interval)
-		var lag *int64
-		err := m.Pool.QueryRow(ctx, lagSQL, m.Slot).Scan(&lag)
-		if errors.Is(err, pgx.ErrNoRows) {
-			err = errors.New("slot not found")
+		return
+	case lag == nil:
+		return // no restart_lsn yet
+	}
+	m.Set(float64(*lag))
+	switch {
+	case m.WarnAbove > 0 && uint64(max(*lag, 0)) > m.WarnAbove:
+		if !st.above {
+			st.warns.Reset() // warn at once on crossing
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if time.Since(lastErr) > time.Minute {
-				m.Log.Warn().Err(err).Str("slot", m.Slot).Msg("measure the WAL the slot retains")
-				lastErr = time.Now()
-			}
-			continue
+		if st.warns.Allow() {
+			m.Log.Warn().Str("slot", m.Slot).Int64("retained_bytes", *lag).Uint64("max_lag_warn", m.WarnAbove).
+				Msg("the slot retains more WAL than postgres.max_lag_warn: the cleaner is behind (or stuck on a transaction); the database server keeps this WAL on disk until it catches up")
 		}
-		if lag == nil {
-			continue // no restart_lsn yet
-		}
-		m.Set(float64(*lag))
-		switch {
-		case m.WarnAbove > 0 && uint64(max(*lag, 0)) > m.WarnAbove:
-			if !above || time.Since(lastWarn) > 10*time.Minute {
-				m.Log.Warn().Str("slot", m.Slot).Int64("retained_bytes", *lag).Uint64("max_lag_warn", m.WarnAbove).
-					Msg("the slot retains more WAL than postgres.max_lag_warn: the cleaner is behind (or stuck on a transaction); the database server keeps this WAL on disk until it catches up")
-				lastWarn = time.Now()
-			}
-			above = true
-		case above:
-			m.Log.Info().Str("slot", m.Slot).Int64("retained_bytes", *lag).Msg("retained WAL is below postgres.max_lag_warn again")
-			above = false
-		}
+		st.above = true
+	case st.above:
+		m.Log.Info().Str("slot", m.Slot).Int64("retained_bytes", *lag).Msg("retained WAL is below postgres.max_lag_warn again")
+		st.above = false
 	}
 }
