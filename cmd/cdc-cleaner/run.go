@@ -59,15 +59,7 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 	defer stop()
 
 	// Refuse to start on a database that is not ready, with every reason.
-	conn, err := connect(ctx, cfg)
-	if err != nil {
-		return configErr(err)
-	}
-	report, err := provision.Inspect(ctx, conn, cfg)
-	if err == nil {
-		provision.InspectSpellings(ctx, conn, cfg, report, provision.SpellingTimeout)
-	}
-	conn.Close(context.Background())
+	report, err := inspect(ctx, cfg, true)
 	if err != nil {
 		return configErr(err)
 	}

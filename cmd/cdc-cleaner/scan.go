@@ -121,12 +121,7 @@ unknown storage, or a storage no column references.`, stderr)
 	// The columns that reference the storage, as they exist in the
 	// database; a configured one that is missing would make every file it
 	// references look orphaned.
-	conn, err := connect(ctx, cfg)
-	if err != nil {
-		return failure(err)
-	}
-	report, err := provision.Inspect(ctx, conn, cfg)
-	conn.Close(context.Background())
+	report, err := inspect(ctx, cfg, false)
 	if err != nil {
 		return failure(err)
 	}

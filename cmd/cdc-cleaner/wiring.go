@@ -14,6 +14,7 @@ import (
 	"github.com/cdc-cleaner/cdc-cleaner/config"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/local"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3"
+	"github.com/cdc-cleaner/cdc-cleaner/provision"
 )
 
 // connect opens one ordinary connection for administration and checks.
@@ -41,6 +42,25 @@ func connectNotices(ctx context.Context, cfg *config.Config, warn func(msg strin
 		return nil, fmt.Errorf("connect to %s: %w", config.RedactURL(cfg.Postgres.URL), err)
 	}
 	return conn, nil
+}
+
+// inspect checks the database against cfg on a connection of its own
+// (provision.Inspect), the values of the columns too when spellings is set
+// (provision.InspectSpellings).
+func inspect(ctx context.Context, cfg *config.Config, spellings bool) (*provision.Report, error) {
+	conn, err := connect(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	report, err := provision.Inspect(ctx, conn, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if spellings {
+		provision.InspectSpellings(ctx, conn, cfg, report, provision.SpellingTimeout)
+	}
+	return report, nil
 }
 
 // openPool opens a pool of at most maxConns connections to the database,
