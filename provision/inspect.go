@@ -130,6 +130,26 @@ type Report struct {
 // Problems returns the findings that stop the cleaner from running.
 func (r *Report) Problems() []Finding { return r.filter(Problem) }
 
+// Unfound returns the fields ("watch[0].columns[1]") of the columns of
+// configured that Report.Columns lacks. Inspect adds a problem for every
+// column it cannot describe, so with no problems this is empty; run checks
+// it anyway before it starts, since a watched column the decoder does not
+// read loses vanished paths, and a protect column the reference check does
+// not search lets files it references be deleted.
+func (r *Report) Unfound(configured []cdccleaner.Column) []string {
+	found := map[string]bool{}
+	for _, c := range r.Columns {
+		found[c.Field] = true
+	}
+	var out []string
+	for _, c := range configured {
+		if !found[c.Field] {
+			out = append(out, c.Field)
+		}
+	}
+	return out
+}
+
 // Warnings returns the findings worth attention that do not stop it.
 func (r *Report) Warnings() []Finding { return r.filter(Warning) }
 
@@ -791,7 +811,7 @@ func inspectDescendants(ctx context.Context, conn Querier, r *Report, cfg *confi
 			FROM pg_partition_tree($1) t JOIN pg_class c ON c.oid = t.relid
 			WHERE c.relreplident <> 'f' AND c.relkind IN ('r', 'p')`, oid).Scan(&lacking)
 		if err != nil {
-			r.add(Problem, CodeReplicaIdentity, field+".table", "list partitions of %s: %v", qualified, err)
+			r.add(Problem, CodeUnchecked, field+".table", "list partitions of %s: %v", qualified, err)
 			return
 		}
 		if lacking != nil {

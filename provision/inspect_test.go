@@ -4,9 +4,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/config"
 )
 
@@ -115,6 +117,8 @@ func TestInspectReportsFailedQueries(t *testing.T) {
 			severity: Warning, code: CodeUnchecked, says: "inheritance children"},
 		{name: "event trigger of a partitioned table", relkind: "p", fail: answer{match: "FROM pg_event_trigger WHERE evtname = $1 AND evtenabled", err: errInjected},
 			severity: Warning, code: CodeUnchecked, says: "event trigger"},
+		{name: "partitions of a partitioned table", relkind: "p", fail: answer{match: "FROM pg_partition_tree($1)", err: errInjected},
+			severity: Problem, code: CodeUnchecked, says: "list partitions of"},
 		{name: "GIN index", fail: answer{match: "am.amname = 'gin'", err: errInjected},
 			severity: Warning, code: CodeUnchecked, says: "GIN index", unwanted: "no GIN index"},
 		{name: "database of the slot", fail: answer{match: "SELECT current_database()", err: errInjected},
@@ -156,4 +160,19 @@ func findingLines(r *Report) string {
 		b.WriteString("  " + f.Severity.String() + " " + string(f.Code) + " " + f.String() + "\n")
 	}
 	return b.String()
+}
+
+func TestUnfound(t *testing.T) {
+	configured := []cdccleaner.Column{
+		{Storage: "media", Schema: "public", Table: "doc", Name: "file", Field: "watch[0].columns[0]"},
+		{Storage: "media", Schema: "public", Table: "legacy", Name: "file", Protect: true, Field: "protect[0].columns[0]"},
+	}
+	r := &Report{Columns: configured[:1]}
+	if got := r.Unfound(configured); !slices.Equal(got, []string{"protect[0].columns[0]"}) {
+		t.Errorf("Unfound = %q, want the protect column", got)
+	}
+	r.Columns = configured
+	if got := r.Unfound(configured); len(got) != 0 {
+		t.Errorf("Unfound = %q, want none", got)
+	}
 }

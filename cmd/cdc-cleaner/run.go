@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
@@ -72,6 +73,9 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 			msg += "\n  - " + p.String()
 		}
 		return configErr(errors.New(msg))
+	}
+	if unfound := report.Unfound(cfg.Columns()); len(unfound) > 0 {
+		return configErr(fmt.Errorf("the database check did not describe %s: run cdc-cleaner check", strings.Join(unfound, ", ")))
 	}
 
 	storages, closeStorages, err := openStorages(ctx, cfg)
