@@ -701,3 +701,27 @@ func TestProtectColumnsNotWatched(t *testing.T) {
 		t.Fatalf("protect column gave candidates %q", got)
 	}
 }
+
+// BenchmarkDecode decodes the captured stream of TestCapturedStream (a
+// session's Relation messages, inserts, updates, deletes and a truncate of
+// a table with text, TOASTed, array and jsonb columns), per message.
+func BenchmarkDecode(b *testing.B) {
+	msgs := readStream(b, "testdata/mixed_case_stream.txt")
+	cols := tables([]Table{
+		{Schema: "Media Schema", Name: "PhotoTable", Columns: []string{"ImageFile", "big", "tags"}, Storage: "media"},
+		{Schema: "Media Schema", Name: "PhotoTable", Columns: []string{"doc"}, Storage: "docs", JSONPath: "files[*].path"},
+	})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; {
+		d := New(cols)
+		for _, m := range msgs {
+			if _, err := d.Decode(m); err != nil {
+				b.Fatal(err)
+			}
+			if i++; i == b.N {
+				break
+			}
+		}
+	}
+}

@@ -311,3 +311,21 @@ func wantOutcome(t *testing.T, fx Fixture, r cdccleaner.Result, want cdccleaner.
 		t.Errorf("Delete(%q) = %v with err %v", r.Path, r.Outcome, r.Err)
 	}
 }
+
+// ListAll returns l's listing as path => file, failing t on an error or a
+// path listed twice.
+func ListAll(t *testing.T, l cdccleaner.Lister) map[string]cdccleaner.File {
+	t.Helper()
+	out := map[string]cdccleaner.File{}
+	err := l.List(context.Background(), func(f cdccleaner.File) error {
+		if _, dup := out[f.Path]; dup {
+			t.Errorf("%s listed twice", f.Path)
+		}
+		out[f.Path] = f
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	return out
+}

@@ -13,25 +13,9 @@ import (
 	"time"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter/deletertest"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/local"
 )
-
-// listAll returns the listing as path => file, failing on duplicates.
-func listAll(t *testing.T, l cdccleaner.Lister) map[string]cdccleaner.File {
-	t.Helper()
-	out := map[string]cdccleaner.File{}
-	err := l.List(context.Background(), func(f cdccleaner.File) error {
-		if _, dup := out[f.Path]; dup {
-			t.Errorf("%s listed twice", f.Path)
-		}
-		out[f.Path] = f
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("List: %v", err)
-	}
-	return out
-}
 
 func sortedKeys(m map[string]cdccleaner.File) []string {
 	var out []string
@@ -70,7 +54,7 @@ func TestLocalList(t *testing.T) {
 	}
 	defer l.Close()
 
-	got := listAll(t, l)
+	got := deletertest.ListAll(t, l)
 	want := []string{"a.jpg", "dir/.trash/not-the-trash.jpg", "dir/sub/b.jpg", "été ✓/with space.jpg"}
 	if !slices.Equal(sortedKeys(got), want) {
 		t.Fatalf("listed %q, want %q", sortedKeys(got), want)
@@ -118,7 +102,7 @@ func TestLocalListLargeDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if got := len(listAll(t, l)); got != n {
+	if got := len(deletertest.ListAll(t, l)); got != n {
 		t.Errorf("listed %d files, want %d", got, n)
 	}
 }

@@ -8,25 +8,9 @@ import (
 	"time"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter/deletertest"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3test"
 )
-
-// listAll returns the listing as path => file, failing on duplicates.
-func listAll(t *testing.T, l cdccleaner.Lister) map[string]cdccleaner.File {
-	t.Helper()
-	out := map[string]cdccleaner.File{}
-	err := l.List(context.Background(), func(f cdccleaner.File) error {
-		if _, dup := out[f.Path]; dup {
-			t.Errorf("%s listed twice", f.Path)
-		}
-		out[f.Path] = f
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("List: %v", err)
-	}
-	return out
-}
 
 func TestS3List(t *testing.T) {
 	fx := newS3Fixture(t, s3test.Options{})
@@ -45,7 +29,7 @@ func TestS3List(t *testing.T) {
 	opts.TrashPrefix = ".trash/"
 	st := newS3(t, opts)
 
-	got := listAll(t, st)
+	got := deletertest.ListAll(t, st)
 	if len(got) != n+1 {
 		t.Errorf("listed %d files, want %d", len(got), n+1)
 	}
