@@ -36,13 +36,23 @@ func (c column) refs(v *pglogrepl.TupleDataColumn) ([]string, error) {
 	default:
 		return nil, fmt.Errorf("unexpected tuple data type %q", v.DataType)
 	}
-	if len(v.Data) == 0 {
+	return Paths(cdccleaner.ColumnType{Kind: c.kind, Padded: c.padded}, c.json, v.Data)
+}
+
+// Paths returns the paths that one value of a column of type t references,
+// given the value in PostgreSQL's text form (as pgoutput sends it, and as
+// a ::text cast reads it): the value itself, each element of an array, or
+// each string at jp in a JSON document. The empty string references
+// nothing (Django stores an empty string for an empty FileField), and
+// character(n) padding is not part of a path.
+func Paths(t cdccleaner.ColumnType, jp cdccleaner.JSONPath, text []byte) ([]string, error) {
+	if len(text) == 0 {
 		return nil, nil
 	}
-	switch c.kind {
+	switch t.Kind {
 	case cdccleaner.KindArray:
-		elems, err := parseArray(string(v.Data))
-		if err != nil || !c.padded {
+		elems, err := parseArray(string(text))
+		if err != nil || !t.Padded {
 			return elems, err
 		}
 		out := elems[:0]
@@ -53,10 +63,10 @@ func (c column) refs(v *pglogrepl.TupleDataColumn) ([]string, error) {
 		}
 		return out, nil
 	case cdccleaner.KindJSON:
-		return c.json.Strings(v.Data)
+		return jp.Strings(text)
 	default:
-		p := string(v.Data)
-		if c.padded {
+		p := string(text)
+		if t.Padded {
 			if p = strings.TrimRight(p, " "); p == "" {
 				return nil, nil
 			}

@@ -1,0 +1,223 @@
+// Package sample tests a column's mapping to its storage on a bounded
+// random sample (promise 8 of the design): it reads some non-empty values of
+// the column, turns them into paths as the decoder would, and asks the
+// storage whether those files exist. A column whose sampled paths are
+// mostly absent maps to the storage wrongly (a wrong root or prefix, or a
+// layout that is not "the value is the path"), and then nothing may be
+// deleted in bulk on the strength of it: check reports it, scan refuses.
+package sample
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+	"github.com/cdc-cleaner/cdc-cleaner/decoder"
+)
+
+// Bounds of one column's sample.
+const (
+	// Values is how many non-empty values are sampled from a column.
+	Values = 100
+	// MaxPaths is how many paths of those values are looked up in the
+	// storage (an array or JSON value can name many).
+	MaxPaths = 200
+	// Concurrency is how many lookups run at once.
+	Concurrency = 8
+	// MinPaths is how many paths a verdict needs: fewer say nothing.
+	MinPaths = 5
+	// WrongBelow is the share of sampled paths that must exist for the
+	// mapping to look right; below it, the mapping is wrong.
+	WrongBelow = 0.5
+	// fullScanRows is the table size up to which values are drawn from
+	// the whole table; a larger one is read through TABLESAMPLE SYSTEM.
+	fullScanRows = 100_000
+)
+
+// Querier is what Values needs of a connection.
+type Querier interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// Result is what the sample of one column found.
+type Result struct {
+	Column cdccleaner.Column
+	// Values is how many non-empty values were sampled, Paths how many
+	// valid paths they named and were looked up, Present how many of those
+	// exist in the storage.
+	Values, Paths, Present int
+	// Invalid counts the values' paths that ValidatePath refuses (a URL,
+	// "/media/a.jpg"): they name no file as they are.
+	Invalid int
+	// Absent holds up to three sampled paths that do not exist.
+	Absent []string
+	// Example is a sampled value, for messages.
+	Example string
+}
+
+// Judged reports whether the sample is large enough to say anything.
+func (r Result) Judged() bool { return r.Paths >= MinPaths }
+
+// Wrong reports whether the sampled paths are mostly absent: the column's
+// values do not map to files of the storage as configured.
+func (r Result) Wrong() bool {
+	return r.Judged() && float64(r.Present) < WrongBelow*float64(r.Paths)
+}
+
+// Column samples c (a column inspection described: its Type is set) and
+// looks its paths up in st.
+func Column(ctx context.Context, q Querier, st cdccleaner.Statter, c cdccleaner.Column) (Result, error) {
+	vals, err := ReadValues(ctx, q, c, Values)
+	if err != nil {
+		return Result{Column: c}, err
+	}
+	return Probe(ctx, st, c, vals)
+}
+
+// Probe looks up in st the paths that the sampled values vals of c name.
+func Probe(ctx context.Context, st cdccleaner.Statter, c cdccleaner.Column, vals []string) (Result, error) {
+	r := Result{Column: c, Values: len(vals)}
+	var paths []string
+	seen := map[string]bool{}
+	for _, v := range vals {
+		if r.Example == "" {
+			r.Example = v
+		}
+		ps, err := decoder.Paths(c.Type, c.JSONPath, []byte(v))
+		if err != nil {
+			r.Invalid++ // a value the decoder cannot read names no file either
+			continue
+		}
+		for _, p := range ps {
+			switch {
+			case seen[p]:
+			case cdccleaner.ValidatePath(p) != nil:
+				r.Invalid++
+			case len(paths) < MaxPaths:
+				paths = append(paths, p)
+			}
+			seen[p] = true
+		}
+	}
+	r.Paths = len(paths)
+	present, err := exist(ctx, st, paths)
+	if err != nil {
+		return r, err
+	}
+	for _, p := range paths {
+		switch {
+		case present[p]:
+			r.Present++
+		case len(r.Absent) < 3:
+			r.Absent = append(r.Absent, p)
+		}
+	}
+	return r, nil
+}
+
+// exist stats paths in st, Concurrency at a time, and returns those that
+// exist. Any error but "does not exist" is returned: an unanswered lookup
+// must not count as an absent file.
+func exist(ctx context.Context, st cdccleaner.Statter, paths []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(paths))
+	var mu sync.Mutex
+	var firstErr error
+	sem := make(chan struct{}, Concurrency)
+	var wg sync.WaitGroup
+	for _, p := range paths {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			_, err := st.Stat(p)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				out[p] = true
+			case errors.Is(err, fs.ErrNotExist):
+			case firstErr == nil:
+				firstErr = fmt.Errorf("look up %q in the storage: %w", p, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	return out, firstErr
+}
+
+// ReadValues returns up to n non-empty values of c in their text form,
+// drawn at random: from the whole table when it is small, else from a
+// TABLESAMPLE SYSTEM of its pages sized for n values (widened when the
+// column is mostly empty). It reads in a transaction of its own with a
+// statement timeout, so a huge table costs seconds at most.
+func ReadValues(ctx context.Context, q Querier, c cdccleaner.Column, n int) ([]string, error) {
+	tx, err := q.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "SET LOCAL statement_timeout = 10000"); err != nil {
+		return nil, err
+	}
+	rows, err := estimateRows(ctx, tx, c)
+	if err != nil {
+		return nil, err
+	}
+	tbl := pgx.Identifier{c.Schema, c.Table}.Sanitize()
+	col := "t." + pgx.Identifier{c.Name}.Sanitize()
+	pct := 100.0
+	if rows > fullScanRows {
+		pct = math.Max(100*20*float64(n)/rows, 0.001)
+	}
+	for {
+		sampling := ""
+		if pct < 100 {
+			sampling = fmt.Sprintf(" TABLESAMPLE SYSTEM (%g)", pct)
+		}
+		q := fmt.Sprintf("SELECT %s::text FROM %s AS t%s WHERE %s IS NOT NULL AND %s::text <> '' ORDER BY random() LIMIT $1", col, tbl, sampling, col, col)
+		vals, err := collect(ctx, tx, q, n)
+		if err != nil {
+			return nil, fmt.Errorf("sample %s: %w", c.Source(), err)
+		}
+		if len(vals) >= n || pct >= 100 {
+			return vals, nil
+		}
+		pct = math.Min(pct*10, 100)
+	}
+}
+
+func collect(ctx context.Context, tx pgx.Tx, q string, n int) ([]string, error) {
+	rows, err := tx.Query(ctx, q, n)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// estimateRows is the planner's estimate of c's table's rows (of all its
+// partitions, for a partitioned table); a table never analyzed is
+// estimated from its size in pages.
+func estimateRows(ctx context.Context, tx pgx.Tx, c cdccleaner.Column) (float64, error) {
+	var rows float64
+	err := tx.QueryRow(ctx, `SELECT coalesce(sum(CASE WHEN p.reltuples >= 0 THEN p.reltuples ELSE p.relpages * 100 END), 0)::float8
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		CROSS JOIN LATERAL pg_partition_tree(c.oid) AS pt
+		JOIN pg_class p ON p.oid = pt.relid
+		WHERE n.nspname = $1 AND c.relname = $2 AND pt.isleaf`, c.Schema, c.Table).Scan(&rows)
+	if err != nil {
+		return 0, fmt.Errorf("estimate the rows of %s.%s: %w", c.Schema, c.Table, err)
+	}
+	return rows, nil
+}
