@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -79,6 +80,65 @@ type Config struct {
 	// times as long as that read took.
 	Spellings       SpellingReader
 	SpellingsMaxAge time.Duration
+
+	// The guards of a deletion (promise 8: a wrong configuration deletes
+	// nothing). With Delete and without Force, a scan whose listing looks
+	// like a wrong mapping deletes nothing and returns a *RefusedError once
+	// the listing is done (see Refusal). MaxOrphanRatio is the share of
+	// listed files that may look orphaned (DefaultMaxOrphanRatio when
+	// zero). EmptyTables names the configured tables of the storage that
+	// hold no rows: then the storage may hold fewer than EmptyTableMinFiles
+	// files (DefaultEmptyTableMinFiles when zero).
+	MaxOrphanRatio     float64
+	EmptyTables        []string
+	EmptyTableMinFiles int64
+	Force              bool
+}
+
+// Defaults of the guards of a deletion.
+const (
+	DefaultMaxOrphanRatio     = 0.5
+	DefaultEmptyTableMinFiles = 100
+)
+
+// RefusedError is a scan with Delete that deleted nothing because its
+// listing looks like a wrong configuration.
+type RefusedError struct {
+	Reason string
+}
+
+func (e *RefusedError) Error() string {
+	return "refusing to delete: " + e.Reason + "; nothing was deleted. If the configuration is right, run again with --force"
+}
+
+// OrphanRatio is the share of the listed files that looked orphaned.
+func (s Stats) OrphanRatio() float64 {
+	if s.Scanned == 0 {
+		return 0
+	}
+	return float64(s.Orphaned) / float64(s.Scanned)
+}
+
+// Refusal says why the guards of cfg refuse to delete after a listing that
+// counted st, or "" when they let it through. Force is not consulted: a
+// dry run reports what a deletion would meet.
+func Refusal(cfg Config, st Stats) string {
+	maxRatio, minFiles := cfg.MaxOrphanRatio, cfg.EmptyTableMinFiles
+	if maxRatio <= 0 {
+		maxRatio = DefaultMaxOrphanRatio
+	}
+	if minFiles <= 0 {
+		minFiles = DefaultEmptyTableMinFiles
+	}
+	switch {
+	case len(cfg.EmptyTables) > 0 && st.Scanned >= minFiles:
+		return fmt.Sprintf("configured table %s holds no rows while storage %q holds %d files: every file it would reference looks orphaned (a wrong table, or a copy of the database without its data?)",
+			strings.Join(cfg.EmptyTables, ", "), cfg.Storage, st.Scanned)
+	case st.OrphanRatio() > maxRatio:
+		return fmt.Sprintf("%d of the %d listed files (%.0f%%) look orphaned, more than --max-orphan-ratio %g allows: the mapping from column values to files may be wrong (root, prefix or layout; cdc-cleaner check samples it)",
+			st.Orphaned, st.Scanned, 100*st.OrphanRatio(), maxRatio)
+	}
+	return ""
 }
 
 // Orphan is a file no column referenced when it was checked.
@@ -194,6 +254,9 @@ func (s *scanner) run(ctx context.Context) error {
 	}
 	if !s.cfg.Delete {
 		return nil
+	}
+	if reason := Refusal(s.cfg, s.stats); reason != "" && !s.cfg.Force {
+		return &RefusedError{Reason: reason}
 	}
 	if s.cfg.AfterList != nil {
 		if err := s.cfg.AfterList(ctx); err != nil {

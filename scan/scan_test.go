@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -359,6 +360,7 @@ func TestReferencedWhileStatting(t *testing.T) {
 	cfg := config(st, r)
 	cfg.Store = rs
 	cfg.Delete = true
+	cfg.Force = true // every file is an orphan here
 	outcomes := map[string]string{}
 	cfg.Report = func(o scan.Orphan) error { outcomes[o.Path] = o.Outcome; return nil }
 	stats, err := scan.Run(context.Background(), cfg)
@@ -449,4 +451,69 @@ func BenchmarkDeleteLookups(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestDeleteRefusals: a listing that looks like a wrong configuration
+// (most files orphaned; a configured table empty while the storage holds
+// many files) deletes nothing and says why and how to override; --force
+// deletes; a dry run reports the same figures.
+func TestDeleteRefusals(t *testing.T) {
+	many := func(n int) *store {
+		st := &store{}
+		for i := range n {
+			st.files = append(st.files, old(fmt.Sprintf("f/%03d", i), 1))
+		}
+		return st
+	}
+	t.Run("most files orphaned", func(t *testing.T) {
+		st := many(10)
+		r := &refs{paths: map[string]bool{"f/000": true, "f/001": true, "f/002": true, "f/003": true}} // 6 of 10 orphaned
+		cfg := config(st, r)
+		cfg.Delete = true
+		stats, err := scan.Run(context.Background(), cfg)
+		var refused *scan.RefusedError
+		if !errors.As(err, &refused) || !strings.Contains(err.Error(), "6 of the 10 listed files (60%) look orphaned") || !strings.Contains(err.Error(), "--force") {
+			t.Fatalf("err = %v, want a refusal naming the figures and --force", err)
+		}
+		if len(st.files) != 10 || stats.Deleted != 0 {
+			t.Fatalf("%d files left, %d deleted: a refused scan deleted", len(st.files), stats.Deleted)
+		}
+		if got := scan.Refusal(cfg, stats); got == "" {
+			t.Error("Refusal says nothing for the dry-run report")
+		}
+		cfg.MaxOrphanRatio = 0.7
+		if _, err := scan.Run(context.Background(), cfg); err != nil || len(st.files) != 4 {
+			t.Fatalf("within --max-orphan-ratio 0.7: err %v, %d files left, want 4", err, len(st.files))
+		}
+	})
+	t.Run("force", func(t *testing.T) {
+		st := many(10)
+		cfg := config(st, &refs{})
+		cfg.Delete, cfg.Force = true, true
+		if _, err := scan.Run(context.Background(), cfg); err != nil || len(st.files) != 0 {
+			t.Fatalf("forced: err %v, %d files left", err, len(st.files))
+		}
+	})
+	t.Run("empty table", func(t *testing.T) {
+		st := many(20)
+		r := &refs{paths: map[string]bool{}}
+		for i := range 15 {
+			r.paths[fmt.Sprintf("f/%03d", i)] = true // 5 of 20 orphaned: the ratio lets it through
+		}
+		cfg := config(st, r)
+		cfg.Delete = true
+		cfg.EmptyTables = []string{"public.legacy_upload"}
+		cfg.EmptyTableMinFiles = 20
+		_, err := scan.Run(context.Background(), cfg)
+		if !errors.As(err, new(*scan.RefusedError)) || !strings.Contains(err.Error(), "public.legacy_upload holds no rows") {
+			t.Fatalf("err = %v, want a refusal naming the empty table", err)
+		}
+		if len(st.files) != 20 {
+			t.Fatalf("%d files left: a refused scan deleted", len(st.files))
+		}
+		cfg.EmptyTableMinFiles = 21 // few files: an empty table is no sign
+		if _, err := scan.Run(context.Background(), cfg); err != nil || len(st.files) != 15 {
+			t.Fatalf("few files: err %v, %d files left, want 15", err, len(st.files))
+		}
+	})
 }
