@@ -382,6 +382,7 @@ func TestScanReferenceAddedAfterListing(t *testing.T) {
 	outcomes := map[string]string{}
 	stats, err := scan.Run(ctx, scan.Config{
 		Storage: "media", Files: st, Store: st, Refs: refs, MinAge: time.Hour, Delete: true,
+		Force: true, // every listed file is an orphan: this test is about the re-check
 		AfterList: func(context.Context) error {
 			e.exec(`INSERT INTO gallery_photo (image, thumbnail) VALUES ('b.jpg', '')`)
 			return nil

@@ -37,7 +37,7 @@ func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
 const maxInvalidShown = 10
 
 func cmdScan(args []string, stdout, stderr io.Writer) error {
-	fs, cfgPath := newFlags("scan", "[--config FILE] [--storage NAME] [--delete] [--min-age 24h] [--exclude GLOB ...] [--output FILE] [--json]",
+	fs, cfgPath := newFlags("scan", "[--config FILE] [--storage NAME] [--delete] [--min-age 24h] [--exclude GLOB ...] [--output FILE] [--json] [--max-orphan-ratio 0.5] [--force]",
 		`Lists every file of a storage and reports those that no watched or protect
 column mapped to it references: files left behind before the cleaner ran,
 while it was stopped without a slot, or by a TRUNCATE. Dry run unless
@@ -72,9 +72,20 @@ Such values are read again before the deletion and, while it runs, every
 longer); a column with more than 100000 distinct ones makes scan refuse
 (exit 1).
 
+Guards (a wrong configuration deletes nothing): before listing, some values
+of each of the storage's columns are sampled and looked up in the storage;
+when most of them are not there, the mapping from values to files is wrong
+(root, prefix or layout) and --delete refuses before listing. After the
+listing and before deleting anything, --delete also refuses when more than
+--max-orphan-ratio (default 0.5) of the listed files look orphaned, or when
+a configured table of the storage is empty while the storage holds 100
+files or more. Each refusal exits 1 and says why; --force overrides them. A
+dry run prints the same figures and what --delete would do.
+
 Exit codes: 0 done (orphans found or not); 1 runtime failure (the storage or
-the database cannot be read, a deletion failed); 2 bad flags or configuration,
-unknown storage, or a storage no column references.`, stderr)
+the database cannot be read, a deletion failed, a guard refused);
+2 bad flags or configuration, unknown storage, or a storage no column
+references.`, stderr)
 	storageName := fs.String("storage", "", "storage `NAME` to scan (may be left out when the configuration has one storage)")
 	doDelete := fs.Bool("delete", false, "delete the orphans (default: only list them)")
 	minAge := fs.Duration("min-age", 24*time.Hour, "never touch files modified less than `DURATION` ago")
@@ -82,11 +93,16 @@ unknown storage, or a storage no column references.`, stderr)
 	fs.Var(&excludes, "exclude", "skip paths matching `GLOB` (path.Match; a trailing /** matches a whole directory); repeatable")
 	outPath := fs.String("output", "", "write the orphan list to `FILE` instead of stdout")
 	asJSON := fs.Bool("json", false, "write JSON lines (one object per orphan, then a summary object)")
+	maxOrphanRatio := fs.Float64("max-orphan-ratio", scan.DefaultMaxOrphanRatio, "with --delete, refuse when more than this share of the listed files look orphaned")
+	force := fs.Bool("force", false, "with --delete, delete even when the sampling or the listing looks like a wrong configuration")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *minAge < 0 {
 		return configErr(fmt.Errorf("--min-age %s: must not be negative", *minAge))
+	}
+	if !(*maxOrphanRatio > 0 && *maxOrphanRatio <= 1) {
+		return configErr(fmt.Errorf("--max-orphan-ratio %g: give a share of the listed files above 0 and at most 1, e.g. 0.5", *maxOrphanRatio))
 	}
 	for _, pat := range excludes {
 		if err := cdccleaner.ValidPattern(pat); err != nil {
@@ -147,6 +163,34 @@ unknown storage, or a storage no column references.`, stderr)
 	}
 	defer pool.Close()
 	noteUnnamed(ctx, pool, name, log)
+
+	// Promise 8: a mapping that matches no file, or a configured table that
+	// is empty, would make every file look orphaned.
+	samples, err := sampleColumns(ctx, pool, st, cols)
+	if err != nil {
+		return failure(fmt.Errorf("sample the columns of storage %q: %w", name, err))
+	}
+	var wrong []string
+	for _, r := range samples {
+		line := sampleLine(r, scfg)
+		fmt.Fprintf(stderr, "scan %s: sample %s\n", name, line)
+		if r.Wrong() {
+			wrong = append(wrong, line)
+		}
+	}
+	if len(wrong) > 0 {
+		reason := "the sampled values of " + strings.Join(wrong, "; and of ")
+		switch {
+		case *doDelete && !*force:
+			return failure(&scan.RefusedError{Reason: reason})
+		case !*doDelete:
+			fmt.Fprintf(stderr, "scan %s: --delete would refuse: %s\n", name, reason)
+		}
+	}
+	empty, err := emptyTables(ctx, pool, cols)
+	if err != nil {
+		return failure(err)
+	}
 	refs, err := refcheck.New(pool, cols)
 	if err != nil {
 		return configErr(err)
@@ -195,6 +239,10 @@ unknown storage, or a storage no column references.`, stderr)
 		Exclude:   excludes,
 		MinAge:    *minAge,
 		Delete:    *doDelete,
+
+		MaxOrphanRatio: *maxOrphanRatio,
+		EmptyTables:    empty,
+		Force:          *force,
 		Report: func(o scan.Orphan) error {
 			if *asJSON {
 				write(orphanJSON{Type: "orphan", Path: o.Path, Size: o.Size, ModTime: o.ModTime.UTC(), Outcome: o.Outcome, Error: errText(o.Err)})
@@ -228,12 +276,16 @@ unknown storage, or a storage no column references.`, stderr)
 	}
 	if *asJSON {
 		write(summaryJSON{Type: "summary", Storage: name, Delete: *doDelete, MinAge: minAge.String(), Stats: stats,
-			ElapsedSeconds: stats.Elapsed.Seconds(), FilesPerSecond: rate(stats.Scanned, stats.Elapsed), Complete: err == nil})
+			ElapsedSeconds: stats.Elapsed.Seconds(), FilesPerSecond: rate(stats.Scanned, stats.Elapsed), Complete: err == nil,
+			OrphanRatio: stats.OrphanRatio(), Refusal: scan.Refusal(scan.Config{Storage: name, MaxOrphanRatio: *maxOrphanRatio, EmptyTables: empty}, stats)})
 	}
 	if ferr := w.Flush(); writeErr == nil {
 		writeErr = ferr
 	}
 	fmt.Fprintln(stderr, summaryLine(name, *doDelete, stats))
+	if reason := scan.Refusal(scan.Config{Storage: name, MaxOrphanRatio: *maxOrphanRatio, EmptyTables: empty}, stats); reason != "" && !*doDelete && err == nil {
+		fmt.Fprintf(stderr, "scan %s: --delete would refuse: %s (--force overrides)\n", name, reason)
+	}
 	switch {
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
 		return failure(errors.New("interrupted: the scan is incomplete"))
@@ -266,6 +318,10 @@ type summaryJSON struct {
 	FilesPerSecond float64 `json:"files_per_second"`
 	// Complete is false when the scan stopped early (an error, a signal).
 	Complete bool `json:"complete"`
+	// OrphanRatio is the share of the listed files that looked orphaned;
+	// Refusal says why --delete refuses (or refused), if it does.
+	OrphanRatio float64 `json:"orphan_ratio"`
+	Refusal     string  `json:"refusal,omitempty"`
 }
 
 func errText(err error) string {

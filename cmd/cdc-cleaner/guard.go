@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+	"github.com/cdc-cleaner/cdc-cleaner/config"
+	"github.com/cdc-cleaner/cdc-cleaner/sample"
+)
+
+// sampleColumns samples every column of cols (those of one storage, as
+// inspection described them) against st: promise 8's test of the mapping.
+// A storage that cannot look files up is not sampled.
+func sampleColumns(ctx context.Context, q sample.Querier, st cdccleaner.Storage, cols []cdccleaner.Column) ([]sample.Result, error) {
+	statter, ok := st.(cdccleaner.Statter)
+	if !ok {
+		return nil, nil
+	}
+	out := make([]sample.Result, 0, len(cols))
+	for _, c := range cols {
+		r, err := sample.Column(ctx, q, statter, c)
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", c.Field, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// where says where storage s keeps path p, for messages: the file on
+// local disk, the object's s3:// URL.
+func where(s *config.Storage, p string) string {
+	if s.Type == config.StorageS3 {
+		return "s3://" + s.Bucket + "/" + s.Prefix + p
+	}
+	return strings.TrimSuffix(s.Root, "/") + "/" + p
+}
+
+// location names storage s's root or prefix, for messages.
+func location(s *config.Storage) string {
+	if s.Type == config.StorageS3 {
+		return "s3://" + s.Bucket + "/" + s.Prefix
+	}
+	return s.Root
+}
+
+// sampleLine says what the sample of one column found, and for a wrong
+// mapping what it means.
+func sampleLine(r sample.Result, s *config.Storage) string {
+	name := r.Column.Source()
+	switch {
+	case r.Paths == 0 && r.Invalid == 0:
+		return fmt.Sprintf("%s: no values to sample (the table or column is empty)", name)
+	case !r.Judged():
+		return fmt.Sprintf("%s: %d of %d sampled paths exist in %s (too few to judge the mapping)", name, r.Present, r.Paths, location(s))
+	case r.Wrong():
+		return fmt.Sprintf("%s: only %d of %d sampled paths exist in %s, e.g. value %q was looked for at %s and is not there: the mapping from column values to files is wrong (root, prefix, or a layout where the value is not the path, such as Active Storage's Disk service), and the cleaner would take every vanished path for an absent file; fix the configuration",
+			name, r.Present, r.Paths, location(s), r.Absent[0], where(s, r.Absent[0]))
+	case len(r.Absent) > 0:
+		return fmt.Sprintf("%s: %d of %d sampled paths exist in %s (missing, e.g.: %s; a few missing files are normal)", name, r.Present, r.Paths, location(s), where(s, r.Absent[0]))
+	}
+	return fmt.Sprintf("%s: %d of %d sampled paths exist in %s", name, r.Present, r.Paths, location(s))
+}
+
+// emptyTables returns the tables of cols that hold no rows.
+func emptyTables(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, cols []cdccleaner.Column) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, c := range cols {
+		t := c.Schema + "." + c.Table
+		if seen[t] {
+			continue
+		}
+		seen[t] = true
+		var empty bool
+		if err := q.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+pgx.Identifier{c.Schema, c.Table}.Sanitize()+")").Scan(&empty); err != nil {
+			return nil, fmt.Errorf("look at %s: %w", t, err)
+		}
+		if empty {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
