@@ -96,6 +96,9 @@ const (
 	// CodeSlot: the slot is missing or not the cleaner's (Conflict says
 	// which). setup creates it.
 	CodeSlot Code = "slot"
+	// CodeMapping: the sampled values of a watched or protect column do
+	// not name files of its storage (promise 8); check makes these.
+	CodeMapping Code = "mapping"
 )
 
 // Finding is one line of a check report.

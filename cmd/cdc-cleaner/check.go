@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/config"
 	"github.com/cdc-cleaner/cdc-cleaner/provision"
 )
@@ -41,8 +42,7 @@ Exit codes: 0 ok (warnings allowed), 1 problems found, 2 bad configuration.`, st
 	}
 	provision.InspectSpellings(ctx, conn, cfg, report, provision.SpellingTimeout)
 	for _, f := range report.Findings {
-		label := map[provision.Severity]string{provision.OK: "ok", provision.Warning: "warning", provision.Problem: "FAIL"}[f.Severity]
-		fmt.Fprintf(stdout, "  %-8s %s\n", label, f)
+		fmt.Fprintf(stdout, "  %-8s %s\n", severityLabel(f.Severity), f)
 	}
 	if report.MissingPrivileges() > 0 {
 		fmt.Fprintf(stdout, "  hint     an administrator grants role %s all it needs at once with: cdc-cleaner setup --role %s (with a configuration that logs in as the administrator)\n",
@@ -56,7 +56,8 @@ Exit codes: 0 ok (warnings allowed), 1 problems found, 2 bad configuration.`, st
 	for _, name := range names {
 		s := cfg.Storages[name]
 		fmt.Fprintf(stdout, "storage %s (%s)\n", name, s.Type)
-		err := checkStorage(ctx, name, s)
+		st, closeStorage, err := checkStorage(ctx, name, s)
+		defer closeStorage()
 		if err != nil {
 			fmt.Fprintf(stdout, "  FAIL     %v\n", err)
 			report.Findings = append(report.Findings, provision.Finding{Severity: provision.Problem, Code: provision.CodeGeneral, Message: err.Error()})
@@ -68,6 +69,27 @@ Exit codes: 0 ok (warnings allowed), 1 problems found, 2 bad configuration.`, st
 		default:
 			fmt.Fprintf(stdout, "  ok       %s is a directory\n", s.Root)
 		}
+		// Promise 8: the columns' values must name files of the storage.
+		var cols []cdccleaner.Column
+		for _, c := range report.Columns {
+			if c.Storage == name {
+				cols = append(cols, c)
+			}
+		}
+		samples, err := sampleColumns(ctx, conn, st, cols)
+		for _, r := range samples {
+			f := provision.Finding{Severity: provision.OK, Code: provision.CodeMapping, Field: r.Column.Field, Message: sampleLine(r, s)}
+			if r.Wrong() {
+				f.Severity = provision.Problem
+			}
+			report.Findings = append(report.Findings, f)
+			fmt.Fprintf(stdout, "  %-8s %s\n", severityLabel(f.Severity), f)
+		}
+		if err != nil {
+			f := provision.Finding{Severity: provision.Problem, Code: provision.CodeUnchecked, Message: fmt.Sprintf("could not sample the columns of storage %q: %v", name, err)}
+			report.Findings = append(report.Findings, f)
+			fmt.Fprintf(stdout, "  %-8s %s\n", severityLabel(f.Severity), f)
+		}
 	}
 	problems, warnings := len(report.Problems()), len(report.Warnings())
 	fmt.Fprintf(stdout, "%d problems, %d warnings\n", problems, warnings)
@@ -77,19 +99,20 @@ Exit codes: 0 ok (warnings allowed), 1 problems found, 2 bad configuration.`, st
 	return nil
 }
 
-// checkStorage opens one storage and, where it can, checks it for real.
-func checkStorage(ctx context.Context, name string, s *config.Storage) error {
+// checkStorage opens one storage and, where it can, checks it for real. The
+// caller closes it with closeFn, also after an error.
+func checkStorage(ctx context.Context, name string, s *config.Storage) (st cdccleaner.Storage, closeFn func(), err error) {
 	storages, closeFn, err := openStorages(ctx, &config.Config{Storages: map[string]*config.Storage{name: s}})
 	if err != nil {
-		return err
+		return nil, func() {}, err
 	}
-	defer closeFn()
-	if c, ok := storages[name].(checker); ok {
+	st = storages[name]
+	if c, ok := st.(checker); ok {
 		if err := c.Check(ctx); err != nil {
-			return fmt.Errorf("storages.%s: %w", name, err)
+			return nil, closeFn, fmt.Errorf("storages.%s: %w", name, err)
 		}
 	}
-	return nil
+	return st, closeFn, nil
 }
 
 // shellWord quotes s for a POSIX shell unless it needs no quoting.
@@ -98,4 +121,8 @@ func shellWord(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func severityLabel(s provision.Severity) string {
+	return map[provision.Severity]string{provision.OK: "ok", provision.Warning: "warning", provision.Problem: "FAIL"}[s]
 }
