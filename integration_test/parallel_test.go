@@ -110,9 +110,11 @@ protect:
 
 	explainReferenceQueries(t, e.url)
 
-	// scan --delete: every file of a storage is checked, in batches.
+	// scan --delete: every file of a storage is checked, in batches. The
+	// rows that fill the tables name no files, which the guards take for a
+	// wrong mapping: --force, since this test is about the queries.
 	for _, s := range storages {
-		out, code := e.cli("scan", "--storage", s, "--delete", "--min-age", "0s")
+		out, code := e.cli("scan", "--storage", s, "--delete", "--min-age", "0s", "--force")
 		if code != 0 {
 			t.Errorf("scan --storage %s --delete exited %d:\n%s", s, code, out)
 		}

@@ -70,23 +70,25 @@ Exit codes: 0 ok (warnings allowed), 1 problems found, 2 bad configuration.`, st
 			fmt.Fprintf(stdout, "  ok       %s is a directory\n", s.Root)
 		}
 		// Promise 8: the columns' values must name files of the storage.
-		var cols []cdccleaner.Column
+		// A column already reported (not readable, its schema not usable)
+		// is not sampled: its problem says what to fix first.
 		for _, c := range report.Columns {
-			if c.Storage == name {
-				cols = append(cols, c)
+			if c.Storage != name || hasProblem(report, c.Field) {
+				continue
 			}
-		}
-		samples, err := sampleColumns(ctx, conn, st, cols)
-		for _, r := range samples {
-			f := provision.Finding{Severity: provision.OK, Code: provision.CodeMapping, Field: r.Column.Field, Message: sampleLine(r, s)}
-			if r.Wrong() {
-				f.Severity = provision.Problem
+			f := provision.Finding{Severity: provision.OK, Code: provision.CodeMapping, Field: c.Field}
+			r, err := sampleColumn(ctx, conn, st, c)
+			switch {
+			case err != nil:
+				f.Severity, f.Code, f.Message = provision.Problem, provision.CodeUnchecked, fmt.Sprintf("%s: could not sample its values against storage %q: %v", c.Source(), name, err)
+			case r == nil:
+				continue // the storage cannot look files up
+			default:
+				f.Message = sampleLine(*r, s)
+				if r.Wrong() {
+					f.Severity = provision.Problem
+				}
 			}
-			report.Findings = append(report.Findings, f)
-			fmt.Fprintf(stdout, "  %-8s %s\n", severityLabel(f.Severity), f)
-		}
-		if err != nil {
-			f := provision.Finding{Severity: provision.Problem, Code: provision.CodeUnchecked, Message: fmt.Sprintf("could not sample the columns of storage %q: %v", name, err)}
 			report.Findings = append(report.Findings, f)
 			fmt.Fprintf(stdout, "  %-8s %s\n", severityLabel(f.Severity), f)
 		}
@@ -125,4 +127,16 @@ func shellWord(s string) string {
 
 func severityLabel(s provision.Severity) string {
 	return map[provision.Severity]string{provision.OK: "ok", provision.Warning: "warning", provision.Problem: "FAIL"}[s]
+}
+
+// hasProblem reports whether r has a problem about the column at field
+// ("watch[0].columns[1]") or its entry's table ("watch[0].table").
+func hasProblem(r *provision.Report, field string) bool {
+	entry, _, _ := strings.Cut(field, ".columns[")
+	for _, f := range r.Problems() {
+		if f.Field == field || f.Field == entry+".table" {
+			return true
+		}
+	}
+	return false
 }

@@ -16,19 +16,30 @@ import (
 // inspection described them) against st: promise 8's test of the mapping.
 // A storage that cannot look files up is not sampled.
 func sampleColumns(ctx context.Context, q sample.Querier, st cdccleaner.Storage, cols []cdccleaner.Column) ([]sample.Result, error) {
+	out := make([]sample.Result, 0, len(cols))
+	for _, c := range cols {
+		r, err := sampleColumn(ctx, q, st, c)
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", c.Field, err)
+		}
+		if r != nil {
+			out = append(out, *r)
+		}
+	}
+	return out, nil
+}
+
+// sampleColumn samples c against st; nil when st cannot look files up.
+func sampleColumn(ctx context.Context, q sample.Querier, st cdccleaner.Storage, c cdccleaner.Column) (*sample.Result, error) {
 	statter, ok := st.(cdccleaner.Statter)
 	if !ok {
 		return nil, nil
 	}
-	out := make([]sample.Result, 0, len(cols))
-	for _, c := range cols {
-		r, err := sample.Column(ctx, q, statter, c)
-		if err != nil {
-			return out, fmt.Errorf("%s: %w", c.Field, err)
-		}
-		out = append(out, r)
+	r, err := sample.Column(ctx, q, statter, c)
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	return &r, nil
 }
 
 // where says where storage s keeps path p, for messages: the file on
