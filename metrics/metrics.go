@@ -16,6 +16,10 @@ type Metrics struct {
 	KeptReferenced *prometheus.CounterVec // storage
 	Failed         *prometheus.CounterVec // storage, reason
 	Truncates      *prometheus.CounterVec // table
+	// AbsentRatio is, per storage, the share of already absent files
+	// among the most recent deletions run settled (deleted or absent):
+	// near 1 when the mapping from column values to files is wrong.
+	AbsentRatio *prometheus.GaugeVec // storage
 	// OldValuesMissing counts changes of watched tables that did not carry
 	// the old value of a watched column (replica identity not FULL).
 	OldValuesMissing *prometheus.CounterVec // table
@@ -51,6 +55,9 @@ func New() *Metrics {
 		}, []string{"storage"}),
 		Absent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cdc_cleaner_absent_total", Help: "Candidates whose file was already gone.",
+		}, []string{"storage"}),
+		AbsentRatio: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cdc_cleaner_absent_ratio", Help: "Share of already absent files among the storage's most recent settled deletions (deleted or absent; 0 until there are some). Near 1: the mapping from column values to files is probably wrong; run cdc-cleaner check.",
 		}, []string{"storage"}),
 		KeptReferenced: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cdc_cleaner_kept_referenced_total", Help: "Candidates kept because a row still references them (or a keep rule matches).",
@@ -91,7 +98,7 @@ func New() *Metrics {
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.Changes, m.Candidates, m.Deleted, m.Absent, m.KeptReferenced, m.Failed, m.Truncates, m.MessagesIgnored, m.OldValuesMissing, m.Held, m.SchemaProblems,
+		m.Changes, m.Candidates, m.Deleted, m.Absent, m.AbsentRatio, m.KeptReferenced, m.Failed, m.Truncates, m.MessagesIgnored, m.OldValuesMissing, m.Held, m.SchemaProblems,
 		m.ConfirmedLSN, m.LagBytes, m.Streaming, m.DeleteLatency,
 	)
 	return m

@@ -97,6 +97,9 @@ type Pipeline struct {
 	// schemaProblem says what the catalog check found wrong, or is nil.
 	schemaProblem atomic.Pointer[string]
 
+	// absence watches the share of already absent files per storage.
+	absence *absenceWatch
+
 	typesMu sync.Mutex
 	types   map[uint32]cdccleaner.ColumnType // learned from the catalog, for every session
 }
@@ -149,9 +152,16 @@ func New(cfg Config) (*Pipeline, error) {
 	}
 	for name := range cfg.Storages {
 		cfg.Metrics.MessagesIgnored.WithLabelValues(name) // from 0, for rate()
+		cfg.Metrics.AbsentRatio.WithLabelValues(name)     // 0 until deletions settle
 	}
 	cfg.Stream.Confirm = !cfg.DryRun
-	p := &Pipeline{cfg: cfg, maxBatchAge: defaultMaxBatchAge, log: cfg.Logger.With().Str("component", "pipeline").Logger(), types: map[uint32]cdccleaner.ColumnType{}}
+	p := &Pipeline{
+		cfg:         cfg,
+		maxBatchAge: defaultMaxBatchAge,
+		log:         cfg.Logger.With().Str("component", "pipeline").Logger(),
+		types:       map[uint32]cdccleaner.ColumnType{},
+		absence:     newAbsenceWatch(cfg.Metrics.AbsentRatio),
+	}
 	p.stats.last = time.Now()
 	return p, nil
 }

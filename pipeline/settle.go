@@ -143,7 +143,9 @@ func (s *settlement) wouldDelete(paths []string) {
 	}
 }
 
-// apply counts and logs the verdicts of one deletion round.
+// apply counts and logs the verdicts of one deletion round, and adds them
+// to the storage's window of recent outcomes (absence.go). A dry run never
+// gets here: it asks no storage.
 func (s *settlement) apply(v verdicts) {
 	m := s.p.cfg.Metrics
 	for _, path := range v.deleted {
@@ -161,6 +163,11 @@ func (s *settlement) apply(v verdicts) {
 	for _, f := range v.failed {
 		s.failures = append(s.failures, failure(s.first[f.path], f.err))
 	}
+	var example cdccleaner.Candidate
+	if len(v.absent) > 0 {
+		example = s.first[v.absent[0]]
+	}
+	s.p.tellAbsence(s.storage, s.p.absence.observe(s.storage, len(v.deleted), len(v.absent), example))
 }
 
 // verdicts sorts the paths of one deletion round by what became of them.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"slices"
@@ -218,6 +219,7 @@ type worldOpts struct {
 	refsFail   int
 	recFail    int
 	dryRun     bool
+	logs       io.Writer // also gets the pipeline's logs, if set
 }
 
 func newWorld(t *testing.T, o worldOpts) *world {
@@ -232,11 +234,15 @@ func newWorld(t *testing.T, o worldOpts) *world {
 	for _, p := range o.referenced {
 		w.refs.referenced[p] = true
 	}
+	var logs io.Writer = zerolog.TestWriter{T: t}
+	if o.logs != nil {
+		logs = io.MultiWriter(logs, o.logs)
+	}
 	p, err := New(Config{
 		Storages: map[string]cdccleaner.Storage{"media": w.storage},
 		Refs:     w.refs,
 		Failures: w.rec,
-		Logger:   zerolog.New(zerolog.TestWriter{T: t}),
+		Logger:   zerolog.New(logs),
 		DryRun:   o.dryRun,
 		RetryMin: time.Millisecond,
 		RetryMax: 5 * time.Millisecond,
