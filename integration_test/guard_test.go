@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3test"
 )
 
 // activeStorageSchema is Rails Active Storage's blob table, reduced to
@@ -141,4 +143,43 @@ protect:
 		t.Fatalf("scan --delete --force exited %d:\n%s", code, out)
 	}
 	e.expect(inUse, orphans)
+}
+
+// TestS3SamplingFindsAWrongPrefix: on S3, the sample looks the paths up
+// with HeadObject: objects stored under another prefix than the
+// configured one make check exit 1 naming the prefix it looked in, and
+// scan --delete refuse; with the right prefix, check passes.
+func TestS3SamplingFindsAWrongPrefix(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 18))
+	e, srv, prefix := newS3Env(t, envOptions{schema: activeStorageSchema, watch: activeStorageWatch}, s3test.Options{})
+	var keys []string
+	for i := range 20 {
+		k := blobKey(rng)
+		e.exec(`INSERT INTO active_storage_blobs (key, filename) VALUES ($1, $2)`, k, fmt.Sprintf("photo-%d.jpg", i))
+		keys = append(keys, k)
+	}
+	// The objects sit one level deeper than the configured prefix says.
+	for _, k := range keys {
+		srv.Put(t, prefix+"uploads/"+k, []byte(k))
+	}
+	out, code := e.cli("check")
+	if code != 1 || !strings.Contains(out, "only 0 of 20 sampled paths exist in s3://"+srv.Bucket()+"/"+prefix) {
+		t.Fatalf("check exited %d, want 1 naming the bucket and prefix it looked in:\n%s", code, out)
+	}
+	out, code = e.cli("scan", "--delete", "--min-age", "0s")
+	if code != 1 || !strings.Contains(out, "refusing to delete") {
+		t.Fatalf("scan --delete exited %d, want a refusal:\n%s", code, out)
+	}
+	for _, k := range keys {
+		if !srv.Exists(t, prefix+"uploads/"+k) {
+			t.Fatalf("object %s was deleted by a refused scan", k)
+		}
+	}
+
+	// The right prefix: every sampled path is there.
+	replaceInConfig(t, e, "prefix: "+prefix+"\n", "prefix: "+prefix+"uploads/\n")
+	out, code = e.cli("check")
+	if code != 0 || !strings.Contains(out, "20 of 20 sampled paths exist in s3://"+srv.Bucket()+"/"+prefix+"uploads/") {
+		t.Fatalf("check with the right prefix exited %d, want 0:\n%s", code, out)
+	}
 }
