@@ -17,7 +17,10 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		`Validates the configuration and the database (wal_level, privileges, watched
 tables and columns, replica identity, publication, slot, indexes on watched
 columns, values of watched and protect columns that are not canonical paths)
-and prints a readable report.
+and the storages, and prints a readable report. Each watched and protect
+column's values are sampled and looked up in its storage: when most of them
+name no file there, the mapping from values to files is wrong (root, prefix
+or layout) and that is a problem.
 
 Exit codes: 0 ok (warnings allowed), 1 problems found, 2 bad configuration.`, stderr)
 	if err := parseFlags(fs, args, stdout); err != nil {
