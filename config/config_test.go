@@ -913,6 +913,28 @@ func TestQuoteIdentifier(t *testing.T) {
 	}
 }
 
+func TestFormatIdentifier(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"image", "image"},
+		{"image_2$", "image_2$"},
+		{"ImageFile", `"ImageFile"`},
+		{"café", "café"},
+		{"Ünïcode", "Ünïcode"}, // only ASCII letters are folded
+		{"with space", `"with space"`},
+		{"2fast", `"2fast"`},
+		{`a"b`, `"a""b"`},
+	}
+	for _, tt := range tests {
+		got := FormatIdentifier(tt.in)
+		if got != tt.want {
+			t.Errorf("FormatIdentifier(%q) = %s, want %s", tt.in, got, tt.want)
+		}
+		if back, err := ParseIdentifier(got); err != nil || back != tt.in {
+			t.Errorf("ParseIdentifier(%s) = %q, %v; want %q back", got, back, err, tt.in)
+		}
+	}
+}
+
 func TestByteSize(t *testing.T) {
 	tests := []struct {
 		in   string
