@@ -182,22 +182,62 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "wrong type",
 			body: "storages: [a]\n",
-			want: []string{"line 1", "cannot unmarshal"},
+			want: []string{"line 1: storages: expected a mapping of names to settings, not a list"},
 		},
 		{
 			name: "storage is not a mapping",
 			body: "storages:\n  media: local\n",
-			want: []string{"line 2", "a storage is a mapping"},
+			want: []string{`line 2: storages.media: expected a mapping with keys type, root,`, `not "local"`},
 		},
 		{
 			name: "bad duration in file",
 			body: strings.Replace(minimalYAML, "storages:", "  status_interval: 10x\nstorages:", 1),
-			want: []string{"line 4", "time.Duration"},
+			want: []string{`line 4: postgres.status_interval: "10x" is not a duration; write a number and a unit, e.g. 10s, 5m or 1h30m`},
 		},
 		{
 			name: "integer duration in file",
 			body: minimalYAML + "delete_delay: 10\n",
-			want: []string{"line 12", "time.Duration"},
+			want: []string{"line 12: delete_delay: 10 has no unit; write 10s (or 10m, 10h)"},
+		},
+		{
+			name: "text for a number",
+			body: strings.Replace(minimalYAML, "root: /srv/media", "root: /srv/media\n    concurrency: four", 1),
+			want: []string{`line 8: storages.media.concurrency: "four" is not a number`},
+		},
+		{
+			name: "fraction for a whole number",
+			body: strings.Replace(minimalYAML, "root: /srv/media", "root: /srv/media\n    concurrency: 1.5", 1),
+			want: []string{`line 8: storages.media.concurrency: 1.5 is not a whole number`},
+		},
+		{
+			name: "text for a boolean",
+			body: minimalYAML + "dry_run: maybe\n",
+			want: []string{`line 12: dry_run: "maybe" is not a boolean; write true or false`},
+		},
+		{
+			name: "one value for a list",
+			body: strings.Replace(minimalYAML, "[image, thumbnail]", "image", 1),
+			want: []string{`line 10: watch[0].columns: "image" is not a list; write [image]`},
+		},
+		{
+			name: "list for a string",
+			body: strings.Replace(minimalYAML, "storage: media", "storage: [media]", 1),
+			want: []string{`line 11: watch[0].storage: expected a string, not a list`},
+		},
+		{
+			name: "a watch entry without its dash",
+			body: "watch:\n  table: t\n",
+			want: []string{`line 2: watch: expected a list (in the file, each entry on its own line starting with "- "), not a mapping`},
+		},
+		{
+			name: "a section written as one value",
+			body: minimalYAML + "log: debug\n",
+			want: []string{`line 12: log: expected a mapping with keys level, format, not "debug"`},
+		},
+		{
+			name: "type errors and unknown keys together, by line",
+			body: minimalYAML + "dry_run: maybe\nlog: {levle: debug}\n",
+			want: []string{"line 12: dry_run: \"maybe\" is not a boolean; write true or false\nline 13: unknown key \"levle\" in log"},
 		},
 		{
 			name: "bad size in file",
@@ -380,12 +420,17 @@ protect:
 		{
 			name: "bad duration",
 			env:  []string{"CDC_CLEANER_POSTGRES_STATUS_INTERVAL=10x"},
-			want: []string{"CDC_CLEANER_POSTGRES_STATUS_INTERVAL", `"10x"`, "duration"},
+			want: []string{`CDC_CLEANER_POSTGRES_STATUS_INTERVAL: postgres.status_interval: "10x" is not a duration; write a number and a unit, e.g. 10s, 5m or 1h30m`},
 		},
 		{
 			name: "bad bool",
 			env:  []string{"CDC_CLEANER_DRY_RUN=maybe"},
-			want: []string{"CDC_CLEANER_DRY_RUN", `"maybe"`, "boolean"},
+			want: []string{`CDC_CLEANER_DRY_RUN: dry_run: "maybe" is not a boolean; write true or false`},
+		},
+		{
+			name: "bad number",
+			env:  []string{"CDC_CLEANER_STORAGES_MEDIA_CONCURRENCY=four"},
+			want: []string{`CDC_CLEANER_STORAGES_MEDIA_CONCURRENCY: storages.media.concurrency: "four" is not a number`},
 		},
 		{
 			name: "bad size",
@@ -400,7 +445,7 @@ protect:
 		{
 			name: "bad list",
 			env:  []string{"CDC_CLEANER_WATCH_0_COLUMNS=image"},
-			want: []string{"CDC_CLEANER_WATCH_0_COLUMNS", "YAML list"},
+			want: []string{`CDC_CLEANER_WATCH_0_COLUMNS: watch[0].columns: "image" is not a list; write [image]`},
 		},
 		{
 			name: "entry beyond a replaced list",
@@ -436,6 +481,100 @@ protect:
 			tt.check(t, cfg)
 		})
 	}
+}
+
+// TestDurationsNeedAUnit: every duration setting, from the file or the
+// environment, refuses a bare number other than 0 ("10": seconds? hours?)
+// and names itself in the error, as it does for a malformed duration.
+func TestDurationsNeedAUnit(t *testing.T) {
+	// How to write each duration setting in the file; the test fails when
+	// Config gains a duration this table lacks.
+	files := map[string]func(v string) string{
+		"delete_delay": func(v string) string { return minimalYAML + "delete_delay: " + v + "\n" },
+		"postgres.status_interval": func(v string) string {
+			return strings.Replace(minimalYAML, "storages:", "  status_interval: "+v+"\nstorages:", 1)
+		},
+		"storages.NAME.trash_retention": func(v string) string {
+			return strings.Replace(minimalYAML, "root: /srv/media", "root: /srv/media\n    trash_retention: "+v, 1)
+		},
+	}
+	paths := durationPaths(reflect.TypeFor[Config](), "")
+	if len(paths) != len(files) {
+		t.Fatalf("duration settings %q; the test covers %d", paths, len(files))
+	}
+	for _, path := range paths {
+		body, ok := files[path]
+		if !ok {
+			t.Fatalf("duration setting %s is not covered", path)
+		}
+		field := strings.Replace(path, "NAME", "media", 1)
+		env := EnvPrefix + envName(strings.ReplaceAll(field, ".", "_"))
+		t.Run(path, func(t *testing.T) {
+			for _, tt := range []struct{ value, want string }{
+				{"10", field + ": 10 has no unit; write 10s (or 10m, 10h)"},
+				{"720", field + ": 720 has no unit; write 720s (or 720m, 720h)"},
+				{"1.5", field + ": 1.5 has no unit; write 1.5s (or 1.5m, 1.5h)"},
+				{"10 seconds", field + `: "10 seconds" is not a duration; write a number and a unit, e.g. 10s, 5m or 1h30m`},
+			} {
+				_, err := load([]byte(body(tt.value)), nil)
+				checkErr(t, err, "line ", tt.want)
+				_, err = load([]byte(minimalYAML), []string{env + "=" + tt.value})
+				checkErr(t, err, env+": "+tt.want)
+			}
+			// 0 needs no unit, and 10s is read as ten seconds.
+			for value, want := range map[string]time.Duration{"0": 0, "10s": 10 * time.Second} {
+				for _, c := range []struct {
+					body string
+					env  []string
+				}{{body(value), nil}, {minimalYAML, []string{env + "=" + value}}} {
+					cfg := DefaultConfig()
+					err := loadInto(cfg, []byte(c.body), c.env)
+					if err != nil && !strings.Contains(err.Error(), field+": must be positive") {
+						t.Errorf("%s = %s (env %q): %v", field, value, c.env, err)
+					}
+					if got := durationAt(cfg, path); got != want {
+						t.Errorf("%s = %s (env %q) read as %s", field, value, c.env, got)
+					}
+				}
+			}
+		})
+	}
+}
+
+// durationPaths lists the paths of the duration settings of type t.
+func durationPaths(t reflect.Type, path string) []string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t == reflect.TypeFor[time.Duration]():
+		return []string{path}
+	case t.Kind() == reflect.Struct:
+		var out []string
+		for _, f := range yamlFields(t) {
+			out = append(out, durationPaths(f.typ, joinPath(path, f.key))...)
+		}
+		return out
+	case t.Kind() == reflect.Map:
+		return durationPaths(t.Elem(), path+".NAME")
+	case t.Kind() == reflect.Slice:
+		return durationPaths(t.Elem(), path+"[N]")
+	}
+	return nil
+}
+
+func durationAt(cfg *Config, path string) time.Duration {
+	switch path {
+	case "delete_delay":
+		return cfg.DeleteDelay
+	case "postgres.status_interval":
+		return cfg.Postgres.StatusInterval
+	case "storages.NAME.trash_retention":
+		if s := cfg.Storages["media"]; s != nil {
+			return s.TrashRetention
+		}
+	}
+	return -1
 }
 
 func TestDatabaseURL(t *testing.T) {
@@ -770,6 +909,28 @@ func TestQuoteIdentifier(t *testing.T) {
 			if back, err := ParseIdentifier(QuoteIdentifier(tt.in)); err != nil || back != tt.in {
 				t.Errorf("round trip of %q: %q, %v", tt.in, back, err)
 			}
+		}
+	}
+}
+
+func TestFormatIdentifier(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"image", "image"},
+		{"image_2$", "image_2$"},
+		{"ImageFile", `"ImageFile"`},
+		{"café", "café"},
+		{"Ünïcode", "Ünïcode"}, // only ASCII letters are folded
+		{"with space", `"with space"`},
+		{"2fast", `"2fast"`},
+		{`a"b`, `"a""b"`},
+	}
+	for _, tt := range tests {
+		got := FormatIdentifier(tt.in)
+		if got != tt.want {
+			t.Errorf("FormatIdentifier(%q) = %s, want %s", tt.in, got, tt.want)
+		}
+		if back, err := ParseIdentifier(got); err != nil || back != tt.in {
+			t.Errorf("ParseIdentifier(%s) = %q, %v; want %q back", got, back, err, tt.in)
 		}
 	}
 }

@@ -60,7 +60,7 @@ func applyEnv(cfg *Config, environ []string) error {
 			continue
 		}
 		s := ss[0]
-		val, err := parseEnvValue(s.typ, v.value)
+		val, err := parseEnvValue(s.typ, s.path, v.value)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", v.name, err))
 			continue
@@ -184,10 +184,11 @@ func collectEnv(v reflect.Value, path, env string, out map[string][]envSetting) 
 	}
 }
 
-// parseEnvValue parses raw as YAML would parse it as a value of type t: a
-// string is taken literally, other scalars by YAML's rules ("10s", "true",
-// "1GiB"), lists as YAML flow lists ("[a, b]").
-func parseEnvValue(t reflect.Type, raw string) (reflect.Value, error) {
+// parseEnvValue parses raw as YAML would parse it as the value of the
+// setting at path, of type t: a string is taken literally, other scalars by
+// YAML's rules ("10s", "true", "1GiB"), lists as YAML flow lists ("[a,
+// b]"). Its errors name the setting, as the file's do.
+func parseEnvValue(t reflect.Type, path, raw string) (reflect.Value, error) {
 	p := reflect.New(t)
 	var n *yaml.Node
 	switch {
@@ -201,13 +202,18 @@ func parseEnvValue(t reflect.Type, raw string) (reflect.Value, error) {
 		n = &yaml.Node{Kind: yaml.ScalarNode, Value: raw}
 	default:
 		var doc yaml.Node
-		if err := yaml.Unmarshal([]byte(raw), &doc); err != nil || len(doc.Content) != 1 || doc.Content[0].Kind != yaml.SequenceNode {
-			return reflect.Value{}, fmt.Errorf("cannot parse %q as %s", raw, describeType(t))
+		if err := yaml.Unmarshal([]byte(raw), &doc); err != nil || len(doc.Content) != 1 {
+			return reflect.Value{}, fmt.Errorf("%s: cannot parse %q as %s", path, raw, describeType(t))
 		}
 		n = doc.Content[0]
 	}
+	c := newValueChecker(false)
+	c.check(n, t, path)
+	if msgs := c.messages(); len(msgs) > 0 {
+		return reflect.Value{}, errors.New(strings.Join(msgs, "; "))
+	}
 	if err := n.Decode(p.Interface()); err != nil {
-		return reflect.Value{}, fmt.Errorf("cannot parse %q as %s", raw, describeType(t))
+		return reflect.Value{}, fmt.Errorf("%s: cannot parse %q as %s", path, raw, describeType(t))
 	}
 	return p.Elem(), nil
 }
@@ -230,6 +236,8 @@ func describeType(t reflect.Type) string {
 		return "a number"
 	case reflect.Slice:
 		return "a YAML list (e.g. [a, b])"
+	case reflect.String:
+		return "a string"
 	}
 	return t.String()
 }

@@ -66,6 +66,17 @@ func ParseQualifiedName(s string) (schema, name string, err error) {
 // identifiers cannot hold, are dropped.
 func QuoteIdentifier(s string) string { return pgx.Identifier{s}.Sanitize() }
 
+// FormatIdentifier returns name as the configuration writes it, so that
+// ParseIdentifier reads it back as name: bare when it is a lower-case
+// identifier, double-quoted as by QuoteIdentifier otherwise. It is what to
+// suggest to a user who wrote a name in the wrong case.
+func FormatIdentifier(name string) string {
+	if got, n, err := scanIdentifier(name); err == nil && n == len(name) && got == name {
+		return name
+	}
+	return QuoteIdentifier(name)
+}
+
 // scanIdentifier reads one identifier from the start of s and returns it as
 // stored in the catalog and the number of bytes of s it used.
 func scanIdentifier(s string) (string, int, error) {

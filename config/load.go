@@ -104,14 +104,34 @@ type yamlError struct {
 func (e *yamlError) Error() string { return e.msg }
 func (e *yamlError) Unwrap() error { return e.err }
 
+// decodeYAML decodes the document in data into cfg. The document is first
+// checked by a valueChecker, whose messages name the settings; yaml then
+// decodes what passed.
 func decodeYAML(data []byte, cfg *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	err := dec.Decode(cfg)
+	var doc yaml.Node
+	err := dec.Decode(&doc)
 	if errors.Is(err, io.EOF) {
 		return nil // empty file: everything from defaults and the environment
 	}
 	if err != nil {
+		return &yamlError{msg: strings.TrimPrefix(err.Error(), "yaml: "), err: err}
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		return &yamlError{msg: strings.TrimPrefix(err.Error(), "yaml: "), err: err}
+	default:
+		return fmt.Errorf("line %d: a second YAML document; keep the whole configuration in one", next.Line)
+	}
+	c := newValueChecker(true)
+	c.check(&doc, reflect.TypeOf(cfg).Elem(), "")
+	if msgs := c.messages(); len(msgs) > 0 {
+		return &yamlError{msg: strings.Join(msgs, "\n"), err: &yaml.TypeError{Errors: msgs}}
+	}
+	// What the checker missed, yaml still reports, in its words.
+	if err := doc.Decode(cfg); err != nil {
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
 			msgs := make([]string, len(te.Errors))
@@ -122,15 +142,7 @@ func decodeYAML(data []byte, cfg *Config) error {
 		}
 		return &yamlError{msg: strings.TrimPrefix(err.Error(), "yaml: "), err: err}
 	}
-	var next yaml.Node
-	switch err := dec.Decode(&next); {
-	case errors.Is(err, io.EOF):
-		return nil
-	case err != nil:
-		return &yamlError{msg: strings.TrimPrefix(err.Error(), "yaml: "), err: err}
-	default:
-		return fmt.Errorf("line %d: a second YAML document; keep the whole configuration in one", next.Line)
-	}
+	return nil
 }
 
 var unknownFieldRE = regexp.MustCompile(`^line (\d+): field (.*) not found in type (\S+)$`)
@@ -277,7 +289,7 @@ func checkKeys(n *yaml.Node, known map[string]bool, typeName string, problems *[
 	seen[n] = true
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		if k.Kind == yaml.ScalarNode && k.Value == "<<" && (k.Tag == "" || k.Tag == "!" || k.ShortTag() == "!!merge") {
+		if isMergeKey(k) {
 			for v.Kind == yaml.AliasNode && v.Alias != nil {
 				v = v.Alias
 			}

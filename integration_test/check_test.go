@@ -207,3 +207,41 @@ $b$$f$, 'replica_identity_' || p, p);
   END LOOP;
 END
 $do$`
+
+// TestCheckSuggestsSQLQuotesForMixedCaseNames: the issue's Django user
+// wrote table: "LegacyDoc", which YAML reads as LegacyDoc and the
+// configuration folds to legacydoc, as SQL does for unquoted names. check
+// says which names exist in another case and how to write them; written as
+// suggested, they are found.
+func TestCheckSuggestsSQLQuotesForMixedCaseNames(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{
+		schema: `CREATE TABLE "LegacyDoc" (id int PRIMARY KEY, "ImageFile" text);`,
+		watch: `watch:
+  - table: "LegacyDoc"
+    columns: ["ImageFile"]
+    storage: media`,
+		noSetup: true,
+	})
+	out, code := e.cli("check")
+	want := `watch[0].table: table public.legacydoc does not exist; did you mean '"LegacyDoc"'? (YAML quotes are not SQL quotes: write table: '"LegacyDoc"' to keep the capitals)`
+	if code != 1 || !strings.Contains(out, want) {
+		t.Errorf("check, table in YAML quotes: exit %d, want 1 with\n%s\n%s", code, want, out)
+	}
+
+	cfg := strings.Replace(readFile(t, e.cfgPath), `table: "LegacyDoc"`, `table: '"LegacyDoc"'`, 1)
+	writeFile(t, e.cfgPath, cfg)
+	out, code = e.cli("check")
+	want = `watch[0].columns[0]: column "imagefile" not found in public.LegacyDoc; did you mean '"ImageFile"'? (YAML quotes are not SQL quotes: write '"ImageFile"' in columns to keep the capitals)`
+	if code != 1 || !strings.Contains(out, want) || strings.Contains(out, "watch[0].table: table") {
+		t.Errorf("check, column in YAML quotes: exit %d, want 1 with\n%s\nand the table found:\n%s", code, want, out)
+	}
+
+	writeFile(t, e.cfgPath, strings.Replace(cfg, `columns: ["ImageFile"]`, `columns: ['"ImageFile"']`, 1))
+	if out, code := e.cli("setup"); code != 0 {
+		t.Fatalf("setup with the names written as suggested: exit %d:\n%s", code, out)
+	}
+	if out, code := e.cli("check"); code != 0 || !strings.Contains(out, "0 problems") {
+		t.Errorf("check with the names written as suggested: exit %d, want 0:\n%s", code, out)
+	}
+}

@@ -417,7 +417,11 @@ func inspectEntries(ctx context.Context, conn Querier, r *Report, cfg *config.Co
 			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 			WHERE n.nspname = $1 AND c.relname = $2`, w.Schema, w.Name).Scan(&oid, &relkind, &replident, &usage)
 		if errors.Is(err, pgx.ErrNoRows) {
-			r.add(Problem, CodeGeneral, field+".table", "table %s does not exist (names are case-folded unless double-quoted, as in SQL)", w.Schema+"."+w.Name)
+			if hint := tableCaseHint(ctx, conn, w); hint != "" {
+				r.add(Problem, CodeGeneral, field+".table", "table %s does not exist; %s", w.Schema+"."+w.Name, hint)
+			} else {
+				r.add(Problem, CodeGeneral, field+".table", "table %s does not exist (names are case-folded unless double-quoted, as in SQL)", w.Schema+"."+w.Name)
+			}
 			continue
 		}
 		if err != nil {
@@ -464,7 +468,11 @@ func inspectEntries(ctx context.Context, conn Querier, r *Report, cfg *config.Co
 				WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped`, oid, col).
 				Scan(&typ, &generated, &typOID, &attnum, &indexed, &canSelect)
 			if errors.Is(err, pgx.ErrNoRows) {
-				r.add(Problem, CodeGeneral, cfield, "column %q not found in %s: if it was renamed, put its new name in the configuration; if it was dropped, remove it (then cdc-cleaner scan finds the files it referenced); a running cleaner holds the changes that follow until then", col, w.Schema+"."+w.Name)
+				if hint := columnCaseHint(ctx, conn, oid, col, w.Columns[j]); hint != "" {
+					r.add(Problem, CodeGeneral, cfield, "column %q not found in %s; %s", col, w.Schema+"."+w.Name, hint)
+				} else {
+					r.add(Problem, CodeGeneral, cfield, "column %q not found in %s: if it was renamed, put its new name in the configuration; if it was dropped, remove it (then cdc-cleaner scan finds the files it referenced); a running cleaner holds the changes that follow until then", col, w.Schema+"."+w.Name)
+				}
 				continue
 			}
 			if err != nil {

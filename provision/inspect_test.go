@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -174,5 +175,101 @@ func TestUnfound(t *testing.T) {
 	r.Columns = configured
 	if got := r.Unfound(configured); len(got) != 0 {
 		t.Errorf("Unfound = %q, want none", got)
+	}
+}
+
+// TestInspectSuggestsCaseVariants: a table or column written with YAML
+// quotes only is folded to lower case; when a name differing only in case
+// exists, the problem names it as the configuration must write it.
+func TestInspectSuggestsCaseVariants(t *testing.T) {
+	const legacyConfig = `postgres:
+  url: postgres://cleaner@127.0.0.1:5432/app
+storages:
+  media:
+    type: local
+    root: /srv/app/media
+watch:
+  - table: %s
+    columns: [%s]
+    storage: media
+`
+	tableLookup := "c.relreplident::text, has_schema_privilege"
+	notFound := func(match string) answer { return answer{match: match, rows: nil} }
+	tests := []struct {
+		name          string
+		table, column string
+		answers       []answer
+		field, want   string
+	}{
+		{
+			name: "table written with YAML quotes", table: `"LegacyDoc"`, column: "file",
+			answers: []answer{notFound(tableLookup),
+				{match: "lower(c.relname) = lower($2)", rows: [][]any{{"public", "LegacyDoc"}}}},
+			field: "watch[0].table",
+			want:  `table public.legacydoc does not exist; did you mean '"LegacyDoc"'? (YAML quotes are not SQL quotes: write table: '"LegacyDoc"' to keep the capitals)`,
+		},
+		{
+			name: "qualified, schema and table in the wrong case", table: "Legacy.Doc", column: "file",
+			answers: []answer{notFound(tableLookup),
+				{match: "lower(c.relname) = lower($2)", rows: [][]any{{"Legacy", "Doc"}, {"Legacy", "doc"}}}},
+			field: "watch[0].table",
+			want:  `table legacy.doc does not exist; did you mean '"Legacy"."Doc"' or '"Legacy".doc'? (YAML quotes are not SQL quotes: write one of them as shown, single quotes and all, to keep the capitals)`,
+		},
+		{
+			name: "SQL-quoted, in another case", table: `'"Legacydoc"'`, column: "file",
+			answers: []answer{notFound(tableLookup),
+				{match: "lower(c.relname) = lower($2)", rows: [][]any{{"public", "LegacyDoc"}}}},
+			field: "watch[0].table",
+			want:  `table public.Legacydoc does not exist; did you mean '"LegacyDoc"'?`,
+		},
+		{
+			name: "only the schema differs in case", table: "Media.doc", column: "file",
+			answers: []answer{notFound(tableLookup), notFound("lower(c.relname) = lower($2)"),
+				{match: "FROM pg_namespace WHERE lower(nspname)", rows: [][]any{{"Media"}}}},
+			field: "watch[0].table",
+			want:  `table media.doc does not exist; schema media does not exist either, but schema '"Media"' does (YAML quotes are not SQL quotes: write table: '"Media".doc' to keep its capitals)`,
+		},
+		{
+			name: "no variant: the usual advice", table: "nope", column: "file",
+			answers: []answer{notFound(tableLookup), notFound("lower(c.relname) = lower($2)"),
+				{match: "FROM pg_namespace WHERE lower(nspname)", rows: [][]any{{"public"}}}},
+			field: "watch[0].table",
+			want:  "table public.nope does not exist (names are case-folded unless double-quoted, as in SQL)",
+		},
+		{
+			name: "a failed lookup leaves the hint out", table: "nope", column: "file",
+			answers: []answer{notFound(tableLookup), {match: "lower(c.relname) = lower($2)", err: errInjected}},
+			field:   "watch[0].table",
+			want:    "table public.nope does not exist (names are case-folded unless double-quoted, as in SQL)",
+		},
+		{
+			name: "column written with YAML quotes", table: "public.doc", column: `"ImageFile"`,
+			answers: []answer{notFound("format_type(a.atttypid, a.atttypmod)"),
+				{match: "lower(attname) = lower($2)", rows: [][]any{{"ImageFile"}}}},
+			field: "watch[0].columns[0]",
+			want:  `column "imagefile" not found in public.doc; did you mean '"ImageFile"'? (YAML quotes are not SQL quotes: write '"ImageFile"' in columns to keep the capitals)`,
+		},
+		{
+			name: "column with no variant: the usual advice", table: "public.doc", column: "imge",
+			answers: []answer{notFound("format_type(a.atttypid, a.atttypmod)"), notFound("lower(attname) = lower($2)")},
+			field:   "watch[0].columns[0]",
+			want:    `column "imge" not found in public.doc: if it was renamed, put its new name in the configuration; if it was dropped, remove it (then cdc-cleaner scan finds the files it referenced); a running cleaner holds the changes that follow until then`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := loadConfig(t, fmt.Sprintf(legacyConfig, tt.table, tt.column))
+			db := &fakeDB{t: t, answers: append(tt.answers, healthyCatalog("r")...)}
+			r, err := Inspect(context.Background(), db, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range r.Problems() {
+				if f.Field == tt.field && f.Message == tt.want {
+					return
+				}
+			}
+			t.Errorf("no problem %s: %s; findings:\n%s", tt.field, tt.want, findingLines(r))
+		})
 	}
 }
