@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -682,6 +683,16 @@ func TestColumns(t *testing.T) {
 	}
 	if got := c.EntryColumns("protect", 0); len(got) != 1 || !got[0].Equal(want[3]) {
 		t.Errorf("EntryColumns(protect, 0) = %+v", got)
+	}
+	// More protect entries than watch entries.
+	for i := range 3 {
+		c.Protect = append(c.Protect, &Watch{Table: fmt.Sprintf("public.p%d", i), Columns: []string{"f"}, Storage: "media"})
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Columns(); len(got) != len(want)+3 || got[len(got)-1].Table != "p2" || got[len(got)-1].Field != "protect[3].columns[0]" {
+		t.Errorf("Columns() with 4 protect entries = %+v", got)
 	}
 }
 

@@ -106,9 +106,13 @@ func (c *Config) Columns() []cdccleaner.Column {
 // EntryColumns returns the columns of entry i of list ("watch" or
 // "protect") of a validated configuration.
 func (c *Config) EntryColumns(list string, i int) []cdccleaner.Column {
-	w, protect := c.Watch[i], false
-	if list == "protect" {
-		w, protect = c.Protect[i], true
+	// Index only the list asked for: the other may be shorter.
+	protect := list == "protect"
+	var w *Watch
+	if protect {
+		w = c.Protect[i]
+	} else {
+		w = c.Watch[i]
 	}
 	out := make([]cdccleaner.Column, 0, len(w.ColNames))
 	for j, name := range w.ColNames {
