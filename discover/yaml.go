@@ -168,8 +168,8 @@ func (r *Result) WriteYAML(w io.Writer) error {
 	if len(r.Storages) != 1 {
 		storages += "s"
 	}
-	fmt.Fprintf(ew, "# cdc-cleaner discover: %d columns of %d tables sampled against %s %s (%d lookups, %s)\n",
-		r.Columns, r.Tables, storages, quoteList(r.Storages), r.Lookups, r.Elapsed.Round(time.Millisecond))
+	fmt.Fprintf(ew, "# cdc-cleaner discover: %s sampled against %s %s (%s, %s)\n",
+		r.Sampled(), storages, quoteList(r.Storages), plural(r.Lookups, "lookup"), r.Elapsed.Round(time.Millisecond))
 	if len(r.Findings) == 0 {
 		fmt.Fprintln(ew, "# no column references the storages")
 	}
@@ -223,6 +223,20 @@ func comment(w io.Writer, text string) {
 func oneLine(s string) string { return lineBreaks.Replace(s) }
 
 var lineBreaks = strings.NewReplacer("\n", `\n`, "\r", `\r`, "\u0085", `\u0085`, "\u2028", `\u2028`, "\u2029", `\u2029`)
+
+// Sampled says how much of the database the search read: "812 columns
+// of 300 tables".
+func (r *Result) Sampled() string {
+	return plural(r.Columns, "column") + " of " + plural(r.Tables, "table")
+}
+
+// plural writes n and noun, in the plural unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
 
 func quoteList(names []string) string {
 	q := make([]string, len(names))
