@@ -96,6 +96,9 @@ Exit codes: 0 ok (warnings allowed), 1 problems found, 2 bad configuration.`, st
 			fmt.Fprintf(stdout, "  %-8s %s\n", severityLabel(f.Severity), f)
 		}
 	}
+	// Promise 8: a column that references a storage's files unconfigured.
+	fmt.Fprintln(stdout, "columns referencing the storages")
+	checkColumns(ctx, cfg, report, stdout, stderr)
 	problems, warnings := len(report.Problems()), len(report.Warnings())
 	fmt.Fprintf(stdout, "%d problems, %d warnings\n", problems, warnings)
 	if problems > 0 {

@@ -45,6 +45,7 @@ func commands() []command {
 		{"check", "validate the configuration and the database, and print a report", cmdCheck},
 		{"status", "show the slot's state, the WAL it retains and failed deletions (--json for scripts)", cmdStatus},
 		{"scan", "list files no watched or protect column references; --delete removes them", cmdScan},
+		{"discover", "print the columns whose values are files of a storage, as YAML to paste", cmdDiscover},
 		{"teardown", "drop the slot and the publication, so no WAL is retained", cmdTeardown},
 		{"version", "print the version", cmdVersion},
 	}
