@@ -20,7 +20,10 @@ columns, values of watched and protect columns that are not canonical paths)
 and the storages, and prints a readable report. Each watched and protect
 column's values are sampled and looked up in its storage: when most of them
 name no file there, the mapping from values to files is wrong (root, prefix
-or layout) and that is a problem.
+or layout) and that is a problem. The other text, array and JSON columns of
+the database's tables are sampled too (as cdc-cleaner discover does): one
+whose values are files of a storage but that is neither watched nor
+protected is a problem, since the reference check would not see it.
 
 Exit codes: 0 ok (warnings allowed), 1 problems found, 2 bad configuration.`, stderr)
 	if err := parseFlags(fs, args, stdout); err != nil {
