@@ -70,6 +70,15 @@ func (r Result) Wrong() bool {
 	return r.Judged() && float64(r.Present) < WrongBelow*float64(r.Paths)
 }
 
+// NoPaths reports whether enough values were sampled but none of them
+// named a path (a json_path that finds nothing in the documents, say): the
+// mapping cannot be judged, and may be wrong.
+func (r Result) NoPaths() bool { return r.Values >= MinPaths && r.Paths == 0 && r.Invalid == 0 }
+
+// Doubtful reports whether the few paths the sample found all failed to
+// exist: too few to call the mapping wrong, worth a warning.
+func (r Result) Doubtful() bool { return !r.Judged() && r.Paths > 0 && r.Present == 0 }
+
 // Column samples c (a column inspection described: its Type is set) and
 // looks its paths up in st.
 func Column(ctx context.Context, q Querier, st cdccleaner.Statter, c cdccleaner.Column) (Result, error) {
@@ -186,7 +195,7 @@ func ReadValues(ctx context.Context, q Querier, c cdccleaner.Column, n int) ([]s
 		if pct < 100 {
 			sampling = fmt.Sprintf(" TABLESAMPLE SYSTEM (%g)", pct)
 		}
-		q := fmt.Sprintf("SELECT %s::text FROM %s AS t%s WHERE %s IS NOT NULL AND %s::text <> '' ORDER BY random() LIMIT $1", col, tbl, sampling, col, col)
+		q := fmt.Sprintf("SELECT %s::text FROM %s AS t%s WHERE %s ORDER BY random() LIMIT $1", col, tbl, sampling, nonEmpty(c, col))
 		vals, err := collect(ctx, tx, q, n)
 		if err != nil {
 			return nil, fmt.Errorf("sample %s: %w", c.Source(), err)
@@ -198,6 +207,19 @@ func ReadValues(ctx context.Context, q Querier, c cdccleaner.Column, n int) ([]s
 	}
 }
 
+// nonEmpty is the condition under which a value of c (the SQL expression
+// col) can name a file: not NULL, not the empty string, not an empty array
+// or an empty JSON document.
+func nonEmpty(c cdccleaner.Column, col string) string {
+	switch c.Type.Kind {
+	case cdccleaner.KindArray:
+		return fmt.Sprintf("cardinality(%s) > 0", col)
+	case cdccleaner.KindJSON:
+		return fmt.Sprintf("%s IS NOT NULL AND %s::text NOT IN ('{}', '[]', 'null', '\"\"')", col, col)
+	}
+	return fmt.Sprintf("%s::text <> ''", col)
+}
+
 func collect(ctx context.Context, tx pgx.Tx, q string, n int) ([]string, error) {
 	rows, err := tx.Query(ctx, q, n)
 	if err != nil {
@@ -206,16 +228,18 @@ func collect(ctx context.Context, tx pgx.Tx, q string, n int) ([]string, error) 
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
-// estimateRows is the planner's estimate of c's table's rows (of all its
-// partitions, for a partitioned table); a table never analyzed is
-// estimated from its size in pages.
+// estimateRows is the planner's estimate of the rows of c's table with
+// every table that inherits from it (partitions, and inheritance children,
+// which TABLESAMPLE and a plain SELECT read too); a table never analyzed
+// is estimated from its size on disk.
 func estimateRows(ctx context.Context, tx pgx.Tx, c cdccleaner.Column) (float64, error) {
 	var rows float64
-	err := tx.QueryRow(ctx, `SELECT coalesce(sum(CASE WHEN p.reltuples >= 0 THEN p.reltuples ELSE p.relpages * 100 END), 0)::float8
-		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		CROSS JOIN LATERAL pg_partition_tree(c.oid) AS pt
-		JOIN pg_class p ON p.oid = pt.relid
-		WHERE n.nspname = $1 AND c.relname = $2 AND pt.isleaf`, c.Schema, c.Table).Scan(&rows)
+	err := tx.QueryRow(ctx, `WITH RECURSIVE tree(oid) AS (
+			SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2
+			UNION
+			SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid)
+		SELECT coalesce(sum(CASE WHEN p.reltuples >= 0 THEN p.reltuples ELSE pg_relation_size(p.oid) / 8192 * 50 END), 0)::float8
+		FROM tree JOIN pg_class p ON p.oid = tree.oid WHERE p.relkind IN ('r', 'm')`, c.Schema, c.Table).Scan(&rows)
 	if err != nil {
 		return 0, fmt.Errorf("estimate the rows of %s.%s: %w", c.Schema, c.Table, err)
 	}

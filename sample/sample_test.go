@@ -79,6 +79,37 @@ func TestProbe(t *testing.T) {
 	}
 }
 
+// TestProbeNoPathsAndDoubtful: values that name no path at all (a
+// json_path that finds nothing), and a few paths that all fail to exist,
+// are flagged although too few paths were looked up to judge.
+func TestProbeNoPathsAndDoubtful(t *testing.T) {
+	doc := cdccleaner.Column{Type: cdccleaner.ColumnType{Kind: cdccleaner.KindJSON, Base: cdccleaner.OIDJSONB},
+		JSONPath: cdccleaner.JSONPath{{Key: "files"}, {Each: true}, {Key: "path"}}}
+	var docs []string
+	for i := range 10 {
+		docs = append(docs, fmt.Sprintf(`{"attachments":[{"url":"k%02d"}]}`, i)) // nothing at files[*].path
+	}
+	r, err := Probe(context.Background(), statter{files: map[string]bool{"k00": true}}, doc, docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.NoPaths() || r.Wrong() || r.Judged() {
+		t.Errorf("documents with nothing at the json_path: NoPaths %v, Wrong %v, Judged %v; want true, false, false", r.NoPaths(), r.Wrong(), r.Judged())
+	}
+	text := cdccleaner.Column{Type: cdccleaner.ColumnType{Kind: cdccleaner.KindText}}
+	r, err = Probe(context.Background(), statter{}, text, []string{"a", "b", "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Doubtful() || r.Wrong() {
+		t.Errorf("3 paths, none there: Doubtful %v, Wrong %v; want true, false", r.Doubtful(), r.Wrong())
+	}
+	r, _ = Probe(context.Background(), statter{files: map[string]bool{"a": true}}, text, []string{"a", "b", "c"})
+	if r.Doubtful() {
+		t.Error("3 paths, one there: Doubtful")
+	}
+}
+
 // TestProbeLookupError: a lookup that fails is an error, never an absent file.
 func TestProbeLookupError(t *testing.T) {
 	col := cdccleaner.Column{Type: cdccleaner.ColumnType{Kind: cdccleaner.KindText}}

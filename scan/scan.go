@@ -85,8 +85,8 @@ type Config struct {
 	// nothing). With Delete and without Force, a scan whose listing looks
 	// like a wrong mapping deletes nothing and returns a *RefusedError once
 	// the listing is done (see Refusal). MaxOrphanRatio is the share of
-	// listed files that may look orphaned (DefaultMaxOrphanRatio when
-	// zero). EmptyTables names the configured tables of the storage that
+	// the listed files checked against the database that may look orphaned
+	// (Stats.OrphanRatio; DefaultMaxOrphanRatio when zero). EmptyTables names the configured tables of the storage that
 	// hold no rows: then the storage may hold fewer than EmptyTableMinFiles
 	// files (DefaultEmptyTableMinFiles when zero).
 	MaxOrphanRatio     float64
@@ -111,12 +111,16 @@ func (e *RefusedError) Error() string {
 	return "refusing to delete: " + e.Reason + "; nothing was deleted. If the configuration is right, run again with --force"
 }
 
-// OrphanRatio is the share of the listed files that looked orphaned.
+// OrphanRatio is the share of orphans among the listed files that were
+// checked against the database (referenced or orphaned): young, excluded,
+// kept and invalid files are left out, so that many of them cannot dilute
+// a listing where nearly every file that could be deleted looks orphaned.
 func (s Stats) OrphanRatio() float64 {
-	if s.Scanned == 0 {
+	checked := s.Referenced + s.Orphaned
+	if checked == 0 {
 		return 0
 	}
-	return float64(s.Orphaned) / float64(s.Scanned)
+	return float64(s.Orphaned) / float64(checked)
 }
 
 // Refusal says why the guards of cfg refuse to delete after a listing that
@@ -135,8 +139,8 @@ func Refusal(cfg Config, st Stats) string {
 		return fmt.Sprintf("configured table %s holds no rows while storage %q holds %d files: every file it would reference looks orphaned (a wrong table, or a copy of the database without its data?)",
 			strings.Join(cfg.EmptyTables, ", "), cfg.Storage, st.Scanned)
 	case st.OrphanRatio() > maxRatio:
-		return fmt.Sprintf("%d of the %d listed files (%.0f%%) look orphaned, more than --max-orphan-ratio %g allows: the mapping from column values to files may be wrong (root, prefix or layout; cdc-cleaner check samples it)",
-			st.Orphaned, st.Scanned, 100*st.OrphanRatio(), maxRatio)
+		return fmt.Sprintf("%d of the %d listed files checked against the database (%.0f%%) look orphaned, more than --max-orphan-ratio %g allows: the mapping from column values to files may be wrong (root, prefix or layout; cdc-cleaner check samples it)",
+			st.Orphaned, st.Referenced+st.Orphaned, 100*st.OrphanRatio(), maxRatio)
 	}
 	return ""
 }

@@ -165,6 +165,7 @@ func TestDeleteDeletesExactlyTheOrphans(t *testing.T) {
 	st.fail = map[string]bool{"dir/orphan2.jpg": true}
 	cfg := config(st, r)
 	cfg.Delete = true
+	cfg.Force = true // the fixture is mostly orphans; the guards have tests of their own
 	// Between listing and deletion, later.jpg becomes referenced.
 	cfg.AfterList = func(context.Context) error {
 		r.mu.Lock()
@@ -231,6 +232,7 @@ func TestModifiedSinceListingIsKept(t *testing.T) {
 	st, r := fixture()
 	cfg := config(st, r)
 	cfg.Delete = true
+	cfg.Force = true // the fixture is mostly orphans; the guards have tests of their own
 	cfg.AfterList = func(context.Context) error {
 		st.mu.Lock()
 		defer st.mu.Unlock()
@@ -395,6 +397,7 @@ func TestCancelWhileStatting(t *testing.T) {
 	cfg := config(st, r)
 	cfg.Store = rs
 	cfg.Delete = true
+	cfg.Force = true // the fixture is mostly orphans; the guards have tests of their own
 	if _, err := scan.Run(ctx, cfg); !errors.Is(err, context.Canceled) {
 		t.Errorf("Run = %v, want context.Canceled", err)
 	}
@@ -472,7 +475,7 @@ func TestDeleteRefusals(t *testing.T) {
 		cfg.Delete = true
 		stats, err := scan.Run(context.Background(), cfg)
 		var refused *scan.RefusedError
-		if !errors.As(err, &refused) || !strings.Contains(err.Error(), "6 of the 10 listed files (60%) look orphaned") || !strings.Contains(err.Error(), "--force") {
+		if !errors.As(err, &refused) || !strings.Contains(err.Error(), "6 of the 10 listed files checked against the database (60%) look orphaned") || !strings.Contains(err.Error(), "--force") {
 			t.Fatalf("err = %v, want a refusal naming the figures and --force", err)
 		}
 		if len(st.files) != 10 || stats.Deleted != 0 {
@@ -484,6 +487,22 @@ func TestDeleteRefusals(t *testing.T) {
 		cfg.MaxOrphanRatio = 0.7
 		if _, err := scan.Run(context.Background(), cfg); err != nil || len(st.files) != 4 {
 			t.Fatalf("within --max-orphan-ratio 0.7: err %v, %d files left, want 4", err, len(st.files))
+		}
+	})
+	t.Run("young and excluded files do not dilute the share", func(t *testing.T) {
+		st := many(10)
+		for i := range 10 {
+			st.files = append(st.files, cdccleaner.File{Path: fmt.Sprintf("new/%02d", i), Size: 1, ModTime: now}, old(fmt.Sprintf("cache/%02d", i), 1))
+		}
+		r := &refs{paths: map[string]bool{"f/000": true, "f/001": true, "f/002": true}} // 7 of the 10 old files orphaned; 30 listed
+		cfg := config(st, r)
+		cfg.Delete = true
+		_, err := scan.Run(context.Background(), cfg)
+		if !errors.As(err, new(*scan.RefusedError)) || !strings.Contains(err.Error(), "7 of the 10 listed files checked against the database (70%)") {
+			t.Fatalf("err = %v, want a refusal counting only the files checked", err)
+		}
+		if len(st.files) != 30 {
+			t.Fatalf("%d files left: a refused scan deleted", len(st.files))
 		}
 	})
 	t.Run("force", func(t *testing.T) {

@@ -91,9 +91,7 @@ Exit codes: 0 ok (warnings allowed), 1 problems found, 2 bad configuration.`, st
 				continue // the storage cannot look files up
 			default:
 				f.Message = sampleLine(*r, s)
-				if r.Wrong() {
-					f.Severity = provision.Problem
-				}
+				f.Severity = sampleSeverity(*r)
 			}
 			report.Findings = append(report.Findings, f)
 			fmt.Fprintf(stdout, "  %-8s %s\n", severityLabel(f.Severity), f)

@@ -9,6 +9,7 @@ import (
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/config"
+	"github.com/cdc-cleaner/cdc-cleaner/provision"
 	"github.com/cdc-cleaner/cdc-cleaner/sample"
 )
 
@@ -64,8 +65,12 @@ func location(s *config.Storage) string {
 func sampleLine(r sample.Result, s *config.Storage) string {
 	name := r.Column.Source()
 	switch {
+	case r.NoPaths():
+		return fmt.Sprintf("%s: none of %d sampled values names a path (e.g. %q)%s: the mapping cannot be checked, and may be wrong", name, r.Values, r.Example, jsonPathNote(r.Column))
 	case r.Paths == 0 && r.Invalid == 0:
 		return fmt.Sprintf("%s: no values to sample (the table or column is empty)", name)
+	case r.Paths == 0:
+		return fmt.Sprintf("%s: its %d sampled values are not paths as they are (URLs or absolute paths, e.g. %q): run compares them exactly, so they keep no file from its deletions", name, r.Values, r.Example)
 	case !r.Judged():
 		return fmt.Sprintf("%s: %d of %d sampled paths exist in %s (too few to judge the mapping)", name, r.Present, r.Paths, location(s))
 	case r.Wrong():
@@ -98,4 +103,27 @@ func emptyTables(ctx context.Context, q interface {
 		}
 	}
 	return out, nil
+}
+
+// jsonPathNote names c's json_path, for a message about values that name
+// no path.
+func jsonPathNote(c cdccleaner.Column) string {
+	if c.Type.Kind != cdccleaner.KindJSON {
+		return ""
+	}
+	if c.JSONPath == nil {
+		return " as a whole JSON string (no json_path is set)"
+	}
+	return fmt.Sprintf(" at json_path %q", c.JSONPath.String())
+}
+
+// sampleSeverity is how check reports the sample r.
+func sampleSeverity(r sample.Result) provision.Severity {
+	switch {
+	case r.Wrong():
+		return provision.Problem
+	case r.NoPaths(), r.Doubtful():
+		return provision.Warning
+	}
+	return provision.OK
 }
