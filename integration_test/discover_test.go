@@ -133,7 +133,9 @@ func TestDiscoverLocal(t *testing.T) {
 }
 
 // TestDiscoverNothingFound: a database whose columns name no file of the
-// storage: discover says so (exit 0) and check has no problem with it.
+// storage: discover says so (exit 0), and check finds no unconfigured
+// column; it fails only because the watched column's files are missing
+// too (promise 8's sampling of the configured columns).
 func TestDiscoverNothingFound(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{schema: discoverSchema, watch: photoWatch})
@@ -142,9 +144,10 @@ func TestDiscoverNothingFound(t *testing.T) {
 		t.Errorf("discover: exit %d:\n%s\n%s", code, yaml, stderr)
 	}
 	out, code := e.cli("check")
-	if code != 0 {
-		t.Errorf("check: exit %d:\n%s", code, out)
+	if code != 1 || !strings.Contains(out, "1 problems") || !strings.Contains(out, "public.gallery_photo.image: only 0 of 12 sampled paths exist") {
+		t.Errorf("check: exit %d, want 1 with the watched column's mapping as its only problem:\n%s", code, out)
 	}
+	wantContains(t, "check", out, "no column that the configuration leaves out references a storage")
 }
 
 // TestDiscoverS3 runs discover against the in-process S3 server.
