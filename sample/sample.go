@@ -231,15 +231,31 @@ func collect(ctx context.Context, tx pgx.Tx, q string, n int) ([]string, error) 
 // estimateRows is the planner's estimate of the rows of c's table with
 // every table that inherits from it (partitions, and inheritance children,
 // which TABLESAMPLE and a plain SELECT read too); a table never analyzed
-// is estimated from its size on disk.
+// is estimated from its size on disk. A role that may not read
+// pg_inherits gets the estimate of pg_partition_tree, which follows
+// partitions only.
 func estimateRows(ctx context.Context, tx pgx.Tx, c cdccleaner.Column) (float64, error) {
+	const rowsOf = `coalesce(sum(CASE WHEN p.reltuples >= 0 THEN p.reltuples ELSE pg_relation_size(p.oid) / 8192 * 50 END), 0)::float8`
 	var rows float64
+	if _, err := tx.Exec(ctx, "SAVEPOINT estimate"); err != nil {
+		return 0, fmt.Errorf("estimate the rows of %s.%s: %w", c.Schema, c.Table, err)
+	}
 	err := tx.QueryRow(ctx, `WITH RECURSIVE tree(oid) AS (
 			SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2
 			UNION
 			SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid)
-		SELECT coalesce(sum(CASE WHEN p.reltuples >= 0 THEN p.reltuples ELSE pg_relation_size(p.oid) / 8192 * 50 END), 0)::float8
-		FROM tree JOIN pg_class p ON p.oid = tree.oid WHERE p.relkind IN ('r', 'm')`, c.Schema, c.Table).Scan(&rows)
+		SELECT `+rowsOf+` FROM tree JOIN pg_class p ON p.oid = tree.oid WHERE p.relkind IN ('r', 'm')`, c.Schema, c.Table).Scan(&rows)
+	if err == nil {
+		return rows, nil
+	}
+	if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT estimate"); rerr != nil {
+		return 0, fmt.Errorf("estimate the rows of %s.%s: %w", c.Schema, c.Table, err)
+	}
+	err = tx.QueryRow(ctx, `SELECT `+rowsOf+`
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		CROSS JOIN LATERAL pg_partition_tree(c.oid) AS pt
+		JOIN pg_class p ON p.oid = pt.relid
+		WHERE n.nspname = $1 AND c.relname = $2 AND pt.isleaf`, c.Schema, c.Table).Scan(&rows)
 	if err != nil {
 		return 0, fmt.Errorf("estimate the rows of %s.%s: %w", c.Schema, c.Table, err)
 	}
