@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -528,8 +529,12 @@ func TestDurationsNeedAUnit(t *testing.T) {
 					body string
 					env  []string
 				}{{body(value), nil}, {minimalYAML, []string{env + "=" + value}}} {
+					doc, err := parseYAML([]byte(c.body))
+					if err != nil {
+						t.Fatal(err)
+					}
 					cfg := DefaultConfig()
-					err := loadInto(cfg, []byte(c.body), c.env)
+					err = loadInto(cfg, doc, c.env)
 					if err != nil && !strings.Contains(err.Error(), field+": must be positive") {
 						t.Errorf("%s = %s (env %q): %v", field, value, c.env, err)
 					}
@@ -1090,6 +1095,115 @@ func TestErrorsNeverContainPassword(t *testing.T) {
 			})
 			checkErr(t, err)
 		})
+	}
+}
+
+// TestErrorsHideThePasswordBeforeDecoding covers errors found before the
+// file is decoded, when cfg.Postgres.URL is still empty: the password must
+// be hidden wherever it appears, and the setting still named.
+func TestErrorsHideThePasswordBeforeDecoding(t *testing.T) {
+	url := "postgres://cleaner:" + password + "@db/app"
+	noPassword := strings.Replace(minimalYAML, ":"+password+"@", "@", 1)
+	tests := []struct {
+		name string
+		body string
+		env  []string
+		want []string
+	}{
+		{
+			name: "url where the postgres mapping belongs",
+			body: "postgres: " + url + "\n",
+			want: []string{"line 1", "postgres: expected a mapping", "postgres://cleaner:xxxxx@db/app"},
+		},
+		{
+			name: "url as a duration",
+			body: "postgres:\n  status_interval: " + url + "\n",
+			want: []string{"line 2", "postgres.status_interval:", "is not a duration"},
+		},
+		{
+			name: "url as a size",
+			body: "postgres:\n  max_lag_warn: " + url + "\n",
+			want: []string{"line 2", "postgres.max_lag_warn:", "is not a size"},
+		},
+		{
+			name: "url with a tag as a duration",
+			body: "postgres:\n  status_interval: !x " + url + "\n",
+			want: []string{"line 2", "postgres.status_interval:"},
+		},
+		{
+			name: "password of postgres.url as a size",
+			body: "postgres:\n  url: " + url + "\n  max_lag_warn: " + password + "\n",
+			want: []string{"line 3", "postgres.max_lag_warn:", "is not a size"},
+		},
+		{
+			name: "password of postgres.url, set after the error, as a size",
+			body: "postgres:\n  max_lag_warn: " + password + "\n  url: " + url + "\n",
+			want: []string{"line 2", "postgres.max_lag_warn:", "is not a size"},
+		},
+		{
+			name: "password of a merged postgres.url as a size",
+			body: "base: &p {url: '" + url + "'}\npostgres:\n  <<: *p\n  max_lag_warn: " + password + "\n",
+			want: []string{"line 4", "postgres.max_lag_warn:", "is not a size"},
+		},
+		{
+			name: "password of a key/value postgres.url as a duration",
+			body: "postgres:\n  url: host=db password='" + password + "'\n  status_interval: " + password + "\n",
+			want: []string{"line 3", "postgres.status_interval:", "is not a duration"},
+		},
+		{
+			name: "key/value string with a password as a duration",
+			body: "postgres:\n  status_interval: host=db password=" + password + "\n",
+			want: []string{"line 2", "postgres.status_interval:", "is not a duration"},
+		},
+		{
+			name: "url in a variable as a duration",
+			body: noPassword,
+			env:  []string{"CDC_CLEANER_POSTGRES_STATUS_INTERVAL=" + url},
+			want: []string{"CDC_CLEANER_POSTGRES_STATUS_INTERVAL", "postgres.status_interval:", "is not a duration"},
+		},
+		{
+			name: "url in a variable as a list",
+			body: noPassword,
+			env:  []string{"CDC_CLEANER_WATCH_0_COLUMNS=[" + url},
+			want: []string{"CDC_CLEANER_WATCH_0_COLUMNS", "watch[0].columns:"},
+		},
+		{
+			name: "password of DATABASE_URL as a size in the file",
+			body: "postgres:\n  max_lag_warn: " + password + "\n",
+			env:  []string{"DATABASE_URL=" + url},
+			want: []string{"line 2", "postgres.max_lag_warn:", "is not a size"},
+		},
+		{
+			name: "password of CDC_CLEANER_POSTGRES_URL as a size in a variable",
+			body: noPassword,
+			env: []string{"CDC_CLEANER_POSTGRES_URL=postgres://other:" + password + "@db2/app",
+				"CDC_CLEANER_POSTGRES_MAX_LAG_WARN=" + password},
+			want: []string{"CDC_CLEANER_POSTGRES_MAX_LAG_WARN", "postgres.max_lag_warn:", "is not a size"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := load([]byte(tt.body), tt.env)
+			checkErr(t, err, tt.want...)
+		})
+	}
+}
+
+// TestErrorsHideAQuotedPassword: a message that quotes a value escapes some
+// characters ("a\"b"); the password must not show in that form either.
+func TestErrorsHideAQuotedPassword(t *testing.T) {
+	const pw = `hunter"2\secret`
+	body := "postgres:\n  url: 'host=db password=" + pw + "'\n  max_lag_warn: '" + pw + "'\n"
+	_, err := load([]byte(body), nil)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "postgres.max_lag_warn:") {
+		t.Errorf("error %q does not name postgres.max_lag_warn", msg)
+	}
+	if q := strconv.Quote(pw); strings.Contains(msg, pw) || strings.Contains(msg, q[1:len(q)-1]) {
+		t.Errorf("error shows the password: %q", msg)
 	}
 }
 

@@ -247,7 +247,8 @@ func (c *valueChecker) checkScalar(n *yaml.Node, t reflect.Type, path string) {
 			msgs = append(msgs, lineRE.ReplaceAllString(m, ""))
 		}
 	}
-	if len(msgs) == 0 || strings.Contains(msgs[0], "cannot unmarshal") {
+	// Its message quotes the value, which must not show a password.
+	if len(msgs) == 0 || strings.Contains(msgs[0], "cannot unmarshal") || redactValue(n.Value) != n.Value {
 		c.add(n, path, "%s is not %s", describeNode(n), describeType(t))
 		return
 	}
@@ -267,7 +268,8 @@ func yamlProblem(msg string) valueProblem {
 }
 
 // describeNode shows a value in a message: a scalar as written (quoted
-// when it is a string), a list or mapping by its kind.
+// when it is a string), a list or mapping by its kind. A scalar that looks
+// like a connection string is shown without its password (redactValue).
 func describeNode(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.MappingNode:
@@ -275,10 +277,11 @@ func describeNode(n *yaml.Node) string {
 	case yaml.SequenceNode:
 		return "a list"
 	}
+	v := redactValue(n.Value)
 	if n.ShortTag() == "!!str" {
-		return strconv.Quote(n.Value)
+		return strconv.Quote(v)
 	}
-	return n.Value
+	return v
 }
 
 var plainItemRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_./-]*$`)
