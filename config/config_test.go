@@ -1207,6 +1207,87 @@ func TestErrorsHideAQuotedPassword(t *testing.T) {
 	}
 }
 
+// TestAliasKeys: a key written as an alias (*k) is the key its anchor
+// names, checked and decoded like any other; yaml's KnownFields rejected
+// unknown ones, and so must the checker that replaced it.
+func TestAliasKeys(t *testing.T) {
+	// The anchors sit on keep patterns, which accept any name.
+	const anchors = "storages:\n  media:\n    type: local\n    root: /srv/media\n    keep: [&slto slto, &protetc protetc, &rooot rooot, &colums colums, &si status_interval, &slot slot, &media media]\n"
+	tests := []struct {
+		name string
+		body string
+		want []string
+	}{
+		{
+			name: "unknown key at the top level",
+			body: anchors + "*protetc : []\n",
+			want: []string{"line 6", `unknown key "protetc" at the top level`, "protect"},
+		},
+		{
+			name: "unknown key in postgres",
+			body: anchors + "postgres:\n  *slto : x\n",
+			want: []string{"line 7", `unknown key "slto" in postgres`, "slot"},
+		},
+		{
+			name: "unknown key in a flow mapping in postgres",
+			body: anchors + "postgres: {*slto : x}\n",
+			want: []string{"line 6", `unknown key "slto" in postgres`},
+		},
+		{
+			name: "unknown key in a watch entry",
+			body: anchors + "watch:\n  - table: t\n    columns: [c]\n    storage: media\n    *colums : [x]\n",
+			want: []string{"line 10", `unknown key "colums" in watch[N]`},
+		},
+		{
+			name: "unknown key in a storage",
+			body: anchors + "  other:\n    type: local\n    *rooot : /x\n",
+			want: []string{"line 8", `unknown key "rooot" in storages.NAME`},
+		},
+		{
+			name: "known key, checked",
+			body: anchors + "postgres:\n  *si : 10\n",
+			want: []string{"line 7", "postgres.status_interval: 10 has no unit"},
+		},
+		{
+			name: "known key, duplicated",
+			body: anchors + "postgres:\n  slot: a\n  *slot : b\n",
+			want: []string{"line 8", `"slot" already defined at line 7`},
+		},
+		{
+			name: "storage name, duplicated",
+			body: anchors + "  *media : {type: local, root: /x}\n",
+			want: []string{"line 6", `"media" already defined at line 2`},
+		},
+		{
+			name: "alias of a mapping as a key",
+			body: "base: &b {x: 1}\npostgres:\n  ? *b\n  : y\n",
+			want: []string{"line 3: a key in postgres is a mapping, not a name; known keys: url, slot,"},
+		},
+		{
+			name: "alias of \"<<\" is a key, not a merge",
+			body: "storages:\n  media: {type: local, root: /srv/media, keep: [&m \"<<\"]}\npostgres:\n  *m : {slot: a}\n",
+			want: []string{"line 4", `unknown key "<<" in postgres`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := load([]byte(tt.body), nil)
+			checkErr(t, err, tt.want...)
+		})
+	}
+
+	t.Run("known key, decoded", func(t *testing.T) {
+		body := anchors + "postgres:\n  url: postgres://db/app\n  *slot : other\nwatch: [{table: t, columns: [c], storage: media}]\n"
+		cfg, err := load([]byte(body), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Postgres.Slot != "other" {
+			t.Errorf("postgres.slot = %q, want other", cfg.Postgres.Slot)
+		}
+	})
+}
+
 // FuzzLoad loads arbitrary bytes as a configuration file, once with an
 // empty environment and once with DATABASE_URL set (so that files without
 // postgres.url get past it), and checks that:
@@ -1230,6 +1311,7 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte(""))
 	f.Add([]byte("storages:\n  a: &a {type: s3, bucket: b}\n  b:\n    <<: *a\n    keep: ['[']\n"))
 	f.Add([]byte("watch:\n  - {table: '\"A\"\"b\".c', columns: ['\"X\"'], json_path: 'a[*].b', storage: a}\n"))
+	f.Add([]byte("storages: {m: {type: local, root: /a, keep: [&s slot]}}\npostgres: {url: 'postgres://db/x', *s : b}\nwatch: [{table: t, columns: [c], storage: m}]\n"))
 	environs := [][]string{nil, {"DATABASE_URL=postgres://u:" + password + "@h/db"}}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, environ := range environs {

@@ -162,22 +162,29 @@ func decodeYAML(doc *yaml.Node, cfg *Config) error {
 	return nil
 }
 
-var unknownFieldRE = regexp.MustCompile(`^line (\d+): field (.*) not found in type (\S+)$`)
+var (
+	unknownFieldRE = regexp.MustCompile(`^line (\d+): field (.*) not found in type (\S+)$`)
+	keyNotNameRE   = regexp.MustCompile(`^line (\d+): key (.*) not a name in type (\S+)$`)
+)
 
 // rewordYAMLError turns yaml's "field x not found in type config.Postgres"
-// into a message that names the section and the keys it allows.
+// (and checkKeys' "key a mapping not a name in type config.Postgres") into
+// a message that names the section and the keys it allows.
 func rewordYAMLError(msg string) string {
+	format := "line %[1]s: unknown key %[2]q%[3]s"
 	m := unknownFieldRE.FindStringSubmatch(msg)
 	if m == nil {
-		return msg
+		format = "line %[1]s: a key%[3]s is %[2]s, not a name"
+		if m = keyNotNameRE.FindStringSubmatch(msg); m == nil {
+			return msg
+		}
 	}
 	for t, where := range yamlSections() {
 		if t.String() == m[3] {
-			return fmt.Sprintf("line %s: unknown key %q %s; known keys: %s",
-				m[1], m[2], where, strings.Join(yamlKeys(t), ", "))
+			return fmt.Sprintf(format+"; known keys: %[4]s", m[1], m[2], " "+where, strings.Join(yamlKeys(t), ", "))
 		}
 	}
-	return fmt.Sprintf("line %s: unknown key %q", m[1], m[2])
+	return fmt.Sprintf(format, m[1], m[2], "")
 }
 
 // yamlSections maps each struct type of the configuration to where it
@@ -319,8 +326,13 @@ func checkKeys(n *yaml.Node, known map[string]bool, typeName string, problems *[
 			}
 			continue
 		}
-		if k.Kind == yaml.ScalarNode && !known[k.Value] {
-			*problems = append(*problems, fmt.Sprintf("line %d: field %s not found in type %s", k.Line, k.Value, typeName))
+		// A key written as an alias (*k) is the key its anchor names, as
+		// yaml decodes it; it is reported at the alias's line.
+		switch key := resolveAlias(k); {
+		case key.Kind != yaml.ScalarNode:
+			*problems = append(*problems, fmt.Sprintf("line %d: key %s not a name in type %s", k.Line, describeNode(key), typeName))
+		case !known[key.Value]:
+			*problems = append(*problems, fmt.Sprintf("line %d: field %s not found in type %s", k.Line, key.Value, typeName))
 		}
 	}
 }
