@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -528,8 +529,12 @@ func TestDurationsNeedAUnit(t *testing.T) {
 					body string
 					env  []string
 				}{{body(value), nil}, {minimalYAML, []string{env + "=" + value}}} {
+					doc, err := parseYAML([]byte(c.body))
+					if err != nil {
+						t.Fatal(err)
+					}
 					cfg := DefaultConfig()
-					err := loadInto(cfg, []byte(c.body), c.env)
+					err = loadInto(cfg, doc, c.env)
 					if err != nil && !strings.Contains(err.Error(), field+": must be positive") {
 						t.Errorf("%s = %s (env %q): %v", field, value, c.env, err)
 					}
@@ -1093,6 +1098,196 @@ func TestErrorsNeverContainPassword(t *testing.T) {
 	}
 }
 
+// TestErrorsHideThePasswordBeforeDecoding covers errors found before the
+// file is decoded, when cfg.Postgres.URL is still empty: the password must
+// be hidden wherever it appears, and the setting still named.
+func TestErrorsHideThePasswordBeforeDecoding(t *testing.T) {
+	url := "postgres://cleaner:" + password + "@db/app"
+	noPassword := strings.Replace(minimalYAML, ":"+password+"@", "@", 1)
+	tests := []struct {
+		name string
+		body string
+		env  []string
+		want []string
+	}{
+		{
+			name: "url where the postgres mapping belongs",
+			body: "postgres: " + url + "\n",
+			want: []string{"line 1", "postgres: expected a mapping", "postgres://cleaner:xxxxx@db/app"},
+		},
+		{
+			name: "url as a duration",
+			body: "postgres:\n  status_interval: " + url + "\n",
+			want: []string{"line 2", "postgres.status_interval:", "is not a duration"},
+		},
+		{
+			name: "url as a size",
+			body: "postgres:\n  max_lag_warn: " + url + "\n",
+			want: []string{"line 2", "postgres.max_lag_warn:", "is not a size"},
+		},
+		{
+			name: "url with a tag as a duration",
+			body: "postgres:\n  status_interval: !x " + url + "\n",
+			want: []string{"line 2", "postgres.status_interval:"},
+		},
+		{
+			name: "password of postgres.url as a size",
+			body: "postgres:\n  url: " + url + "\n  max_lag_warn: " + password + "\n",
+			want: []string{"line 3", "postgres.max_lag_warn:", "is not a size"},
+		},
+		{
+			name: "password of postgres.url, set after the error, as a size",
+			body: "postgres:\n  max_lag_warn: " + password + "\n  url: " + url + "\n",
+			want: []string{"line 2", "postgres.max_lag_warn:", "is not a size"},
+		},
+		{
+			name: "password of a merged postgres.url as a size",
+			body: "base: &p {url: '" + url + "'}\npostgres:\n  <<: *p\n  max_lag_warn: " + password + "\n",
+			want: []string{"line 4", "postgres.max_lag_warn:", "is not a size"},
+		},
+		{
+			name: "password of a key/value postgres.url as a duration",
+			body: "postgres:\n  url: host=db password='" + password + "'\n  status_interval: " + password + "\n",
+			want: []string{"line 3", "postgres.status_interval:", "is not a duration"},
+		},
+		{
+			name: "key/value string with a password as a duration",
+			body: "postgres:\n  status_interval: host=db password=" + password + "\n",
+			want: []string{"line 2", "postgres.status_interval:", "is not a duration"},
+		},
+		{
+			name: "url in a variable as a duration",
+			body: noPassword,
+			env:  []string{"CDC_CLEANER_POSTGRES_STATUS_INTERVAL=" + url},
+			want: []string{"CDC_CLEANER_POSTGRES_STATUS_INTERVAL", "postgres.status_interval:", "is not a duration"},
+		},
+		{
+			name: "url in a variable as a list",
+			body: noPassword,
+			env:  []string{"CDC_CLEANER_WATCH_0_COLUMNS=[" + url},
+			want: []string{"CDC_CLEANER_WATCH_0_COLUMNS", "watch[0].columns:"},
+		},
+		{
+			name: "password of DATABASE_URL as a size in the file",
+			body: "postgres:\n  max_lag_warn: " + password + "\n",
+			env:  []string{"DATABASE_URL=" + url},
+			want: []string{"line 2", "postgres.max_lag_warn:", "is not a size"},
+		},
+		{
+			name: "password of CDC_CLEANER_POSTGRES_URL as a size in a variable",
+			body: noPassword,
+			env: []string{"CDC_CLEANER_POSTGRES_URL=postgres://other:" + password + "@db2/app",
+				"CDC_CLEANER_POSTGRES_MAX_LAG_WARN=" + password},
+			want: []string{"CDC_CLEANER_POSTGRES_MAX_LAG_WARN", "postgres.max_lag_warn:", "is not a size"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := load([]byte(tt.body), tt.env)
+			checkErr(t, err, tt.want...)
+		})
+	}
+}
+
+// TestErrorsHideAQuotedPassword: a message that quotes a value escapes some
+// characters ("a\"b"); the password must not show in that form either.
+func TestErrorsHideAQuotedPassword(t *testing.T) {
+	const pw = `hunter"2\secret`
+	body := "postgres:\n  url: 'host=db password=" + pw + "'\n  max_lag_warn: '" + pw + "'\n"
+	_, err := load([]byte(body), nil)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "postgres.max_lag_warn:") {
+		t.Errorf("error %q does not name postgres.max_lag_warn", msg)
+	}
+	if q := strconv.Quote(pw); strings.Contains(msg, pw) || strings.Contains(msg, q[1:len(q)-1]) {
+		t.Errorf("error shows the password: %q", msg)
+	}
+}
+
+// TestAliasKeys: a key written as an alias (*k) is the key its anchor
+// names, checked and decoded like any other; yaml's KnownFields rejected
+// unknown ones, and so must the checker that replaced it.
+func TestAliasKeys(t *testing.T) {
+	// The anchors sit on keep patterns, which accept any name.
+	const anchors = "storages:\n  media:\n    type: local\n    root: /srv/media\n    keep: [&slto slto, &protetc protetc, &rooot rooot, &colums colums, &si status_interval, &slot slot, &media media]\n"
+	tests := []struct {
+		name string
+		body string
+		want []string
+	}{
+		{
+			name: "unknown key at the top level",
+			body: anchors + "*protetc : []\n",
+			want: []string{"line 6", `unknown key "protetc" at the top level`, "protect"},
+		},
+		{
+			name: "unknown key in postgres",
+			body: anchors + "postgres:\n  *slto : x\n",
+			want: []string{"line 7", `unknown key "slto" in postgres`, "slot"},
+		},
+		{
+			name: "unknown key in a flow mapping in postgres",
+			body: anchors + "postgres: {*slto : x}\n",
+			want: []string{"line 6", `unknown key "slto" in postgres`},
+		},
+		{
+			name: "unknown key in a watch entry",
+			body: anchors + "watch:\n  - table: t\n    columns: [c]\n    storage: media\n    *colums : [x]\n",
+			want: []string{"line 10", `unknown key "colums" in watch[N]`},
+		},
+		{
+			name: "unknown key in a storage",
+			body: anchors + "  other:\n    type: local\n    *rooot : /x\n",
+			want: []string{"line 8", `unknown key "rooot" in storages.NAME`},
+		},
+		{
+			name: "known key, checked",
+			body: anchors + "postgres:\n  *si : 10\n",
+			want: []string{"line 7", "postgres.status_interval: 10 has no unit"},
+		},
+		{
+			name: "known key, duplicated",
+			body: anchors + "postgres:\n  slot: a\n  *slot : b\n",
+			want: []string{"line 8", `"slot" already defined at line 7`},
+		},
+		{
+			name: "storage name, duplicated",
+			body: anchors + "  *media : {type: local, root: /x}\n",
+			want: []string{"line 6", `"media" already defined at line 2`},
+		},
+		{
+			name: "alias of a mapping as a key",
+			body: "base: &b {x: 1}\npostgres:\n  ? *b\n  : y\n",
+			want: []string{"line 3: a key in postgres is a mapping, not a name; known keys: url, slot,"},
+		},
+		{
+			name: "alias of \"<<\" is a key, not a merge",
+			body: "storages:\n  media: {type: local, root: /srv/media, keep: [&m \"<<\"]}\npostgres:\n  *m : {slot: a}\n",
+			want: []string{"line 4", `unknown key "<<" in postgres`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := load([]byte(tt.body), nil)
+			checkErr(t, err, tt.want...)
+		})
+	}
+
+	t.Run("known key, decoded", func(t *testing.T) {
+		body := anchors + "postgres:\n  url: postgres://db/app\n  *slot : other\nwatch: [{table: t, columns: [c], storage: media}]\n"
+		cfg, err := load([]byte(body), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Postgres.Slot != "other" {
+			t.Errorf("postgres.slot = %q, want other", cfg.Postgres.Slot)
+		}
+	})
+}
+
 // FuzzLoad loads arbitrary bytes as a configuration file, once with an
 // empty environment and once with DATABASE_URL set (so that files without
 // postgres.url get past it), and checks that:
@@ -1116,6 +1311,7 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte(""))
 	f.Add([]byte("storages:\n  a: &a {type: s3, bucket: b}\n  b:\n    <<: *a\n    keep: ['[']\n"))
 	f.Add([]byte("watch:\n  - {table: '\"A\"\"b\".c', columns: ['\"X\"'], json_path: 'a[*].b', storage: a}\n"))
+	f.Add([]byte("storages: {m: {type: local, root: /a, keep: [&s slot]}}\npostgres: {url: 'postgres://db/x', *s : b}\nwatch: [{table: t, columns: [c], storage: m}]\n"))
 	environs := [][]string{nil, {"DATABASE_URL=postgres://u:" + password + "@h/db"}}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, environ := range environs {

@@ -203,7 +203,7 @@ func parseEnvValue(t reflect.Type, path, raw string) (reflect.Value, error) {
 	default:
 		var doc yaml.Node
 		if err := yaml.Unmarshal([]byte(raw), &doc); err != nil || len(doc.Content) != 1 {
-			return reflect.Value{}, fmt.Errorf("%s: cannot parse %q as %s", path, raw, describeType(t))
+			return reflect.Value{}, fmt.Errorf("%s: cannot parse %q as %s", path, redactValue(raw), describeType(t))
 		}
 		n = doc.Content[0]
 	}
@@ -213,7 +213,7 @@ func parseEnvValue(t reflect.Type, path, raw string) (reflect.Value, error) {
 		return reflect.Value{}, errors.New(strings.Join(msgs, "; "))
 	}
 	if err := n.Decode(p.Interface()); err != nil {
-		return reflect.Value{}, fmt.Errorf("%s: cannot parse %q as %s", path, raw, describeType(t))
+		return reflect.Value{}, fmt.Errorf("%s: cannot parse %q as %s", path, redactValue(raw), describeType(t))
 	}
 	return p.Elem(), nil
 }

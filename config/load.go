@@ -66,20 +66,30 @@ func Load(path string, environ []string) (*Config, error) {
 // load is Load without the file system.
 func load(data []byte, environ []string) (*Config, error) {
 	cfg := DefaultConfig()
-	if err := loadInto(cfg, data, environ); err != nil {
+	doc, err := parseYAML(data)
+	// The passwords to hide are collected before anything is checked: the
+	// document is checked before it is decoded, so cfg.Postgres.URL is
+	// still empty when the first messages are written.
+	secrets := configSecrets(doc, environ)
+	if err == nil {
+		err = loadInto(cfg, doc, environ)
+	}
+	if err != nil {
 		// No message should quote a connection string, but a password may
 		// still turn up where it does not belong (as a size, say): hide it.
-		secrets := connSecrets(cfg.Postgres.URL)
-		secrets = append(secrets, connSecrets(getenv(environ, "DATABASE_URL"))...)
-		secrets = append(secrets, connSecrets(getenv(environ, EnvPrefix+"POSTGRES_URL"))...)
+		secrets = append(secrets, connSecrets(cfg.Postgres.URL)...)
 		return nil, redactError(err, secrets)
 	}
 	return cfg, nil
 }
 
-func loadInto(cfg *Config, data []byte, environ []string) error {
-	if err := decodeYAML(data, cfg); err != nil {
-		return err
+// loadInto reads document doc (nil for an empty file) and the environment
+// into cfg, and validates the result.
+func loadInto(cfg *Config, doc *yaml.Node, environ []string) error {
+	if doc != nil {
+		if err := decodeYAML(doc, cfg); err != nil {
+			return err
+		}
 	}
 	for name, s := range cfg.Storages {
 		if s == nil { // "media:" with no settings
@@ -104,29 +114,36 @@ type yamlError struct {
 func (e *yamlError) Error() string { return e.msg }
 func (e *yamlError) Unwrap() error { return e.err }
 
-// decodeYAML decodes the document in data into cfg. The document is first
-// checked by a valueChecker, whose messages name the settings; yaml then
-// decodes what passed.
-func decodeYAML(data []byte, cfg *Config) error {
+// parseYAML parses data, which must hold at most one YAML document. It
+// returns nil for an empty file, and the first document, when there is one,
+// even with an error: the caller finds in it the passwords to hide.
+func parseYAML(data []byte) (*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	err := dec.Decode(&doc)
 	if errors.Is(err, io.EOF) {
-		return nil // empty file: everything from defaults and the environment
+		return nil, nil // empty file: everything from defaults and the environment
 	}
 	if err != nil {
-		return &yamlError{msg: strings.TrimPrefix(err.Error(), "yaml: "), err: err}
+		return nil, &yamlError{msg: strings.TrimPrefix(err.Error(), "yaml: "), err: err}
 	}
 	var next yaml.Node
 	switch err := dec.Decode(&next); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		return &yamlError{msg: strings.TrimPrefix(err.Error(), "yaml: "), err: err}
+		return &doc, &yamlError{msg: strings.TrimPrefix(err.Error(), "yaml: "), err: err}
 	default:
-		return fmt.Errorf("line %d: a second YAML document; keep the whole configuration in one", next.Line)
+		return &doc, fmt.Errorf("line %d: a second YAML document; keep the whole configuration in one", next.Line)
 	}
+	return &doc, nil
+}
+
+// decodeYAML decodes document doc into cfg. The document is first checked
+// by a valueChecker, whose messages name the settings; yaml then decodes
+// what passed.
+func decodeYAML(doc *yaml.Node, cfg *Config) error {
 	c := newValueChecker(true)
-	c.check(&doc, reflect.TypeOf(cfg).Elem(), "")
+	c.check(doc, reflect.TypeOf(cfg).Elem(), "")
 	if msgs := c.messages(); len(msgs) > 0 {
 		return &yamlError{msg: strings.Join(msgs, "\n"), err: &yaml.TypeError{Errors: msgs}}
 	}
@@ -145,22 +162,29 @@ func decodeYAML(data []byte, cfg *Config) error {
 	return nil
 }
 
-var unknownFieldRE = regexp.MustCompile(`^line (\d+): field (.*) not found in type (\S+)$`)
+var (
+	unknownFieldRE = regexp.MustCompile(`^line (\d+): field (.*) not found in type (\S+)$`)
+	keyNotNameRE   = regexp.MustCompile(`^line (\d+): key (.*) not a name in type (\S+)$`)
+)
 
 // rewordYAMLError turns yaml's "field x not found in type config.Postgres"
-// into a message that names the section and the keys it allows.
+// (and checkKeys' "key a mapping not a name in type config.Postgres") into
+// a message that names the section and the keys it allows.
 func rewordYAMLError(msg string) string {
+	format := "line %[1]s: unknown key %[2]q%[3]s"
 	m := unknownFieldRE.FindStringSubmatch(msg)
 	if m == nil {
-		return msg
+		format = "line %[1]s: a key%[3]s is %[2]s, not a name"
+		if m = keyNotNameRE.FindStringSubmatch(msg); m == nil {
+			return msg
+		}
 	}
 	for t, where := range yamlSections() {
 		if t.String() == m[3] {
-			return fmt.Sprintf("line %s: unknown key %q %s; known keys: %s",
-				m[1], m[2], where, strings.Join(yamlKeys(t), ", "))
+			return fmt.Sprintf(format+"; known keys: %[4]s", m[1], m[2], " "+where, strings.Join(yamlKeys(t), ", "))
 		}
 	}
-	return fmt.Sprintf("line %s: unknown key %q", m[1], m[2])
+	return fmt.Sprintf(format, m[1], m[2], "")
 }
 
 // yamlSections maps each struct type of the configuration to where it
@@ -302,8 +326,13 @@ func checkKeys(n *yaml.Node, known map[string]bool, typeName string, problems *[
 			}
 			continue
 		}
-		if k.Kind == yaml.ScalarNode && !known[k.Value] {
-			*problems = append(*problems, fmt.Sprintf("line %d: field %s not found in type %s", k.Line, k.Value, typeName))
+		// A key written as an alias (*k) is the key its anchor names, as
+		// yaml decodes it; it is reported at the alias's line.
+		switch key := resolveAlias(k); {
+		case key.Kind != yaml.ScalarNode:
+			*problems = append(*problems, fmt.Sprintf("line %d: key %s not a name in type %s", k.Line, describeNode(key), typeName))
+		case !known[key.Value]:
+			*problems = append(*problems, fmt.Sprintf("line %d: field %s not found in type %s", k.Line, key.Value, typeName))
 		}
 	}
 }

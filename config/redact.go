@@ -4,7 +4,10 @@ import (
 	"errors"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // RedactedPassword replaces passwords in redacted connection strings.
@@ -245,14 +248,98 @@ func (e *redactedError) Error() string {
 
 func (e *redactedError) Unwrap() error { return e.err }
 
-// redactError returns err, wrapped so that its message shows none of secrets.
+// redactError returns err, wrapped so that its message shows none of
+// secrets, as written or as strconv.Quote escapes them inside a quoted
+// value ("a\"b").
 func redactError(err error, secrets []string) error {
-	msg := err.Error()
+	var all []string
 	for _, s := range secrets {
-		if s != "" && strings.Contains(msg, s) {
-			slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
-			return &redactedError{err: err, secrets: secrets}
+		if s == "" {
+			continue
+		}
+		all = append(all, s)
+		if q := strconv.Quote(s); q[1:len(q)-1] != s {
+			all = append(all, q[1:len(q)-1])
+		}
+	}
+	msg := err.Error()
+	for _, s := range all {
+		if strings.Contains(msg, s) {
+			// Longest first, so that no part of a longer secret is left behind.
+			slices.SortFunc(all, func(a, b string) int { return len(b) - len(a) })
+			return &redactedError{err: err, secrets: slices.Compact(all)}
 		}
 	}
 	return err
+}
+
+// configSecrets returns the passwords no error about a configuration may
+// show: those of postgres.url in document doc (nil when there is none) and
+// of every setting of the variables that can set it. It needs only the
+// parsed document, so that even the messages written before it is decoded
+// are redacted.
+func configSecrets(doc *yaml.Node, environ []string) []string {
+	var out []string
+	for _, u := range postgresURLs(doc) {
+		out = append(out, connSecrets(u)...)
+	}
+	for _, kv := range environ {
+		name, value, _ := strings.Cut(kv, "=")
+		if name == "DATABASE_URL" || name == EnvPrefix+"POSTGRES_URL" {
+			out = append(out, connSecrets(value)...)
+		}
+	}
+	return out
+}
+
+// postgresURLs returns the values of postgres.url in document doc: every
+// one, with aliases and merges resolved, since a document with an error
+// may set it more than once.
+func postgresURLs(doc *yaml.Node) []string {
+	if doc == nil {
+		return nil
+	}
+	root := resolveAlias(doc)
+	if root.Kind == yaml.DocumentNode {
+		if len(root.Content) != 1 {
+			return nil
+		}
+		root = resolveAlias(root.Content[0])
+	}
+	var out []string
+	for _, pg := range mappingValues(root, "postgres") {
+		for _, u := range mappingValues(pg, "url") {
+			if u.Kind == yaml.ScalarNode {
+				out = append(out, u.Value)
+			}
+		}
+	}
+	return out
+}
+
+// mappingValues returns the values of key in mapping n, aliases resolved.
+func mappingValues(n *yaml.Node, key string) []*yaml.Node {
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	var out []*yaml.Node
+	for _, e := range mappingEntries(n) {
+		if e.key.Kind == yaml.ScalarNode && e.key.Value == key {
+			out = append(out, resolveAlias(e.value))
+		}
+	}
+	return out
+}
+
+// redactValue returns value s as an error message may quote it: itself, or,
+// when it looks like a connection string (a URL, or key/value settings with
+// a password), with its password hidden as RedactURL hides it. A value
+// quoted in a message may be a connection string put in the wrong place,
+// with a password that is not the one of postgres.url.
+func redactValue(s string) string {
+	lower := strings.ToLower(s)
+	if strings.Contains(s, "://") || strings.Contains(lower, "password") && strings.Contains(s, "=") {
+		return RedactURL(s)
+	}
+	return s
 }

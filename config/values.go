@@ -165,14 +165,20 @@ func (c *valueChecker) checkStruct(n *yaml.Node, t reflect.Type, path string) {
 	}
 }
 
-// checkDuplicates reports keys that mapping n repeats, as yaml does.
+// checkDuplicates reports keys that mapping n repeats, as yaml does, and
+// also a key repeated as an alias (*k), which yaml decodes as the key its
+// anchor names. Keys that are not scalars are reported elsewhere.
 func (c *valueChecker) checkDuplicates(n *yaml.Node) {
 	for i := 0; i < len(n.Content); i += 2 {
 		for j := i + 2; j < len(n.Content); j += 2 {
-			ki, kj := n.Content[i], n.Content[j]
-			if ki.Kind == kj.Kind && ki.Value == kj.Value {
-				c.problems = append(c.problems, valueProblem{line: c.line(kj),
-					msg: fmt.Sprintf("mapping key %#v already defined at line %d", kj.Value, ki.Line)})
+			ai, aj := n.Content[i], n.Content[j]
+			if isMergeKey(ai) != isMergeKey(aj) {
+				continue // "<<" merges; an alias of "<<" is a key
+			}
+			ki, kj := resolveAlias(ai), resolveAlias(aj)
+			if ki.Kind == yaml.ScalarNode && kj.Kind == yaml.ScalarNode && ki.Value == kj.Value {
+				c.problems = append(c.problems, valueProblem{line: c.line(aj),
+					msg: fmt.Sprintf("mapping key %#v already defined at line %d", kj.Value, ai.Line)})
 			}
 		}
 	}
@@ -247,7 +253,8 @@ func (c *valueChecker) checkScalar(n *yaml.Node, t reflect.Type, path string) {
 			msgs = append(msgs, lineRE.ReplaceAllString(m, ""))
 		}
 	}
-	if len(msgs) == 0 || strings.Contains(msgs[0], "cannot unmarshal") {
+	// Its message quotes the value, which must not show a password.
+	if len(msgs) == 0 || strings.Contains(msgs[0], "cannot unmarshal") || redactValue(n.Value) != n.Value {
 		c.add(n, path, "%s is not %s", describeNode(n), describeType(t))
 		return
 	}
@@ -267,7 +274,8 @@ func yamlProblem(msg string) valueProblem {
 }
 
 // describeNode shows a value in a message: a scalar as written (quoted
-// when it is a string), a list or mapping by its kind.
+// when it is a string), a list or mapping by its kind. A scalar that looks
+// like a connection string is shown without its password (redactValue).
 func describeNode(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.MappingNode:
@@ -275,10 +283,11 @@ func describeNode(n *yaml.Node) string {
 	case yaml.SequenceNode:
 		return "a list"
 	}
+	v := redactValue(n.Value)
 	if n.ShortTag() == "!!str" {
-		return strconv.Quote(n.Value)
+		return strconv.Quote(v)
 	}
-	return n.Value
+	return v
 }
 
 var plainItemRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_./-]*$`)
@@ -305,7 +314,9 @@ type mappingEntry struct{ key, value *yaml.Node }
 
 // mappingEntries lists the entries of mapping n as yaml decodes them: its
 // own keys, then the keys of the mappings merged into it with "<<" that it
-// does not set itself, the first merged mapping winning.
+// does not set itself, the first merged mapping winning. A key written as
+// an alias (*k) is listed as the node its anchor names, as yaml decodes it;
+// an alias of "<<" is a key, not a merge.
 func mappingEntries(n *yaml.Node) []mappingEntry {
 	var out []mappingEntry
 	set := map[string]bool{}
@@ -316,6 +327,7 @@ func mappingEntries(n *yaml.Node) []mappingEntry {
 			merges = append(merges, v)
 			continue
 		}
+		k = resolveAlias(k)
 		out = append(out, mappingEntry{k, v})
 		set[k.Value] = true
 	}
