@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,13 +69,16 @@ type Candidate struct {
 	// Rows is the planner's estimate of the table's rows (of all its
 	// partitions, for a partitioned table).
 	Rows float64
+	// Unreadable is set when the role may not read the column: the
+	// search reads nothing of it, and counts it as not searched.
+	Unreadable bool
 }
 
 // Source is the database as the search reads it.
 type Source interface {
-	// Candidates lists the columns of the user tables the role may read
-	// whose type can hold paths (cdccleaner.KindText, KindArray or
-	// KindJSON), grouped by table.
+	// Candidates lists the columns of the user tables whose type can hold
+	// paths (cdccleaner.KindText, KindArray or KindJSON), grouped by
+	// table; those the role may not read are listed with Unreadable set.
 	Candidates(ctx context.Context) ([]Candidate, error)
 	// Probe returns up to n non-empty values, in their text form and
 	// drawn at random, of each of cols, columns of one table: out[i] are
@@ -92,6 +96,9 @@ type Config struct {
 	// Configured are the watched and protect columns
 	// (config.Config.Columns), so that findings say which are known.
 	Configured []cdccleaner.Column
+	// Role names the role the Source reads as, for the note about the
+	// columns it may not read.
+	Role string
 	// Workers is how many tables are read at once (default Workers).
 	Workers int
 	// Progress, when set, is called after every table, from the
@@ -113,7 +120,8 @@ type Finding struct {
 	// whole value).
 	Column cdccleaner.Column
 	// Paths is how many distinct valid paths the sample named, Present
-	// how many of them exist in the storage.
+	// how many of them exist in the storage. A path whose lookup failed
+	// is in neither: it is unknown, not absent.
 	Paths, Present int
 	// Spelled counts the present paths that exist only under another
 	// name than the value's: the column holds URLs or absolute paths
@@ -154,11 +162,21 @@ type Result struct {
 	// Findings are the columns referencing a storage, by table, column
 	// and storage.
 	Findings []Finding
-	// Notes say what the search could not do: tables it could not read,
-	// lookups that failed, a bound it reached.
+	// Unreadable counts the candidate columns the role may not read, and
+	// the tables that hold them: the search did not see them.
+	Unreadable struct{ Tables, Columns int }
+	// Notes say what the search could not do: columns the role may not
+	// read, tables it could not read, lookups that failed, a bound it
+	// reached. A search with no note is complete.
 	Notes   []string
 	Elapsed time.Duration
 }
+
+// Complete reports whether the search read every candidate column it
+// listed and had every lookup answered: when it did not, a column
+// missing from its findings may still reference a storage (Notes say
+// why).
+func (r *Result) Complete() bool { return len(r.Notes) == 0 }
 
 // Unconfigured returns the findings of columns that no watch or protect
 // entry names: for each such column, the finding of the storage where
@@ -258,9 +276,27 @@ func Search(ctx context.Context, cfg Config) (*Result, error) {
 			s.configured[k] = c
 		}
 	}
-	cands, err := cfg.Source.Candidates(ctx)
+	listed, err := cfg.Source.Candidates(ctx)
 	if err != nil {
 		return nil, err
+	}
+	var cands []Candidate
+	unreadable := map[string]bool{} // tables with a column the role may not read
+	for _, c := range listed {
+		if c.Unreadable {
+			res.Unreadable.Columns++
+			unreadable[c.Schema+"."+c.Table] = true
+			continue
+		}
+		cands = append(cands, c)
+	}
+	if res.Unreadable.Tables = len(unreadable); res.Unreadable.Columns > 0 {
+		role := "the role"
+		if cfg.Role != "" {
+			role = "role " + strconv.Quote(cfg.Role)
+		}
+		s.note("%s may not read %s of %s whose values could be paths, so the search did not look at them and is incomplete: run check or discover as a role that can read the application's tables (the owner's, or one granted SELECT on them)",
+			role, plural(res.Unreadable.Columns, "column"), plural(res.Unreadable.Tables, "table"))
 	}
 	var tables [][]Candidate
 	for i, c := range cands {
@@ -331,7 +367,7 @@ feed:
 	res.Lookups = int(s.lookups.Load())
 	for _, name := range res.Storages {
 		if n := s.errs[name]; n > 0 {
-			s.note("%d lookups in storage %q failed (%v): those paths were counted as absent", n, name, s.firstErrs[name])
+			s.note("%d lookups in storage %q failed (%v): those paths are unknown, and were left out of the shares", n, name, s.firstErrs[name])
 		}
 	}
 	res.Notes = s.notes
@@ -360,10 +396,12 @@ type search struct {
 type lookupKey struct{ storage, name string }
 
 // lookupEntry is one lookup, made once for every worker that needs it:
-// found is set before done is closed.
+// found and failed are set before done is closed. A failed lookup (an
+// error other than "does not exist", or one never made because the
+// search was ending) says nothing of the file.
 type lookupEntry struct {
-	done  chan struct{}
-	found bool
+	done          chan struct{}
+	found, failed bool
 }
 
 var errBudget = errors.New("lookup budget spent")
@@ -410,7 +448,7 @@ func (s *search) table(ctx context.Context, cols []Candidate) ([]Finding, error)
 		for _, st := range s.storages {
 			for _, g := range probe[i] {
 				for _, leaf := range g.Leaves {
-					if plausible(leaf) && s.exists(st, leaf) != "" {
+					if name, _ := s.exists(st, leaf); plausible(leaf) && name != "" {
 						hits[st] = append(hits[st], g.key())
 						break
 					}
@@ -505,11 +543,15 @@ func (s *search) tally(c Candidate, st string, g group) Finding {
 		if len(names(leaf)) == 0 {
 			continue // names no path at all ("/", "..")
 		}
-		f.Paths++
 		if !plausible(leaf) {
+			f.Paths++
 			continue
 		}
-		name := s.exists(st, leaf)
+		name, unknown := s.exists(st, leaf)
+		if unknown {
+			continue // its lookup failed: neither present nor absent
+		}
+		f.Paths++
 		if name == "" {
 			continue
 		}
@@ -535,11 +577,12 @@ func (s *search) tally(c Candidate, st string, g group) Finding {
 }
 
 // exists returns the name under which leaf exists in storage st (the
-// longest, when several do), or "" when none does, from lookups made.
-func (s *search) exists(st, leaf string) string {
+// longest, when several do), or "" when none does, from lookups made;
+// unknown reports that none was found but a lookup of one of its names
+// failed, so leaf may exist.
+func (s *search) exists(st, leaf string) (found string, unknown bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	found := ""
 	for _, n := range names(leaf) {
 		e := s.cache[lookupKey{st, n}]
 		if e == nil {
@@ -550,10 +593,11 @@ func (s *search) exists(st, leaf string) string {
 			if e.found && len(n) > len(found) {
 				found = n
 			}
+			unknown = unknown || e.failed
 		default:
 		}
 	}
-	return found
+	return found, unknown && found == ""
 }
 
 // lookup looks up in each storage the names listed for it, Concurrency
@@ -583,6 +627,7 @@ func (s *search) lookup(ctx context.Context, want map[string][]string) error {
 	s.mu.Unlock()
 	if s.lookups.Add(int64(len(jobs))) > MaxLookups {
 		for _, j := range jobs {
+			j.entry.failed = true
 			close(j.entry.done)
 		}
 		return errBudget
@@ -594,7 +639,8 @@ func (s *search) lookup(ctx context.Context, want map[string][]string) error {
 		select {
 		case sema <- struct{}{}:
 		case <-ctx.Done():
-			close(j.entry.done) // never looked up: absent to whoever waits
+			j.entry.failed = true // never looked up: unknown to whoever waits
+			close(j.entry.done)
 			continue
 		}
 		wg.Add(1)
@@ -608,6 +654,7 @@ func (s *search) lookup(ctx context.Context, want map[string][]string) error {
 				j.entry.found = true
 			case absent(err):
 			default:
+				j.entry.failed = true
 				s.errs[j.key.storage]++
 				if s.firstErrs[j.key.storage] == nil {
 					s.firstErrs[j.key.storage] = err

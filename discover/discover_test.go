@@ -71,6 +71,19 @@ func (s *storage) Stat(p string) (cdccleaner.File, error) {
 	return cdccleaner.File{}, fs.ErrNotExist
 }
 
+// failing is a storage whose lookups of the names in fail fail.
+type failing struct {
+	storage
+	fail map[string]bool
+}
+
+func (s *failing) Stat(p string) (cdccleaner.File, error) {
+	if s.fail[p] {
+		return cdccleaner.File{}, errors.New("503 Slow Down")
+	}
+	return s.storage.Stat(p)
+}
+
 var errNameTooLong = syscall.ENAMETOOLONG
 
 func cand(table, name string, t cdccleaner.ColumnType) Candidate {
@@ -231,6 +244,43 @@ func TestSearchNotesAndFailures(t *testing.T) {
 		res, err := Search(ctx, Config{Source: src, Storages: map[string]cdccleaner.Statter{"media": st}})
 		if err != nil || len(res.Findings) != 2 || len(res.Notes) != 0 {
 			t.Errorf("err %v, findings %d, notes %q", err, len(res.Findings), res.Notes)
+		}
+	})
+	t.Run("columns the role may not read are counted and noted", func(t *testing.T) {
+		hidden := cand("c", "f", typeText)
+		hidden.Unreadable = true
+		hidden2 := cand("c", "g", typeText)
+		hidden2.Unreadable = true
+		src := &source{cols: append(append([]Candidate{}, cols...), hidden, hidden2), vals: vals}
+		res, err := Search(ctx, Config{Source: src, Role: "cleaner", Storages: map[string]cdccleaner.Statter{"media": &storage{files: files(numbered("%d.jpg", 10)...)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Unreadable.Columns != 2 || res.Unreadable.Tables != 1 || res.Columns != 2 || res.Complete() {
+			t.Errorf("unreadable %+v, columns %d, complete %v", res.Unreadable, res.Columns, res.Complete())
+		}
+		if len(res.Notes) != 1 || !strings.Contains(res.Notes[0], `role "cleaner" may not read 2 columns of 1 table`) || !strings.Contains(res.Notes[0], "incomplete") {
+			t.Errorf("notes %q", res.Notes)
+		}
+		for _, p := range src.probed {
+			if p == "c" {
+				t.Error("an unreadable table was read")
+			}
+		}
+	})
+	t.Run("failed lookups are unknown, not absent", func(t *testing.T) {
+		// 1-4 exist, 5-9 fail, 10 is absent: 4 of the 5 answered exist.
+		st := &failing{storage: storage{files: files(numbered("%d.jpg", 4)...)}, fail: files("5.jpg", "6.jpg", "7.jpg", "8.jpg", "9.jpg")}
+		src := &source{cols: cols[:1], vals: vals}
+		res, err := Search(ctx, Config{Source: src, Storages: map[string]cdccleaner.Statter{"media": st}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Findings) != 1 || res.Findings[0].Paths != 5 || res.Findings[0].Present != 4 {
+			t.Errorf("findings %+v, want 4 of 5 present", res.Findings)
+		}
+		if res.Complete() || len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "5 lookups") || !strings.Contains(res.Notes[0], "unknown") {
+			t.Errorf("notes %q", res.Notes)
 		}
 	})
 	t.Run("each name is looked up once", func(t *testing.T) {

@@ -39,10 +39,11 @@ var _ Source = (*DB)(nil)
 // NewDB returns the Source that reads the database through q.
 func NewDB(q Querier) *DB { return &DB{q: q} }
 
-// candidatesSQL lists, in one query, the columns of the user tables the
-// role may read whose type could hold paths: string, array or user-defined
-// category (json and jsonb are "U"; a domain has its base type's
-// category), which catalog.TypeKinds then classifies exactly. Partitions
+// candidatesSQL lists, in one query, the columns of the user tables whose
+// type could hold paths, and whether the role may not read them: string,
+// array or user-defined category (json and jsonb are "U"; a domain has
+// its base type's category), which catalog.TypeKinds then classifies
+// exactly. Partitions
 // are left out (their rows are read through the partitioned table), and
 // so are the system schemas, temporary tables and the cleaner's own
 // schema. Rows is the planner's estimate, summed over the table and what
@@ -65,12 +66,12 @@ const candidatesSQL = `WITH RECURSIVE t AS (
 	GROUP BY tree.root
 )
 SELECT t.nspname::text, t.relname::text, a.attname::text, a.atttypid, format_type(a.atttypid, a.atttypmod),
-	t.relkind = 'p', coalesce(est.rows, 0)
+	t.relkind = 'p', coalesce(est.rows, 0), NOT has_column_privilege(t.oid, a.attnum, 'SELECT')
 FROM t
 JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
 JOIN pg_type ty ON ty.oid = a.atttypid
 LEFT JOIN est ON est.oid = t.oid
-WHERE ty.typcategory IN ('S', 'A', 'U') AND has_column_privilege(t.oid, a.attnum, 'SELECT')
+WHERE ty.typcategory IN ('S', 'A', 'U')
 ORDER BY t.nspname, t.relname, a.attnum`
 
 // Candidates implements Source.
@@ -84,7 +85,7 @@ func (db *DB) Candidates(ctx context.Context) ([]Candidate, error) {
 	seen := map[uint32]bool{}
 	for rows.Next() {
 		var c Candidate
-		if err := rows.Scan(&c.Schema, &c.Table, &c.Name, &c.TypeOID, &c.TypeName, &c.Partitioned, &c.Rows); err != nil {
+		if err := rows.Scan(&c.Schema, &c.Table, &c.Name, &c.TypeOID, &c.TypeName, &c.Partitioned, &c.Rows, &c.Unreadable); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("list the columns of the database: %w", err)
 		}

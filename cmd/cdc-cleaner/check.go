@@ -23,7 +23,9 @@ name no file there, the mapping from values to files is wrong (root, prefix
 or layout) and that is a problem. The other text, array and JSON columns of
 the database's tables are sampled too (as cdc-cleaner discover does): one
 whose values are files of a storage but that is neither watched nor
-protected is a problem, since the reference check would not see it.
+protected is a problem, since the reference check would not see it. A
+search that could not read everything (columns the role may not read,
+tables it could not read, failed lookups) is a warning: it is incomplete.
 
 Exit codes: 0 ok (warnings allowed), 1 problems found, 2 bad configuration.`, stderr)
 	if err := parseFlags(fs, args, stdout); err != nil {

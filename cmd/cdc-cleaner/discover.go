@@ -18,12 +18,14 @@ import (
 func cmdDiscover(args []string, stdout, stderr io.Writer) error {
 	fs, cfgPath := newFlags("discover", "[--config FILE]",
 		fmt.Sprintf(`Samples the text-like (text, varchar, character, citext, domains over them),
-text array and json/jsonb columns of the database's tables (those the role may
-read; a partitioned table through its root; not the system schemas nor
-cdc_cleaner) against every configured storage, and prints the columns whose
-values are files there: as comments, saying which are already watched or
-protected, then the others as protect: entries ready to paste into the
-configuration (with the json_path where a json column holds its paths).
+text array and json/jsonb columns of the database's tables (a partitioned
+table through its root; not the system schemas nor cdc_cleaner) against
+every configured storage, and prints the columns whose values are files
+there: as comments, saying which are already watched or protected, then the
+others as protect: entries ready to paste into the configuration (with the
+json_path where a json column holds its paths). Columns the role may not
+read are counted and noted: the search is then incomplete, so run it as a
+role that can read the application's tables.
 
 A column references a storage when at least %.0f%% of its sampled paths, and at
 least %d, exist there. Values that are URLs or absolute paths are looked up by
@@ -62,6 +64,12 @@ func discoverColumns(ctx context.Context, cfg *config.Config, stderr io.Writer) 
 		return nil, err
 	}
 	defer closeStorages()
+	return searchStorages(ctx, cfg, storages, stderr)
+}
+
+// searchStorages searches the database of cfg for columns referencing
+// storages, some or all of cfg's, opened: scan searches its own only.
+func searchStorages(ctx context.Context, cfg *config.Config, storages map[string]cdccleaner.Storage, stderr io.Writer) (*discover.Result, error) {
 	statters := map[string]cdccleaner.Statter{}
 	for name, st := range storages {
 		s, ok := st.(cdccleaner.Statter)
@@ -81,9 +89,14 @@ func discoverColumns(ctx context.Context, cfg *config.Config, stderr io.Writer) 
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", config.RedactURL(cfg.Postgres.URL), err)
 	}
+	var role string
+	if err := pool.QueryRow(ctx, "SELECT current_user").Scan(&role); err != nil {
+		return nil, fmt.Errorf("read the role's name: %w", err)
+	}
 	p := &progress{w: stderr, start: time.Now()}
 	return discover.Search(ctx, discover.Config{
 		Source:     discover.NewDB(pool),
+		Role:       role,
 		Storages:   statters,
 		Configured: cfg.Columns(),
 		Progress:   p.report,
@@ -111,7 +124,9 @@ func (p *progress) report(s discover.Progress) {
 
 // checkColumns is check's search for columns that reference a storage but
 // that no watch or protect entry names (promise 8): each is a problem. A
-// search that cannot run is a warning: it checked nothing.
+// search that cannot run, or that could not read everything (columns the
+// role may not read, lookups that failed, its bound), is a warning that
+// says so: check cannot vouch for what it did not see.
 func checkColumns(ctx context.Context, cfg *config.Config, report *provision.Report, stdout, stderr io.Writer) {
 	add := func(s provision.Severity, code provision.Code, msg string) {
 		label := map[provision.Severity]string{provision.OK: "ok", provision.Warning: "warning", provision.Problem: "FAIL"}[s]
@@ -127,23 +142,36 @@ func checkColumns(ctx context.Context, cfg *config.Config, report *provision.Rep
 	}
 	unconfigured := res.Unconfigured()
 	for _, f := range unconfigured {
-		msg := fmt.Sprintf("%s references storage %q (%d of %d sampled paths exist) but is neither watched nor protected: add it under protect: %s",
-			discover.Name(f.Column), f.Column.Storage, f.Present, f.Paths, discover.EntryOf(f).Flow())
-		if note := f.SpellingNote(); note != "" {
-			msg += "; " + note
-		}
-		add(provision.Problem, provision.CodeGeneral, msg)
+		add(provision.Problem, provision.CodeGeneral, unconfiguredLine(f))
 	}
 	for _, f := range res.Misfiled() {
-		add(provision.Warning, provision.CodeGeneral, fmt.Sprintf("%s references storage %q too (%d of %d sampled paths exist) but is %s",
-			discover.Name(f.Column), f.Column.Storage, f.Present, f.Paths, f.Status()))
+		add(provision.Warning, provision.CodeGeneral, misfiledLine(f))
 	}
 	for _, n := range res.Notes {
-		add(provision.Warning, provision.CodeUnchecked, n)
+		add(provision.Warning, provision.CodeUnchecked, "the search for columns referencing the storages is incomplete: "+n)
 	}
-	if len(unconfigured) > 0 {
+	switch {
+	case len(unconfigured) > 0:
 		fmt.Fprintf(stdout, "  hint     cdc-cleaner discover prints the YAML to paste\n")
-	} else {
+	case res.Complete():
 		add(provision.OK, provision.CodeGeneral, fmt.Sprintf("no column that the configuration leaves out references a storage (%s sampled)", res.Sampled()))
 	}
+}
+
+// unconfiguredLine says that f's column references a storage but is
+// neither watched nor protected, and what to add.
+func unconfiguredLine(f discover.Finding) string {
+	msg := fmt.Sprintf("%s references storage %q (%d of %d sampled paths exist) but is neither watched nor protected: add it under protect: %s",
+		discover.Name(f.Column), f.Column.Storage, f.Present, f.Paths, discover.EntryOf(f).Flow())
+	if note := f.SpellingNote(); note != "" {
+		msg += "; " + note
+	}
+	return msg
+}
+
+// misfiledLine says that f's column references a storage other than the
+// one its entry names.
+func misfiledLine(f discover.Finding) string {
+	return fmt.Sprintf("%s references storage %q too (%d of %d sampled paths exist) but is %s",
+		discover.Name(f.Column), f.Column.Storage, f.Present, f.Paths, f.Status())
 }

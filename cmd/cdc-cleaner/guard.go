@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -126,4 +127,35 @@ func sampleSeverity(r sample.Result) provision.Severity {
 		return provision.Warning
 	}
 	return provision.OK
+}
+
+// unconfiguredRefusal is promise 8's search for columns that reference
+// storage name (st, opened) but that no watch or protect entry maps to
+// it, whose files a scan would take for orphans. It returns why --delete
+// must refuse: the columns found, or that the search could not run or
+// could not read everything, since then it cannot vouch for what it did
+// not see. It returns "" when the search was complete and found none.
+func unconfiguredRefusal(ctx context.Context, cfg *config.Config, name string, st cdccleaner.Storage, stderr io.Writer) string {
+	res, err := searchStorages(ctx, cfg, map[string]cdccleaner.Storage{name: st}, stderr)
+	if err != nil {
+		return fmt.Sprintf("the search for columns that reference storage %q but are neither watched nor protected could not complete (%v): the files of such a column would look orphaned", name, err)
+	}
+	var reasons []string
+	for _, f := range res.Unconfigured() {
+		reasons = append(reasons, unconfiguredLine(f))
+	}
+	for _, f := range res.Misfiled() {
+		reasons = append(reasons, misfiledLine(f))
+	}
+	if len(reasons) > 0 {
+		reasons[len(reasons)-1] += ": the files it references would look orphaned (cdc-cleaner discover prints the YAML to paste)"
+	}
+	if !res.Complete() {
+		reasons = append(reasons, fmt.Sprintf("the search for columns that reference storage %q but are neither watched nor protected could not complete (%s): the files of a column it did not see would look orphaned",
+			name, strings.Join(res.Notes, "; ")))
+	}
+	if len(reasons) == 0 {
+		fmt.Fprintf(stderr, "scan %s: no column that the configuration leaves out references the storage (%s sampled)\n", name, res.Sampled())
+	}
+	return strings.Join(reasons, "; and ")
 }

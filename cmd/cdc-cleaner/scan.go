@@ -75,7 +75,11 @@ longer); a column with more than 100000 distinct ones makes scan refuse
 Guards (a wrong configuration deletes nothing): before listing, some values
 of each of the storage's columns are sampled and looked up in the storage;
 when most of them are not there, the mapping from values to files is wrong
-(root, prefix or layout) and --delete refuses before listing. After the
+(root, prefix or layout) and --delete refuses before listing. It refuses
+too when the database has a column that references the storage's files
+but that no watch or protect entry maps to it (the search of "cdc-cleaner
+discover", for this storage), or when that search cannot complete (columns
+the role may not read, tables it could not read, failed lookups). After the
 listing and before deleting anything, --delete also refuses when more than
 --max-orphan-ratio (default 0.5) of the listed files look orphaned, or when
 a configured table of the storage is empty while the storage holds 100
@@ -185,6 +189,20 @@ references.`, stderr)
 			return failure(&scan.RefusedError{Reason: reason})
 		case !*doDelete:
 			fmt.Fprintf(stderr, "scan %s: --delete would refuse: %s\n", name, reason)
+		}
+	}
+	// Promise 8: a column that references the storage but that no watch
+	// or protect entry maps to it is invisible to the reference check, so
+	// its files would look orphaned; a search that could not see every
+	// column cannot say there is none.
+	if reason := unconfiguredRefusal(ctx, cfg, name, st, stderr); reason != "" {
+		switch {
+		case *doDelete && !*force:
+			return failure(&scan.RefusedError{Reason: reason})
+		case *doDelete:
+			fmt.Fprintf(stderr, "scan %s: --force: deleting although %s\n", name, reason)
+		default:
+			fmt.Fprintf(stderr, "scan %s: --delete would refuse: %s (--force overrides)\n", name, reason)
 		}
 	}
 	empty, err := emptyTables(ctx, pool, cols)
