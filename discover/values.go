@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
@@ -56,7 +57,7 @@ func groups(t cdccleaner.ColumnType, vals []string, perGroup int) []group {
 			out = append(out, group{Path: append(cdccleaner.JSONPath(nil), path...)})
 		}
 		g := &out[i]
-		if len(g.Leaves) >= perGroup || contains(g.Leaves, leaf) {
+		if len(g.Leaves) >= perGroup || slices.Contains(g.Leaves, leaf) {
 			return
 		}
 		g.Leaves = append(g.Leaves, leaf)
@@ -80,15 +81,6 @@ func groups(t cdccleaner.ColumnType, vals []string, perGroup int) []group {
 		})
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 var errStop = errors.New("stop")

@@ -2,6 +2,7 @@ package discover
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -112,7 +113,7 @@ func TestNames(t *testing.T) {
 	}
 	got := names("https://cdn.example.com/media/a.jpg")
 	for _, want := range []string{"a.jpg", "media/a.jpg"} {
-		if !contains(got, want) {
+		if !slices.Contains(got, want) {
 			t.Errorf("names of a URL %q lack %q", got, want)
 		}
 	}
