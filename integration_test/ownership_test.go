@@ -242,3 +242,30 @@ func TestSlotNeverLeftUnrecorded(t *testing.T) {
 		t.Errorf("%s slots after the statement succeeded, want 1", n)
 	}
 }
+
+// TestPublicationWithoutInsertIsUpgraded: a publication an earlier setup
+// made publishes no inserts, which the cleaner needs to see files
+// referenced again. check reports it, run refuses to start saying what to
+// do, and setup upgrades it in place.
+func TestPublicationWithoutInsertIsUpgraded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch})
+	e.exec(`ALTER PUBLICATION ` + e.pub + ` SET (publish = 'update, delete, truncate')`)
+	out, code := e.cli("check")
+	if code != 1 || !strings.Contains(out, "does not publish insert") || !strings.Contains(out, "run cdc-cleaner setup") {
+		t.Fatalf("check exited %d, want 1 naming the missing inserts and setup:\n%s", code, out)
+	}
+	out, code = e.cli("run")
+	if code != 2 || !strings.Contains(out, "does not publish insert") {
+		t.Fatalf("run exited %d, want 2 refusing with the reason:\n%s", code, out)
+	}
+	if out, code := e.cli("setup"); code != 0 {
+		t.Fatalf("setup exited %d:\n%s", code, out)
+	}
+	if got := publicationState(t, e); !strings.HasPrefix(got, "ins=t upd=t del=t trunc=t tables=gallery_photo") {
+		t.Errorf("after setup: %s", got)
+	}
+	if out, code := e.cli("check"); code != 0 {
+		t.Fatalf("check after setup exited %d:\n%s", code, out)
+	}
+}

@@ -99,10 +99,10 @@ BEGIN
     OR to_regprocedure('cdc_cleaner.' || quote_ident('replica_identity_' || p.pubname) || '()') IS NOT NULL) INTO owned
     FROM pg_publication p WHERE p.pubname = 'cdc_cleaner';
   IF NOT FOUND THEN
-    CREATE PUBLICATION "cdc_cleaner" FOR TABLE ONLY "public"."gallery_photo" WITH (publish = 'update, delete, truncate', publish_via_partition_root = true);
+    CREATE PUBLICATION "cdc_cleaner" FOR TABLE ONLY "public"."gallery_photo" WITH (publish = 'insert, update, delete, truncate', publish_via_partition_root = true);
   ELSIF owned THEN
     ALTER PUBLICATION "cdc_cleaner" SET TABLE ONLY "public"."gallery_photo";
-    ALTER PUBLICATION "cdc_cleaner" SET (publish = 'update, delete, truncate', publish_via_partition_root = true);
+    ALTER PUBLICATION "cdc_cleaner" SET (publish = 'insert, update, delete, truncate', publish_via_partition_root = true);
   ELSE
     RAISE EXCEPTION 'publication % exists and was not created by cdc-cleaner setup', 'cdc_cleaner'
       USING ERRCODE = 'duplicate_object',

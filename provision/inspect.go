@@ -571,9 +571,9 @@ func inspectPublication(ctx context.Context, conn Querier, r *Report, cfg *confi
 	const field = "postgres.publication"
 	name := cfg.Postgres.Publication
 	var oid uint32
-	var upd, del, trunc, viaRoot, allTables, owned bool
-	err := conn.QueryRow(ctx, `SELECT p.oid, p.pubupdate, p.pubdelete, p.pubtruncate, p.pubviaroot, p.puballtables, `+publicationOwnedSQL+`
-		FROM pg_publication p WHERE p.pubname = $1`, name).Scan(&oid, &upd, &del, &trunc, &viaRoot, &allTables, &owned)
+	var ins, upd, del, trunc, viaRoot, allTables, owned bool
+	err := conn.QueryRow(ctx, `SELECT p.oid, p.pubinsert, p.pubupdate, p.pubdelete, p.pubtruncate, p.pubviaroot, p.puballtables, `+publicationOwnedSQL+`
+		FROM pg_publication p WHERE p.pubname = $1`, name).Scan(&oid, &ins, &upd, &del, &trunc, &viaRoot, &allTables, &owned)
 	if errors.Is(err, pgx.ErrNoRows) {
 		r.add(Problem, CodePublication, field, "publication %q does not exist: run cdc-cleaner setup", name)
 		return
@@ -589,6 +589,9 @@ func inspectPublication(ctx context.Context, conn Querier, r *Report, cfg *confi
 	}
 	if !upd || !del {
 		r.add(Problem, CodePublication, field, "publication %q does not publish both update and delete: %s", name, fix)
+	}
+	if !ins {
+		r.add(Problem, CodePublication, field, "publication %q does not publish insert, which the cleaner compares with the files it removed so that a file referenced again comes back (it was made by an earlier version of setup, or by hand): %s", name, fix)
 	}
 	if !trunc {
 		r.add(Warning, CodePublication, field, "publication %q does not publish truncate: a TRUNCATE of a watched table would go unnoticed", name)

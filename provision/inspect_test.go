@@ -61,7 +61,7 @@ func healthyCatalog(relkind string) []answer {
 		{match: "FROM pg_type WHERE oid = ANY", rows: [][]any{{textOID, "b", uint32(0), "S", uint32(0)}, {textArrayOID, "b", uint32(0), "A", textOID}}},
 		{match: "am.amname = 'gin'", rows: [][]any{{true}}},
 		// inspectPublication
-		{match: "p.pubupdate, p.pubdelete", rows: [][]any{{uint32(1), true, true, true, true, false, true}}},
+		{match: "p.pubinsert, p.pubupdate, p.pubdelete", rows: [][]any{{uint32(1), true, true, true, true, true, false, true}}},
 		{match: "FROM pg_publication_tables", rows: [][]any{{"public.doc"}}},
 		{match: "FROM pg_publication_rel pr", rows: nil},
 		// inspectEventTrigger
@@ -91,6 +91,30 @@ func TestInspectHealthyCatalog(t *testing.T) {
 	}
 	if len(r.Columns) != 2 {
 		t.Errorf("columns %+v, want file and files", r.Columns)
+	}
+}
+
+// TestInspectReportsPublicationWithoutInsert: a publication that does not
+// publish inserts (an earlier version of setup made it) is a problem that
+// setup fixes; run refuses to start on it.
+func TestInspectReportsPublicationWithoutInsert(t *testing.T) {
+	old := answer{match: "p.pubinsert, p.pubupdate, p.pubdelete", rows: [][]any{{uint32(1), false, true, true, true, true, false, true}}}
+	db := &fakeDB{t: t, answers: append([]answer{old}, healthyCatalog("r")...)}
+	r, err := Inspect(context.Background(), db, loadConfig(t, inspectConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range r.Problems() {
+		if strings.Contains(f.Message, "does not publish insert") {
+			found = true
+			if f.Code != CodePublication || !strings.Contains(f.Message, "run cdc-cleaner setup") {
+				t.Errorf("finding %q has code %q; want %q and the setup hint", f, f.Code, CodePublication)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no problem about the publication's inserts; findings:\n%s", findingLines(r))
 	}
 }
 

@@ -414,7 +414,9 @@ const publicationOwnedSQL = `(coalesce(obj_description(p.oid, 'pg_publication') 
 func publicationSQL(cfg *config.Config, tables []string, serverVersion int) Statement {
 	name := cfg.Postgres.Publication
 	pub := config.QuoteIdentifier(name)
-	with := "publish = 'update, delete, truncate'"
+	// Inserts too: new references in committed rows are what the journal
+	// of removals is compared with (promise 7).
+	with := "publish = 'insert, update, delete, truncate'"
 	if serverVersion == 0 || serverVersion >= 130000 {
 		// Changes to partitions arrive as changes to the watched parent,
 		// including partitions created later.

@@ -241,7 +241,7 @@ func TestMainSetupPrint(t *testing.T) {
 	}
 	for _, want := range []string{
 		`CREATE PUBLICATION "cdc_cleaner" FOR TABLE ONLY "Media Schema"."PhotoTable"`,
-		"publish = 'update, delete, truncate'",
+		"publish = 'insert, update, delete, truncate'",
 		`pg_partition_tree('"Media Schema"."PhotoTable"'::regclass)`,
 		"REPLICA IDENTITY FULL",
 		"pg_create_logical_replication_slot('cdc_cleaner', 'pgoutput')",
