@@ -81,6 +81,12 @@ type Result struct {
 	Path    string
 	Outcome Outcome
 	Err     error // set when Outcome is Failed
+	// Trash is where the file is now, relative to the storage, when it
+	// was moved to the trash rather than deleted (Outcome Deleted), or
+	// when it was absent at Path but the trash holds the copy an earlier
+	// attempt moved there (Outcome Absent: a replay after a crash). It is
+	// empty when nothing of the file is left.
+	Trash string
 }
 
 // Storage is where files live: a local directory or an S3 bucket prefix.

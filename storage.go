@@ -2,6 +2,7 @@ package cdccleaner
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -40,4 +41,42 @@ type Trasher interface {
 	// PurgeTrash deletes trashed files that were trashed before cutoff and
 	// returns how many it deleted. A file trashed again later is kept.
 	PurgeTrash(ctx context.Context, cutoff time.Time) (int, error)
+}
+
+// RestoreOutcome is how the restore of one trashed file ended.
+type RestoreOutcome int
+
+const (
+	// Restored: the trashed file is back at its path.
+	Restored RestoreOutcome = iota + 1
+	// Occupied: something exists at the path (a new upload, or the file
+	// restored before a crash); it was left alone and the trashed copy
+	// stays in the trash until it is purged.
+	Occupied
+	// NotInTrash: nothing is at the path and the trash holds no file at
+	// the place given (purged past the undo window, or never trashed).
+	NotInTrash
+)
+
+func (o RestoreOutcome) String() string {
+	switch o {
+	case Restored:
+		return "restored"
+	case Occupied:
+		return "occupied"
+	case NotInTrash:
+		return "not_in_trash"
+	}
+	return fmt.Sprintf("restore_outcome(%d)", int(o))
+}
+
+// Restorer is a storage that can put a trashed file back where it was.
+type Restorer interface {
+	// Restore moves the file at trash (a path relative to the storage, as
+	// Result.Trash reported it) back to p. It never replaces anything at
+	// p: when something exists there, it answers Occupied and leaves both
+	// alone. It is idempotent: a restore repeated after a crash finds the
+	// file at p and answers Occupied. An error is transient unless
+	// IsPermanent says otherwise; both paths are validated as for Delete.
+	Restore(ctx context.Context, p, trash string) (RestoreOutcome, error)
 }

@@ -1,0 +1,64 @@
+package cdccleaner
+
+import (
+	"context"
+	"time"
+)
+
+// Events of the journal: what became of a stored file. The first three
+// are removals, the others answers to a re-reference of a removed path.
+const (
+	// JournalTrashed: moved to the trash (JournalEntry.Location).
+	JournalTrashed = "trashed"
+	// JournalDeleted: deleted for good (trash off).
+	JournalDeleted = "deleted"
+	// JournalAbsent: already absent when the cleaner came to remove it.
+	JournalAbsent = "absent"
+	// JournalRestored: moved back from the trash because a committed row
+	// referenced the path again.
+	JournalRestored = "restored"
+	// JournalOccupied: referenced again while a file existed at the path
+	// (a new upload wins); nothing was restored.
+	JournalOccupied = "occupied"
+	// JournalDangling: referenced again and could not be restored; also
+	// recorded in cdc_cleaner.failed_deletions.
+	JournalDangling = "dangling"
+)
+
+// IsRemoval reports whether event is one of the removals.
+func IsRemoval(event string) bool {
+	return event == JournalTrashed || event == JournalDeleted || event == JournalAbsent
+}
+
+// JournalEntry is one event in the life of a stored path.
+type JournalEntry struct {
+	Storage string
+	Path    string
+	Event   string // one of the Journal* events
+	// Location is where a trashed file went, relative to the storage
+	// (JournalTrashed); empty otherwise.
+	Location string
+	// Source, Xid, CommitLSN and CommitTime name the change: for a
+	// removal the transaction the path vanished in, for the others the
+	// transaction that referenced it again, and the column it did so in.
+	Source     string
+	Xid        uint32
+	CommitLSN  LSN
+	CommitTime time.Time
+	// Detail says more, for people (the error of a dangling reference).
+	Detail string
+	// At is when the entry was written; the journal fills it when read.
+	At time.Time
+}
+
+// Journal keeps the history of removals and re-references (promise 7).
+type Journal interface {
+	// Write stores entries durably, in one statement, before returning
+	// nil. Writing an entry again (a replay after a crash) is harmless.
+	Write(ctx context.Context, entries []JournalEntry) error
+	// Latest returns, for each paths[i] of storage, its newest entry whose
+	// commit LSN is at or before upTo[i] (among equal LSNs, the one
+	// written last). A path the journal knows nothing of is not in the
+	// map.
+	Latest(ctx context.Context, storage string, paths []string, upTo []LSN) (map[string]JournalEntry, error)
+}
