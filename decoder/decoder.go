@@ -74,6 +74,12 @@ type Event struct {
 	Table      string // "schema.table", for logs and metrics
 	Op         string // "insert", "update" or "delete"
 	Candidates []cdccleaner.Candidate
+	// References are the paths the change references anew (an INSERT's
+	// values, the paths an UPDATE's new values hold that its old ones did
+	// not), each as a Candidate naming where and when: promise 7 compares
+	// them with the journal, so that a removed file referenced again comes
+	// back. They never cause a deletion.
+	References []cdccleaner.Candidate
 
 	// KindTruncate
 	Tables []string
@@ -203,7 +209,8 @@ type Decoder struct {
 	finalLSN   cdccleaner.LSN
 	commitTime time.Time
 
-	buf []cdccleaner.Candidate
+	buf    []cdccleaner.Candidate
+	refBuf []cdccleaner.Candidate
 }
 
 // Option configures a Decoder.
@@ -286,7 +293,8 @@ func (d *Decoder) Candidate(ref cdccleaner.Ref, source string) cdccleaner.Candid
 func (d *Decoder) Txn() uint64 { return d.txn }
 
 // Decode decodes one pgoutput message (the WALData of an XLogData message).
-// The Candidates slice of the returned event is reused by the next call.
+// The Candidates and References slices of the returned event are reused by
+// the next call.
 func (d *Decoder) Decode(data []byte) (Event, error) {
 	msg, err := parse(data)
 	if err != nil {
@@ -639,11 +647,20 @@ func (d *Decoder) change(relID uint32, op string, oldType uint8, oldTup, newTup 
 	}
 	ev := Event{Kind: KindChange, Table: r.name, Op: op}
 	d.buf = d.buf[:0]
-	if op == "insert" {
-		// INSERT adds references only.
-		return ev, nil
-	}
+	d.refBuf = d.refBuf[:0]
 	for _, c := range r.watched {
+		var newCol *pglogrepl.TupleDataColumn
+		if newTup != nil {
+			newCol = newTup.Columns[c.index]
+			if newCol.DataType == pglogrepl.TupleDataTypeToast {
+				continue // unchanged TOASTed value: same references as before
+			}
+		}
+		if op == "insert" {
+			// An INSERT adds references only.
+			d.newRefs(&ev, c, newCol, nil)
+			continue
+		}
 		var old *pglogrepl.TupleDataColumn
 		switch {
 		case oldTup == nil && r.identity != 'f' && c.inKey:
@@ -655,6 +672,7 @@ func (d *Decoder) change(relID uint32, op string, oldType uint8, oldTup, newTup 
 			// partition without REPLICA IDENTITY FULL, whose old tuple
 			// would always be sent): it may have changed, unseen.
 			ev.Missed = append(ev.Missed, d.missed(r, c, op))
+			d.newRefs(&ev, c, newCol, nil)
 			continue
 		default:
 			old = oldTup.Columns[c.index]
@@ -667,21 +685,14 @@ func (d *Decoder) change(relID uint32, op string, oldType uint8, oldTup, newTup 
 			// in an old tuple marked full; only a partial identity
 			// leaves an old value TOASTed.
 			ev.Missed = append(ev.Missed, d.missed(r, c, op))
+			d.newRefs(&ev, c, newCol, nil)
 			continue
-		}
-		var newCol *pglogrepl.TupleDataColumn
-		if newTup != nil {
-			newCol = newTup.Columns[c.index]
-			if newCol.DataType == pglogrepl.TupleDataTypeToast {
-				continue // unchanged TOASTed value: same references as before
-			}
 		}
 		oldRefs, err := c.refs(old)
 		if err != nil {
 			ev.Warnings = append(ev.Warnings, fmt.Sprintf("%s: old value: %v", c.source, err))
-			continue
-		}
-		if len(oldRefs) == 0 {
+			// Every new reference is compared with the journal.
+			d.newRefs(&ev, c, newCol, nil)
 			continue
 		}
 		var newRefs []string
@@ -694,18 +705,43 @@ func (d *Decoder) change(relID uint32, op string, oldType uint8, oldTup, newTup 
 			}
 		}
 		for _, p := range vanished(oldRefs, newRefs) {
-			d.buf = append(d.buf, cdccleaner.Candidate{
-				Ref:        cdccleaner.Ref{Storage: c.storage, Path: p},
-				Source:     c.source,
-				Txn:        d.txn,
-				Xid:        d.xid,
-				CommitLSN:  d.finalLSN,
-				CommitTime: d.commitTime,
-			})
+			d.buf = append(d.buf, d.candidate(c, p))
+		}
+		for _, p := range vanished(newRefs, oldRefs) {
+			d.refBuf = append(d.refBuf, d.candidate(c, p))
 		}
 	}
 	ev.Candidates = d.buf
+	ev.References = d.refBuf
 	return ev, nil
+}
+
+// candidate is path of column c in the current transaction.
+func (d *Decoder) candidate(c column, path string) cdccleaner.Candidate {
+	return cdccleaner.Candidate{
+		Ref:        cdccleaner.Ref{Storage: c.storage, Path: path},
+		Source:     c.source,
+		Txn:        d.txn,
+		Xid:        d.xid,
+		CommitLSN:  d.finalLSN,
+		CommitTime: d.commitTime,
+	}
+}
+
+// newRefs adds to ev.References the paths of newCol (nil: none) that are
+// not among old.
+func (d *Decoder) newRefs(ev *Event, c column, newCol *pglogrepl.TupleDataColumn, old []string) {
+	if newCol == nil {
+		return
+	}
+	refs, err := c.refs(newCol)
+	if err != nil {
+		ev.Warnings = append(ev.Warnings, fmt.Sprintf("%s: new value: %v", c.source, err))
+		return
+	}
+	for _, p := range vanished(refs, old) {
+		d.refBuf = append(d.refBuf, d.candidate(c, p))
+	}
 }
 
 // missed describes a watched column whose old value a change lacks.

@@ -725,3 +725,95 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+func refPaths(ev Event) []string {
+	var out []string
+	for _, c := range ev.References {
+		out = append(out, c.Storage+":"+c.Path)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestNewReferences: the paths a change references anew are what promise 7
+// compares with the journal; a path a row already held is not new.
+func TestNewReferences(t *testing.T) {
+	tests := []struct {
+		name string
+		msg  pglogrepl.Message
+		want []string
+	}{
+		{"insert references every path",
+			&pglogrepl.InsertMessage{RelationID: 16400, Tuple: tuple(s("1"), s("a.jpg"), s("b.jpg"), s("t"))}, []string{"media:a.jpg", "media:b.jpg"}},
+		{"insert with NULL and empty references nothing",
+			&pglogrepl.InsertMessage{RelationID: 16400, Tuple: tuple(s("1"), s(""), null, s("t"))}, nil},
+		{"update: only the new path of the changed column",
+			&pglogrepl.UpdateMessage{RelationID: 16400, OldTupleType: 'O', OldTuple: tuple(s("1"), s("a.jpg"), s("b.jpg"), s("t")),
+				NewTuple: tuple(s("1"), s("c.jpg"), s("b.jpg"), s("t"))}, []string{"media:c.jpg"}},
+		{"stale save writes an old path back",
+			&pglogrepl.UpdateMessage{RelationID: 16400, OldTupleType: 'O', OldTuple: tuple(s("1"), s("new.jpg"), s("b.jpg"), s("t")),
+				NewTuple: tuple(s("1"), s("old.jpg"), s("b.jpg"), s("t"))}, []string{"media:old.jpg"}},
+		{"update of another column references nothing new",
+			&pglogrepl.UpdateMessage{RelationID: 16400, OldTupleType: 'O', OldTuple: tuple(s("1"), s("a.jpg"), s("b.jpg"), s("t")),
+				NewTuple: tuple(s("1"), s("a.jpg"), s("b.jpg"), s("new title"))}, nil},
+		{"unchanged TOASTed value references nothing new",
+			&pglogrepl.UpdateMessage{RelationID: 16400, OldTupleType: 'O', OldTuple: tuple(s("1"), s("a.jpg"), s("b.jpg"), s("t")),
+				NewTuple: tuple(s("1"), s(toast), s(toast), s("t2"))}, nil},
+		{"old value not sent: every new path is compared",
+			&pglogrepl.UpdateMessage{RelationID: 16400, OldTupleType: 'O', OldTuple: tuple(s("1"), s(toast), null, s("t")),
+				NewTuple: tuple(s("1"), s("z.jpg"), null, s("t"))}, []string{"media:z.jpg"}},
+		{"set from empty and NULL",
+			&pglogrepl.UpdateMessage{RelationID: 16400, OldTupleType: 'O', OldTuple: tuple(s("1"), s(""), null, s("t")),
+				NewTuple: tuple(s("1"), s("a.jpg"), s("b.jpg"), s("t"))}, []string{"media:a.jpg", "media:b.jpg"}},
+		{"swap between columns is new per column",
+			&pglogrepl.UpdateMessage{RelationID: 16400, OldTupleType: 'O', OldTuple: tuple(s("1"), s("a.jpg"), s("b.jpg"), s("t")),
+				NewTuple: tuple(s("1"), s("b.jpg"), s("a.jpg"), s("t"))}, []string{"media:a.jpg", "media:b.jpg"}},
+		{"delete references nothing",
+			&pglogrepl.DeleteMessage{RelationID: 16400, OldTupleType: 'O', OldTuple: tuple(s("1"), s("a.jpg"), s("b.jpg"), s("t"))}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := newPhotoDecoder(t)
+			ev := mustHandle(t, d, tt.msg)
+			if got := refPaths(ev); !slices.Equal(got, tt.want) {
+				t.Fatalf("references = %q, want %q", got, tt.want)
+			}
+			for _, c := range ev.References {
+				if c.Txn != 1 || c.Xid != 7 || c.CommitLSN != 0x1000 || !strings.HasPrefix(c.Source, "public.gallery_photo.") {
+					t.Fatalf("reference %+v: want txn 1, xid 7, commit LSN 0/1000 and a source column", c)
+				}
+			}
+		})
+	}
+}
+
+// TestNewReferencesOfArraysAndJSON: every element of an array and every
+// string leaf at json_path that a row did not hold before is new.
+func TestNewReferencesOfArraysAndJSON(t *testing.T) {
+	cols := []cdccleaner.Column{
+		{Storage: "media", Schema: "public", Table: "doc", Name: "files"},
+		{Storage: "media", Schema: "public", Table: "doc", Name: "meta", JSONPath: mustJSONPath(t, "files[*].path")},
+	}
+	d := New(cols)
+	mustHandle(t, d, &pglogrepl.RelationMessage{RelationID: 9, Namespace: "public", RelationName: "doc", ReplicaIdentity: 'f',
+		Columns: []*pglogrepl.RelationMessageColumn{{Name: "id", DataType: 23}, {Name: "files", DataType: 1009}, {Name: "meta", DataType: 3802}}})
+	mustHandle(t, d, &pglogrepl.BeginMessage{FinalLSN: 0x2000, Xid: 8})
+	ev := mustHandle(t, d, &pglogrepl.UpdateMessage{RelationID: 9, OldTupleType: 'O',
+		OldTuple: tuple(s("1"), s(`{a.jpg,b.jpg}`), s(`{"files":[{"path":"j1.pdf"}]}`)),
+		NewTuple: tuple(s("1"), s(`{b.jpg,c.jpg}`), s(`{"files":[{"path":"j1.pdf"},{"path":"j2.pdf"}]}`))})
+	if got, want := refPaths(ev), []string{"media:c.jpg", "media:j2.pdf"}; !slices.Equal(got, want) {
+		t.Fatalf("references = %q, want %q", got, want)
+	}
+	if got, want := paths(ev), []string{"media:a.jpg"}; !slices.Equal(got, want) {
+		t.Fatalf("candidates = %q, want %q", got, want)
+	}
+}
+
+func mustJSONPath(t *testing.T, s string) cdccleaner.JSONPath {
+	t.Helper()
+	jp, err := cdccleaner.ParseJSONPath(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jp
+}
