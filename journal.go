@@ -62,3 +62,27 @@ type Journal interface {
 	// map.
 	Latest(ctx context.Context, storage string, paths []string, upTo []LSN) (map[string]JournalEntry, error)
 }
+
+// Reasons under which a dangling reference (JournalDangling) is recorded in
+// cdc_cleaner.failed_deletions.
+const (
+	// DanglingDeleted: the file was deleted for good (trash off).
+	DanglingDeleted = "dangling_deleted"
+	// DanglingPurged: the trash no longer holds the file, which was
+	// removed longer ago than the undo window (trash_retention).
+	DanglingPurged = "dangling_purged"
+	// DanglingMissing: the trash no longer holds the file although it was
+	// removed within the undo window (removed there by someone else).
+	DanglingMissing = "dangling_missing"
+	// DanglingAbsent: the file was already absent when the cleaner came
+	// to remove it.
+	DanglingAbsent = "dangling_absent"
+	// DanglingError: the storage refused to restore it for good.
+	DanglingError = "dangling_error"
+)
+
+// DanglingReasons returns every reason a dangling reference is recorded
+// under, for pre-declaring metric series.
+func DanglingReasons() []string {
+	return []string{DanglingDeleted, DanglingPurged, DanglingMissing, DanglingAbsent, DanglingError}
+}

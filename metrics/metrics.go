@@ -33,10 +33,17 @@ type Metrics struct {
 	// the storage they name (storage="" for none configured) does not
 	// honour messages.
 	MessagesIgnored *prometheus.CounterVec // storage
-	ConfirmedLSN    prometheus.Gauge
-	LagBytes        prometheus.Gauge
-	Streaming       prometheus.Gauge
-	DeleteLatency   prometheus.Histogram
+	// Restored counts removed files brought back because a committed row
+	// referenced them again (promise 7); Dangling those that could not be.
+	Restored *prometheus.CounterVec // storage
+	Dangling *prometheus.CounterVec // storage
+	// NewReferences counts paths that committed changes referenced anew
+	// and that were compared with the journal.
+	NewReferences *prometheus.CounterVec // storage
+	ConfirmedLSN  prometheus.Gauge
+	LagBytes      prometheus.Gauge
+	Streaming     prometheus.Gauge
+	DeleteLatency prometheus.Histogram
 }
 
 // New creates the metrics and registers them, with Go runtime and process
@@ -80,6 +87,15 @@ func New() *Metrics {
 		MessagesIgnored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cdc_cleaner_messages_ignored_total", Help: "cdc_cleaner logical decoding messages ignored because the storage they name does not honour messages (storage=\"\": none configured).",
 		}, []string{"storage"}),
+		Restored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cdc_cleaner_restored_total", Help: "Removed files brought back from the trash because a committed row referenced them again.",
+		}, []string{"storage"}),
+		Dangling: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cdc_cleaner_dangling_total", Help: "Removed files referenced again by a committed row that could not be restored (trash off, purged, or a storage error); recorded in cdc_cleaner.failed_deletions.",
+		}, []string{"storage"}),
+		NewReferences: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cdc_cleaner_new_references_total", Help: "Paths that committed changes referenced anew (INSERT values, UPDATE new values), compared with the journal.",
+		}, []string{"storage"}),
 		ConfirmedLSN: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cdc_cleaner_confirmed_lsn", Help: "The LSN up to which every change is settled, as a number.",
 		}),
@@ -99,6 +115,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Changes, m.Candidates, m.Deleted, m.Absent, m.AbsentRatio, m.KeptReferenced, m.Failed, m.Truncates, m.MessagesIgnored, m.OldValuesMissing, m.Held, m.SchemaProblems,
+		m.Restored, m.Dangling, m.NewReferences,
 		m.ConfirmedLSN, m.LagBytes, m.Streaming, m.DeleteLatency,
 	)
 	return m

@@ -121,7 +121,7 @@ func runDecode(t *testing.T, p *Pipeline, dec *decoder.Decoder, tr *replication.
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- p.decode(ctx, dec, tr, in, out, nil) }()
+	go func() { done <- p.decode(ctx, dec, tr, newOrder(), in, out, nil) }()
 	var got []*batch
 	for b := range out {
 		if len(got) == 0 && onFirst != nil {
@@ -265,7 +265,7 @@ func TestDecodeRegistersBeforeSending(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- p.decode(ctx, dec, tr, in, out, nil) }()
+	go func() { done <- p.decode(ctx, dec, tr, newOrder(), in, out, nil) }()
 
 	var got []string
 	settle := func(b *batch) {
@@ -377,7 +377,7 @@ func TestDecodeKeepalive(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		defer cancel()
 		done := make(chan error, 1)
-		go func() { done <- p.decode(ctx, dec, tr, in, out, nil) }()
+		go func() { done <- p.decode(ctx, dec, tr, newOrder(), in, out, nil) }()
 
 		// Wait until decode flushed both storages' batches of
 		// candidates: it read everything queued, the keepalive included.
@@ -497,7 +497,7 @@ func TestDecodeFlushesOldPartialBatchesOnCommit(t *testing.T) {
 	close(in)
 	out := make(chan *batch)
 	done := make(chan error, 1)
-	go func() { done <- p.decode(t.Context(), dec, replication.NewTracker(0), in, out, nil) }()
+	go func() { done <- p.decode(t.Context(), dec, replication.NewTracker(0), newOrder(), in, out, nil) }()
 	first := <-out
 	left := len(in)
 	for range out {
@@ -526,7 +526,7 @@ func TestDecodeRecordsTruncate(t *testing.T) {
 	close(in)
 	out := make(chan *batch, 100)
 	tr := replication.NewTracker(0)
-	if err := p.decode(t.Context(), dec, tr, in, out, nil); err != nil {
+	if err := p.decode(t.Context(), dec, tr, newOrder(), in, out, nil); err != nil {
 		t.Fatal(err)
 	}
 	var got []string

@@ -54,6 +54,15 @@ type Config struct {
 	// emit one, so a message naming another storage is ignored and counted.
 	Messages []string
 
+	// Journal keeps every removal and what became of the paths referenced
+	// again (promise 7). Without it (tests of other things), new
+	// references are not compared with anything.
+	Journal cdccleaner.Journal
+	// UndoWindow is, per storage, how long its trash keeps a removed file
+	// (trash_retention); a storage without trash is absent. It only words
+	// the reason of a dangling reference.
+	UndoWindow map[string]time.Duration
+
 	// Keep holds, per storage, glob patterns of paths never deleted (a
 	// model field's default file, say). See cdccleaner.MatchPattern for the
 	// syntax.
@@ -264,9 +273,10 @@ func (p *Pipeline) session(ctx context.Context) error {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	g, gctx := errgroup.WithContext(workCtx)
-	g.Go(func() error { return p.decode(gctx, dec, tracker, msgs, batches, streamDone) })
+	ord := newOrder()
+	g.Go(func() error { return p.decode(gctx, dec, tracker, ord, msgs, batches, streamDone) })
 	for range p.cfg.Workers {
-		g.Go(func() error { return p.work(gctx, tracker, batches) })
+		g.Go(func() error { return p.work(gctx, tracker, ord, batches) })
 	}
 
 	// A failing pipeline stops the stream too.
@@ -322,14 +332,36 @@ func (p *Pipeline) newDecoder() *decoder.Decoder {
 	return decoder.New(p.cfg.Columns, decoder.Messages(storages), decoder.Types(types))
 }
 
-// batch is up to BatchSize candidates of one storage, or failures to record
-// (a cdc_cleaner message that is not a valid request).
+// batch is up to BatchSize candidates of one storage, or as many new
+// references of one storage to compare with the journal (refs), or
+// failures to record (a cdc_cleaner message that is not a valid request).
 type batch struct {
 	storage  string
 	cands    []cdccleaner.Candidate
+	refs     []cdccleaner.Candidate
 	failures []cdccleaner.Failure
 	started  time.Time // when the first candidate was added
+
+	// after are the batches sent earlier that this one must wait for, and
+	// left is closed when it has settled (order.go).
+	after []*batch
+	left  chan struct{}
 }
+
+// isRefs reports whether b holds new references rather than candidates.
+func (b *batch) isRefs() bool { return b.refs != nil }
+
+// items are b's candidates or new references.
+func (b *batch) items() []cdccleaner.Candidate {
+	if b.isRefs() {
+		return b.refs
+	}
+	return b.cands
+}
+
+// watchRefs reports whether new references are compared with the journal:
+// not in a dry run, which removes nothing, and not without a journal.
+func (p *Pipeline) watchRefs() bool { return p.cfg.Journal != nil && !p.cfg.DryRun }
 
 // defaultMaxBatchAge is how long a partial batch may wait for more
 // candidates while other messages keep arriving. Without a limit, a rarely
@@ -341,11 +373,14 @@ const defaultMaxBatchAge = 200 * time.Millisecond
 // candidate with the tracker before a worker can see it. It flushes partial
 // batches whenever no message is waiting, so that a quiet stream is handled
 // at once and a busy one in full batches.
-func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replication.Tracker, in <-chan replication.Message, out chan<- *batch, streamDone <-chan struct{}) error {
+func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replication.Tracker, ord *order, in <-chan replication.Message, out chan<- *batch, streamDone <-chan struct{}) error {
 	defer close(out)
-	pending := map[string]*batch{}
+	pending := map[string]*batch{}     // candidates, by storage
+	pendingRefs := map[string]*batch{} // new references, by storage
 	missed := newMissedChanges()
 	send := func(b *batch) error {
+		b.left = make(chan struct{})
+		ord.enter(b)
 		select {
 		case out <- b:
 			return nil
@@ -354,10 +389,12 @@ func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replica
 		}
 	}
 	flushAll := func() error {
-		for s, b := range pending {
-			delete(pending, s)
-			if err := send(b); err != nil {
-				return err
+		for _, m := range []map[string]*batch{pending, pendingRefs} {
+			for s, b := range m {
+				delete(m, s)
+				if err := send(b); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -423,11 +460,13 @@ func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replica
 				}
 			}
 			tr.Commit(dec.Txn(), ev.EndLSN)
-			for st, b := range pending {
-				if time.Since(b.started) >= p.maxBatchAge {
-					delete(pending, st)
-					if err := send(b); err != nil {
-						return nil
+			for _, m := range []map[string]*batch{pending, pendingRefs} {
+				for st, b := range m {
+					if time.Since(b.started) >= p.maxBatchAge {
+						delete(m, st)
+						if err := send(b); err != nil {
+							return nil
+						}
 					}
 				}
 			}
@@ -472,6 +511,25 @@ func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replica
 					}
 				}
 			}
+			if !p.watchRefs() {
+				continue
+			}
+			for _, c := range ev.References {
+				tr.Emitted(c.Txn, 1)
+				p.cfg.Metrics.NewReferences.WithLabelValues(c.Storage).Inc()
+				b := pendingRefs[c.Storage]
+				if b == nil {
+					b = &batch{storage: c.Storage, refs: make([]cdccleaner.Candidate, 0, p.cfg.BatchSize), started: time.Now()}
+					pendingRefs[c.Storage] = b
+				}
+				b.refs = append(b.refs, c)
+				if len(b.refs) >= p.cfg.BatchSize {
+					delete(pendingRefs, c.Storage)
+					if err := send(b); err != nil {
+						return nil
+					}
+				}
+			}
 		case decoder.KindTruncate:
 			for _, t := range ev.Tables {
 				p.cfg.Metrics.Truncates.WithLabelValues(t).Inc()
@@ -483,7 +541,7 @@ func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replica
 }
 
 // work settles batches until in is closed or ctx ends.
-func (p *Pipeline) work(ctx context.Context, tr *replication.Tracker, in <-chan *batch) error {
+func (p *Pipeline) work(ctx context.Context, tr *replication.Tracker, ord *order, in <-chan *batch) error {
 	for {
 		var b *batch
 		var ok bool
@@ -495,16 +553,25 @@ func (p *Pipeline) work(ctx context.Context, tr *replication.Tracker, in <-chan 
 		case <-ctx.Done():
 			return nil
 		}
-		if len(b.failures) > 0 {
-			if err := p.record(ctx, b.storage, b.failures); err != nil {
-				return nil
-			}
-		} else if err := p.settle(ctx, b); err != nil {
-			// Only ctx ends a settle early; the batch stays unacknowledged.
+		if err := ord.wait(ctx, b); err != nil {
 			return nil
 		}
+		var err error
+		switch {
+		case len(b.failures) > 0:
+			err = p.record(ctx, b.storage, b.failures)
+		case b.isRefs():
+			err = p.revive(ctx, b)
+		default:
+			err = p.settle(ctx, b)
+		}
+		if err != nil {
+			// Only ctx ends a batch early; it stays unacknowledged.
+			return nil
+		}
+		ord.leave(b)
 		counts := map[uint64]int{}
-		for _, c := range b.cands {
+		for _, c := range b.items() {
 			counts[c.Txn]++
 		}
 		for _, f := range b.failures {

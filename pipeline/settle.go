@@ -54,6 +54,9 @@ func (p *Pipeline) settle(ctx context.Context, b *batch) error {
 			deniedSince[path] = time.Now()
 		}
 		s.apply(v)
+		if err := p.journalRemovals(ctx, s, v, results); err != nil {
+			return err
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -84,8 +87,11 @@ type settlement struct {
 	storage string
 	log     zerolog.Logger
 	// first is the first candidate of each distinct path: it stands for
-	// the others in logs and failure records.
+	// the others in logs and failure records. newer holds, for a path
+	// that vanished again later in the batch, its newest candidate, which
+	// the journal records.
 	first map[string]cdccleaner.Candidate
+	newer map[string]cdccleaner.Candidate
 	todo  []string // paths still to decide, each once
 
 	deleted, absent, kept, wouldDeleteN int
@@ -99,7 +105,13 @@ func (p *Pipeline) prepare(b *batch) *settlement {
 	s := &settlement{p: p, storage: b.storage, log: p.log.With().Str("storage", b.storage).Logger(), first: map[string]cdccleaner.Candidate{}}
 	keep := p.cfg.Keep[b.storage]
 	for _, c := range b.cands {
-		if _, seen := s.first[c.Path]; seen {
+		if f, seen := s.first[c.Path]; seen {
+			if c.CommitLSN > f.CommitLSN {
+				if s.newer == nil {
+					s.newer = map[string]cdccleaner.Candidate{}
+				}
+				s.newer[c.Path] = c
+			}
 			continue
 		}
 		s.first[c.Path] = c
@@ -116,6 +128,14 @@ func (p *Pipeline) prepare(b *batch) *settlement {
 		s.todo = append(s.todo, c.Path)
 	}
 	return s
+}
+
+// newest is the newest candidate of path in the batch.
+func (s *settlement) newest(path string) cdccleaner.Candidate {
+	if c, ok := s.newer[path]; ok {
+		return c
+	}
+	return s.first[path]
 }
 
 // keepReferenced keeps the paths to decide that refs says are referenced,
@@ -270,6 +290,12 @@ func (p *Pipeline) record(ctx context.Context, storage string, failures []cdccle
 	if p.cfg.DryRun {
 		return nil
 	}
+	return p.store(ctx, storage, failures)
+}
+
+// store writes failures (already logged) to cdc_cleaner.failed_deletions
+// and counts them, retrying until it can or ctx ends.
+func (p *Pipeline) store(ctx context.Context, storage string, failures []cdccleaner.Failure) error {
 	retry := newBackoff(p.cfg.RetryMin, p.cfg.RetryMax)
 	for {
 		err := p.cfg.Failures.RecordFailures(ctx, failures)
@@ -296,7 +322,7 @@ func (p *Pipeline) record(ctx context.Context, storage string, failures []cdccle
 func (p *Pipeline) waitVisible(ctx context.Context, b *batch) error {
 	var xids []uint32
 	seen := map[uint32]bool{}
-	for _, c := range b.cands {
+	for _, c := range b.items() {
 		if !seen[c.Xid] {
 			seen[c.Xid] = true
 			xids = append(xids, c.Xid)

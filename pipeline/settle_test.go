@@ -567,7 +567,7 @@ func TestWork(t *testing.T) {
 		in := make(chan *batch, 1)
 		in <- first
 		close(in)
-		if err := w.p.work(ctx, tr, in); err != nil {
+		if err := w.p.work(ctx, tr, newOrder(), in); err != nil {
 			t.Fatalf("work: %v", err)
 		}
 		if got := tr.Confirmed(); got != 100 {
@@ -580,7 +580,7 @@ func TestWork(t *testing.T) {
 		in = make(chan *batch, 1)
 		in <- second
 		close(in)
-		if err := w.p.work(ctx, tr, in); err != nil {
+		if err := w.p.work(ctx, tr, newOrder(), in); err != nil {
 			t.Fatalf("work: %v", err)
 		}
 		if got := tr.Confirmed(); got != 200 {
@@ -612,7 +612,7 @@ func TestWork(t *testing.T) {
 		in <- b
 		close(in)
 		done := make(chan error, 1)
-		go func() { done <- w.p.work(ctx, tr, in) }()
+		go func() { done <- w.p.work(ctx, tr, newOrder(), in) }()
 		select {
 		case err := <-done:
 			if err != nil {
@@ -636,7 +636,7 @@ func TestWork(t *testing.T) {
 		w := newWorld(t, worldOpts{})
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
-		if err := w.p.work(ctx, replication.NewTracker(100), make(chan *batch)); err != nil {
+		if err := w.p.work(ctx, replication.NewTracker(100), newOrder(), make(chan *batch)); err != nil {
 			t.Errorf("work: %v", err)
 		}
 	})

@@ -1,0 +1,257 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+)
+
+// journalRemovals writes to the journal what one deletion round removed
+// (v.deleted and v.absent; results say which went to the trash), before
+// the batch may settle: a re-reference found later must know where the
+// file went. It retries until it can or ctx ends.
+func (p *Pipeline) journalRemovals(ctx context.Context, s *settlement, v verdicts, results []cdccleaner.Result) error {
+	if p.cfg.Journal == nil || len(v.deleted)+len(v.absent) == 0 {
+		return nil
+	}
+	trash := make(map[string]string, len(results))
+	for _, r := range results {
+		if r.Trash != "" {
+			trash[r.Path] = r.Trash
+		}
+	}
+	entries := make([]cdccleaner.JournalEntry, 0, len(v.deleted)+len(v.absent))
+	add := func(path, event string) {
+		c := s.newest(path)
+		e := cdccleaner.JournalEntry{Storage: s.storage, Path: path, Event: event,
+			Source: c.Source, Xid: c.Xid, CommitLSN: c.CommitLSN, CommitTime: c.CommitTime}
+		if t := trash[path]; t != "" {
+			e.Event, e.Location = cdccleaner.JournalTrashed, t
+		}
+		entries = append(entries, e)
+	}
+	for _, path := range v.deleted {
+		add(path, cdccleaner.JournalDeleted)
+	}
+	for _, path := range v.absent {
+		add(path, cdccleaner.JournalAbsent)
+	}
+	return p.writeJournal(ctx, entries)
+}
+
+// writeJournal writes entries, retrying until it can or ctx ends: what is
+// not journaled must not be acknowledged.
+func (p *Pipeline) writeJournal(ctx context.Context, entries []cdccleaner.JournalEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	retry := newBackoff(p.cfg.RetryMin, p.cfg.RetryMax)
+	for {
+		err := p.cfg.Journal.Write(ctx, entries)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		p.log.Warn().Err(err).Int("entries", len(entries)).Dur("retry_in", retry.Next()).
+			Msg("writing the journal failed; holding the LSN and retrying")
+		if !retry.Wait(ctx) {
+			return ctx.Err()
+		}
+	}
+}
+
+// revive compares the new references of b with the journal (promise 7): a
+// path whose newest entry, up to the commit of its newest reference in b,
+// is a removal was removed before a committed row referenced it again. It
+// is restored from the trash; when it cannot be, the dangling reference is
+// recorded in cdc_cleaner.failed_deletions. Either way the journal says
+// what happened, so that a replay after a crash finds it handled.
+//
+// The order of batches (order.go) makes every earlier removal of these
+// paths journaled before revive looks, and makes later removals wait until
+// b's transactions are visible to their reference checks.
+func (p *Pipeline) revive(ctx context.Context, b *batch) error {
+	if err := p.waitVisible(ctx, b); err != nil {
+		return err
+	}
+	newest := make(map[string]cdccleaner.Candidate, len(b.refs))
+	var paths []string
+	for _, c := range b.refs {
+		n, seen := newest[c.Path]
+		if !seen {
+			paths = append(paths, c.Path)
+		}
+		if !seen || c.CommitLSN >= n.CommitLSN {
+			newest[c.Path] = c
+		}
+	}
+	upTo := make([]cdccleaner.LSN, len(paths))
+	for i, path := range paths {
+		upTo[i] = newest[path].CommitLSN
+	}
+	latest, err := p.latest(ctx, b.storage, paths, upTo)
+	if err != nil {
+		return err
+	}
+	if len(latest) == 0 {
+		return nil
+	}
+	var entries []cdccleaner.JournalEntry
+	var dangling []cdccleaner.Failure
+	for _, path := range paths {
+		removed, ok := latest[path]
+		if !ok || !cdccleaner.IsRemoval(removed.Event) {
+			continue // never removed, or already brought back or reported
+		}
+		ref := newest[path]
+		a, err := p.bringBack(ctx, b.storage, path, removed)
+		if err != nil {
+			return err
+		}
+		entries = append(entries, cdccleaner.JournalEntry{Storage: b.storage, Path: path, Event: a.event,
+			Source: ref.Source, Xid: ref.Xid, CommitLSN: ref.CommitLSN, CommitTime: ref.CommitTime, Detail: a.detail})
+		table, column := p.splitSource(ref.Source)
+		log := p.log.With().Str("storage", b.storage).Str("path", path).Str("source", ref.Source).
+			Uint32("xid", ref.Xid).Stringer("commit_lsn", ref.CommitLSN).
+			Str("removed", removed.Event).Stringer("removed_lsn", removed.CommitLSN).Time("removed_at", removed.At).Logger()
+		switch a.event {
+		case cdccleaner.JournalRestored:
+			p.cfg.Metrics.Restored.WithLabelValues(b.storage).Inc()
+			log.Info().Msgf("restored %s: a committed row of %s references it again (column %s)", path, table, column)
+		case cdccleaner.JournalOccupied:
+			log.Info().Msgf("referenced again by %s (column %s), and a file exists at %s: left alone (%s)", table, column, path, a.detail)
+		case cdccleaner.JournalDangling:
+			p.cfg.Metrics.Dangling.WithLabelValues(b.storage).Inc()
+			log.Error().Str("table", table).Str("column", column).Str("reason", a.reason).Str("error", a.detail).
+				Msgf("dangling reference: %s.%s references %s, which the cleaner removed and cannot restore; recorded in cdc_cleaner.failed_deletions", table, column, path)
+			dangling = append(dangling, cdccleaner.Failure{Candidate: ref, Reason: a.reason, Detail: a.detail})
+		}
+	}
+	if err := p.writeJournal(ctx, entries); err != nil {
+		return err
+	}
+	return p.store(ctx, b.storage, dangling)
+}
+
+// latest asks the journal, retrying until it answers or ctx ends.
+func (p *Pipeline) latest(ctx context.Context, storage string, paths []string, upTo []cdccleaner.LSN) (map[string]cdccleaner.JournalEntry, error) {
+	retry := newBackoff(p.cfg.RetryMin, p.cfg.RetryMax)
+	for {
+		latest, err := p.cfg.Journal.Latest(ctx, storage, paths, upTo)
+		if err == nil {
+			return latest, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		p.log.Warn().Err(err).Str("storage", storage).Int("paths", len(paths)).Dur("retry_in", retry.Next()).
+			Msg("reading the journal failed; holding the LSN and retrying")
+		if !retry.Wait(ctx) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// answer is what became of one re-referenced path: a journal event, and
+// for a dangling one the reason it is recorded under.
+type answer struct {
+	event, reason, detail string
+}
+
+// bringBack restores path, removed as the journal entry says, or tells why
+// it cannot. Transient storage errors are retried with backoff; only the
+// end of ctx returns an error.
+func (p *Pipeline) bringBack(ctx context.Context, storage, path string, removed cdccleaner.JournalEntry) (answer, error) {
+	st := p.cfg.Storages[storage]
+	retry := newBackoff(p.cfg.RetryMin, p.cfg.RetryMax)
+	var deniedSince time.Time
+	for {
+		a, err := p.tryBringBack(ctx, st, storage, path, removed)
+		if err == nil {
+			return a, nil
+		}
+		if ctx.Err() != nil {
+			return answer{}, ctx.Err()
+		}
+		if cdccleaner.IsPermission(err) {
+			if deniedSince.IsZero() {
+				deniedSince = time.Now()
+			} else if waited := time.Since(deniedSince); waited >= p.cfg.PermissionPatience {
+				err = cdccleaner.Permanent(cdccleaner.ReasonPermissionDenied, fmt.Errorf("permission denied for %s: %w", waited.Round(time.Second), err))
+			}
+		}
+		if cdccleaner.IsPermanent(err) {
+			return answer{cdccleaner.JournalDangling, cdccleaner.DanglingError,
+				fmt.Sprintf("%s at %s; restoring it failed: %v", removed.Event, removed.At.Format(time.RFC3339), err)}, nil
+		}
+		p.log.Warn().Err(err).Str("storage", storage).Str("path", path).Dur("retry_in", retry.Next()).
+			Msg("restoring a re-referenced file failed transiently; holding the LSN and retrying")
+		if !retry.Wait(ctx) {
+			return answer{}, ctx.Err()
+		}
+	}
+}
+
+// tryBringBack is one attempt of bringBack.
+func (p *Pipeline) tryBringBack(ctx context.Context, st cdccleaner.Storage, storage, path string, removed cdccleaner.JournalEntry) (answer, error) {
+	when := removed.At.UTC().Format(time.RFC3339)
+	if removed.Event == cdccleaner.JournalTrashed {
+		r, ok := st.(cdccleaner.Restorer)
+		if !ok {
+			return answer{cdccleaner.JournalDangling, cdccleaner.DanglingError,
+				fmt.Sprintf("trashed at %s to %s, and storage %q cannot restore", when, removed.Location, storage)}, nil
+		}
+		outcome, err := r.Restore(ctx, path, removed.Location)
+		if err != nil {
+			return answer{}, err
+		}
+		switch outcome {
+		case cdccleaner.Restored:
+			return answer{event: cdccleaner.JournalRestored, detail: "from " + removed.Location}, nil
+		case cdccleaner.Occupied:
+			return answer{event: cdccleaner.JournalOccupied,
+				detail: fmt.Sprintf("a file exists at the path (a new upload, or restored before a restart); the copy trashed at %s stays in %s until purged", when, removed.Location)}, nil
+		}
+		if window, ok := p.cfg.UndoWindow[storage]; ok && time.Since(removed.At) >= window {
+			return answer{cdccleaner.JournalDangling, cdccleaner.DanglingPurged,
+				fmt.Sprintf("trashed at %s, and purged from the trash after the undo window (trash_retention %s)", when, window)}, nil
+		}
+		return answer{cdccleaner.JournalDangling, cdccleaner.DanglingMissing,
+			fmt.Sprintf("trashed at %s to %s, which no longer holds it (removed by someone else?)", when, removed.Location)}, nil
+	}
+	// Deleted for good, or absent when the cleaner came: nothing to
+	// restore, unless a file is there again (a new upload).
+	if s, ok := st.(cdccleaner.Statter); ok {
+		_, err := s.Stat(path)
+		switch {
+		case err == nil:
+			return answer{event: cdccleaner.JournalOccupied, detail: fmt.Sprintf("%s at %s; a file exists at the path again (a new upload)", removed.Event, when)}, nil
+		case !errors.Is(err, fs.ErrNotExist):
+			return answer{}, err
+		}
+	}
+	if removed.Event == cdccleaner.JournalDeleted {
+		return answer{cdccleaner.JournalDangling, cdccleaner.DanglingDeleted,
+			fmt.Sprintf("deleted for good at %s: trash is off for storage %q (README: Undo window)", when, storage)}, nil
+	}
+	return answer{cdccleaner.JournalDangling, cdccleaner.DanglingAbsent,
+		fmt.Sprintf("already absent when the cleaner came to remove it at %s", when)}, nil
+}
+
+// splitSource splits a candidate's source, "schema.table.column" for a
+// configured column, into "schema.table" and "column"; any other source
+// ("message") is all table.
+func (p *Pipeline) splitSource(source string) (table, column string) {
+	for _, c := range p.cfg.Columns {
+		if c.Source() == source {
+			return c.Schema + "." + c.Table, c.Name
+		}
+	}
+	return source, ""
+}
