@@ -76,6 +76,7 @@ func TestLoadFull(t *testing.T) {
 			"media": {
 				Type:           "local",
 				Root:           "/srv/app/media",
+				Trash:          true, // the default
 				TrashPrefix:    ".trash/",
 				TrashRetention: 720 * time.Hour,
 			},
@@ -641,7 +642,8 @@ func TestValidate(t *testing.T) {
 		}, nil},
 		{"empty http.listen disables", func(c *Config) { c.HTTP.Listen = "" }, nil},
 		{"trash on", func(c *Config) { c.Storages["media"].Trash = true }, nil},
-		{"trash off, no prefix", func(c *Config) { c.Storages["media"].TrashPrefix = "" }, nil},
+		{"trash off, no prefix", func(c *Config) { c.Storages["media"].Trash = false; c.Storages["media"].TrashPrefix = "" }, nil},
+		{"trash on by default, no prefix", func(c *Config) { c.Storages["media"].TrashPrefix = "" }, []string{"storages.media.trash_prefix: empty; the default is .trash/"}},
 		{"status interval is an example of many problems at once", func(c *Config) {
 			c.Postgres.URL = ""
 			c.Postgres.StatusInterval = 0

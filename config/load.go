@@ -31,9 +31,13 @@ func DefaultConfig() *Config {
 }
 
 // DefaultStorage returns the settings a storage starts from before its
-// entry in the file is read: trash_prefix ".trash/", trash_retention 720h.
+// entry in the file is read: trash on, trash_prefix ".trash/",
+// trash_retention 720h. Trash is on by default for promise 7: a removed
+// file that a committed row references again can only come back from the
+// trash, within its retention (the undo window).
 func DefaultStorage() *Storage {
 	return &Storage{
+		Trash:          true,
 		TrashPrefix:    ".trash/",
 		TrashRetention: 720 * time.Hour,
 	}
