@@ -396,7 +396,8 @@ func perfBigTransaction(t *testing.T, n int, r *report) {
 // perfLatency runs tx single-row DELETE transactions at rate per second
 // (open loop: each starts at its scheduled time, whatever the ones before
 // did) and measures, per file, from the moment the client saw its COMMIT
-// acknowledged to the moment inotify saw the file unlinked.
+// acknowledged to the moment inotify saw the file leave its path (unlinked,
+// or moved to the trash, which is on by default).
 func perfLatency(t *testing.T, tx, rate int, r *report) {
 	e := perfEnv(t)
 	e.put("lat/keep.jpg") // keeps the watched directory from being pruned
@@ -491,7 +492,7 @@ func watchDeletes(t *testing.T, dir string) *deleteWatcher {
 	if err != nil {
 		t.Fatalf("inotify_init1: %v", err)
 	}
-	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_DELETE); err != nil {
+	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_DELETE|unix.IN_MOVED_FROM); err != nil {
 		unix.Close(fd)
 		t.Fatalf("inotify_add_watch %s: %v", dir, err)
 	}
@@ -521,7 +522,7 @@ func (w *deleteWatcher) read() {
 			if mask&unix.IN_Q_OVERFLOW != 0 {
 				w.err = fmt.Errorf("inotify queue overflowed")
 			}
-			if mask&unix.IN_DELETE != 0 {
+			if mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0 {
 				w.seen[name] = now
 			}
 			off += unix.SizeofInotifyEvent + l
