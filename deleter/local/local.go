@@ -43,7 +43,8 @@ var (
 	_ cdccleaner.Storage  = (*Storage)(nil)
 	_ cdccleaner.Lister   = (*Storage)(nil)
 	_ cdccleaner.Statter  = (*Storage)(nil)
-	_ cdccleaner.Trasher = (*Storage)(nil)
+	_ cdccleaner.Trasher  = (*Storage)(nil)
+	_ cdccleaner.Restorer = (*Storage)(nil)
 )
 
 // New opens the directory root. It fails if root does not exist or is
