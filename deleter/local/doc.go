@@ -1,6 +1,6 @@
 // Package local is the storage on a local directory: it implements
-// cdccleaner.Storage, Lister, Statter and Trasher without ever touching
-// anything outside the configured root.
+// cdccleaner.Storage, Lister, Statter, Trasher and Restorer without ever
+// touching anything outside the configured root.
 //
 // Every path is checked by cdccleaner.ValidatePath before anything else
 // happens: a path that is empty, absolute, contains a NUL byte, has a ".."
@@ -10,7 +10,8 @@
 // can neither remove a directory, nor follow a final symlink, nor leave the
 // root through a symlinked parent. With trash on, the file is renamed into
 // the trash directory under the same rules instead, and PurgeTrash removes
-// it once its retention is over.
+// it once its retention is over; Restore moves it back, never replacing
+// what has appeared at its path since.
 //
 // Errors carry a machine-readable reason (see cdccleaner's Reason
 // constants): permanent errors are recorded as failed deletions and never

@@ -1,5 +1,18 @@
 package local
 
+import "testing"
+
 // Classify exposes classify to the external tests, which cannot provoke
 // every errno on a real file system (permission bits do not stop root).
 var Classify = classify
+
+// RenameNoReplace is the real renameat2(RENAME_NOREPLACE) Restore uses.
+var RenameNoReplace = renameNoReplace
+
+// SetRenameNoReplace makes Restore call fn instead of renameat2 with
+// RENAME_NOREPLACE until t ends. Tests that call it cannot be parallel.
+func SetRenameNoReplace(t *testing.T, fn func(olddirfd int, oldname string, newdirfd int, newname string) error) {
+	saved := renameNoReplace
+	renameNoReplace = fn
+	t.Cleanup(func() { renameNoReplace = saved })
+}

@@ -193,8 +193,9 @@ func validBySpec(p string) bool {
 
 // FuzzValidatePathConfined deletes a fuzzed path from a Local on a real
 // tree (fuzzTree: symlinks to outside and inside the root, a FIFO), once
-// removing and once trashing, both pruning empty directories, and then
-// purges the trash. It checks that:
+// removing and once trashing, both pruning empty directories, then
+// restores what it trashed, trashes it again and purges the trash. It
+// checks that:
 //
 //   - ValidatePath accepts exactly the relative, clean, NUL-free paths
 //     without ".." segments, and rejects the others as permanent
@@ -208,6 +209,9 @@ func validBySpec(p string) bool {
 //     Deleted; otherwise only directories change (pruned, or their times);
 //   - a trashed entry reappears under the trash prefix, the same file or
 //     link, and the trash is the only place where entries appear;
+//     Result.Trash names it, and is empty for anything not trashed;
+//   - restoring it puts the same entry back where it was, and the tree
+//     looks as before, apart from the trash;
 //   - purging the trash removes what is in it and nothing else.
 //
 // The seeds, hostile paths aimed at the tree fuzzTree builds, are in
@@ -247,6 +251,18 @@ func FuzzValidatePathConfined(f *testing.F) {
 			}
 			r := res[0]
 			checkDeleted(t, p, trash, root, verr, r, before, current)
+			if r.Trash != "" {
+				// Back from the trash, then into it again for the purge.
+				got, err := l.Restore(context.Background(), p, r.Trash)
+				restored := snapshot(t, dir)
+				checkRestored(t, p, r.Trash, root, got, err, before, restored)
+				again := l.Delete(context.Background(), []string{p})[0]
+				current = snapshot(t, dir)
+				if again.Outcome != cdccleaner.Deleted || again.Trash != r.Trash {
+					l.Close()
+					t.Fatalf("trash %q again after the restore = %v, Trash %q (err %v); want deleted, Trash %q", p, again.Outcome, again.Trash, again.Err, r.Trash)
+				}
+			}
 			if trash {
 				if _, err := l.PurgeTrash(context.Background(), time.Now().Add(time.Hour)); err != nil {
 					t.Errorf("PurgeTrash after Delete(%q): %v", p, err)
@@ -322,6 +338,13 @@ func checkDeleted(t *testing.T, p string, trash bool, root string, verr error, r
 	if len(gone) == 1 && filepath.Base(gone[0]) != path.Base(p) {
 		t.Fatalf("%s %q removed %s, another name", how, p, gone[0])
 	}
+	wantTrash := ""
+	if trash && r.Outcome == cdccleaner.Deleted && !strings.HasPrefix(p, fuzzTrashPrefix) {
+		wantTrash = fuzzTrashPrefix + p
+	}
+	if r.Trash != wantTrash {
+		t.Fatalf("%s %q = %v, Trash %q; want Trash %q", how, p, r.Outcome, r.Trash, wantTrash)
+	}
 	if r.Outcome != cdccleaner.Deleted {
 		if len(created) > 0 {
 			t.Fatalf("%s %q = %v but created %q", how, p, r.Outcome, created)
@@ -332,6 +355,33 @@ func checkDeleted(t *testing.T, p string, trash bool, root string, verr error, r
 		moved, ok := after[filepath.Join(trashDir, filepath.FromSlash(p))]
 		if !ok || moved.desc != before[gone[0]].desc || moved.ino != before[gone[0]].ino {
 			t.Fatalf("trash %q: %s is not in the trash (%+v)", p, gone[0], moved)
+		}
+	}
+}
+
+// checkRestored checks that restoring p from trash (a tree before it was
+// trashed -> after the restore) put the same entry back: every entry of
+// the tree before is there again, the non-directories the same inode with
+// the same type, permissions and content or target; only the trash has
+// entries the tree before did not.
+func checkRestored(t *testing.T, p, trash, root string, got cdccleaner.RestoreOutcome, err error, before, after map[string]entry) {
+	t.Helper()
+	if got != cdccleaner.Restored || err != nil {
+		t.Fatalf("restore %q from %q = %v, %v; want restored", p, trash, got, err)
+	}
+	trashDir := filepath.Join(root, filepath.FromSlash(strings.TrimSuffix(fuzzTrashPrefix, "/")))
+	for q, was := range before {
+		now, ok := after[q]
+		switch {
+		case !ok:
+			t.Errorf("restore %q: %s is missing", p, q)
+		case !was.isDir() && (now.desc != was.desc || now.ino != was.ino):
+			t.Errorf("restore %q: %s is %+v, was %+v", p, q, now, was)
+		}
+	}
+	for q := range after {
+		if _, ok := before[q]; !ok && q != trashDir && !strings.HasPrefix(q, trashDir+string(filepath.Separator)) {
+			t.Errorf("restore %q created %s", p, q)
 		}
 	}
 }

@@ -40,10 +40,11 @@ type Storage struct {
 }
 
 var (
-	_ cdccleaner.Storage = (*Storage)(nil)
-	_ cdccleaner.Lister  = (*Storage)(nil)
-	_ cdccleaner.Statter = (*Storage)(nil)
-	_ cdccleaner.Trasher = (*Storage)(nil)
+	_ cdccleaner.Storage  = (*Storage)(nil)
+	_ cdccleaner.Lister   = (*Storage)(nil)
+	_ cdccleaner.Statter  = (*Storage)(nil)
+	_ cdccleaner.Trasher  = (*Storage)(nil)
+	_ cdccleaner.Restorer = (*Storage)(nil)
 )
 
 // New opens the directory root. It fails if root does not exist or is
@@ -125,17 +126,21 @@ func (l *Storage) deleteIn(ctx context.Context, dir string, paths []string, idx 
 		if d == nil && openErr == nil {
 			d, openErr = l.root.OpenFile(dir, os.O_RDONLY|syscall.O_DIRECTORY, 0)
 		}
+		trashing := l.opts.Trash && !l.inTrash(p)
 		if openErr != nil {
 			results[i].Outcome, results[i].Err = classify(p, openErr, false)
-			continue
+		} else {
+			_, base := splitParent(p)
+			fn := l.unlinkAt
+			if trashing {
+				fn = l.trashOne
+			}
+			results[i].Outcome, results[i].Err = fn(p, dir, base, d)
+			removed = removed || results[i].Outcome == cdccleaner.Deleted
 		}
-		_, base := splitParent(p)
-		fn := l.unlinkAt
-		if l.opts.Trash && !l.inTrash(p) {
-			fn = l.trashOne
+		if trashing {
+			l.setTrash(&results[i])
 		}
-		results[i].Outcome, results[i].Err = fn(p, dir, base, d)
-		removed = removed || results[i].Outcome == cdccleaner.Deleted
 	}
 	if d == nil {
 		return
@@ -225,25 +230,42 @@ func (l *Storage) prune(dir string) {
 // error otherwise. isDir says whether p names a directory; it matters only
 // for EPERM, which POSIX lets unlink return for a directory.
 func classify(p string, err error, isDir bool) (cdccleaner.Outcome, error) {
-	var errno syscall.Errno
-	hasErrno := errors.As(err, &errno)
 	switch {
 	case err == nil:
 		return cdccleaner.Deleted, nil
-	case hasErrno && (errno == syscall.ENOENT || errno == syscall.ENOTDIR):
+	case isNotExist(err):
 		return cdccleaner.Absent, nil
+	}
+	return cdccleaner.Failed, failure("delete", p, err, isDir)
+}
+
+// isNotExist reports whether err says that a path does not exist: ENOENT,
+// or ENOTDIR for a parent component that is not a directory.
+func isNotExist(err error) bool {
+	var errno syscall.Errno
+	return errors.As(err, &errno) && (errno == syscall.ENOENT || errno == syscall.ENOTDIR)
+}
+
+// failure wraps err, from doing op ("delete", "restore") to p, as a
+// permanent error when retrying cannot help and leaves it transient
+// otherwise. isDir says whether the entry named p is a directory; it
+// matters only for EPERM, which POSIX lets unlink and link return for one.
+func failure(op, p string, err error, isDir bool) error {
+	var errno syscall.Errno
+	hasErrno := errors.As(err, &errno)
+	switch {
 	case isRootEscape(err):
-		return cdccleaner.Failed, cdccleaner.Permanent(cdccleaner.ReasonEscapesRoot, fmt.Errorf("delete %q: %w: %w", p, cdccleaner.ErrEscapesRoot, err))
+		return cdccleaner.Permanent(cdccleaner.ReasonEscapesRoot, fmt.Errorf("%s %q: %w: %w", op, p, cdccleaner.ErrEscapesRoot, err))
 	case hasErrno && (errno == syscall.EISDIR || errno == syscall.EPERM && isDir):
-		return cdccleaner.Failed, cdccleaner.Permanent(cdccleaner.ReasonIsDirectory, fmt.Errorf("delete %q: %w: %w", p, cdccleaner.ErrIsDirectory, err))
+		return cdccleaner.Permanent(cdccleaner.ReasonIsDirectory, fmt.Errorf("%s %q: %w: %w", op, p, cdccleaner.ErrIsDirectory, err))
 	case hasErrno && errno == syscall.ENAMETOOLONG:
-		return cdccleaner.Failed, cdccleaner.Permanent(cdccleaner.ReasonNameTooLong, fmt.Errorf("delete %q: %w", p, err))
+		return cdccleaner.Permanent(cdccleaner.ReasonNameTooLong, fmt.Errorf("%s %q: %w", op, p, err))
 	case hasErrno && errno == syscall.ELOOP:
-		return cdccleaner.Failed, cdccleaner.Permanent(cdccleaner.ReasonSymlinkLoop, fmt.Errorf("delete %q: %w", p, err))
+		return cdccleaner.Permanent(cdccleaner.ReasonSymlinkLoop, fmt.Errorf("%s %q: %w", op, p, err))
 	default:
 		// EACCES, EPERM on a file, EROFS, EIO, ENOSPC, EBUSY and anything
 		// unknown: the caller retries with backoff.
-		return cdccleaner.Failed, fmt.Errorf("delete %q: %w", p, err)
+		return fmt.Errorf("%s %q: %w", op, p, err)
 	}
 }
 

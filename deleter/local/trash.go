@@ -79,6 +79,33 @@ func (l *Storage) trashOne(p, dir, base string, d *os.File) (cdccleaner.Outcome,
 	return cdccleaner.Deleted, nil
 }
 
+// setTrash fills r.Trash for a path that was to be trashed: TrashPrefix+p
+// when it was moved there (Deleted), and also when it was Absent but the
+// trash holds an entry at that place, which an earlier attempt moved there
+// (a replay after a crash between the move and the journal write). The
+// entry is looked at with fstatat through the root, never following a
+// final symlink: a link is trashed as a link. A directory there is no
+// trashed file. When the trash cannot be looked at, the result fails,
+// transient or permanent as for Delete: Absent without Trash would tell
+// the caller that nothing of the file is left.
+func (l *Storage) setTrash(r *cdccleaner.Result) {
+	dst := l.opts.TrashPrefix + r.Path
+	switch r.Outcome {
+	case cdccleaner.Deleted:
+		r.Trash = dst
+	case cdccleaner.Absent:
+		info, err := l.root.Lstat(dst)
+		switch {
+		case err == nil && !info.IsDir():
+			r.Trash = dst
+		case err == nil || isNotExist(err):
+		default:
+			r.Outcome = cdccleaner.Failed
+			r.Err = fmt.Errorf("look for the trashed copy of %q: %w", r.Path, failure("stat", dst, err, false))
+		}
+	}
+}
+
 // PurgeTrash implements cdccleaner.Trasher: it walks TrashPrefix (never
 // following a symlink) and deletes files trashed before cutoff, then removes
 // trash directories left empty. Without trash it does nothing.

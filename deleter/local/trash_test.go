@@ -156,3 +156,54 @@ func TestLocalTrashRejectsBadPrefix(t *testing.T) {
 		}
 	}
 }
+
+// newTrashing returns a Local with trash on under ".trash/" and empty
+// directories pruned, on a fresh fixture.
+func newTrashing(t *testing.T) (*local.Storage, *localFixture) {
+	t.Helper()
+	return newLocal(t, local.Options{PruneEmptyDirs: true, Trash: true, TrashPrefix: ".trash/"})
+}
+
+func TestLocalDeleteReportsTrash(t *testing.T) {
+	l, fx := newTrashing(t)
+	fx.Put(t, ".trash/copy/file", []byte("c"))
+	fx.symlink(t, "../nowhere", ".trash/copy/link")
+	fx.mkdir(t, ".trash/copy/dir")
+	fx.Put(t, ".trash/copy/dir/f", []byte("d"))
+	tests := []struct {
+		path  string
+		trash string
+	}{
+		{path: "copy/file", trash: ".trash/copy/file"},
+		{path: "copy/link", trash: ".trash/copy/link"}, // a link is trashed as a link
+		{path: "copy/dir"},     // a directory is no trashed file
+		{path: "copy/dir/f/x"}, // ENOTDIR in the trash
+		{path: "copy/none"},
+	}
+	for _, tt := range tests {
+		r := l.Delete(context.Background(), []string{tt.path})[0]
+		if r.Outcome != cdccleaner.Absent || r.Trash != tt.trash || r.Err != nil {
+			t.Errorf("Delete(%q) = %v, Trash %q (err %v); want absent, Trash %q", tt.path, r.Outcome, r.Trash, r.Err, tt.trash)
+		}
+	}
+	// Trash off: never a Trash.
+	plain, pfx := newLocal(t, local.Options{})
+	pfx.Put(t, "a", []byte("a"))
+	pfx.Put(t, ".trash/b", []byte("b"))
+	for _, r := range plain.Delete(context.Background(), []string{"a", "b"}) {
+		if r.Trash != "" {
+			t.Errorf("Delete(%q) without trash: Trash %q", r.Path, r.Trash)
+		}
+	}
+}
+
+func TestLocalDeleteCannotLookInTrash(t *testing.T) {
+	l, fx := newTrashing(t)
+	outside := t.TempDir()
+	writeFile(t, filepath.Join(outside, "a.jpg"), []byte("outside"))
+	fx.symlink(t, outside, ".trash")
+	r := l.Delete(context.Background(), []string{"a.jpg"})[0]
+	if r.Outcome != cdccleaner.Failed || cdccleaner.Reason(r.Err) != cdccleaner.ReasonEscapesRoot || r.Trash != "" {
+		t.Fatalf("Delete of an absent path with the trash outside the root = %v, Trash %q (err %v); want failed, escapes_root", r.Outcome, r.Trash, r.Err)
+	}
+}

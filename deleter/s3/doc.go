@@ -1,7 +1,7 @@
 // Package s3 is the storage on a prefix of an S3 bucket (AWS or an
-// S3-compatible server): it implements cdccleaner.Storage, Lister, Statter
-// and Trasher. Apart from its test server (deleter/s3test), it is the only
-// package that imports the AWS SDK.
+// S3-compatible server): it implements cdccleaner.Storage, Lister, Statter,
+// Trasher and Restorer. Apart from its test server (deleter/s3test), it is
+// the only package that imports the AWS SDK.
 //
 // Every path is checked by cdccleaner.ValidatePath before it becomes a key
 // (Prefix + path). Objects are deleted with batched DeleteObjects requests,
@@ -10,7 +10,8 @@
 // an XML body cannot carry is deleted alone with DeleteObject. A response
 // that refuses some keys is examined key by key. With trash on, each object
 // is first copied under TrashPrefix, and PurgeTrash removes the copies once
-// their retention is over.
+// their retention is over; Restore copies one back, never over an object
+// that exists at its path, and deletes it from the trash.
 //
 // Server errors are Error values with the S3 code. Throttling, server
 // errors, timeouts and credential trouble are transient and retried by the

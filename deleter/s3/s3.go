@@ -68,10 +68,11 @@ type Storage struct {
 }
 
 var (
-	_ cdccleaner.Storage = (*Storage)(nil)
-	_ cdccleaner.Lister  = (*Storage)(nil)
-	_ cdccleaner.Statter = (*Storage)(nil)
-	_ cdccleaner.Trasher = (*Storage)(nil)
+	_ cdccleaner.Storage  = (*Storage)(nil)
+	_ cdccleaner.Lister   = (*Storage)(nil)
+	_ cdccleaner.Statter  = (*Storage)(nil)
+	_ cdccleaner.Trasher  = (*Storage)(nil)
+	_ cdccleaner.Restorer = (*Storage)(nil)
 )
 
 // New builds the client from the standard AWS credential chain
@@ -190,6 +191,11 @@ func (s *Storage) Delete(ctx context.Context, paths []string) []cdccleaner.Resul
 		})
 	}
 	g.Wait()
+	for i := range results {
+		if results[i].Outcome == cdccleaner.Failed {
+			results[i].Trash = "" // the object is still at its path
+		}
+	}
 	return results
 }
 
@@ -288,6 +294,8 @@ var transientS3Codes = map[string]bool{
 	"Throttling": true, "ThrottlingException": true, "RequestLimitExceeded": true, "TooManyRequests": true,
 	"RequestTimeTooSkewed": true, "ExpiredToken": true, "TokenRefreshRequired": true,
 	"InvalidAccessKeyId": true, "SignatureDoesNotMatch": true, "OperationAborted": true,
+	// A conditional write met a concurrent one; S3 says to retry.
+	"ConditionalRequestConflict": true,
 }
 
 // keyError classifies a per-key error of a DeleteObjects response.
@@ -408,8 +416,11 @@ func (s *Storage) Check(ctx context.Context) error {
 
 // copyToTrash copies the objects of paths[i], i in idx (those not already
 // in the trash), to the trash, and returns the positions whose original may
-// now be deleted: copied ones, and ones already in the trash. A missing
-// object is Absent; a failed copy fails its path (nothing is deleted).
+// now be deleted: copied ones, with their Result.Trash set, and ones
+// already in the trash. A missing object is Absent, with Result.Trash set
+// when the trash holds its copy (an earlier attempt copied it and deleted
+// the original, then crashed before the journal write); a failed copy, or
+// a failed look for that copy, fails its path (nothing is deleted).
 func (s *Storage) copyToTrash(ctx context.Context, paths []string, idx []int, results []cdccleaner.Result) []int {
 	ok := make([]bool, len(paths))
 	g := new(errgroup.Group)
@@ -421,19 +432,28 @@ func (s *Storage) copyToTrash(ctx context.Context, paths []string, idx []int, re
 		}
 		g.Go(func() error {
 			src := s.Key(paths[i])
+			trash := s.opts.TrashPrefix + paths[i]
 			rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 			defer cancel()
 			_, err := s.client.CopyObject(rctx, &awss3.CopyObjectInput{
 				Bucket:     aws.String(s.opts.Bucket),
-				Key:        aws.String(s.opts.Prefix + s.opts.TrashPrefix + paths[i]),
-				CopySource: aws.String(url.PathEscape(s.opts.Bucket) + "/" + escapeKey(src)),
+				Key:        aws.String(s.Key(trash)),
+				CopySource: aws.String(s.copySource(src)),
 			})
-			var apiErr smithy.APIError
 			switch {
 			case err == nil:
 				ok[i] = true
-			case errors.As(err, &apiErr) && (apiErr.ErrorCode() == "NoSuchKey" || apiErr.ErrorCode() == "NotFound"):
+				results[i].Trash = trash
+			case isNoSuchKey(err):
 				results[i].Outcome = cdccleaner.Absent
+				found, err := s.exists(ctx, s.Key(trash))
+				switch {
+				case err != nil:
+					results[i].Outcome = cdccleaner.Failed
+					results[i].Err = fmt.Errorf("look for s3://%s/%s, the trashed copy of a missing object: %w", s.opts.Bucket, s.Key(trash), err)
+				case found:
+					results[i].Trash = trash
+				}
 			default:
 				results[i].Outcome = cdccleaner.Failed
 				results[i].Err = fmt.Errorf("copy s3://%s/%s to the trash: %w", s.opts.Bucket, src, classifyS3(err))
@@ -449,6 +469,33 @@ func (s *Storage) copyToTrash(ctx context.Context, paths []string, idx []int, re
 		}
 	}
 	return out
+}
+
+// copySource is the CopySource of key: the bucket and the key, escaped.
+func (s *Storage) copySource(key string) string {
+	return url.PathEscape(s.opts.Bucket) + "/" + escapeKey(key)
+}
+
+// isNoSuchKey reports whether err is S3's answer for a missing object.
+func isNoSuchKey(err error) bool {
+	var apiErr smithy.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode() == "NoSuchKey" || apiErr.ErrorCode() == "NotFound")
+}
+
+// exists reports whether the object key exists, with HeadObject. A 404 is
+// false; other errors are classified as classifyS3 does.
+func (s *Storage) exists(ctx context.Context, key string) (bool, error) {
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	_, err := s.client.HeadObject(rctx, &awss3.HeadObjectInput{Bucket: aws.String(s.opts.Bucket), Key: aws.String(key)})
+	var re *smithyhttp.ResponseError
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound:
+		return false, nil
+	}
+	return false, classifyS3(err)
 }
 
 // escapeKey URL-encodes each segment of an object key for CopySource.

@@ -157,6 +157,16 @@ func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			f.deleteObjects(w, r, del)
 			return
 		}
+	case OpCopyObject:
+		// S3 refuses a copy with If-None-Match: * onto an existing key;
+		// gofakes3 v1.2.0 honours the condition on PutObject only.
+		if r.Header.Get("If-None-Match") == "*" {
+			bucket, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+			if _, err := f.backend.HeadObject(bucket, key); err == nil {
+				f.writeError(w, r, http.StatusPreconditionFailed, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
+				return
+			}
+		}
 	case OpDeleteObject:
 		if f.opts.KeyError != nil {
 			if code, msg := f.opts.KeyError(key); code != "" {
