@@ -78,5 +78,11 @@ type Restorer interface {
 	// alone. It is idempotent: a restore repeated after a crash finds the
 	// file at p and answers Occupied. An error is transient unless
 	// IsPermanent says otherwise; both paths are validated as for Delete.
+	//
+	// A caller must not restore a path while it deletes the same path: on
+	// S3 the restore deletes the trashed copy after copying it back, and a
+	// deletion in between would trash a copy to that same key. The
+	// pipeline orders removals and re-references of one path (see
+	// pipeline/order.go).
 	Restore(ctx context.Context, p, trash string) (RestoreOutcome, error)
 }
