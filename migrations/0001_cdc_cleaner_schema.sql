@@ -1,5 +1,6 @@
 -- cdc-cleaner's own schema: where candidates that could not be deleted are
--- recorded, so that nothing is lost silently, and which replication slots
+-- recorded, so that nothing is lost silently, the journal of what became
+-- of removed files, and which replication slots
 -- are the cleaner's own. `cdc-cleaner setup` runs this
 -- file; teams that apply schema changes with their own tool can apply it
 -- instead. It is idempotent.
@@ -47,6 +48,53 @@ CREATE TABLE IF NOT EXISTS cdc_cleaner.slots (
     created_at  timestamptz NOT NULL DEFAULT now(),
     adopted     boolean     NOT NULL DEFAULT false -- recorded by setup --adopt-slot, not created by it
 );
+
+-- The journal (promise 7): every removal of a stored file (trashed, deleted,
+-- already absent) and every answer to a path referenced again after one
+-- (restored, occupied: a new upload won, dangling: it could not be
+-- restored). run writes it before the slot confirms the transaction and
+-- reads it back for each new reference; `cdc-cleaner history PATH` shows it.
+-- It is pruned with the trash (trash_retention).
+--
+-- Append-only and written on the hot path, in one COPY per batch: so no
+-- primary key. id (an identity, never reused) only orders entries of equal
+-- commit LSN; a unique index on it would be one more index to update on
+-- every write and would serve no query. An entry written twice (a
+-- transaction replayed after a crash) is harmless: readers take the newest.
+CREATE TABLE IF NOT EXISTS cdc_cleaner.journal (
+    id          bigint      GENERATED ALWAYS AS IDENTITY,
+    storage     text        NOT NULL,              -- storage name from the configuration
+    path        text        NOT NULL,              -- path in the storage (NUL bytes and invalid UTF-8 replaced)
+    event       text        NOT NULL,              -- what became of it, see the CHECK below
+    location    text        NOT NULL DEFAULT '',   -- where a trashed file went, relative to the storage
+    source      text        NOT NULL DEFAULT '',   -- schema.table.column of the change
+    xid         bigint,                            -- transaction of the change
+    commit_lsn  pg_lsn      NOT NULL,              -- commit LSN of that transaction
+    commit_time timestamptz,                       -- commit time of that transaction
+    detail      text        NOT NULL DEFAULT '',   -- more, for people (why a reference dangles)
+    at          timestamptz NOT NULL DEFAULT now(), -- when the entry was written
+    CONSTRAINT journal_event_check CHECK (event IN ('trashed', 'deleted', 'absent', 'restored', 'occupied', 'dangling'))
+);
+
+-- The newest entry of a path up to a commit LSN (run, for every new
+-- reference) and all entries of a path (history). On a hash of the path:
+-- paths come from rows anyone may write, and a btree refuses entries
+-- larger than a third of a page ("index row size exceeds maximum"), which
+-- would make every write of a long path fail and hold the slot. Readers
+-- compare md5(path)::uuid, then path itself.
+CREATE INDEX IF NOT EXISTS journal_path_idx
+    ON cdc_cleaner.journal ((md5(path)::uuid), commit_lsn);
+
+-- Pruning deletes by age; rows are appended in time order, so a BRIN
+-- index (a few pages for millions of rows) finds old ones at almost no
+-- cost to writes.
+CREATE INDEX IF NOT EXISTS journal_at_idx
+    ON cdc_cleaner.journal USING brin (at);
+
+-- status counts restored, occupied and dangling entries: a small partial
+-- index of the rare events, which removals (nearly every row) never touch.
+CREATE INDEX IF NOT EXISTS journal_reference_idx
+    ON cdc_cleaner.journal (event) WHERE event NOT IN ('trashed', 'deleted', 'absent');
 
 -- The reference check reads json (not jsonb) columns through this function:
 -- a json value that jsonb refuses (a \u0000 escape, a lone surrogate) must

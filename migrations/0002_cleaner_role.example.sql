@@ -11,7 +11,9 @@
 -- from the slot), SELECT on the watched and protect columns only (all the
 -- reference check reads), INSERT on cdc_cleaner.failed_deletions with its id
 -- sequence, EXECUTE on cdc_cleaner.try_jsonb; SELECT on
--- failed_deletions, which `cdc-cleaner status` reads; and SELECT on
+-- failed_deletions, which `cdc-cleaner status` reads; INSERT, SELECT and
+-- DELETE on cdc_cleaner.journal, which run writes, reads back and prunes
+-- (and history and status read); and SELECT on
 -- cdc_cleaner.slots, where run checks that the slot is the cleaner's own. No CREATE, no other
 -- column, no superuser: the slot and the publication are created by an
 -- administrator (0003) and a REPLICATION role may stream from any slot.
@@ -76,6 +78,9 @@ GRANT SELECT ("image", "thumbnail") ON TABLE "public"."gallery_photo" TO "cdc_cl
 -- run records what it could not delete (INSERT, and the id sequence); status counts and lists it (SELECT)
 GRANT SELECT, INSERT ON TABLE cdc_cleaner.failed_deletions TO "cdc_cleaner_run";
 GRANT USAGE ON SEQUENCE cdc_cleaner.failed_deletions_id_seq TO "cdc_cleaner_run";
+
+-- run journals removals and restores and reads the journal back (INSERT, SELECT), prunes it with the trash (DELETE); history and status read it; its identity column needs no sequence grant
+GRANT SELECT, INSERT, DELETE ON TABLE cdc_cleaner.journal TO "cdc_cleaner_run";
 
 -- run streams only from a slot that cdc_cleaner.slots records as the cleaner's own
 GRANT SELECT ON TABLE cdc_cleaner.slots TO "cdc_cleaner_run";

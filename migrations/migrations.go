@@ -1,9 +1,9 @@
 // Package migrations holds the SQL that `cdc-cleaner setup` runs, for teams
 // that apply schema changes with their own migration tool:
 //
-//   - 0001_cdc_cleaner_schema.sql: schema cdc_cleaner, its failed_deletions
-//     table and the try_jsonb function; the same for every configuration,
-//     apply it as it is.
+//   - 0001_cdc_cleaner_schema.sql: schema cdc_cleaner, its failed_deletions,
+//     journal and slots tables and the try_jsonb function; the same for
+//     every configuration, apply it as it is.
 //   - 0002_cleaner_role.example.sql: the least-privilege role run logs in
 //     as, with SELECT on exactly the configured columns.
 //   - 0003_publication.example.sql: replica identity, the publication, the

@@ -53,7 +53,7 @@ const SlotComment = "the logical replication slot (pgoutput) the cleaner streams
 func SetupSQL(cfg *config.Config, serverVersion int, opts SetupOptions) []Statement {
 	var stmts []Statement
 	stmts = append(stmts, Statement{
-		Comment: "cdc-cleaner's own schema and the failed_deletions table (migrations/0001_cdc_cleaner_schema.sql)",
+		Comment: "cdc-cleaner's own schema, the failed_deletions and journal tables (migrations/0001_cdc_cleaner_schema.sql)",
 		SQL:     strings.TrimSpace(migrations.Schema),
 	})
 	tables := WatchedTables(cfg)
@@ -104,6 +104,11 @@ END`, cdccleaner.QuoteLiteral(t))),
 //   - INSERT on cdc_cleaner.failed_deletions and USAGE on its id sequence,
 //     where run records what it could not delete, and SELECT on it, which
 //     status reads (counts and the newest rows);
+//   - INSERT, SELECT and DELETE on cdc_cleaner.journal: run journals
+//     every removal and reads the journal back for each new reference,
+//     prunes it with the trash, and history and status read it. Its id is
+//     an identity column, which takes numbers from its sequence without
+//     USAGE on it, so no sequence grant;
 //   - SELECT on cdc_cleaner.slots, where run checks that the slot is the
 //     cleaner's own before it streams;
 //   - EXECUTE on cdc_cleaner.try_jsonb(json), through which the reference
@@ -192,6 +197,9 @@ END`, lit, lit)),
 		Comment: "run records what it could not delete (INSERT, and the id sequence); status counts and lists it (SELECT)",
 		SQL: fmt.Sprintf(`GRANT SELECT, INSERT ON TABLE cdc_cleaner.failed_deletions TO %[1]s;
 GRANT USAGE ON SEQUENCE cdc_cleaner.failed_deletions_id_seq TO %[1]s`, who),
+	}, Statement{
+		Comment: "run journals removals and restores and reads the journal back (INSERT, SELECT), prunes it with the trash (DELETE); history and status read it; its identity column needs no sequence grant",
+		SQL:     fmt.Sprintf("GRANT SELECT, INSERT, DELETE ON TABLE cdc_cleaner.journal TO %s", who),
 	}, Statement{
 		Comment: "run streams only from a slot that cdc_cleaner.slots records as the cleaner's own",
 		SQL:     fmt.Sprintf("GRANT SELECT ON TABLE cdc_cleaner.slots TO %s", who),

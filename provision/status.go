@@ -8,11 +8,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cdc-cleaner/cdc-cleaner/journal"
 	"github.com/cdc-cleaner/cdc-cleaner/ledger"
 )
 
 // SlotStatus is what `cdc-cleaner status` reports: the replication slot as
-// the server sees it, the publication, and the record of failed deletions.
+// the server sees it, the publication, the record of failed deletions and
+// the journal.
 // Its JSON form is what `status --json` prints; keys are never removed.
 type SlotStatus struct {
 	Slot     string `json:"slot"`
@@ -73,15 +75,39 @@ type SlotStatus struct {
 	FailedDeletions *int64                  `json:"failed_deletions"`
 	FailedLast24h   *int64                  `json:"failed_deletions_24h"`
 	RecentFailures  []ledger.FailedDeletion `json:"recent_failures"` // newest first, at most RecentFailuresLimit
+
+	// Journal is what cdc_cleaner.journal holds.
+	Journal JournalStatus `json:"journal"`
+}
+
+// JournalStatus is what status reports of cdc_cleaner.journal: its size
+// and the re-references it recorded (promise 7). The counts are nil when
+// the table does not exist or may not be read; Note then says why.
+type JournalStatus struct {
+	TableExists bool   `json:"table_exists"`
+	Note        string `json:"note,omitempty"`
+	// Rows counts the entries: exactly up to journal.ExactCountUpTo,
+	// above it the planner's estimate, and RowsEstimated is then set.
+	Rows          *int64 `json:"rows"`
+	RowsEstimated bool   `json:"rows_estimated"`
+	Bytes         *int64 `json:"bytes"` // with its indexes
+	// Restored: paths referenced again and moved back from the trash.
+	// Occupied: referenced again while a new file was at the path (it
+	// won; nothing was restored). Dangling: referenced again and could
+	// not be restored.
+	Restored *int64 `json:"restored"`
+	Occupied *int64 `json:"occupied"`
+	Dangling *int64 `json:"dangling"`
 }
 
 // RecentFailuresLimit is how many of the newest failed deletions Status
 // returns.
 const RecentFailuresLimit = 5
 
-// Status reads the state of the slot, the publication and the record of
-// failed deletions. A missing slot, publication or table is reported in the
-// result, not as an error; an error means the server could not be asked.
+// Status reads the state of the slot, the publication, the record of
+// failed deletions and the journal. A missing slot, publication or table is
+// reported in the result, not as an error; an error means the server could
+// not be asked.
 func Status(ctx context.Context, conn *pgx.Conn, slot, publication string) (*SlotStatus, error) {
 	s := &SlotStatus{Slot: slot, Publication: publication, PublicationTables: []string{}, RecentFailures: []ledger.FailedDeletion{}}
 	var version int
@@ -98,6 +124,9 @@ func Status(ctx context.Context, conn *pgx.Conn, slot, publication string) (*Slo
 		return nil, err
 	}
 	if err := failedStatus(ctx, conn, s); err != nil {
+		return nil, err
+	}
+	if err := journalStatus(ctx, conn, s); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -197,6 +226,26 @@ func failedStatus(ctx context.Context, conn *pgx.Conn, s *SlotStatus) error {
 	}
 	s.FailedDeletions, s.FailedLast24h = &sum.Total, &sum.Last24h
 	s.RecentFailures = append(s.RecentFailures, sum.Recent...)
+	return nil
+}
+
+func journalStatus(ctx context.Context, conn *pgx.Conn, s *SlotStatus) error {
+	c, err := journal.Count(ctx, conn)
+	if err != nil {
+		return err
+	}
+	j := &s.Journal
+	if !c.Exists {
+		j.Note = "table " + journal.Table + " does not exist: run cdc-cleaner setup (or apply migrations/)"
+		return nil
+	}
+	j.TableExists = true
+	if !c.CanSelect {
+		j.Note = "current user may not SELECT from " + journal.Table + ": GRANT SELECT ON " + journal.Table + " TO ..."
+		return nil
+	}
+	j.Rows, j.RowsEstimated, j.Bytes = &c.Rows, c.RowsEstimated, &c.Bytes
+	j.Restored, j.Occupied, j.Dangling = &c.Restored, &c.Occupied, &c.Dangling
 	return nil
 }
 

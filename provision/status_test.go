@@ -102,10 +102,16 @@ func TestSlotStatusJSONKeys(t *testing.T) {
 		"slot", "exists", "plugin", "active", "active_pid", "confirmed_flush_lsn", "restart_lsn", "current_wal_lsn",
 		"retained_bytes", "pending_bytes", "wal_status", "safe_wal_size", "invalidated", "publication",
 		"publication_exists", "publication_tables", "failed_deletions_table_exists", "failed_deletions",
-		"failed_deletions_24h", "recent_failures",
+		"failed_deletions_24h", "recent_failures", "journal",
 	} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("JSON has no key %q: %s", k, b)
+		}
+	}
+	j, _ := m["journal"].(map[string]any)
+	for _, k := range []string{"table_exists", "rows", "rows_estimated", "bytes", "restored", "occupied", "dangling"} {
+		if _, ok := j[k]; !ok {
+			t.Errorf("JSON has no key journal.%s: %s", k, b)
 		}
 	}
 }

@@ -48,6 +48,39 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	return nil
 }
 
+// parseFlagsAndArgs parses args for a command that takes arguments
+// besides its flags, before, between or after them, and returns those
+// arguments. After "--" everything is an argument, so that one may start
+// with "-". --help prints usage to stdout and returns errHelp.
+func parseFlagsAndArgs(fs *flag.FlagSet, args []string, stdout io.Writer) ([]string, error) {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "--help" || a == "-help" {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return nil, errHelp
+		}
+	}
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, configErr(err)
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		// flag stops at the first argument, or after "--".
+		if parsed := len(args) - len(rest); parsed > 0 && args[parsed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
 // loadConfig loads and validates the configuration file; any error is a
 // configuration error (exit 2).
 func loadConfig(path string) (*config.Config, error) {

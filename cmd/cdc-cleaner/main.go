@@ -46,6 +46,7 @@ func commands() []command {
 		{"status", "show the slot's state, the WAL it retains and failed deletions (--json for scripts)", cmdStatus},
 		{"scan", "list files no watched or protect column references; --delete removes them", cmdScan},
 		{"discover", "print the columns whose values are files of a storage, as YAML to paste", cmdDiscover},
+		{"history", "show when a path was removed, restored or left dangling, from the journal", cmdHistory},
 		{"teardown", "drop the slot and the publication, so no WAL is retained", cmdTeardown},
 		{"version", "print the version", cmdVersion},
 	}

@@ -33,9 +33,12 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 		`Shows the state of the replication slot: whether a cleaner is streaming from
 it (and the PID of the server process serving it), confirmed_flush_lsn, the WAL
 the slot retains (current WAL position - restart_lsn), wal_status and
-safe_wal_size, the publication and its tables, and the deletions recorded as
+safe_wal_size, the publication and its tables, the deletions recorded as
 failed in cdc_cleaner.failed_deletions (in total, in the last 24 hours, and
-the newest few).
+the newest few), and the journal of removals (cdc_cleaner.journal): its
+entries (estimated above 100000), its size, and how many removed paths
+referenced again were restored, found occupied by a new upload (which won),
+or left dangling (not restored; cdc-cleaner history PATH tells why).
 
 Pending work is shown as bytes of WAL, not as a number of files: "pending"
 is the WAL between the slot's confirmed_flush_lsn and the server's current
@@ -180,6 +183,21 @@ func printStatus(stdout io.Writer, cfg *config.Config, out statusJSON) {
 			fmt.Fprintf(fw, "  %s\t%s\t%q\t%s\n", f.RecordedAt.UTC().Format(time.RFC3339), f.Storage, f.Path, f.Reason)
 		}
 		fw.Flush()
+	}
+	switch j := st.Journal; {
+	case j.Rows == nil || j.Bytes == nil || j.Restored == nil || j.Occupied == nil || j.Dangling == nil:
+		note := j.Note
+		if note == "" {
+			note = "not read"
+		}
+		line("journal", "unknown: %s", note)
+	default:
+		entries := fmt.Sprintf("%d entries", *j.Rows)
+		if j.RowsEstimated {
+			entries = fmt.Sprintf("about %d entries (estimated)", *j.Rows)
+		}
+		line("journal", "%s, %s; restored %d, occupied %d (a new upload won), dangling %d",
+			entries, provision.HumanBytes(*j.Bytes), *j.Restored, *j.Occupied, *j.Dangling)
 	}
 	for _, p := range out.Problems {
 		fmt.Fprintf(stdout, "problem: %s\n", p)

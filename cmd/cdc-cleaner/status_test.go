@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -91,6 +92,7 @@ func TestPrintStatus(t *testing.T) {
 			RecentFailures: []ledger.FailedDeletion{
 				{Storage: "media", Path: "../x\n", Reason: "rejected_path", RecordedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)},
 			},
+			Journal: provision.JournalStatus{TableExists: true, Rows: n(1234), Bytes: n(90_112), Restored: n(2), Occupied: n(1), Dangling: n(3)},
 		}
 	}
 	tests := []struct {
@@ -112,6 +114,7 @@ func TestPrintStatus(t *testing.T) {
 			`  2025-01-02T03:04:05Z  media  "../x\n"  rejected_path`,
 			"hint: no cleaner is streaming",
 			"hint: 1 deletion failed in the last 24 hours",
+			"journal              1234 entries, 88.0 KiB; restored 2, occupied 1 (a new upload won), dangling 3\n",
 			"postgres://cleaner:xxxxx@127.0.0.1:1/app",
 		}, []string{"problem:", "retains 12.3 MiB"}},
 		{"active with lag", func(s *provision.SlotStatus) {
@@ -132,11 +135,35 @@ func TestPrintStatus(t *testing.T) {
 			s.WALStatus, s.Invalidated, s.InvalidationReason, s.RestartLSN, s.RetainedBytes = "lost", true, "wal_removed", "", nil
 		}, 1 << 30, []string{
 			"wal_status           lost (invalidated: wal_removed)",
+			"journal              1234 entries",
 			"restart_lsn          none",
 			"retained WAL         unknown",
 			"problem: replication slot \"cdc_cleaner\" is invalidated",
 		}, []string{"safe_wal_size", "hint: no cleaner"}},
 	}
+	tests = append(tests, []struct {
+		name   string
+		edit   func(*provision.SlotStatus)
+		maxLag int64
+		want   []string
+		not    []string
+	}{
+		{"journal estimated", func(s *provision.SlotStatus) {
+			s.Journal.Rows, s.Journal.RowsEstimated, s.Journal.Bytes = n(2_500_000), true, n(700<<20)
+		}, 1 << 30, []string{
+			"journal              about 2500000 entries (estimated), 700.0 MiB; restored 2, occupied 1 (a new upload won), dangling 3\n",
+		}, nil},
+		{"journal missing", func(s *provision.SlotStatus) {
+			s.Journal = provision.JournalStatus{Note: "table cdc_cleaner.journal does not exist: run cdc-cleaner setup (or apply migrations/)"}
+		}, 1 << 30, []string{
+			"journal              unknown: table cdc_cleaner.journal does not exist: run cdc-cleaner setup",
+		}, []string{"problem:", "restored"}},
+		{"journal not readable", func(s *provision.SlotStatus) {
+			s.Journal = provision.JournalStatus{TableExists: true, Note: "current user may not SELECT from cdc_cleaner.journal: GRANT SELECT ON cdc_cleaner.journal TO ..."}
+		}, 1 << 30, []string{
+			"journal              unknown: current user may not SELECT from cdc_cleaner.journal",
+		}, []string{"problem:", "restored"}},
+	}...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := base()
@@ -158,5 +185,36 @@ func TestPrintStatus(t *testing.T) {
 				t.Errorf("output contains the password:\n%s", out)
 			}
 		})
+	}
+}
+
+// TestStatusJSONJournal: status --json carries the journal under
+// "journal", beside the keys it had before.
+func TestStatusJSONJournal(t *testing.T) {
+	n := func(v int64) *int64 { return &v }
+	st := &provision.SlotStatus{Slot: "cdc_cleaner", Publication: "cdc_cleaner",
+		Journal: provision.JournalStatus{TableExists: true, Rows: n(150_000), RowsEstimated: true, Bytes: n(1 << 20), Restored: n(2), Occupied: n(0), Dangling: n(1)}}
+	b, err := json.Marshal(statusJSON{SlotStatus: st, Problems: st.Problems(), Warnings: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"table_exists": true, "rows": 150000.0, "rows_estimated": true, "bytes": float64(1 << 20), "restored": 2.0, "occupied": 0.0, "dangling": 1.0}
+	j, ok := m["journal"].(map[string]any)
+	if !ok {
+		t.Fatalf("no journal object: %s", b)
+	}
+	for k, v := range want {
+		if j[k] != v {
+			t.Errorf("journal.%s = %#v, want %#v", k, j[k], v)
+		}
+	}
+	for _, k := range []string{"slot", "failed_deletions", "healthy", "problems", "warnings"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("no key %q beside journal: %s", k, b)
+		}
 	}
 }

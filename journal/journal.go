@@ -1,0 +1,230 @@
+package journal
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+	"github.com/cdc-cleaner/cdc-cleaner/ledger"
+)
+
+// Table is the table the journal keeps.
+const Table = "cdc_cleaner.journal"
+
+var table = pgx.Identifier{"cdc_cleaner", "journal"}
+
+// columns are the columns Write copies into, in the order of its rows; id
+// and at take their defaults. CheckReadiness checks that the current role
+// may insert into each.
+var columns = []string{"storage", "path", "event", "location", "source", "xid", "commit_lsn", "commit_time", "detail"}
+
+// selectColumns are the columns readers scan, in the order scanEntry
+// expects.
+const selectColumns = `j.storage, j.path, j.event, j.location, j.source, j.xid, j.commit_lsn::text, j.commit_time, j.detail, j.at`
+
+// latestSQL finds, for each path and bound, the newest entry of the path
+// in storage $1 at or before the bound: one index scan per path
+// (journal_path_idx, on md5(path)::uuid and commit_lsn), whose few rows
+// are sorted to break ties of LSN by id. The md5 condition is what the
+// index is on; path = q.path rules out a collision.
+const latestSQL = `SELECT q.ord, ` + selectColumns + `
+	FROM unnest($2::text[], $3::text[]::pg_lsn[]) WITH ORDINALITY AS q(path, up_to, ord)
+	CROSS JOIN LATERAL (
+		SELECT * FROM ` + Table + ` j
+		WHERE md5(j.path)::uuid = md5(q.path)::uuid AND j.path = q.path
+			AND j.storage = $1 AND j.commit_lsn <= q.up_to
+		ORDER BY j.commit_lsn DESC, j.id DESC
+		LIMIT 1) j`
+
+// pruneSQL deletes at most $3 entries of storage $1 written before $2.
+// The inner query finds them through the BRIN index on at; the table has
+// no primary key, so the outer one deletes by ctid (a TID scan). Entries
+// are never updated, so a ctid found is the entry deleted; the conditions
+// are repeated so that this holds whatever runs concurrently.
+const pruneSQL = `DELETE FROM ` + Table + `
+	WHERE ctid = ANY (ARRAY(SELECT ctid FROM ` + Table + ` WHERE storage = $1 AND at < $2 LIMIT $3))
+		AND storage = $1 AND at < $2`
+
+// Journal implements cdccleaner.Journal on a connection pool.
+type Journal struct {
+	pool *pgxpool.Pool
+}
+
+var _ cdccleaner.Journal = (*Journal)(nil)
+
+// New returns a Journal writing and reading through pool.
+func New(pool *pgxpool.Pool) *Journal { return &Journal{pool: pool} }
+
+// Write copies entries into the table in one COPY statement; it returns nil
+// only once they are committed. Paths, locations, sources and details are
+// stored as ledger.Printable makes them (a NUL byte becomes U+FFFD).
+// Writing an entry again (a replay after a crash) adds a row the readers
+// treat as the newest of equal ones, which changes no answer. An entry
+// with an unknown event is refused before anything is written.
+func (j *Journal) Write(ctx context.Context, entries []cdccleaner.JournalEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	rows := make([][]any, len(entries))
+	for i, e := range entries {
+		if !knownEvent(e.Event) {
+			return fmt.Errorf("write %d journal entries: entry %d (%s %q): unknown event %q", len(entries), i, e.Storage, ledger.Printable(e.Path), e.Event)
+		}
+		var xid, commitTime any // NULL when unknown
+		if e.Xid != 0 {
+			xid = int64(e.Xid)
+		}
+		if !e.CommitTime.IsZero() {
+			commitTime = e.CommitTime
+		}
+		rows[i] = []any{
+			e.Storage, ledger.Printable(e.Path), e.Event, ledger.Printable(e.Location), ledger.Printable(e.Source),
+			xid, lsnArg(e.CommitLSN), commitTime, ledger.Printable(e.Detail),
+		}
+	}
+	n, err := j.pool.CopyFrom(ctx, table, columns, pgx.CopyFromRows(rows))
+	if err != nil {
+		return fmt.Errorf("write %d journal entries: %w", len(entries), err)
+	}
+	if n != int64(len(entries)) {
+		return fmt.Errorf("write %d journal entries: the server copied %d", len(entries), n)
+	}
+	return nil
+}
+
+// lsnArg is an LSN as COPY sends it. pgx has no pg_lsn type, so it
+// encodes a value for such a column by the value's Go type: an int64 goes
+// as int8, whose binary form (eight bytes, big-endian) is also pg_lsn's.
+// The conversion keeps all 64 bits.
+func lsnArg(l cdccleaner.LSN) int64 { return int64(l) }
+
+// Latest returns, for each paths[i] of storage, its newest entry whose
+// commit LSN is at or before upTo[i], among equal LSNs the one written
+// last; a path the journal knows nothing of (up to its bound) is not in
+// the map. It asks in one query, whatever the number of paths. A path
+// given more than once is answered for its highest bound. Keys are the
+// paths as given, and so is each entry's Path, although the table holds
+// ledger.Printable(path). len(upTo) must be len(paths).
+func (j *Journal) Latest(ctx context.Context, storage string, paths []string, upTo []cdccleaner.LSN) (map[string]cdccleaner.JournalEntry, error) {
+	if len(paths) != len(upTo) {
+		return nil, fmt.Errorf("look up %d paths in the journal: %d LSN bounds, want one per path", len(paths), len(upTo))
+	}
+	out := make(map[string]cdccleaner.JournalEntry)
+	if len(paths) == 0 {
+		return out, nil
+	}
+	// Each path once, with its highest bound.
+	index := make(map[string]int, len(paths))
+	var keys []string
+	var bounds []cdccleaner.LSN
+	for i, p := range paths {
+		k, ok := index[p]
+		if !ok {
+			index[p] = len(keys)
+			keys = append(keys, p)
+			bounds = append(bounds, upTo[i])
+			continue
+		}
+		bounds[k] = max(bounds[k], upTo[i])
+	}
+	printable := make([]string, len(keys))
+	lsns := make([]string, len(keys))
+	for i, p := range keys {
+		printable[i] = ledger.Printable(p)
+		lsns[i] = bounds[i].String()
+	}
+	fail := func(err error) error {
+		return fmt.Errorf("look up %d paths of storage %q in the journal: %w", len(keys), storage, err)
+	}
+	rows, err := j.pool.Query(ctx, latestSQL, storage, printable, lsns)
+	if err != nil {
+		return nil, fail(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		// Rows come in no particular order; ord says which path each
+		// answers.
+		var ord int64
+		var e cdccleaner.JournalEntry
+		if err := scanEntry(rows, &e, &ord); err != nil {
+			return nil, fail(err)
+		}
+		if ord < 1 || ord > int64(len(keys)) {
+			return nil, fail(fmt.Errorf("the server answered for path %d", ord))
+		}
+		e.Path = keys[ord-1]
+		out[e.Path] = e
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fail(err)
+	}
+	return out, nil
+}
+
+// scanEntry scans selectColumns into e; with ord, a leading ordinal too.
+func scanEntry(row pgx.Row, e *cdccleaner.JournalEntry, ord *int64) error {
+	var (
+		xid        *int64
+		lsn        string
+		commitTime *time.Time
+	)
+	dest := []any{&e.Storage, &e.Path, &e.Event, &e.Location, &e.Source, &xid, &lsn, &commitTime, &e.Detail, &e.At}
+	if ord != nil {
+		dest = append([]any{ord}, dest...)
+	}
+	if err := row.Scan(dest...); err != nil {
+		return err
+	}
+	if xid != nil {
+		e.Xid = uint32(*xid)
+	}
+	if commitTime != nil {
+		e.CommitTime = *commitTime
+	}
+	l, err := cdccleaner.ParseLSN(lsn)
+	if err != nil {
+		return err
+	}
+	e.CommitLSN = l
+	return nil
+}
+
+// Prune deletes the entries of storage written before before, at most batch
+// per statement, each statement its own transaction, so that a large
+// prune never holds locks or a snapshot for long; it returns how many it
+// deleted, also when ctx ends or a statement fails part way.
+func (j *Journal) Prune(ctx context.Context, storage string, before time.Time, batch int) (int64, error) {
+	if batch <= 0 {
+		return 0, fmt.Errorf("prune the journal of storage %q: batch size %d, want at least 1", storage, batch)
+	}
+	var total int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, fmt.Errorf("prune the journal of storage %q after %d entries: %w", storage, total, err)
+		}
+		tag, err := j.pool.Exec(ctx, pruneSQL, storage, before, batch)
+		if err != nil {
+			return total, fmt.Errorf("prune the journal of storage %q after %d entries: %w", storage, total, err)
+		}
+		n := tag.RowsAffected()
+		total += n
+		if n < int64(batch) {
+			return total, nil
+		}
+	}
+}
+
+// knownEvent reports whether event is one of the cdccleaner.Journal*
+// events, which the table's CHECK allows.
+func knownEvent(event string) bool {
+	switch event {
+	case cdccleaner.JournalTrashed, cdccleaner.JournalDeleted, cdccleaner.JournalAbsent,
+		cdccleaner.JournalRestored, cdccleaner.JournalOccupied, cdccleaner.JournalDangling:
+		return true
+	}
+	return false
+}
