@@ -7,8 +7,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+	"github.com/cdc-cleaner/cdc-cleaner/internal/periodic"
 	"github.com/cdc-cleaner/cdc-cleaner/ledger"
 )
 
@@ -227,4 +229,20 @@ func knownEvent(event string) bool {
 		return true
 	}
 	return false
+}
+
+// RunPruner deletes the entries of storage older than keep, at start and
+// then every interval, until ctx ends. Errors are logged and retried at the
+// next round.
+func (j *Journal) RunPruner(ctx context.Context, storage string, keep, interval time.Duration, log zerolog.Logger) {
+	periodic.Run(ctx, 0, interval, func(ctx context.Context) {
+		n, err := j.Prune(ctx, storage, time.Now().Add(-keep), 10_000)
+		switch {
+		case ctx.Err() != nil:
+		case err != nil:
+			log.Warn().Err(err).Msg("prune the journal")
+		case n > 0:
+			log.Info().Int64("pruned", n).Dur("kept_for", keep).Msg("pruned journal entries past their retention")
+		}
+	})
 }

@@ -162,6 +162,9 @@ func New(cfg Config) (*Pipeline, error) {
 	for name := range cfg.Storages {
 		cfg.Metrics.MessagesIgnored.WithLabelValues(name) // from 0, for rate()
 		cfg.Metrics.AbsentRatio.WithLabelValues(name)     // 0 until deletions settle
+		cfg.Metrics.Restored.WithLabelValues(name)
+		cfg.Metrics.Dangling.WithLabelValues(name)
+		cfg.Metrics.NewReferences.WithLabelValues(name)
 	}
 	cfg.Stream.Confirm = !cfg.DryRun
 	p := &Pipeline{

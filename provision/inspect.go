@@ -13,6 +13,7 @@ import (
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/catalog"
 	"github.com/cdc-cleaner/cdc-cleaner/config"
+	"github.com/cdc-cleaner/cdc-cleaner/journal"
 	"github.com/cdc-cleaner/cdc-cleaner/ledger"
 )
 
@@ -357,6 +358,30 @@ func inspectOwnObjects(ctx context.Context, conn Querier, r *Report) error {
 		}
 		if seq := ledgerReady.Sequence; seq != "" && !ledgerReady.CanUseSequence {
 			r.missingPrivilege(CodeCleanerSchema, "", "role %s may not use sequence %s, which numbers the rows of cdc_cleaner.failed_deletions: GRANT USAGE ON SEQUENCE %s TO %s", r.who(), seq, seq, r.who())
+		}
+	}
+
+	journalReady, err := journal.CheckReadiness(ctx, conn)
+	switch {
+	case err != nil:
+		return err
+	case !journalReady.Exists:
+		r.Findings = append(r.Findings, Finding{Severity: Problem, Code: CodeCleanerSchema, SetupFixes: true,
+			Message: "table cdc_cleaner.journal does not exist (the schema is from an earlier version): run cdc-cleaner setup (or apply migrations/0001_cdc_cleaner_schema.sql); run journals every removal there, so that a file a committed row references again can be restored (README: Undo window)"})
+	default:
+		var missing []string
+		if !journalReady.CanInsert {
+			missing = append(missing, "INSERT")
+		}
+		if !journalReady.CanSelect {
+			missing = append(missing, "SELECT")
+		}
+		if !journalReady.CanDelete {
+			missing = append(missing, "DELETE")
+		}
+		if len(missing) > 0 {
+			privs := strings.Join(missing, ", ")
+			r.missingPrivilege(CodeCleanerSchema, "", "role %s may not %s on cdc_cleaner.journal, where run journals removals, restores and dangling references: GRANT %s ON cdc_cleaner.journal TO %s", r.who(), privs, privs, r.who())
 		}
 	}
 

@@ -75,6 +75,7 @@ func healthyCatalog(relkind string) []answer {
 		{match: "FROM pg_namespace WHERE nspname = 'cdc_cleaner'", rows: [][]any{{true}}},
 		{match: "c.relname = 'failed_deletions'", rows: [][]any{{true, "cdc_cleaner.failed_deletions_id_seq", true}}},
 		{match: "failed_deletions_once_idx", rows: [][]any{{true}}},
+		{match: "c.relname = 'journal'", rows: [][]any{{true, true, true}}},
 		{match: "p.proname = 'try_jsonb'", rows: nil},
 	}
 }
@@ -115,6 +116,35 @@ func TestInspectReportsPublicationWithoutInsert(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no problem about the publication's inserts; findings:\n%s", findingLines(r))
+	}
+}
+
+// TestInspectReportsTheJournal: a schema from before the journal is a
+// problem setup fixes (run refuses to start on it), and a role that may not
+// write, read or prune the journal is told what to grant.
+func TestInspectReportsTheJournal(t *testing.T) {
+	tests := []struct {
+		name string
+		rows [][]any
+		want string
+	}{
+		{"missing", nil, "table cdc_cleaner.journal does not exist (the schema is from an earlier version): run cdc-cleaner setup"},
+		{"no privileges", [][]any{{false, true, false}}, "may not INSERT, DELETE on cdc_cleaner.journal"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := &fakeDB{t: t, answers: append([]answer{{match: "c.relname = 'journal'", rows: tt.rows}}, healthyCatalog("r")...)}
+			r, err := Inspect(context.Background(), db, loadConfig(t, inspectConfig))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range r.Problems() {
+				if strings.Contains(f.Message, tt.want) && f.Code == CodeCleanerSchema {
+					return
+				}
+			}
+			t.Fatalf("no problem saying %q; findings:\n%s", tt.want, findingLines(r))
+		})
 	}
 }
 

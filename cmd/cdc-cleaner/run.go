@@ -19,7 +19,9 @@ import (
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/catalog"
+	"github.com/cdc-cleaner/cdc-cleaner/config"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter"
+	"github.com/cdc-cleaner/cdc-cleaner/journal"
 	"github.com/cdc-cleaner/cdc-cleaner/ledger"
 	"github.com/cdc-cleaner/cdc-cleaner/metrics"
 	"github.com/cdc-cleaner/cdc-cleaner/pipeline"
@@ -96,6 +98,7 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 	}
 
 	m := metrics.New()
+	jnl := journal.New(pool)
 	p, err := pipeline.New(pipeline.Config{
 		Stream: replication.StreamConfig{
 			URL:            cfg.Postgres.URL,
@@ -110,6 +113,8 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 		Storages:       storages,
 		Refs:           refs,
 		Failures:       ledger.New(pool),
+		Journal:        jnl,
+		UndoWindow:     undoWindows(cfg),
 		Keep:           keepPatterns(cfg),
 		Messages:       messageStorages(cfg),
 		DeleteDelay:    cfg.DeleteDelay,
@@ -175,6 +180,23 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 		}
 		g.Go(func() error {
 			return deleter.RunPurger(gctx, t, s.TrashRetention, purgeInterval(s.TrashRetention), plog)
+		})
+	}
+	for name, s := range cfg.Storages {
+		if cfg.DryRun {
+			break
+		}
+		// Journal entries outlive the trash by one more retention, so
+		// that a path referenced again after its copy was purged is still
+		// reported as a dangling reference.
+		keep := 2 * s.TrashRetention
+		if keep <= 0 { // trash off without a retention
+			keep = 2 * config.DefaultStorage().TrashRetention
+		}
+		jlog := log.With().Str("component", "journal").Str("storage", name).Logger()
+		g.Go(func() error {
+			jnl.RunPruner(gctx, name, keep, purgeInterval(s.TrashRetention), jlog)
+			return nil
 		})
 	}
 	if ln != nil {

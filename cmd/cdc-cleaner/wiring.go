@@ -192,6 +192,18 @@ func messageStorages(cfg *config.Config) []string {
 	return out
 }
 
+// undoWindows is, per storage with trash on, its trash retention: how long
+// a removed file can come back.
+func undoWindows(cfg *config.Config) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for name, s := range cfg.Storages {
+		if s.Trash {
+			out[name] = s.TrashRetention
+		}
+	}
+	return out
+}
+
 // purgeInterval is how often a trash is purged: often enough that files
 // leave within a few percent of their retention, at most hourly.
 func purgeInterval(retention time.Duration) time.Duration {
