@@ -63,6 +63,7 @@ func TestPerformance(t *testing.T) {
 	ok = t.Run("latency", func(t *testing.T) { perfLatency(t, latTx, *perfRate, r) }) && ok
 	ok = t.Run("reference check", func(t *testing.T) { perfRefcheck(t, 10*n, r) }) && ok
 	ok = t.Run("s3", func(t *testing.T) { perfS3(t, max(n/5, 1000), r) }) && ok
+	ok = t.Run("inserts", func(t *testing.T) { perfInserts(t, n, r) }) && ok
 	if !ok {
 		return
 	}
@@ -93,6 +94,7 @@ type report struct {
 	refBatchIdx, refBatchSeq  time.Duration // per batch of refBatch paths
 	s3Objects                 int
 	s3Time                    time.Duration
+	inserts                   insertReport
 	pgVersion, goVersion, cpu string
 }
 
@@ -141,6 +143,7 @@ func (r *report) write(w io.Writer) {
 		row(fmt.Sprintf("S3 deletes/s, batched, loopback gofakes3, %s objects, commit to last deleted", thousands(r.s3Objects)),
 			thousands(int(float64(r.s3Objects)/r.s3Time.Seconds())), "")
 	}
+	r.inserts.write(row)
 }
 
 func verdict(ok bool, target string) string {
