@@ -189,10 +189,10 @@ log:
 	scenes := []struct{ title, sql, expect string }{
 		{"A user uploads a new beach photo: Django saves the row, the old file stays behind",
 			`UPDATE gallery_photo SET image = 'photos/beach-v2.jpg' WHERE title = 'Beach'`,
-			"photos/beach.jpg is deleted; photos/beach-v2.jpg stays"},
+			"photos/beach.jpg goes to .trash/ (trash is on by default: the undo window); photos/beach-v2.jpg stays"},
 		{"A user deletes the Mountain photo",
 			`DELETE FROM gallery_photo WHERE title = 'Mountain'`,
-			"photos/mountain.jpg and thumbs/mountain.jpg are deleted"},
+			"photos/mountain.jpg and thumbs/mountain.jpg go to .trash/"},
 		{"A request deletes the Forest photo but its transaction rolls back",
 			`BEGIN; DELETE FROM gallery_photo WHERE title = 'Forest'; ROLLBACK`,
 			"nothing is deleted: only committed changes reach the slot"},
@@ -201,7 +201,10 @@ log:
 			"photos/lake.jpg stays: the reference check finds blog_post.cover"},
 		{"The blog post changes its cover: the last reference to lake.jpg goes",
 			`UPDATE blog_post SET cover = 'photos/forest.jpg'`,
-			"photos/lake.jpg is deleted; photos/forest.jpg stays (two rows use it)"},
+			"photos/lake.jpg goes to .trash/; photos/forest.jpg stays (two rows use it)"},
+		{"A re-sync job re-creates the Mountain photo with the same paths, in a later transaction",
+			`INSERT INTO gallery_photo (title, image, thumbnail) VALUES ('Mountain', 'photos/mountain.jpg', 'thumbs/mountain.jpg')`,
+			"photos/mountain.jpg and thumbs/mountain.jpg come back from .trash/: a file referenced again is restored"},
 	}
 	for _, s := range scenes {
 		step(s.title)
@@ -213,6 +216,13 @@ log:
 			return err
 		}
 		show(media)
+	}
+
+	step("cdc-cleaner history photos/mountain.jpg     (what the journal knows of a path)")
+	out, err = exec.Command(bin, "history", "--config", cfgPath, "photos/mountain.jpg").CombinedOutput()
+	fmt.Print(indent(string(out)))
+	if err != nil {
+		return fmt.Errorf("history: %w", err)
 	}
 
 	step("Stopping the cleaner (SIGTERM) and dropping slot and publication (cdc-cleaner teardown)")
