@@ -290,3 +290,33 @@ func TestDanglingReferenceWithTrashOff(t *testing.T) {
 		t.Errorf("journal of b.jpg = %q, want [deleted occupied]", got)
 	}
 }
+
+// TestScanRemovalsComeBack: what scan --delete removes is journaled as
+// run's removals are, so a row that references an orphan right after the
+// scan removed it gets the file back.
+func TestScanRemovalsComeBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{schema: photoSchema, watch: photoWatch})
+	e.put("kept.jpg", "orphan1.jpg", "orphan2.jpg")
+	e.exec(`INSERT INTO gallery_photo (id, image) VALUES (1, 'kept.jpg')`)
+	old := time.Now().Add(-48 * time.Hour)
+	for _, p := range []string{"kept.jpg", "orphan1.jpg", "orphan2.jpg"} {
+		if err := os.Chtimes(filepath.Join(e.root, p), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, code := e.cli("scan", "--delete", "--force"); code != 0 {
+		t.Fatalf("scan --delete: exit %d\n%s", code, out)
+	}
+	e.expect([]string{"kept.jpg", ".trash/orphan1.jpg", ".trash/orphan2.jpg"}, []string{"orphan1.jpg", "orphan2.jpg"})
+	if got := e.journal("orphan1.jpg"); !slices.Equal(got, []string{"trashed"}) {
+		t.Fatalf("journal of orphan1.jpg after scan --delete = %q, want [trashed]", got)
+	}
+	e.start()
+	e.exec(`INSERT INTO gallery_photo (id, image) VALUES (2, 'orphan1.jpg')`)
+	e.settle()
+	e.expect([]string{"orphan1.jpg", ".trash/orphan2.jpg"}, []string{"orphan2.jpg"})
+	if got := e.journal("orphan1.jpg"); !slices.Equal(got, []string{"trashed", "restored"}) {
+		t.Fatalf("journal of orphan1.jpg = %q, want [trashed restored]", got)
+	}
+}

@@ -43,6 +43,15 @@ type Config struct {
 	Store cdccleaner.Storage
 	// Refs answers which paths the database still references.
 	Refs cdccleaner.ReferenceChecker
+	// Journal, when set, records what a scan with Delete removed, as run
+	// does (promise 7), so that a file a committed row references again
+	// comes back from the trash. Position returns the server's current WAL
+	// position; it is read before each batch's reference re-check and
+	// stands for the removal's commit LSN: a row committed after it is
+	// compared with the removal, one committed before it was seen by the
+	// re-check.
+	Journal  cdccleaner.Journal
+	Position func(ctx context.Context) (cdccleaner.LSN, error)
 	// Keep are the storage's keep patterns, Exclude those of the scan
 	// (cdccleaner.MatchPattern globs). Matching files are never candidates.
 	Keep, Exclude []string
@@ -366,6 +375,13 @@ func (s *scanner) deleteBatch(ctx context.Context, batch []cdccleaner.File) erro
 			return err
 		}
 	}
+	var at cdccleaner.LSN
+	if s.cfg.Journal != nil {
+		var err error
+		if at, err = s.cfg.Position(ctx); err != nil {
+			return fmt.Errorf("read the WAL position for the journal: %w", err)
+		}
+	}
 	refs, _, err := s.referenced(ctx, batch)
 	if err != nil {
 		return err
@@ -402,7 +418,11 @@ func (s *scanner) deleteBatch(ctx context.Context, batch []cdccleaner.File) erro
 		for i, f := range doomed {
 			paths[i] = f.Path
 		}
-		for i, r := range s.cfg.Store.Delete(ctx, paths) {
+		results := s.cfg.Store.Delete(ctx, paths)
+		if err := s.journal(ctx, results, at); err != nil {
+			return err
+		}
+		for i, r := range results {
 			o := Orphan{File: doomed[i]}
 			switch r.Outcome {
 			case cdccleaner.Deleted:
@@ -428,6 +448,38 @@ func (s *scanner) deleteBatch(ctx context.Context, batch []cdccleaner.File) erro
 		}
 	}
 	return ctx.Err()
+}
+
+// SourceScan is the source of the journal entries a scan writes.
+const SourceScan = "scan"
+
+// journal records what one Delete removed (moved to the trash, deleted, or
+// found in the trash already), as removals at LSN at.
+func (s *scanner) journal(ctx context.Context, results []cdccleaner.Result, at cdccleaner.LSN) error {
+	if s.cfg.Journal == nil {
+		return nil
+	}
+	now := s.cfg.Now()
+	var entries []cdccleaner.JournalEntry
+	for _, r := range results {
+		e := cdccleaner.JournalEntry{Storage: s.cfg.Storage, Path: r.Path, Source: SourceScan, CommitLSN: at, CommitTime: now}
+		switch {
+		case r.Trash != "" && (r.Outcome == cdccleaner.Deleted || r.Outcome == cdccleaner.Absent):
+			e.Event, e.Location = cdccleaner.JournalTrashed, r.Trash
+		case r.Outcome == cdccleaner.Deleted:
+			e.Event = cdccleaner.JournalDeleted
+		default:
+			continue
+		}
+		entries = append(entries, e)
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	if err := s.cfg.Journal.Write(ctx, entries); err != nil {
+		return fmt.Errorf("journal %d removed orphans (they are in the trash, or deleted, but a row referencing them again would not bring them back): %w", len(entries), err)
+	}
+	return nil
 }
 
 // StatConcurrency is how many orphans a scan with Delete looks at at once

@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+	"github.com/cdc-cleaner/cdc-cleaner/journal"
 	"github.com/cdc-cleaner/cdc-cleaner/ledger"
 	"github.com/cdc-cleaner/cdc-cleaner/provision"
 	"github.com/cdc-cleaner/cdc-cleaner/refcheck"
@@ -217,6 +218,21 @@ references.`, stderr)
 	if err != nil {
 		return configErr(err)
 	}
+	var jnl cdccleaner.Journal
+	if *doDelete {
+		// What scan removes is journaled as run's removals are, so that a
+		// file a row references again comes back (promise 7).
+		ready, err := journal.CheckReadiness(ctx, pool)
+		switch {
+		case err != nil:
+			return failure(err)
+		case !ready.Exists:
+			return configErr(errors.New("scan --delete journals what it removes in cdc_cleaner.journal, which does not exist: run cdc-cleaner setup (or apply migrations/0001_cdc_cleaner_schema.sql)"))
+		case !ready.CanInsert:
+			return configErr(errors.New("scan --delete journals what it removes in cdc_cleaner.journal, and this role may not INSERT into it: GRANT INSERT ON cdc_cleaner.journal to it"))
+		}
+		jnl = journal.New(pool)
+	}
 
 	var out io.Writer = stdout
 	if *outPath != "" {
@@ -252,6 +268,8 @@ references.`, stderr)
 		Files:     lister,
 		Store:     st,
 		Refs:      refs,
+		Journal:   jnl,
+		Position:  walPosition(pool),
 		Spellings: spellings,
 		Keep:      scfg.Keep,
 		Exclude:   excludes,
@@ -402,4 +420,15 @@ func noteUnnamed(ctx context.Context, pool *pgxpool.Pool, storage string, log ze
 	}
 	log.Warn().Int64("records", n).Time("newest", newest).
 		Msgf("cdc_cleaner.failed_deletions records changes to storage %q whose files could not be named (rows with reason old_values_missing or truncated: %d, the newest from %s): the files they orphaned are among the orphans this scan finds", storage, n, newest.UTC().Format(time.RFC3339))
+}
+
+// walPosition reads the server's current WAL position.
+func walPosition(pool *pgxpool.Pool) func(ctx context.Context) (cdccleaner.LSN, error) {
+	return func(ctx context.Context) (cdccleaner.LSN, error) {
+		var at string
+		if err := pool.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&at); err != nil {
+			return 0, err
+		}
+		return cdccleaner.ParseLSN(at)
+	}
 }
