@@ -550,3 +550,47 @@ func TestDecodeRecordsTruncate(t *testing.T) {
 		t.Errorf("the truncating transaction settled before its records were")
 	}
 }
+
+// TestDecodeSendsReferencesBeforeLaterRemovals: a removal batch is sent
+// only after every new reference of its storage decoded before it, so
+// that it waits for them (order.go) and its reference check sees them.
+func TestDecodeSendsReferencesBeforeLaterRemovals(t *testing.T) {
+	msgs, _ := capturedStream(t)
+	refs := 0
+	for size := 1; size <= 4; size++ {
+		p, dec := newDecodePipeline(t, size)
+		p.cfg.Journal = &memJournal{}
+		p.maxBatchAge = time.Hour // batches leave when full, or at the end
+		got, err := runDecode(t, p, dec, replication.NewTracker(0), msgs, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs += checkReferencesFirst(t, got)
+	}
+	if refs == 0 {
+		t.Fatal("the captured stream gave no new references; the test proves nothing")
+	}
+}
+
+// checkReferencesFirst reports every new reference sent after a removal of
+// its storage committed later, and returns how many references it saw.
+func checkReferencesFirst(t *testing.T, got []*batch) int {
+	t.Helper()
+	refs := 0
+	for i, b := range got {
+		if b.isRefs() {
+			refs += len(b.refs)
+			continue
+		}
+		for _, c := range b.cands {
+			for _, later := range got[i+1:] {
+				for _, r := range later.refs {
+					if r.Storage == c.Storage && r.CommitLSN < c.CommitLSN {
+						t.Errorf("batch size %d: reference %s at %s was sent after the removal of %s at %s", cap(b.cands), r.Path, r.CommitLSN, c.Path, c.CommitLSN)
+					}
+				}
+			}
+		}
+	}
+	return refs
+}

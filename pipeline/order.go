@@ -16,8 +16,12 @@ import (
 // references, deleting or journaling). A removal sent after a
 // re-reference must see that re-reference in its reference check, so it
 // waits for the re-reference batch, which ends only once its transactions
-// are visible. Two removals of one path need no order (the second finds
-// the file absent), nor do two re-references.
+// are visible; and the decoder sends a storage's pending re-references
+// before each of its removal batches, so that every re-reference decoded
+// before a removal is sent, and so waited for, before it (a transaction
+// streamed before another is not always visible before it). Two removals
+// of one path need no order (the second finds the file absent), nor do two
+// re-references.
 //
 // A batch only ever waits for batches sent before it, which workers took
 // from the queue before it: the oldest running batch waits for nothing,

@@ -391,8 +391,20 @@ func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replica
 			return ctx.Err()
 		}
 	}
+	// sendRemovals sends a batch of candidates, after the new references
+	// of its storage decoded so far: a removal must wait for those (see
+	// order.go), so that its reference check sees them.
+	sendRemovals := func(b *batch) error {
+		if r := pendingRefs[b.storage]; r != nil {
+			delete(pendingRefs, b.storage)
+			if err := send(r); err != nil {
+				return err
+			}
+		}
+		return send(b)
+	}
 	flushAll := func() error {
-		for _, m := range []map[string]*batch{pending, pendingRefs} {
+		for _, m := range []map[string]*batch{pendingRefs, pending} {
 			for s, b := range m {
 				delete(m, s)
 				if err := send(b); err != nil {
@@ -463,13 +475,19 @@ func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replica
 				}
 			}
 			tr.Commit(dec.Txn(), ev.EndLSN)
-			for _, m := range []map[string]*batch{pending, pendingRefs} {
-				for st, b := range m {
-					if time.Since(b.started) >= p.maxBatchAge {
-						delete(m, st)
-						if err := send(b); err != nil {
-							return nil
-						}
+			for st, b := range pendingRefs {
+				if time.Since(b.started) >= p.maxBatchAge {
+					delete(pendingRefs, st)
+					if err := send(b); err != nil {
+						return nil
+					}
+				}
+			}
+			for st, b := range pending {
+				if time.Since(b.started) >= p.maxBatchAge {
+					delete(pending, st)
+					if err := sendRemovals(b); err != nil {
+						return nil
 					}
 				}
 			}
@@ -509,7 +527,7 @@ func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replica
 				b.cands = append(b.cands, c)
 				if len(b.cands) >= p.cfg.BatchSize {
 					delete(pending, c.Storage)
-					if err := send(b); err != nil {
+					if err := sendRemovals(b); err != nil {
 						return nil
 					}
 				}
