@@ -16,3 +16,14 @@ func SetRenameNoReplace(t *testing.T, fn func(olddirfd int, oldname string, newd
 	renameNoReplace = fn
 	t.Cleanup(func() { renameNoReplace = saved })
 }
+
+// SetRenameat makes trashing call fn instead of renameat until t ends.
+// Tests that call it cannot be parallel.
+func SetRenameat(t *testing.T, fn func(olddirfd int, oldname string, newdirfd int, newname string) error) {
+	saved := renameat
+	renameat = fn
+	t.Cleanup(func() { renameat = saved })
+}
+
+// Renameat is the real renameat trashing uses.
+var Renameat = renameat

@@ -17,6 +17,9 @@ import (
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 )
 
+// renameat moves a file into the trash; a variable for tests.
+var renameat = unix.Renameat
+
 // inTrash reports whether p already lies in the trash area; such a path is
 // deleted for real rather than trashed again.
 func (l *Storage) inTrash(p string) bool {
@@ -59,7 +62,7 @@ func (l *Storage) trashOne(p, dir, base string, d *os.File) (cdccleaner.Outcome,
 	var renameErr error
 	if err := withFd(d, func(fd int) {
 		err := withFd(dd, func(dfd int) {
-			renameErr = ignoringEINTR(func() error { return unix.Renameat(fd, base, dfd, dstBase) })
+			renameErr = ignoringEINTR(func() error { return renameat(fd, base, dfd, dstBase) })
 			if renameErr == nil {
 				now := unix.NsecToTimespec(time.Now().UnixNano())
 				// Best effort: a failure only makes the file purge earlier
@@ -72,6 +75,20 @@ func (l *Storage) trashOne(p, dir, base string, d *os.File) (cdccleaner.Outcome,
 		}
 	}); err != nil {
 		return cdccleaner.Failed, fmt.Errorf("trash %q: %w", p, err)
+	}
+	if errors.Is(renameErr, unix.ENOENT) {
+		// Either the file is gone, or the trash directory was removed
+		// since it was opened (the purge removes empty trash
+		// directories): then the file is still in place and must not be
+		// reported absent. The caller retries a transient failure.
+		var st unix.Stat_t
+		var again error
+		withFd(d, func(fd int) {
+			again = ignoringEINTR(func() error { return unix.Fstatat(fd, base, &st, unix.AT_SYMLINK_NOFOLLOW) })
+		})
+		if again == nil {
+			return cdccleaner.Failed, fmt.Errorf("trash %q: the trash directory %s vanished while moving the file there: %w", p, dstDir, renameErr)
+		}
 	}
 	if renameErr != nil {
 		return classify(p, os.NewSyscallError("renameat", renameErr), false)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,5 +206,31 @@ func TestLocalDeleteCannotLookInTrash(t *testing.T) {
 	r := l.Delete(context.Background(), []string{"a.jpg"})[0]
 	if r.Outcome != cdccleaner.Failed || cdccleaner.Reason(r.Err) != cdccleaner.ReasonEscapesRoot || r.Trash != "" {
 		t.Fatalf("Delete of an absent path with the trash outside the root = %v, Trash %q (err %v); want failed, escapes_root", r.Outcome, r.Trash, r.Err)
+	}
+}
+
+// TestLocalTrashDirectoryVanishes: the purge removes a trash directory
+// left empty just as a file is moved into it. The file is still at its
+// path, so the deletion fails transiently (and is retried), never
+// reported absent, which would leave it unjournaled for good.
+func TestLocalTrashDirectoryVanishes(t *testing.T) {
+	l, fx := newTrashing(t)
+	fx.Put(t, "a/b.jpg", []byte("b"))
+	var calls atomic.Int64
+	local.SetRenameat(t, func(olddirfd int, oldname string, newdirfd int, newname string) error {
+		if calls.Add(1) == 1 {
+			if err := os.Remove(fx.in(".trash/a")); err != nil {
+				return err
+			}
+		}
+		return local.Renameat(olddirfd, oldname, newdirfd, newname)
+	})
+	r := l.Delete(context.Background(), []string{"a/b.jpg"})[0]
+	if r.Outcome != cdccleaner.Failed || cdccleaner.IsPermanent(r.Err) || !fx.Exists(t, "a/b.jpg") {
+		t.Fatalf("Delete = %v (%v), file in place %v; want a transient failure with the file in place", r.Outcome, r.Err, fx.Exists(t, "a/b.jpg"))
+	}
+	r = l.Delete(context.Background(), []string{"a/b.jpg"})[0]
+	if r.Outcome != cdccleaner.Deleted || r.Trash != ".trash/a/b.jpg" || string(fx.Read(t, ".trash/a/b.jpg")) != "b" {
+		t.Fatalf("retried Delete = %v, Trash %q (%v); want it trashed", r.Outcome, r.Trash, r.Err)
 	}
 }
