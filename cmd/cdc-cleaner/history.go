@@ -43,8 +43,8 @@ time, and any detail, such as why a reference dangles.
 
 PATH is the path in its storage, as the column holds it ("photos/a.jpg"); it
 may come before or after the flags ("--" before a PATH that starts with
-"-"). The journal is pruned with the trash (trash_retention): older entries
-are gone. With --json: one JSON array of objects with the keys at, event,
+"-"). The journal is pruned with the trash: entries older than twice the
+storage's trash_retention are gone. With --json: one JSON array of objects with the keys at, event,
 storage, path, location, source, xid, commit_lsn, commit_time and detail
 ("[]" when nothing is known).
 
