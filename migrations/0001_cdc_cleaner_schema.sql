@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS cdc_cleaner.slots (
 -- (restored, occupied: a new upload won, dangling: it could not be
 -- restored). run writes it before the slot confirms the transaction and
 -- reads it back for each new reference; `cdc-cleaner history PATH` shows it.
--- It is pruned with the trash (trash_retention).
+-- It is pruned with the trash: run deletes entries older than twice the
+-- storage's trash_retention.
 --
 -- Append-only and written on the hot path, in one COPY per batch: so no
 -- primary key. id (an identity, never reused) only orders entries of equal
