@@ -37,6 +37,7 @@ var (
 	perfRate    = flag.Int("perf.rate", 500, "single-row transactions per second of the latency benchmark")
 	perfLatTx   = flag.Int("perf.latency-tx", 0, "transactions of the latency benchmark (default perf.n / 10, at least 1,000)")
 	perfReport  = flag.String("perf.report", "", "also write the report (Markdown) to `FILE`")
+	perfTrash   = flag.Bool("perf.trash", true, "trash on in the cleaner's storage (the default); false measures deleting at once")
 	perfProfile = flag.String("perf.cpuprofile", "", "write CPU profiles of the cleaner (drain.pprof, big.pprof, latency.pprof) to `DIR`")
 )
 
@@ -103,6 +104,11 @@ const refBatch = 500 // the pipeline's batch size
 func (r *report) write(w io.Writer) {
 	fmt.Fprintf(w, "cdc-cleaner performance report, %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "machine: %s, %d cores; %s; PostgreSQL %s (throwaway cluster, fsync off)\n", r.cpu, runtime.NumCPU(), r.goVersion, r.pgVersion)
+	if *perfTrash {
+		fmt.Fprintln(w, "the cleaner runs with its defaults: trash on (removed files are moved to .trash/), every removal journaled")
+	} else {
+		fmt.Fprintln(w, "the cleaner runs with trash: false (removed files are deleted at once), every removal journaled")
+	}
 	if pgtest.RaceEnabled() {
 		fmt.Fprintln(w, "the race detector is on (go test -race): the cleaner runs several times slower, so times and targets mean nothing here; run make bench")
 	}
@@ -168,7 +174,7 @@ func thousands(v int) string {
 // perfEnv is a scenario with metrics on a loopback port and info logs (a
 // debug line per deletion would measure the log pipe).
 func perfEnv(t *testing.T) *env {
-	return newEnv(t, envOptions{schema: photoSchema, watch: photoWatch, noSetup: true, httpListen: "127.0.0.1:0", logLevel: "info"})
+	return newEnv(t, envOptions{schema: photoSchema, watch: photoWatch, noSetup: true, httpListen: "127.0.0.1:0", logLevel: "info", media: fmt.Sprintf("    trash: %t", *perfTrash)})
 }
 
 // putTree creates n empty files dir/DDD/NNNNNNN.jpg (10,000 a directory)
