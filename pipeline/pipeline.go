@@ -58,10 +58,11 @@ type Config struct {
 	// again (promise 7). Without it (tests of other things), new
 	// references are not compared with anything.
 	Journal cdccleaner.Journal
-	// UndoWindow is, per storage, how long its trash keeps a removed file
-	// (trash_retention); a storage without trash is absent. It only words
-	// the reason of a dangling reference.
-	UndoWindow map[string]time.Duration
+	// Trash describes, per storage with trash on, where removed files go
+	// and how long they stay there (the undo window); a storage without
+	// trash is absent. The journal says where a file is going before it
+	// goes there.
+	Trash map[string]Trash
 
 	// Keep holds, per storage, glob patterns of paths never deleted (a
 	// model field's default file, say). See cdccleaner.MatchPattern for the
@@ -91,6 +92,14 @@ type Config struct {
 	// a while, short enough that one file owned by someone else cannot hold
 	// the slot forever.
 	PermissionPatience time.Duration
+}
+
+// Trash is where one storage's trash is and how long it keeps files.
+type Trash struct {
+	// Prefix is trash_prefix: a removed file p goes to Prefix+p.
+	Prefix string
+	// Retention is trash_retention, the undo window.
+	Retention time.Duration
 }
 
 // Pipeline streams from the slot and settles candidates until stopped.

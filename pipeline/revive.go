@@ -5,40 +5,86 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 )
 
-// journalRemovals writes to the journal what one deletion round removed
-// (v.deleted and v.absent; results say which went to the trash), before
-// the batch may settle: a re-reference found later must know where the
-// file went. It retries until it can or ctx ends.
-func (p *Pipeline) journalRemovals(ctx context.Context, s *settlement, v verdicts, results []cdccleaner.Result) error {
-	if p.cfg.Journal == nil || len(v.deleted)+len(v.absent) == 0 {
+// A removal is journaled before the storage is asked to remove anything
+// (journalIntent): what the journal says is going to happen, or has
+// happened. Were it written after, a crash between the two would leave a
+// file in the trash that no entry names, and a row referencing it again
+// (committed before the replay, whose reference check then keeps the
+// path and removes nothing) could never get it back. An intent the
+// storage did not carry out as said (the file was already absent, say) is
+// corrected by a second entry of the same commit LSN, which the journal
+// answers with (journalCorrections). An intent whose removal failed is
+// harmless: a re-reference finds the file at its path (occupied).
+
+// intended is the entry a removal of path from storage is journaled with
+// before it is carried out: moved to the trash, or deleted.
+func (p *Pipeline) intended(storage, path string) (event, location string) {
+	if t, ok := p.cfg.Trash[storage]; ok && !strings.HasPrefix(path, t.Prefix) {
+		return cdccleaner.JournalTrashed, t.Prefix + path
+	}
+	return cdccleaner.JournalDeleted, ""
+}
+
+// entry is a journal entry for path of s, as of its newest candidate.
+func (s *settlement) entry(path, event, location, detail string) cdccleaner.JournalEntry {
+	c := s.newest(path)
+	return cdccleaner.JournalEntry{Storage: s.storage, Path: path, Event: event, Location: location,
+		Source: c.Source, Xid: c.Xid, CommitLSN: c.CommitLSN, CommitTime: c.CommitTime, Detail: detail}
+}
+
+// journalIntent journals the removal of every path of paths not journaled
+// yet in this batch (a path retried after a transient failure was), before
+// the storage is asked. It retries until it can or ctx ends.
+func (p *Pipeline) journalIntent(ctx context.Context, s *settlement, paths []string) error {
+	if p.cfg.Journal == nil {
 		return nil
 	}
-	trash := make(map[string]string, len(results))
+	if s.intents == nil {
+		s.intents = make(map[string]string, len(paths))
+	}
+	entries := make([]cdccleaner.JournalEntry, 0, len(paths))
+	for _, path := range paths {
+		if _, done := s.intents[path]; done {
+			continue
+		}
+		event, location := p.intended(s.storage, path)
+		s.intents[path] = location
+		entries = append(entries, s.entry(path, event, location, ""))
+	}
+	return p.writeJournal(ctx, entries)
+}
+
+// journalCorrections journals what one deletion round did differently from
+// its intent: a file already absent (and found in the trash or not), or
+// deleted although it was meant for the trash.
+func (p *Pipeline) journalCorrections(ctx context.Context, s *settlement, results []cdccleaner.Result) error {
+	if p.cfg.Journal == nil {
+		return nil
+	}
+	var entries []cdccleaner.JournalEntry
 	for _, r := range results {
-		if r.Trash != "" {
-			trash[r.Path] = r.Trash
+		location, intended := s.intents[r.Path]
+		if !intended {
+			continue
 		}
-	}
-	entries := make([]cdccleaner.JournalEntry, 0, len(v.deleted)+len(v.absent))
-	add := func(path, event string) {
-		c := s.newest(path)
-		e := cdccleaner.JournalEntry{Storage: s.storage, Path: path, Event: event,
-			Source: c.Source, Xid: c.Xid, CommitLSN: c.CommitLSN, CommitTime: c.CommitTime}
-		if t := trash[path]; t != "" {
-			e.Event, e.Location = cdccleaner.JournalTrashed, t
+		switch {
+		case r.Outcome != cdccleaner.Deleted && r.Outcome != cdccleaner.Absent:
+			// Failed: retried, or recorded in failed_deletions.
+		case r.Trash != "":
+			if r.Trash != location {
+				entries = append(entries, s.entry(r.Path, cdccleaner.JournalTrashed, r.Trash, ""))
+			}
+		case r.Outcome == cdccleaner.Absent:
+			entries = append(entries, s.entry(r.Path, cdccleaner.JournalAbsent, "", "already absent: nothing was moved"))
+		case location != "":
+			entries = append(entries, s.entry(r.Path, cdccleaner.JournalDeleted, "", "deleted, not trashed"))
 		}
-		entries = append(entries, e)
-	}
-	for _, path := range v.deleted {
-		add(path, cdccleaner.JournalDeleted)
-	}
-	for _, path := range v.absent {
-		add(path, cdccleaner.JournalAbsent)
 	}
 	return p.writeJournal(ctx, entries)
 }
@@ -129,7 +175,7 @@ func (p *Pipeline) revive(ctx context.Context, b *batch) error {
 		case cdccleaner.JournalDangling:
 			p.cfg.Metrics.Dangling.WithLabelValues(b.storage).Inc()
 			log.Error().Str("table", table).Str("column", column).Str("reason", a.reason).Str("error", a.detail).
-				Msgf("dangling reference: %s.%s references %s, which the cleaner removed and cannot restore; recorded in cdc_cleaner.failed_deletions", table, column, path)
+				Msgf("dangling reference: %s references %s, which the cleaner removed and cannot restore; recorded in cdc_cleaner.failed_deletions", ref.Source, path)
 			dangling = append(dangling, cdccleaner.Failure{Candidate: ref, Reason: a.reason, Detail: a.detail})
 		}
 	}
@@ -216,11 +262,11 @@ func (p *Pipeline) tryBringBack(ctx context.Context, st cdccleaner.Storage, stor
 			return answer{event: cdccleaner.JournalRestored, detail: "from " + removed.Location}, nil
 		case cdccleaner.Occupied:
 			return answer{event: cdccleaner.JournalOccupied,
-				detail: fmt.Sprintf("a file exists at the path (a new upload, or restored before a restart); the copy trashed at %s stays in %s until purged", when, removed.Location)}, nil
+				detail: fmt.Sprintf("a file exists at the path (a new upload, or one restored or never moved before a restart); the copy trashed at %s, if any, stays in %s until purged", when, removed.Location)}, nil
 		}
-		if window, ok := p.cfg.UndoWindow[storage]; ok && time.Since(removed.At) >= window {
+		if t, ok := p.cfg.Trash[storage]; ok && time.Since(removed.At) >= t.Retention {
 			return answer{cdccleaner.JournalDangling, cdccleaner.DanglingPurged,
-				fmt.Sprintf("trashed at %s, and purged from the trash after the undo window (trash_retention %s)", when, window)}, nil
+				fmt.Sprintf("trashed at %s, and purged from the trash after the undo window (trash_retention %s)", when, t.Retention)}, nil
 		}
 		return answer{cdccleaner.JournalDangling, cdccleaner.DanglingMissing,
 			fmt.Sprintf("trashed at %s to %s, which no longer holds it (removed by someone else?)", when, removed.Location)}, nil

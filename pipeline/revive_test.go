@@ -169,16 +169,20 @@ func newReviveWorld(t *testing.T, st *memStorage, referenced ...string) *reviveW
 	for _, p := range referenced {
 		w.refs.referenced[p] = true
 	}
+	trash := map[string]Trash{}
+	if st.trash {
+		trash["media"] = Trash{Prefix: ".trash/", Retention: time.Hour}
+	}
 	var err error
 	w.p, err = New(Config{
-		Storages:   map[string]cdccleaner.Storage{"media": st},
-		Refs:       w.refs,
-		Failures:   w.rec,
-		Journal:    w.journal,
-		UndoWindow: map[string]time.Duration{"media": time.Hour},
-		Logger:     zerolog.New(zerolog.TestWriter{T: t}),
-		RetryMin:   time.Millisecond,
-		RetryMax:   5 * time.Millisecond,
+		Storages: map[string]cdccleaner.Storage{"media": st},
+		Refs:     w.refs,
+		Failures: w.rec,
+		Journal:  w.journal,
+		Trash:    trash,
+		Logger:   zerolog.New(zerolog.TestWriter{T: t}),
+		RetryMin: time.Millisecond,
+		RetryMax: 5 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -400,8 +404,9 @@ func TestReviveAfterAnAbsentRemovalLooksAtTheStorage(t *testing.T) {
 	st.files["b.jpg"] = "uploaded since"
 	st.mu.Unlock()
 	w.revive(t, reference(200, "a.jpg", "b.jpg"))
-	if got := w.journal.events("b.jpg"); !slices.Equal(got, []string{"absent", "occupied"}) {
-		t.Fatalf("journal of b.jpg = %q, want [absent occupied]", got)
+	// The intent (deleted), corrected (absent), then the answer.
+	if got := w.journal.events("b.jpg"); !slices.Equal(got, []string{"deleted", "absent", "occupied"}) {
+		t.Fatalf("journal of b.jpg = %q, want [deleted absent occupied]", got)
 	}
 	_, recorded := w.rec.snapshot()
 	if len(recorded) != 1 || recorded[0].Path != "a.jpg" || recorded[0].Reason != cdccleaner.DanglingAbsent {
@@ -570,5 +575,50 @@ func TestSplitSource(t *testing.T) {
 		if table, column := p.splitSource(source); table != want[0] || column != want[1] {
 			t.Errorf("splitSource(%q) = %q, %q, want %q, %q", source, table, column, want[0], want[1])
 		}
+	}
+}
+
+// crashingStorage moves files as its memStorage does and then "crashes":
+// it cancels the settle's context before answering, as a kill -9 after the
+// move would end the process before anything else is written.
+type crashingStorage struct {
+	*memStorage
+	crash context.CancelFunc
+}
+
+func (c *crashingStorage) Delete(ctx context.Context, paths []string) []cdccleaner.Result {
+	out := c.memStorage.Delete(ctx, paths)
+	c.crash()
+	return out
+}
+
+// TestCrashAfterTheMoveThenReReferenced: the file went to the trash and the
+// process died before the batch settled; a row referencing the path again
+// committed before the restart. The replayed removal keeps the path (it is
+// referenced) and removes nothing; the journal already said where the
+// file went, so the re-reference brings it back.
+func TestCrashAfterTheMoveThenReReferenced(t *testing.T) {
+	st := newMemStorage(true, "a.jpg")
+	w := newReviveWorld(t, st)
+	ctx, crash := context.WithCancel(t.Context())
+	w.p.cfg.Storages["media"] = &crashingStorage{memStorage: st, crash: crash}
+	if err := w.p.settle(ctx, removal(100, "a.jpg")); err == nil {
+		t.Fatal("settle returned nil after the crash")
+	}
+	if st.has("a.jpg") {
+		t.Fatal("the crashing storage did not move the file")
+	}
+
+	// The restart: the same storage and journal, the row is back.
+	again := newReviveWorld(t, st, "a.jpg")
+	again.journal = w.journal
+	again.p.cfg.Journal = w.journal
+	again.settle(t, removal(100, "a.jpg"))
+	again.revive(t, reference(200, "a.jpg"))
+	if !st.has("a.jpg") {
+		t.Fatalf("a.jpg is referenced and still in the trash; journal %q", w.journal.events("a.jpg"))
+	}
+	if got := w.journal.events("a.jpg"); !slices.Equal(got, []string{"trashed", "restored"}) {
+		t.Fatalf("journal = %q, want [trashed restored]", got)
 	}
 }

@@ -47,6 +47,9 @@ func (p *Pipeline) settle(ctx context.Context, b *batch) error {
 		}
 		var results []cdccleaner.Result
 		if len(unreferenced) > 0 {
+			if err := p.journalIntent(ctx, s, unreferenced); err != nil {
+				return err
+			}
 			results = storage.Delete(ctx, unreferenced)
 		}
 		v := classify(b.storage, unreferenced, results, deniedSince, time.Now(), p.cfg.PermissionPatience)
@@ -54,7 +57,7 @@ func (p *Pipeline) settle(ctx context.Context, b *batch) error {
 			deniedSince[path] = time.Now()
 		}
 		s.apply(v)
-		if err := p.journalRemovals(ctx, s, v, results); err != nil {
+		if err := p.journalCorrections(ctx, s, results); err != nil {
 			return err
 		}
 		if ctx.Err() != nil {
@@ -92,7 +95,10 @@ type settlement struct {
 	// the journal records.
 	first map[string]cdccleaner.Candidate
 	newer map[string]cdccleaner.Candidate
-	todo  []string // paths still to decide, each once
+	// intents holds the paths whose removal is journaled, with the trash
+	// location journaled ("" for a deletion).
+	intents map[string]string
+	todo    []string // paths still to decide, each once
 
 	deleted, absent, kept, wouldDeleteN int
 	failures                            []cdccleaner.Failure

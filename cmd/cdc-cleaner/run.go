@@ -114,7 +114,7 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 		Refs:           refs,
 		Failures:       ledger.New(pool),
 		Journal:        jnl,
-		UndoWindow:     undoWindows(cfg),
+		Trash:          trashSettings(cfg),
 		Keep:           keepPatterns(cfg),
 		Messages:       messageStorages(cfg),
 		DeleteDelay:    cfg.DeleteDelay,

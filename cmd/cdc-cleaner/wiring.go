@@ -14,6 +14,7 @@ import (
 	"github.com/cdc-cleaner/cdc-cleaner/config"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/local"
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3"
+	"github.com/cdc-cleaner/cdc-cleaner/pipeline"
 	"github.com/cdc-cleaner/cdc-cleaner/provision"
 )
 
@@ -192,13 +193,13 @@ func messageStorages(cfg *config.Config) []string {
 	return out
 }
 
-// undoWindows is, per storage with trash on, its trash retention: how long
-// a removed file can come back.
-func undoWindows(cfg *config.Config) map[string]time.Duration {
-	out := map[string]time.Duration{}
+// trashSettings are, per storage with trash on, its trash prefix and
+// retention (the undo window).
+func trashSettings(cfg *config.Config) map[string]pipeline.Trash {
+	out := map[string]pipeline.Trash{}
 	for name, s := range cfg.Storages {
 		if s.Trash {
-			out[name] = s.TrashRetention
+			out[name] = pipeline.Trash{Prefix: s.TrashPrefix, Retention: s.TrashRetention}
 		}
 	}
 	return out
