@@ -18,16 +18,19 @@ import (
 	"github.com/cdc-cleaner/cdc-cleaner/integration_test/pgtest"
 )
 
-// Crash safety of promise 7: kill -9 at each step of remove → journal →
-// restore, with the real binary and no hook in it. The journal is written
-// after the storage operation and before the slot confirms, so each test
-// stops the cleaner exactly between the two: a transaction of another
-// connection holds LOCK TABLE cdc_cleaner.journal IN SHARE MODE, which
-// blocks the journal's writes (COPY takes ROW EXCLUSIVE) but not its reads.
-// The test waits until the storage operation is done and the cleaner's
-// backend waits for the lock, checks the state at that moment (so that a
-// test cannot pass without reaching the step it is about), kills the
-// cleaner, releases the lock and starts it again.
+// Crash safety of promise 7: kill -9 at each step of journal → remove →
+// restore → journal, with the real binary and no hook in it. A removal is
+// journaled before the storage moves the file, a restore after the storage
+// moved it back, and both before the slot confirms. To stop the cleaner
+// exactly at a journal write, a transaction of another connection holds
+// LOCK TABLE cdc_cleaner.journal IN SHARE MODE, which blocks the journal's
+// writes (COPY takes ROW EXCLUSIVE) but not its reads. The test waits until
+// the cleaner's backend waits for the lock, checks the state at that moment
+// (so that a test cannot pass without reaching the step it is about),
+// kills the cleaner, releases the lock and starts it again. To stop it
+// after a storage step with nothing left to write but the confirmation,
+// the status interval is made long and the cleaner is killed as soon as
+// the file has moved.
 //
 // The dead cleaner's journal write can still land after the kill: pgx
 // streams COPY data without waiting for the server's CopyInResponse, so
@@ -238,11 +241,11 @@ func lastEvent(events []string) string {
 	return events[len(events)-1]
 }
 
-// TestCrashBetweenTrashAndJournal: kill -9 after the file went to the
-// trash and before the removal is journaled. The replay finds the file
-// absent and its copy in the trash and journals it trashed; a row
-// referencing the path again then gets it back.
-func TestCrashBetweenTrashAndJournal(t *testing.T) {
+// TestCrashBeforeTheMove: kill -9 while the removal's journal entry, which
+// is written before the file is moved, waits. Nothing was moved; whether
+// the dead cleaner's entry lands or not, the replay journals the removal
+// and moves the file, and a row referencing the path again gets it back.
+func TestCrashBeforeTheMove(t *testing.T) {
 	forEachCrash(t, func(t *testing.T, storage string, f fate) {
 		e, fs := crashEnv(t, storage, envOptions{schema: photoSchema, watch: photoWatch})
 		const path = "crash/a.jpg"
@@ -254,11 +257,11 @@ func TestCrashBetweenTrashAndJournal(t *testing.T) {
 		lock := lockJournal(e)
 		before := walLSN(e)
 		e.exec(`DELETE FROM gallery_photo WHERE id = 1`)
-		e.waitFor("the file to leave its path", 30*time.Second, func() bool { return !fs.exists(path) })
 		ws := lock.waitJournalWrite(p, 30*time.Second)
-		// The step this test is about: trashed, not journaled.
-		if got := fs.content(".trash/" + path); got != "the original" {
-			t.Fatalf("at the kill the trash holds %q, want the original", got)
+		time.Sleep(200 * time.Millisecond) // a move that did not wait would happen now
+		// The step this test is about: journaling, nothing moved.
+		if got := fs.content(path); got != "the original" {
+			t.Fatalf("at the kill %s holds %q, want the original at its path", path, got)
 		}
 		if got := e.journal(path); len(got) != 0 {
 			t.Fatalf("at the kill the journal holds %q for %s already", got, path)
@@ -294,6 +297,68 @@ func TestCrashBetweenTrashAndJournal(t *testing.T) {
 			t.Errorf("failed_deletions: %v, want none", failed)
 		}
 	})
+}
+
+// TestCrashAfterTheMove: kill -9 after the file went to the trash and
+// before the slot confirmed the transaction (the status interval is long
+// here, so the kill comes first), with or without a row that references
+// the path again committed before the restart. The journal named the move
+// before it happened: the replay keeps the referenced path (its removal
+// finds the row) and the re-reference brings the file back; without one,
+// the replay finds the file absent and in the trash.
+func TestCrashAfterTheMove(t *testing.T) {
+	for _, storage := range []string{"local", "s3"} {
+		for _, reReferenced := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/re-referenced=%t", storage, reReferenced), func(t *testing.T) {
+				if storage == "local" {
+					t.Parallel()
+				}
+				e, fs := crashEnv(t, storage, envOptions{schema: photoSchema, watch: photoWatch})
+				e.env = append(e.env, "CDC_CLEANER_POSTGRES_STATUS_INTERVAL=60s")
+				const path = "crash/c.jpg"
+				fs.put(path, "the original")
+				e.exec(`INSERT INTO gallery_photo (id, image) VALUES (1, $1)`, path)
+				p := e.start()
+				p.waitLog(`"streaming"`, 30*time.Second)
+				before := walLSN(e)
+				e.exec(`DELETE FROM gallery_photo WHERE id = 1`)
+				e.waitFor("the file to leave its path", 30*time.Second, func() bool { return !fs.exists(path) })
+				p.kill()
+				// The step this test is about: moved and journaled, not
+				// confirmed.
+				expectReplay(e, before)
+				if got := fs.content(".trash/" + path); got != "the original" {
+					t.Fatalf("at the kill the trash holds %q, want the original", got)
+				}
+				if got := e.journal(path); !slices.Equal(got, []string{"trashed"}) {
+					t.Fatalf("at the kill the journal holds %q for %s, want [trashed]: it is written before the move", got, path)
+				}
+				if reReferenced {
+					e.exec(`INSERT INTO gallery_photo (id, image) VALUES (2, $1)`, path)
+				}
+
+				e.start()
+				e.settle()
+				failed := e.failed()
+				if len(failed) != 0 {
+					t.Errorf("failed_deletions: %v, want none", failed)
+				}
+				if !reReferenced {
+					if fs.exists(path) || fs.content(".trash/"+path) != "the original" || lastEvent(e.journal(path)) != "trashed" {
+						t.Fatalf("after the replay: at its path %t, trash holds %q, journal %q; want it trashed", fs.exists(path), fs.content(".trash/"+path), e.journal(path))
+					}
+					return
+				}
+				if got := fs.content(path); got != "the original" {
+					t.Fatalf("%s is referenced by a committed row and holds %q after the restart (want the original); trash holds %q; journal %q",
+						path, got, fs.content(".trash/"+path), e.journal(path))
+				}
+				if got := e.journal(path); !slices.Equal(got, []string{"trashed", "restored"}) {
+					t.Errorf("journal of %s = %q, want [trashed restored]", path, got)
+				}
+			})
+		}
+	}
 }
 
 // TestCrashBetweenRestoreAndJournal: kill -9 after a re-referenced file
@@ -352,62 +417,6 @@ func TestCrashBetweenRestoreAndJournal(t *testing.T) {
 			t.Errorf("journal of %s after the replay = %q, want %q", path, got, want)
 		}
 		if failed := e.failed(); len(failed) != 0 {
-			t.Errorf("failed_deletions: %v, want none", failed)
-		}
-	})
-}
-
-// TestCrashWhileReferenceWaitsForTheRemoval: kill -9 after the file went
-// to the trash and before the removal is journaled, while a row
-// referencing the path again has already committed (its batch waits for
-// the removal's, which waits for the lock: nothing was restored yet). After
-// the restart the row references the path and its copy is in the trash,
-// within the undo window: promise 7 wants the file back at its path. (A
-// dangling record would at least not lose it silently; this test wants
-// the restore.)
-func TestCrashWhileReferenceWaitsForTheRemoval(t *testing.T) {
-	forEachCrash(t, func(t *testing.T, storage string, f fate) {
-		e, fs := crashEnv(t, storage, envOptions{schema: photoSchema, watch: photoWatch})
-		const path = "crash/c.jpg"
-		fs.put(path, "the original")
-		e.exec(`INSERT INTO gallery_photo (id, image) VALUES (1, $1)`, path)
-		p := e.start()
-		e.settle()
-
-		lock := lockJournal(e)
-		before := walLSN(e)
-		e.exec(`DELETE FROM gallery_photo WHERE id = 1`)
-		e.waitFor("the file to leave its path", 30*time.Second, func() bool { return !fs.exists(path) })
-		ws := lock.waitJournalWrite(p, 30*time.Second)
-		// Only now: committed earlier, the row would have kept the file.
-		e.exec(`INSERT INTO gallery_photo (id, image) VALUES (2, $1)`, path)
-		time.Sleep(500 * time.Millisecond) // the re-reference reaches the cleaner and waits
-		// The step this test is about: trashed, not journaled, not
-		// restored, and the row is back.
-		if fs.exists(path) || fs.content(".trash/"+path) != "the original" {
-			t.Fatalf("at the kill: at its path %t, trash holds %q; want only the trash", fs.exists(path), fs.content(".trash/"+path))
-		}
-		if got := e.journal(path); len(got) != 0 {
-			t.Fatalf("at the kill the journal holds %q for %s already", got, path)
-		}
-		if ws2 := lock.waiters(); !slices.Equal(ws2, ws) {
-			t.Logf("waiters at the kill: %v (first seen: %v)", ws2, ws)
-			ws = ws2
-		}
-		p.kill()
-		expectReplay(e, before)
-		lock.release(f, ws)
-		landed := e.journal(path)
-		t.Logf("the dead cleaner's journal write (%s): %q", f, landed)
-
-		p = e.start()
-		e.settle()
-		failed := e.failed()
-		if got := fs.content(path); got != "the original" {
-			t.Errorf("%s is referenced by a committed row and holds %q after the restart (want the original); trash holds %q; journal %q; failed_deletions %v",
-				path, got, fs.content(".trash/"+path), e.journal(path), failed)
-		}
-		if len(failed) != 0 {
 			t.Errorf("failed_deletions: %v, want none", failed)
 		}
 	})
