@@ -221,17 +221,28 @@ references.`, stderr)
 	var jnl cdccleaner.Journal
 	if *doDelete {
 		// What scan removes is journaled as run's removals are, so that a
-		// file a row references again comes back (promise 7).
+		// file a row references again comes back (promise 7). Scan needs
+		// no setup (no slot, no publication): without the journal it says
+		// what that costs and goes on.
 		ready, err := journal.CheckReadiness(ctx, pool)
+		why := ""
 		switch {
 		case err != nil:
 			return failure(err)
 		case !ready.Exists:
-			return configErr(errors.New("scan --delete journals what it removes in cdc_cleaner.journal, which does not exist: run cdc-cleaner setup (or apply migrations/0001_cdc_cleaner_schema.sql)"))
+			why = "table cdc_cleaner.journal does not exist (cdc-cleaner setup creates it)"
 		case !ready.CanInsert:
-			return configErr(errors.New("scan --delete journals what it removes in cdc_cleaner.journal, and this role may not INSERT into it: GRANT INSERT ON cdc_cleaner.journal to it"))
+			why = "this role may not INSERT into cdc_cleaner.journal"
+		default:
+			jnl = journal.New(pool)
 		}
-		jnl = journal.New(pool)
+		if why != "" {
+			where := "deleted at once (trash is off)"
+			if scfg.Trash {
+				where = "moved to " + scfg.TrashPrefix + " (trash) as usual"
+			}
+			log.Warn().Str("storage", name).Msgf("%s: what this scan removes is %s but not journaled, so a running cleaner will not bring back a file a row references again; it would report nothing either", why, where)
+		}
 	}
 
 	var out io.Writer = stdout
