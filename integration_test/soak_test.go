@@ -867,6 +867,22 @@ func (s *soak) finish() {
 	s.settled = time.Since(start)
 }
 
+// soakTrash is where both storages keep removed files: the default
+// trash_prefix, relative to the root or to the storage's prefix.
+const soakTrash = ".trash/"
+
+// finding is one violation, about one file.
+type finding struct {
+	k   fileKey
+	msg string
+}
+
+func (f finding) String() string { return fmt.Sprintf("%s:%s %s", f.k.storage, f.k.path, f.msg) }
+
+func sortFindings(fs []finding) {
+	sort.Slice(fs, func(i, j int) bool { return fs[i].String() < fs[j].String() })
+}
+
 // verify checks the promises against the ledger.
 func (s *soak) verify() {
 	t := s.t
@@ -890,6 +906,15 @@ func (s *soak) verify() {
 		}
 		return out
 	}
+	count := func(sql string) int64 {
+		var n int64
+		if err := c.QueryRow(ctx, sql).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// Still referenced is decided by the rows at the end, whatever
+	// happened to them on the way.
 	referenced := set(`SELECT 'media', image FROM gallery_photo UNION SELECT 'media', thumbnail FROM gallery_photo
 		UNION SELECT 'media', cover FROM blog_post WHERE cover IS NOT NULL UNION SELECT 'media', file FROM legacy_upload
 		UNION SELECT 'docs', file FROM docs_document`)
@@ -897,15 +922,28 @@ func (s *soak) verify() {
 	protected := set(`SELECT DISTINCT 'media', path FROM wl_protected`)
 	failed := set(`SELECT DISTINCT storage, path FROM cdc_cleaner.failed_deletions`)
 	reasons := set(`SELECT DISTINCT storage, reason FROM cdc_cleaner.failed_deletions`)
+	occupied := set(`SELECT DISTINCT storage, path FROM cdc_cleaner.journal WHERE event = 'occupied'`)
+	restores := count(`SELECT count(*) FROM cdc_cleaner.journal WHERE event = 'restored'`)
+	occupiedN := count(`SELECT count(*) FROM cdc_cleaner.journal WHERE event = 'occupied'`)
+	danglingN := count(`SELECT count(*) FROM cdc_cleaner.journal WHERE event = 'dangling'`)
 
-	present := map[fileKey]bool{}
+	// What is at its path, and what is in the trash (by the path it was
+	// removed from).
+	present, trashed := map[fileKey]bool{}, map[fileKey]bool{}
+	found := func(storage, rel string) {
+		if p, ok := strings.CutPrefix(rel, soakTrash); ok {
+			trashed[fileKey{storage, p}] = true
+		} else {
+			present[fileKey{storage, rel}] = true
+		}
+	}
 	err := filepath.WalkDir(s.e.root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if !d.IsDir() {
 			rel, _ := filepath.Rel(s.e.root, p)
-			present[fileKey{"media", filepath.ToSlash(rel)}] = true
+			found("media", filepath.ToSlash(rel))
 		}
 		return nil
 	})
@@ -913,74 +951,101 @@ func (s *soak) verify() {
 		t.Fatal(err)
 	}
 	for _, k := range s.srv.Keys(t, s.docsPrefix) {
-		present[fileKey{"docs", strings.TrimPrefix(k, s.docsPrefix)}] = true
+		found("docs", strings.TrimPrefix(k, s.docsPrefix))
 	}
 
-	var wrong, missed, neverCommitted []string
-	var stillReferenced, kept, gone, protectOnly int
+	var wrong, missed, notTrashed []finding
+	var neverCommitted []string
+	var stillReferenced, kept, gone, inTrash, protectOnly, leftOccupied, leftOther int
 	for k := range s.created {
 		keep := k.storage == "media" && cdccleaner.MatchPattern([]string{"defaults/*"}, k.path)
 		switch {
 		case referenced[k] || keep:
 			if !present[k] {
-				wrong = append(wrong, fmt.Sprintf("%s:%s (still referenced or kept) was deleted", k.storage, k.path))
+				wrong = append(wrong, finding{k, "(still referenced or kept) was deleted"})
 			}
 			if keep {
 				kept++
 			} else {
 				stillReferenced++
 			}
+			// A copy in the trash too: the journal's occupied leaves the
+			// copy a re-reference found the path taken by; S3 leaves one
+			// when deleting the trash object after a restore failed.
+			switch {
+			case !trashed[k]:
+			case occupied[k]:
+				leftOccupied++
+			default:
+				leftOther++
+			}
 		case protected[k]:
 			protectOnly++ // either outcome is right; see wl_protected
 		case committed[k]:
-			if present[k] {
-				missed = append(missed, fmt.Sprintf("%s:%s (its last reference was committed away) still exists", k.storage, k.path))
-			}
 			gone++
+			switch {
+			case present[k]:
+				missed = append(missed, finding{k, "(its last reference was committed away) still exists"})
+			case !trashed[k]:
+				notTrashed = append(notTrashed, finding{k, "(its last reference was committed away) is gone, but not in the trash: the undo window lost it"})
+			default:
+				inTrash++
+			}
 		default:
 			neverCommitted = append(neverCommitted, k.path)
 			if !present[k] {
-				wrong = append(wrong, fmt.Sprintf("%s:%s (never committed: rolled back) was deleted", k.storage, k.path))
+				wrong = append(wrong, finding{k, "(never committed: rolled back) was deleted"})
+			}
+			if trashed[k] {
+				wrong = append(wrong, finding{k, "(never committed: rolled back) has a copy in the trash"})
 			}
 		}
 	}
 	for k := range present {
 		if !s.created[k] {
-			wrong = append(wrong, fmt.Sprintf("%s:%s exists but the workload never created it", k.storage, k.path))
+			wrong = append(wrong, finding{k, "exists but the workload never created it"})
+		}
+	}
+	for k := range trashed {
+		if !s.created[k] {
+			wrong = append(wrong, finding{k, "is in the trash (" + soakTrash + k.path + ") but the workload never created it"})
 		}
 	}
 	// Outside the storages.
 	if b, err := os.ReadFile(filepath.Join(s.e.outside, "sentinel.txt")); err != nil || string(b) != "never deleted" {
-		wrong = append(wrong, fmt.Sprintf("the sentinel beside the root was touched: %q, %v", b, err))
+		wrong = append(wrong, finding{fileKey{"outside", "sentinel.txt"}, fmt.Sprintf("beside the root was touched: %q, %v", b, err)})
 	}
 	for _, k := range []string{s.srv.Prefix() + "outside.pdf", s.srv.Prefix() + "docsx/1.pdf"} {
 		if !s.srv.Exists(t, k) {
-			wrong = append(wrong, "object outside the prefix deleted: "+k)
+			wrong = append(wrong, finding{fileKey{"outside", k}, "(an object outside the prefix) was deleted"})
 		}
 	}
-	// failed_deletions holds only hostile paths, refused as such.
-	var unexplained []string
+	// failed_deletions holds only hostile paths, refused as such: with
+	// trash on and a retention far longer than the run, no reference can
+	// dangle.
+	var unexplained []finding
 	hostileRecorded := 0
 	for k := range failed {
 		if cdccleaner.ValidatePath(k.path) == nil {
-			unexplained = append(unexplained, fmt.Sprintf("%s:%s", k.storage, k.path))
+			unexplained = append(unexplained, finding{k, "is in failed_deletions"})
 		} else {
 			hostileRecorded++
 		}
 	}
 	for k := range reasons {
 		if k.path != cdccleaner.ReasonRejectedPath {
-			unexplained = append(unexplained, fmt.Sprintf("reason %q in storage %s", k.path, k.storage))
+			unexplained = append(unexplained, finding{fileKey{k.storage, ""}, fmt.Sprintf("reason %q", k.path)})
 		}
 	}
 	for k := range committed {
 		if cdccleaner.ValidatePath(k.path) != nil && !referenced[k] && !failed[k] {
-			unexplained = append(unexplained, fmt.Sprintf("hostile %s:%s vanished but was not recorded", k.storage, k.path))
+			unexplained = append(unexplained, finding{k, "(hostile) vanished but was not recorded"})
 		}
 	}
-	sort.Strings(wrong)
-	sort.Strings(missed)
-	sort.Strings(unexplained)
+	sortFindings(wrong)
+	sortFindings(missed)
+	sortFindings(notTrashed)
+	sortFindings(unexplained)
 
 	r := &strings.Builder{}
 	fmt.Fprintf(r, "cdc-cleaner fault suite report, %s, seed %d\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), s.seed)
@@ -1018,13 +1083,19 @@ func (s *soak) verify() {
 	fmt.Fprintf(r, "\n| check | result |\n| --- | --- |\n")
 	fmt.Fprintf(r, "| files created | %d |\n", len(s.created))
 	fmt.Fprintf(r, "| still referenced at the end: must exist | %d |\n", stillReferenced)
+	fmt.Fprintf(r, "|   of which with an old copy left in the trash (journal: occupied) | %d |\n", leftOccupied)
+	fmt.Fprintf(r, "|   of which with a copy left in the trash, no occupied event (purged after the retention) | %d |\n", leftOther)
 	fmt.Fprintf(r, "| kept by the keep rule | %d |\n", kept)
 	fmt.Fprintf(r, "| last reference committed away: must be gone | %d |\n", gone)
+	fmt.Fprintf(r, "|   of which in the trash, as they must be | %d |\n", inTrash)
 	fmt.Fprintf(r, "| never committed (rolled back): must exist | %d |\n", len(neverCommitted))
 	fmt.Fprintf(r, "| unreferenced, but once in the protect-only column (scan's business): not checked | %d |\n", protectOnly)
+	fmt.Fprintf(r, "| files in the trash | %d |\n", len(trashed))
+	fmt.Fprintf(r, "| journal: restored / occupied / dangling | %d / %d / %d |\n", restores, occupiedN, danglingN)
 	fmt.Fprintf(r, "| hostile paths recorded in failed_deletions | %d |\n", hostileRecorded)
 	fmt.Fprintf(r, "| **wrong deletions** | **%d** |\n", len(wrong))
 	fmt.Fprintf(r, "| **missed deletions** | **%d** |\n", len(missed))
+	fmt.Fprintf(r, "| **committed away, but not in the trash** | **%d** |\n", len(notTrashed))
 	fmt.Fprintf(r, "| unexplained failed_deletions | %d |\n", len(unexplained))
 	fmt.Fprintf(r, "| unexpected cleaner exits | %d |\n", s.cleaner.unexpectedExits.Load())
 	fmt.Fprintf(r, "| slot | %s |\n", s.slotReport)
@@ -1035,15 +1106,24 @@ func (s *soak) verify() {
 		}
 	}
 
-	for _, w := range wrong[:min(len(wrong), 20)] {
-		t.Errorf("WRONG: %s", w)
+	logs := s.cleaner.allLogs()
+	report := func(kind string, fs []finding) {
+		for i, f := range fs {
+			if i == 20 {
+				t.Errorf("%s: and %d more", kind, len(fs)-i)
+				break
+			}
+			if i < 5 && f.k.path != "" && f.k.storage != "outside" {
+				t.Errorf("%s: %s\n%s", kind, f, s.evidence(c, f.k, logs))
+			} else {
+				t.Errorf("%s: %s", kind, f)
+			}
+		}
 	}
-	for _, m := range missed[:min(len(missed), 20)] {
-		t.Errorf("MISSED: %s", m)
-	}
-	for _, u := range unexplained[:min(len(unexplained), 20)] {
-		t.Errorf("unexplained failed deletion: %s", u)
-	}
+	report("WRONG", wrong)
+	report("MISSED", missed)
+	report("NOT IN THE TRASH", notTrashed)
+	report("unexplained failed deletion", unexplained)
 	if n := s.cleaner.unexpectedExits.Load(); n > 0 {
 		t.Errorf("the cleaner exited on its own %d times (see the logs above)", n)
 	}
@@ -1058,6 +1138,42 @@ func (s *soak) verify() {
 	}
 }
 
+// evidence is what the journal and the cleaner's logs (of every run the
+// supervisor started) say of k, for a finding.
+func (s *soak) evidence(c *pgx.Conn, k fileKey, logs string) string {
+	ctx := context.Background()
+	b := &strings.Builder{}
+	fmt.Fprintf(b, "    journal of %s:%s (id event location source xid commit_lsn at detail):\n", k.storage, k.path)
+	rows, err := c.Query(ctx, `SELECT id, event, location, source, coalesce(xid, 0), commit_lsn::text, at, detail
+		FROM cdc_cleaner.journal WHERE md5(path)::uuid = md5($2)::uuid AND path = $2 AND storage = $1 ORDER BY id`, k.storage, k.path)
+	if err != nil {
+		return err.Error()
+	}
+	for rows.Next() {
+		var id, xid int64
+		var event, location, source, lsn, detail string
+		var at time.Time
+		if err := rows.Scan(&id, &event, &location, &source, &xid, &lsn, &at, &detail); err != nil {
+			rows.Close()
+			return err.Error()
+		}
+		fmt.Fprintf(b, "      %d %s %q %s %d %s %s %q\n", id, event, location, source, xid, lsn, at.UTC().Format("15:04:05.000000"), detail)
+	}
+	rows.Close()
+	fmt.Fprintf(b, "    cleaner log lines naming it:\n")
+	n := 0
+	for line := range strings.Lines(logs) {
+		if strings.Contains(line, `"`+k.path+`"`) || strings.Contains(line, " "+k.path+":") || strings.Contains(line, " "+k.path+",") {
+			if n++; n > 20 {
+				b.WriteString("      ...\n")
+				break
+			}
+			b.WriteString("      " + line)
+		}
+	}
+	return b.String()
+}
+
 // supervisor keeps one `cdc-cleaner run` going, like systemd with
 // Restart=always, and tells exits the suite caused from the others.
 type supervisor struct {
@@ -1069,7 +1185,19 @@ type supervisor struct {
 	stopping                        bool
 	explainedExits, unexpectedExits atomic.Int32
 	wg                              sync.WaitGroup
-	down                            [][2]time.Time // when PostgreSQL was restarting
+	down                            [][2]time.Time  // when PostgreSQL was restarting
+	past                            strings.Builder // logs of the runs that ended
+}
+
+// allLogs returns the logs of every run so far, oldest first.
+func (s *supervisor) allLogs() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.past.String()
+	if s.p != nil {
+		out += s.p.Logs()
+	}
+	return out
 }
 
 // databaseDown records that PostgreSQL begins (true) or ends (false) a
@@ -1120,6 +1248,7 @@ func (s *supervisor) startLocked() {
 		exited := time.Now()
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		s.past.WriteString(p.Logs())
 		if s.p != p || s.stopping {
 			return // killed or stopped by the suite
 		}
