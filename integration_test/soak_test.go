@@ -33,6 +33,7 @@ var (
 	soakMinFaults = flag.Int("soak.min-faults", 2, "each kind of fault is injected at least this often; the run goes on past soak.duration until it was (make soak: 50)")
 	soakHang      = flag.Duration("soak.hang", 10*time.Second, "how long the S3 endpoint hangs in a hang fault (make soak: 30s)")
 	soakSeed      = flag.Uint64("soak.seed", 0, "seed of the workload and fault schedule (0: from the clock; the seed used is logged)")
+	soakMinRerefs = flag.Int("soak.min-rereferences", 5, "each kind of re-reference (re-sync, stale save, same-key re-upload) must be made at least this often, or the run proves nothing about promise 7")
 	soakReport    = flag.String("soak.report", "", "also write the report (Markdown) to `FILE`")
 )
 
@@ -59,7 +60,11 @@ CREATE TABLE wl_committed (storage text NOT NULL, path text NOT NULL);
 -- Paths that went into the protect-only column: its changes are not
 -- watched, so a path whose last reference left from there is the
 -- business of scan, and either outcome is right for it.
-CREATE TABLE wl_protected (path text NOT NULL);`
+CREATE TABLE wl_protected (path text NOT NULL);
+-- Same-key re-uploads whose row came back: written in the transaction that
+-- re-creates the row, so the check knows whether a committed row
+-- referenced the new content.
+CREATE TABLE wl_reupload (storage text NOT NULL, path text NOT NULL, n bigint NOT NULL);`
 
 	soakWatch = `watch:
   - table: public.gallery_photo
@@ -87,13 +92,17 @@ var hostilePaths = []string{"../outside/sentinel.txt", "/etc/hostname", "d01/../
 // TestFaultSuite runs a randomized Django-like workload (inserts, updates,
 // deletes, shared paths across rows and tables, swaps, moves, rollbacks,
 // savepoint rollbacks, prepared transactions committed and rolled back,
-// big transactions, hostile paths) against the cleaner, with one local and
-// one S3 storage, while injecting faults: kill -9 of the cleaner, the
-// walsender terminated, PostgreSQL restarted in immediate mode, the S3
-// endpoint refusing or hanging (a proxy on loopback), and a directory of
-// the local storage made read-only for a while. Then, once the cleaner has
-// settled, it checks the promises against the workload's ledger. Not
-// parallel: it restarts the server and sets the AWS_* variables.
+// big transactions, hostile paths, and re-references: re-syncs, stale
+// saves, same-key re-uploads) against the cleaner, with one local and one
+// S3 storage, both with the default trash, while injecting faults: kill -9
+// of the cleaner, the walsender terminated, PostgreSQL restarted in
+// immediate mode, the S3 endpoint refusing or hanging (a proxy on
+// loopback), and a directory of the local storage made read-only for a
+// while. Then, once the cleaner has settled, it checks the promises
+// against the workload's ledger and the rows at the end: every referenced
+// file present with the content last written there, every orphan gone
+// from its path and in the trash. Not parallel: it restarts the server and
+// sets the AWS_* variables.
 func TestFaultSuite(t *testing.T) {
 	if cluster.External() {
 		t.Skip("the fault suite restarts PostgreSQL; it needs the throwaway cluster, not CDC_TEST_DATABASE_URL")
@@ -134,7 +143,11 @@ func TestFaultSuite(t *testing.T) {
 	e.env = srv.Env()
 
 	s := &soak{t: t, e: e, srv: srv, proxy: proxy, docsPrefix: docsPrefix, seed: seed,
-		created: map[fileKey]bool{}, faults: map[string]*atomic.Int64{}}
+		created: map[fileKey]bool{}, faults: map[string]*atomic.Int64{},
+		uploads: map[fileKey]upload{}, busy: map[fileKey]bool{}, rerefs: map[string]*rerefCount{}}
+	for _, k := range rerefKinds {
+		s.rerefs[k] = &rerefCount{}
+	}
 	for _, k := range append(faultKinds, "S3 refusing", "S3 hanging") {
 		s.faults[k] = &atomic.Int64{}
 	}
@@ -201,8 +214,11 @@ type soak struct {
 
 	seq     atomic.Int64
 	mu      sync.Mutex
-	created map[fileKey]bool // every file the workload created
-	gids    map[string]bool  // prepared transactions: commit (true) or roll back
+	created map[fileKey]bool   // every file the workload created
+	gids    map[string]bool    // prepared transactions: commit (true) or roll back
+	uploads map[fileKey]upload // the last same-key re-upload at a path
+	busy    map[fileKey]bool   // paths a same-key re-upload is working on
+	rerefs  map[string]*rerefCount
 
 	faults                                                map[string]*atomic.Int64
 	committed, rolledBack, preparedCommitted, preparedRB  atomic.Int64
@@ -267,7 +283,7 @@ func (s *soak) createFile(storage, p string) error {
 	s.mu.Lock()
 	s.created[k] = true
 	s.mu.Unlock()
-	err := s.writeFile(storage, p)
+	err := s.writeFile(storage, p, []byte(p))
 	if err != nil {
 		s.mu.Lock()
 		delete(s.created, k)
@@ -276,15 +292,17 @@ func (s *soak) createFile(storage, p string) error {
 	return err
 }
 
-func (s *soak) writeFile(storage, p string) error {
+// writeFile writes content at p: a new file, or a new upload under an
+// existing name.
+func (s *soak) writeFile(storage, p string, content []byte) error {
 	if storage == "docs" {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		return s.srv.TryPut(ctx, s.docsPrefix+p, []byte(p))
+		return s.srv.TryPut(ctx, s.docsPrefix+p, content)
 	}
 	full := filepath.Join(s.e.root, filepath.FromSlash(p))
 	for attempt := 0; ; attempt++ {
-		err := os.WriteFile(full, []byte(p), 0o644)
+		err := os.WriteFile(full, content, 0o644)
 		if err == nil {
 			return nil
 		}
@@ -619,29 +637,40 @@ func (s *soak) resolvePrepared(ctx context.Context, c *pgx.Conn, w int) {
 	}
 }
 
+// count counts how a transaction of worker w on c failed, and returns err.
+func (s *soak) count(c *pgx.Conn, w int, err error) error {
+	var pgErr interface{ SQLState() string }
+	switch {
+	case err == nil:
+	case errors.As(err, &pgErr) && (pgErr.SQLState() == "40P01" || pgErr.SQLState() == "55P03" || pgErr.SQLState() == "40001"):
+		s.deadlocks.Add(1) // deadlock or lock timeout: rolled back
+	case c.IsClosed():
+		s.ambiguous.Add(1) // the server went away: the ledger knows
+	default:
+		s.failedTx.Add(1)
+		if s.errs.Add(1) <= 5 {
+			s.t.Logf("workload %d: %v", w, err)
+		}
+	}
+	return err
+}
+
 // transaction runs one random transaction: committed, rolled back, with a
-// savepoint rolled back, prepared and then committed or rolled back, or big.
+// savepoint rolled back, prepared and then committed or rolled back, or big;
+// or a re-reference, which takes two or three.
 func (s *soak) transaction(ctx context.Context, c *pgx.Conn, rng *rand.Rand, w int) error {
-	count := func(err error) error {
-		var pgErr interface{ SQLState() string }
-		switch {
-		case err == nil:
-		case errors.As(err, &pgErr) && (pgErr.SQLState() == "40P01" || pgErr.SQLState() == "55P03" || pgErr.SQLState() == "40001"):
-			s.deadlocks.Add(1) // deadlock or lock timeout: rolled back
-		case c.IsClosed():
-			s.ambiguous.Add(1) // the server went away: the ledger knows
-		default:
-			s.failedTx.Add(1)
-			if s.errs.Add(1) <= 5 {
-				s.t.Logf("workload %d: %v", w, err)
-			}
+	count := func(err error) error { return s.count(c, w, err) }
+	kind := rng.IntN(100)
+	if kind >= 95 {
+		err := s.rereference(ctx, c, rng, w)
+		if errors.Is(err, errNothing) {
+			return nil
 		}
 		return err
 	}
 	if _, err := c.Exec(ctx, "BEGIN"); err != nil {
 		return count(err)
 	}
-	kind := rng.IntN(100)
 	steps := 1 + rng.IntN(3)
 	switch {
 	case kind < 2:
@@ -926,6 +955,27 @@ func (s *soak) verify() {
 	restores := count(`SELECT count(*) FROM cdc_cleaner.journal WHERE event = 'restored'`)
 	occupiedN := count(`SELECT count(*) FROM cdc_cleaner.journal WHERE event = 'occupied'`)
 	danglingN := count(`SELECT count(*) FROM cdc_cleaner.journal WHERE event = 'dangling'`)
+	danglingFailed := count(`SELECT count(*) FROM cdc_cleaner.failed_deletions WHERE reason LIKE 'dangling%'`)
+	// The re-uploads whose row came back, by path and number.
+	reuploaded := map[fileKey]map[int64]bool{}
+	rows, err := c.Query(ctx, `SELECT storage, path, n FROM wl_reupload`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var k fileKey
+		var n int64
+		if err := rows.Scan(&k.storage, &k.path, &n); err != nil {
+			t.Fatal(err)
+		}
+		if reuploaded[k] == nil {
+			reuploaded[k] = map[int64]bool{}
+		}
+		reuploaded[k][n] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
 
 	// What is at its path, and what is in the trash (by the path it was
 	// removed from).
@@ -937,7 +987,7 @@ func (s *soak) verify() {
 			present[fileKey{storage, rel}] = true
 		}
 	}
-	err := filepath.WalkDir(s.e.root, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(s.e.root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -954,15 +1004,33 @@ func (s *soak) verify() {
 		found("docs", strings.TrimPrefix(k, s.docsPrefix))
 	}
 
-	var wrong, missed, notTrashed []finding
+	var wrong, wrongContent, missed, notTrashed []finding
 	var neverCommitted []string
-	var stillReferenced, kept, gone, inTrash, protectOnly, leftOccupied, leftOther int
+	var stillReferenced, kept, gone, inTrash, protectOnly, leftOccupied, newContent, trashedUploads, orphanUploads int
+	var leftOther []finding
 	for k := range s.created {
 		keep := k.storage == "media" && cdccleaner.MatchPattern([]string{"defaults/*"}, k.path)
+		up, wasUploaded := s.uploads[k]
+		// A re-upload whose row did not come back (for certain: the
+		// ledger says) is a file no committed row references, which the
+		// cleaner may or may not have removed, as it came before or
+		// after the upload: scan's business.
+		orphanUpload := wasUploaded && (up.failed || !reuploaded[k][up.n])
 		switch {
 		case referenced[k] || keep:
 			if !present[k] {
 				wrong = append(wrong, finding{k, "(still referenced or kept) was deleted"})
+			} else if !up.failed {
+				// What was written last: the path itself, or the last
+				// re-upload, never an older copy from the trash.
+				want := k.path
+				if wasUploaded {
+					want = up.content
+					newContent++
+				}
+				if got, ok := s.content(k); ok && got != want {
+					wrongContent = append(wrongContent, finding{k, fmt.Sprintf("(still referenced) holds %q, want %q", got, want)})
+				}
 			}
 			if keep {
 				kept++
@@ -977,10 +1045,12 @@ func (s *soak) verify() {
 			case occupied[k]:
 				leftOccupied++
 			default:
-				leftOther++
+				leftOther = append(leftOther, finding{k, "(still referenced) has a copy in the trash, and its journal has no occupied event"})
 			}
 		case protected[k]:
 			protectOnly++ // either outcome is right; see wl_protected
+		case orphanUpload:
+			orphanUploads++
 		case committed[k]:
 			gone++
 			switch {
@@ -990,6 +1060,13 @@ func (s *soak) verify() {
 				notTrashed = append(notTrashed, finding{k, "(its last reference was committed away) is gone, but not in the trash: the undo window lost it"})
 			default:
 				inTrash++
+				if wasUploaded {
+					// Removed last while it held the last upload.
+					trashedUploads++
+					if got, ok := s.content(fileKey{k.storage, soakTrash + k.path}); ok && got != up.content {
+						wrongContent = append(wrongContent, finding{k, fmt.Sprintf("(committed away) has %q in the trash, want the last upload %q", got, up.content)})
+					}
+				}
 			}
 		default:
 			neverCommitted = append(neverCommitted, k.path)
@@ -1043,6 +1120,7 @@ func (s *soak) verify() {
 		}
 	}
 	sortFindings(wrong)
+	sortFindings(wrongContent)
 	sortFindings(missed)
 	sortFindings(notTrashed)
 	sortFindings(unexplained)
@@ -1080,20 +1158,31 @@ func (s *soak) verify() {
 	} {
 		fmt.Fprintf(r, "| %s | %d |\n", row.what, row.n)
 	}
+	fmt.Fprintf(r, "\n| re-reference (promise 7), last transaction committed | times | paths |\n| --- | --- | --- |\n")
+	for _, k := range rerefKinds {
+		fmt.Fprintf(r, "| %s | %d | %d |\n", k, s.rerefs[k].times.Load(), s.rerefs[k].paths.Load())
+	}
+	fmt.Fprintf(r, "| same-key re-uploads whose row did not come back | %d | |\n", s.rerefs[rerefReupload].lost.Load())
 	fmt.Fprintf(r, "\n| check | result |\n| --- | --- |\n")
 	fmt.Fprintf(r, "| files created | %d |\n", len(s.created))
 	fmt.Fprintf(r, "| still referenced at the end: must exist | %d |\n", stillReferenced)
 	fmt.Fprintf(r, "|   of which with an old copy left in the trash (journal: occupied) | %d |\n", leftOccupied)
-	fmt.Fprintf(r, "|   of which with a copy left in the trash, no occupied event (purged after the retention) | %d |\n", leftOther)
+	fmt.Fprintf(r, "|   of which with a copy left in the trash, no occupied event (purged after the retention) | %d |\n", len(leftOther))
+	fmt.Fprintf(r, "|   of which re-uploaded: must hold the last upload | %d |\n", newContent)
 	fmt.Fprintf(r, "| kept by the keep rule | %d |\n", kept)
 	fmt.Fprintf(r, "| last reference committed away: must be gone | %d |\n", gone)
 	fmt.Fprintf(r, "|   of which in the trash, as they must be | %d |\n", inTrash)
+	fmt.Fprintf(r, "|     of which re-uploaded: the trashed copy must hold the last upload | %d |\n", trashedUploads)
 	fmt.Fprintf(r, "| never committed (rolled back): must exist | %d |\n", len(neverCommitted))
 	fmt.Fprintf(r, "| unreferenced, but once in the protect-only column (scan's business): not checked | %d |\n", protectOnly)
+	fmt.Fprintf(r, "| re-uploaded, but the row did not come back (scan's business): not checked | %d |\n", orphanUploads)
 	fmt.Fprintf(r, "| files in the trash | %d |\n", len(trashed))
-	fmt.Fprintf(r, "| journal: restored / occupied / dangling | %d / %d / %d |\n", restores, occupiedN, danglingN)
+	fmt.Fprintf(r, "| restores in the journal | %d |\n", restores)
+	fmt.Fprintf(r, "| journal: occupied (a file was at the path) / dangling | %d / %d |\n", occupiedN, danglingN)
+	fmt.Fprintf(r, "| dangling references in failed_deletions (none expected: trash on, 720h retention) | %d |\n", danglingFailed)
 	fmt.Fprintf(r, "| hostile paths recorded in failed_deletions | %d |\n", hostileRecorded)
 	fmt.Fprintf(r, "| **wrong deletions** | **%d** |\n", len(wrong))
+	fmt.Fprintf(r, "| **wrong content (not the last upload)** | **%d** |\n", len(wrongContent))
 	fmt.Fprintf(r, "| **missed deletions** | **%d** |\n", len(missed))
 	fmt.Fprintf(r, "| **committed away, but not in the trash** | **%d** |\n", len(notTrashed))
 	fmt.Fprintf(r, "| unexplained failed_deletions | %d |\n", len(unexplained))
@@ -1120,7 +1209,12 @@ func (s *soak) verify() {
 			}
 		}
 	}
+	sortFindings(leftOther)
+	for _, f := range leftOther[:min(len(leftOther), 5)] {
+		t.Logf("not an error: %s\n%s", f, s.evidence(c, f.k, logs))
+	}
 	report("WRONG", wrong)
+	report("WRONG CONTENT", wrongContent)
 	report("MISSED", missed)
 	report("NOT IN THE TRASH", notTrashed)
 	report("unexplained failed deletion", unexplained)
@@ -1132,6 +1226,11 @@ func (s *soak) verify() {
 			t.Errorf("%s: %d faults, want at least %d", k, s.faults[k].Load(), *soakMinFaults)
 		}
 	}
+	for _, k := range rerefKinds {
+		if n := s.rerefs[k].times.Load(); n < int64(*soakMinRerefs) {
+			t.Errorf("%s: made %d times, want at least %d", k, n, *soakMinRerefs)
+		}
+	}
 	if s.committed.Load() == 0 || s.rolledBack.Load() == 0 || gone == 0 || len(neverCommitted) == 0 {
 		t.Errorf("the workload did too little to prove anything: %d committed, %d rolled back, %d deletions expected, %d never-committed files",
 			s.committed.Load(), s.rolledBack.Load(), gone, len(neverCommitted))
@@ -1141,25 +1240,11 @@ func (s *soak) verify() {
 // evidence is what the journal and the cleaner's logs (of every run the
 // supervisor started) say of k, for a finding.
 func (s *soak) evidence(c *pgx.Conn, k fileKey, logs string) string {
-	ctx := context.Background()
 	b := &strings.Builder{}
 	fmt.Fprintf(b, "    journal of %s:%s (id event location source xid commit_lsn at detail):\n", k.storage, k.path)
-	rows, err := c.Query(ctx, `SELECT id, event, location, source, coalesce(xid, 0), commit_lsn::text, at, detail
-		FROM cdc_cleaner.journal WHERE md5(path)::uuid = md5($2)::uuid AND path = $2 AND storage = $1 ORDER BY id`, k.storage, k.path)
-	if err != nil {
-		return err.Error()
+	for _, e := range s.journalOf(c, k) {
+		fmt.Fprintf(b, "      %d %s %q %s %d %s %s %q\n", e.id, e.event, e.location, e.source, e.xid, e.lsnText, e.at.UTC().Format("15:04:05.000000"), e.detail)
 	}
-	for rows.Next() {
-		var id, xid int64
-		var event, location, source, lsn, detail string
-		var at time.Time
-		if err := rows.Scan(&id, &event, &location, &source, &xid, &lsn, &at, &detail); err != nil {
-			rows.Close()
-			return err.Error()
-		}
-		fmt.Fprintf(b, "      %d %s %q %s %d %s %s %q\n", id, event, location, source, xid, lsn, at.UTC().Format("15:04:05.000000"), detail)
-	}
-	rows.Close()
 	fmt.Fprintf(b, "    cleaner log lines naming it:\n")
 	n := 0
 	for line := range strings.Lines(logs) {
@@ -1172,6 +1257,35 @@ func (s *soak) evidence(c *pgx.Conn, k fileKey, logs string) string {
 		}
 	}
 	return b.String()
+}
+
+// journalEntry is one row of cdc_cleaner.journal.
+type journalEntry struct {
+	id, xid                         int64
+	event, location, source, detail string
+	lsn                             int64 // commit_lsn, as a number
+	lsnText                         string
+	at                              time.Time
+}
+
+// journalOf returns the journal of k in the order it was written.
+func (s *soak) journalOf(c *pgx.Conn, k fileKey) []journalEntry {
+	rows, err := c.Query(context.Background(), `SELECT id, coalesce(xid, 0), event, location, source, detail,
+			(commit_lsn - '0/0')::bigint, commit_lsn::text, at
+		FROM cdc_cleaner.journal WHERE md5(path)::uuid = md5($2)::uuid AND path = $2 AND storage = $1 ORDER BY id`, k.storage, k.path)
+	if err != nil {
+		s.t.Errorf("read the journal of %s:%s: %v", k.storage, k.path, err)
+		return nil
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (journalEntry, error) {
+		var e journalEntry
+		err := r.Scan(&e.id, &e.xid, &e.event, &e.location, &e.source, &e.detail, &e.lsn, &e.lsnText, &e.at)
+		return e, err
+	})
+	if err != nil {
+		s.t.Errorf("read the journal of %s:%s: %v", k.storage, k.path, err)
+	}
+	return out
 }
 
 // supervisor keeps one `cdc-cleaner run` going, like systemd with
