@@ -44,6 +44,9 @@ type upload struct {
 	n       int64 // its number, in wl_reupload when its row came back
 	content string
 	failed  bool // writing it failed: what the path holds is unknown
+	// When the row was deleted, the upload written (from, to) and the row
+	// re-created (zero if that did not commit for certain), for evidence.
+	deleted, writing, written, recreated time.Time
 }
 
 // errNothing ends a re-reference that found nothing to do: its
@@ -339,9 +342,10 @@ func (s *soak) reupload(ctx context.Context, c *pgx.Conn, rng *rand.Rand, w int,
 	if err != nil {
 		return err
 	}
+	deleted := time.Now()
 	sleep(ctx, rerefPause(rng))
 	n := s.seq.Add(1)
-	if err := s.upload(ctx, k, upload{n: n, content: fmt.Sprintf("re-upload %d of %s", n, k.path)}); err != nil {
+	if err := s.upload(ctx, k, upload{n: n, content: fmt.Sprintf("re-upload %d of %s", n, k.path), deleted: deleted}); err != nil {
 		s.rerefs[rerefReupload].lost.Add(1)
 		if s.errs.Add(1) <= 5 {
 			s.t.Logf("workload %d: re-upload %s: %v", w, k.path, err)
@@ -360,6 +364,12 @@ func (s *soak) reupload(ctx context.Context, c *pgx.Conn, rng *rand.Rand, w int,
 		s.rerefs[rerefReupload].lost.Add(1)
 		return err
 	}
+	s.mu.Lock()
+	if up := s.uploads[k]; up.n == n {
+		up.recreated = time.Now()
+		s.uploads[k] = up
+	}
+	s.mu.Unlock()
 	s.counted(rerefReupload, storage, k.path)
 	return nil
 }
@@ -367,6 +377,7 @@ func (s *soak) reupload(ctx context.Context, c *pgx.Conn, rng *rand.Rand, w int,
 // upload writes up.content at k and remembers up as what k holds now. A
 // directory made read-only by a fault is waited for.
 func (s *soak) upload(ctx context.Context, k fileKey, up upload) error {
+	up.writing = time.Now()
 	var err error
 	for attempt := 0; attempt < 100; attempt++ {
 		if err = s.writeFile(k.storage, k.path, []byte(up.content)); err == nil || !errors.Is(err, fs.ErrPermission) || ctx.Err() != nil {
@@ -374,7 +385,7 @@ func (s *soak) upload(ctx context.Context, k fileKey, up upload) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	up.failed = err != nil
+	up.written, up.failed = time.Now(), err != nil
 	s.mu.Lock()
 	s.uploads[k] = up
 	s.mu.Unlock()

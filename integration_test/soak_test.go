@@ -219,6 +219,7 @@ type soak struct {
 	uploads map[fileKey]upload // the last same-key re-upload at a path
 	busy    map[fileKey]bool   // paths a same-key re-upload is working on
 	rerefs  map[string]*rerefCount
+	windows []faultWindow // when each fault was on, for evidence
 
 	faults                                                map[string]*atomic.Int64
 	committed, rolledBack, preparedCommitted, preparedRB  atomic.Int64
@@ -774,18 +775,24 @@ func (s *soak) inject(kind string, rng *rand.Rand) {
 		switch kind {
 		case "kill -9 of the cleaner":
 			time.Sleep(gap(0.3, 1))
+			from := time.Now()
 			s.cleaner.kill9(time.Duration(rng.IntN(1000)) * time.Millisecond)
+			s.window(kind, from)
 			n.Add(1)
 		case "walsender terminated":
 			time.Sleep(gap(0.3, 1))
+			from := time.Now()
 			if s.terminateWalsender() {
+				s.window(kind, from)
 				n.Add(1)
 			}
 		case "PostgreSQL immediate restart":
 			time.Sleep(gap(0.3, 1))
+			from := time.Now()
 			s.cleaner.databaseDown(true)
 			err := cluster.Restart("immediate")
 			s.cleaner.databaseDown(false)
+			s.window(kind, from)
 			if err != nil {
 				s.t.Errorf("restart PostgreSQL: %v", err)
 				return
@@ -793,29 +800,68 @@ func (s *soak) inject(kind string, rng *rand.Rand) {
 			n.Add(1)
 		case s3Fault: // refusing and hanging in turn
 			time.Sleep(gap(0.05, 0.25))
+			from := time.Now()
 			if refusals.Load() <= hangs.Load() {
 				s.proxy.set(proxyRefuse)
 				time.Sleep(time.Duration(1000+rng.IntN(4000)) * time.Millisecond)
 				s.proxy.set(proxyPass)
+				s.window("S3 refusing", from)
 				refusals.Add(1)
 			} else {
 				s.proxy.set(proxyHang)
 				time.Sleep(*soakHang)
 				s.proxy.set(proxyPass)
+				s.window("S3 hanging", from)
 				hangs.Add(1)
 			}
 			n.Add(1)
 		case "local directory read-only":
 			time.Sleep(gap(0.2, 0.8))
 			dir := filepath.Join(s.e.root, fmt.Sprintf("d%02d", rng.IntN(soakDirs)))
+			from := time.Now()
 			if os.Chmod(dir, 0o555) != nil {
 				continue // pruned just now
 			}
 			time.Sleep(time.Duration(1000+rng.IntN(5000)) * time.Millisecond)
 			os.Chmod(dir, 0o777)
+			s.window(kind+" ("+filepath.Base(dir)+")", from)
 			n.Add(1)
 		}
 	}
+}
+
+// faultWindow is when one fault was on.
+type faultWindow struct {
+	kind     string
+	from, to time.Time
+}
+
+// window records that a fault of kind was on from from until now.
+func (s *soak) window(kind string, from time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.windows = append(s.windows, faultWindow{kind, from, time.Now()})
+}
+
+// windowsNear lists the faults that were on within 15 seconds of [from, to].
+func (s *soak) windowsNear(from, to time.Time) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := &strings.Builder{}
+	for _, w := range s.windows {
+		if w.to.After(from.Add(-15*time.Second)) && w.from.Before(to.Add(15*time.Second)) {
+			fmt.Fprintf(b, "      %s %s to %s\n", w.kind, clock(w.from), clock(w.to))
+		}
+	}
+	return b.String()
+}
+
+// clock formats t for evidence, to the microsecond, in UTC like the logs.
+func clock(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format("15:04:05.000000")
 }
 
 // terminateWalsender ends the cleaner's replication connection, and
@@ -1125,6 +1171,17 @@ func (s *soak) verify() {
 	sortFindings(notTrashed)
 	sortFindings(unexplained)
 
+	// Why orphans are back at their paths, from their journals.
+	var missedSameTx, missedOutOfOrder int
+	for _, f := range missed {
+		switch classifyRestore(s.journalOf(c, f.k)) {
+		case restoredSameTx:
+			missedSameTx++
+		case restoredOutOfOrder:
+			missedOutOfOrder++
+		}
+	}
+
 	r := &strings.Builder{}
 	fmt.Fprintf(r, "cdc-cleaner fault suite report, %s, seed %d\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), s.seed)
 	if pgtest.RaceEnabled() {
@@ -1184,6 +1241,8 @@ func (s *soak) verify() {
 	fmt.Fprintf(r, "| **wrong deletions** | **%d** |\n", len(wrong))
 	fmt.Fprintf(r, "| **wrong content (not the last upload)** | **%d** |\n", len(wrongContent))
 	fmt.Fprintf(r, "| **missed deletions** | **%d** |\n", len(missed))
+	fmt.Fprintf(r, "|   of which restored by a reference from the transaction that removed them | %d |\n", missedSameTx)
+	fmt.Fprintf(r, "|   of which restored after a later removal of the path was journaled | %d |\n", missedOutOfOrder)
 	fmt.Fprintf(r, "| **committed away, but not in the trash** | **%d** |\n", len(notTrashed))
 	fmt.Fprintf(r, "| unexplained failed_deletions | %d |\n", len(unexplained))
 	fmt.Fprintf(r, "| unexpected cleaner exits | %d |\n", s.cleaner.unexpectedExits.Load())
@@ -1243,7 +1302,18 @@ func (s *soak) evidence(c *pgx.Conn, k fileKey, logs string) string {
 	b := &strings.Builder{}
 	fmt.Fprintf(b, "    journal of %s:%s (id event location source xid commit_lsn at detail):\n", k.storage, k.path)
 	for _, e := range s.journalOf(c, k) {
-		fmt.Fprintf(b, "      %d %s %q %s %d %s %s %q\n", e.id, e.event, e.location, e.source, e.xid, e.lsnText, e.at.UTC().Format("15:04:05.000000"), e.detail)
+		fmt.Fprintf(b, "      %d %s %q %s %d %s %s %q\n", e.id, e.event, e.location, e.source, e.xid, e.lsnText, clock(e.at), e.detail)
+	}
+	s.mu.Lock()
+	up, ok := s.uploads[k]
+	s.mu.Unlock()
+	if ok {
+		end := up.written
+		if up.recreated.After(end) {
+			end = up.recreated
+		}
+		fmt.Fprintf(b, "    last re-upload (%d): row deleted (committed) %s, upload written %s to %s, row re-created (committed) %s; faults near:\n%s",
+			up.n, clock(up.deleted), clock(up.writing), clock(up.written), clock(up.recreated), s.windowsNear(up.deleted, end))
 	}
 	fmt.Fprintf(b, "    cleaner log lines naming it:\n")
 	n := 0
@@ -1286,6 +1356,45 @@ func (s *soak) journalOf(c *pgx.Conn, k fileKey) []journalEntry {
 		s.t.Errorf("read the journal of %s:%s: %v", k.storage, k.path, err)
 	}
 	return out
+}
+
+// How an orphan came back, by its journal.
+const (
+	restoredOther = iota
+	// restoredSameTx: the last entry restores it, at the commit of the
+	// transaction whose removal it answers (same LSN and xid), and no
+	// later removal was journaled: the transaction referenced the path
+	// and then removed it (a row inserted or updated, then deleted or
+	// updated again), and the restore took the reference for the newer.
+	restoredSameTx
+	// restoredOutOfOrder: the last entry restores it for a reference
+	// older than a removal journaled before it: the re-reference was
+	// handled after a later removal of the path, and brought back what
+	// that removal trashed.
+	restoredOutOfOrder
+)
+
+func classifyRestore(j []journalEntry) int {
+	if len(j) == 0 || j[len(j)-1].event != "restored" {
+		return restoredOther
+	}
+	last := j[len(j)-1]
+	sameTx := false
+	for _, e := range j[:len(j)-1] {
+		if e.event != "trashed" && e.event != "deleted" && e.event != "absent" {
+			continue
+		}
+		if e.lsn > last.lsn {
+			return restoredOutOfOrder
+		}
+		if e.lsn == last.lsn && e.xid == last.xid {
+			sameTx = true
+		}
+	}
+	if sameTx {
+		return restoredSameTx
+	}
+	return restoredOther
 }
 
 // supervisor keeps one `cdc-cleaner run` going, like systemd with
