@@ -33,6 +33,7 @@ var (
 	soakMinFaults = flag.Int("soak.min-faults", 2, "each kind of fault is injected at least this often; the run goes on past soak.duration until it was (make soak: 50)")
 	soakHang      = flag.Duration("soak.hang", 10*time.Second, "how long the S3 endpoint hangs in a hang fault (make soak: 30s)")
 	soakSeed      = flag.Uint64("soak.seed", 0, "seed of the workload and fault schedule (0: from the clock; the seed used is logged)")
+	soakMinRerefs = flag.Int("soak.min-rereferences", 5, "each kind of re-reference (re-sync, stale save, same-key re-upload) must be made at least this often, or the run proves nothing about promise 7")
 	soakReport    = flag.String("soak.report", "", "also write the report (Markdown) to `FILE`")
 )
 
@@ -59,7 +60,11 @@ CREATE TABLE wl_committed (storage text NOT NULL, path text NOT NULL);
 -- Paths that went into the protect-only column: its changes are not
 -- watched, so a path whose last reference left from there is the
 -- business of scan, and either outcome is right for it.
-CREATE TABLE wl_protected (path text NOT NULL);`
+CREATE TABLE wl_protected (path text NOT NULL);
+-- Same-key re-uploads whose row came back: written in the transaction that
+-- re-creates the row, so the check knows whether a committed row
+-- referenced the new content.
+CREATE TABLE wl_reupload (storage text NOT NULL, path text NOT NULL, n bigint NOT NULL);`
 
 	soakWatch = `watch:
   - table: public.gallery_photo
@@ -87,13 +92,17 @@ var hostilePaths = []string{"../outside/sentinel.txt", "/etc/hostname", "d01/../
 // TestFaultSuite runs a randomized Django-like workload (inserts, updates,
 // deletes, shared paths across rows and tables, swaps, moves, rollbacks,
 // savepoint rollbacks, prepared transactions committed and rolled back,
-// big transactions, hostile paths) against the cleaner, with one local and
-// one S3 storage, while injecting faults: kill -9 of the cleaner, the
-// walsender terminated, PostgreSQL restarted in immediate mode, the S3
-// endpoint refusing or hanging (a proxy on loopback), and a directory of
-// the local storage made read-only for a while. Then, once the cleaner has
-// settled, it checks the promises against the workload's ledger. Not
-// parallel: it restarts the server and sets the AWS_* variables.
+// big transactions, hostile paths, and re-references: re-syncs, stale
+// saves, same-key re-uploads) against the cleaner, with one local and one
+// S3 storage, both with the default trash, while injecting faults: kill -9
+// of the cleaner, the walsender terminated, PostgreSQL restarted in
+// immediate mode, the S3 endpoint refusing or hanging (a proxy on
+// loopback), and a directory of the local storage made read-only for a
+// while. Then, once the cleaner has settled, it checks the promises
+// against the workload's ledger and the rows at the end: every referenced
+// file present with the content last written there, every orphan gone
+// from its path and in the trash. Not parallel: it restarts the server and
+// sets the AWS_* variables.
 func TestFaultSuite(t *testing.T) {
 	if cluster.External() {
 		t.Skip("the fault suite restarts PostgreSQL; it needs the throwaway cluster, not CDC_TEST_DATABASE_URL")
@@ -134,7 +143,11 @@ func TestFaultSuite(t *testing.T) {
 	e.env = srv.Env()
 
 	s := &soak{t: t, e: e, srv: srv, proxy: proxy, docsPrefix: docsPrefix, seed: seed,
-		created: map[fileKey]bool{}, faults: map[string]*atomic.Int64{}}
+		created: map[fileKey]bool{}, faults: map[string]*atomic.Int64{},
+		uploads: map[fileKey]upload{}, busy: map[fileKey]bool{}, rerefs: map[string]*rerefCount{}}
+	for _, k := range rerefKinds {
+		s.rerefs[k] = &rerefCount{}
+	}
 	for _, k := range append(faultKinds, "S3 refusing", "S3 hanging") {
 		s.faults[k] = &atomic.Int64{}
 	}
@@ -201,8 +214,12 @@ type soak struct {
 
 	seq     atomic.Int64
 	mu      sync.Mutex
-	created map[fileKey]bool // every file the workload created
-	gids    map[string]bool  // prepared transactions: commit (true) or roll back
+	created map[fileKey]bool   // every file the workload created
+	gids    map[string]bool    // prepared transactions: commit (true) or roll back
+	uploads map[fileKey]upload // the last same-key re-upload at a path
+	busy    map[fileKey]bool   // paths a same-key re-upload is working on
+	rerefs  map[string]*rerefCount
+	windows []faultWindow // when each fault was on, for evidence
 
 	faults                                                map[string]*atomic.Int64
 	committed, rolledBack, preparedCommitted, preparedRB  atomic.Int64
@@ -267,7 +284,7 @@ func (s *soak) createFile(storage, p string) error {
 	s.mu.Lock()
 	s.created[k] = true
 	s.mu.Unlock()
-	err := s.writeFile(storage, p)
+	err := s.writeFile(storage, p, []byte(p))
 	if err != nil {
 		s.mu.Lock()
 		delete(s.created, k)
@@ -276,15 +293,17 @@ func (s *soak) createFile(storage, p string) error {
 	return err
 }
 
-func (s *soak) writeFile(storage, p string) error {
+// writeFile writes content at p: a new file, or a new upload under an
+// existing name.
+func (s *soak) writeFile(storage, p string, content []byte) error {
 	if storage == "docs" {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		return s.srv.TryPut(ctx, s.docsPrefix+p, []byte(p))
+		return s.srv.TryPut(ctx, s.docsPrefix+p, content)
 	}
 	full := filepath.Join(s.e.root, filepath.FromSlash(p))
 	for attempt := 0; ; attempt++ {
-		err := os.WriteFile(full, []byte(p), 0o644)
+		err := os.WriteFile(full, content, 0o644)
 		if err == nil {
 			return nil
 		}
@@ -619,29 +638,40 @@ func (s *soak) resolvePrepared(ctx context.Context, c *pgx.Conn, w int) {
 	}
 }
 
+// count counts how a transaction of worker w on c failed, and returns err.
+func (s *soak) count(c *pgx.Conn, w int, err error) error {
+	var pgErr interface{ SQLState() string }
+	switch {
+	case err == nil:
+	case errors.As(err, &pgErr) && (pgErr.SQLState() == "40P01" || pgErr.SQLState() == "55P03" || pgErr.SQLState() == "40001"):
+		s.deadlocks.Add(1) // deadlock or lock timeout: rolled back
+	case c.IsClosed():
+		s.ambiguous.Add(1) // the server went away: the ledger knows
+	default:
+		s.failedTx.Add(1)
+		if s.errs.Add(1) <= 5 {
+			s.t.Logf("workload %d: %v", w, err)
+		}
+	}
+	return err
+}
+
 // transaction runs one random transaction: committed, rolled back, with a
-// savepoint rolled back, prepared and then committed or rolled back, or big.
+// savepoint rolled back, prepared and then committed or rolled back, or big;
+// or a re-reference, which takes two or three.
 func (s *soak) transaction(ctx context.Context, c *pgx.Conn, rng *rand.Rand, w int) error {
-	count := func(err error) error {
-		var pgErr interface{ SQLState() string }
-		switch {
-		case err == nil:
-		case errors.As(err, &pgErr) && (pgErr.SQLState() == "40P01" || pgErr.SQLState() == "55P03" || pgErr.SQLState() == "40001"):
-			s.deadlocks.Add(1) // deadlock or lock timeout: rolled back
-		case c.IsClosed():
-			s.ambiguous.Add(1) // the server went away: the ledger knows
-		default:
-			s.failedTx.Add(1)
-			if s.errs.Add(1) <= 5 {
-				s.t.Logf("workload %d: %v", w, err)
-			}
+	count := func(err error) error { return s.count(c, w, err) }
+	kind := rng.IntN(100)
+	if kind >= 95 {
+		err := s.rereference(ctx, c, rng, w)
+		if errors.Is(err, errNothing) {
+			return nil
 		}
 		return err
 	}
 	if _, err := c.Exec(ctx, "BEGIN"); err != nil {
 		return count(err)
 	}
-	kind := rng.IntN(100)
 	steps := 1 + rng.IntN(3)
 	switch {
 	case kind < 2:
@@ -745,18 +775,24 @@ func (s *soak) inject(kind string, rng *rand.Rand) {
 		switch kind {
 		case "kill -9 of the cleaner":
 			time.Sleep(gap(0.3, 1))
+			from := time.Now()
 			s.cleaner.kill9(time.Duration(rng.IntN(1000)) * time.Millisecond)
+			s.window(kind, from)
 			n.Add(1)
 		case "walsender terminated":
 			time.Sleep(gap(0.3, 1))
+			from := time.Now()
 			if s.terminateWalsender() {
+				s.window(kind, from)
 				n.Add(1)
 			}
 		case "PostgreSQL immediate restart":
 			time.Sleep(gap(0.3, 1))
+			from := time.Now()
 			s.cleaner.databaseDown(true)
 			err := cluster.Restart("immediate")
 			s.cleaner.databaseDown(false)
+			s.window(kind, from)
 			if err != nil {
 				s.t.Errorf("restart PostgreSQL: %v", err)
 				return
@@ -764,29 +800,68 @@ func (s *soak) inject(kind string, rng *rand.Rand) {
 			n.Add(1)
 		case s3Fault: // refusing and hanging in turn
 			time.Sleep(gap(0.05, 0.25))
+			from := time.Now()
 			if refusals.Load() <= hangs.Load() {
 				s.proxy.set(proxyRefuse)
 				time.Sleep(time.Duration(1000+rng.IntN(4000)) * time.Millisecond)
 				s.proxy.set(proxyPass)
+				s.window("S3 refusing", from)
 				refusals.Add(1)
 			} else {
 				s.proxy.set(proxyHang)
 				time.Sleep(*soakHang)
 				s.proxy.set(proxyPass)
+				s.window("S3 hanging", from)
 				hangs.Add(1)
 			}
 			n.Add(1)
 		case "local directory read-only":
 			time.Sleep(gap(0.2, 0.8))
 			dir := filepath.Join(s.e.root, fmt.Sprintf("d%02d", rng.IntN(soakDirs)))
+			from := time.Now()
 			if os.Chmod(dir, 0o555) != nil {
 				continue // pruned just now
 			}
 			time.Sleep(time.Duration(1000+rng.IntN(5000)) * time.Millisecond)
 			os.Chmod(dir, 0o777)
+			s.window(kind+" ("+filepath.Base(dir)+")", from)
 			n.Add(1)
 		}
 	}
+}
+
+// faultWindow is when one fault was on.
+type faultWindow struct {
+	kind     string
+	from, to time.Time
+}
+
+// window records that a fault of kind was on from from until now.
+func (s *soak) window(kind string, from time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.windows = append(s.windows, faultWindow{kind, from, time.Now()})
+}
+
+// windowsNear lists the faults that were on within 15 seconds of [from, to].
+func (s *soak) windowsNear(from, to time.Time) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := &strings.Builder{}
+	for _, w := range s.windows {
+		if w.to.After(from.Add(-15*time.Second)) && w.from.Before(to.Add(15*time.Second)) {
+			fmt.Fprintf(b, "      %s %s to %s\n", w.kind, clock(w.from), clock(w.to))
+		}
+	}
+	return b.String()
+}
+
+// clock formats t for evidence, to the microsecond, in UTC like the logs.
+func clock(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format("15:04:05.000000")
 }
 
 // terminateWalsender ends the cleaner's replication connection, and
@@ -867,6 +942,22 @@ func (s *soak) finish() {
 	s.settled = time.Since(start)
 }
 
+// soakTrash is where both storages keep removed files: the default
+// trash_prefix, relative to the root or to the storage's prefix.
+const soakTrash = ".trash/"
+
+// finding is one violation, about one file.
+type finding struct {
+	k   fileKey
+	msg string
+}
+
+func (f finding) String() string { return fmt.Sprintf("%s:%s %s", f.k.storage, f.k.path, f.msg) }
+
+func sortFindings(fs []finding) {
+	sort.Slice(fs, func(i, j int) bool { return fs[i].String() < fs[j].String() })
+}
+
 // verify checks the promises against the ledger.
 func (s *soak) verify() {
 	t := s.t
@@ -890,6 +981,15 @@ func (s *soak) verify() {
 		}
 		return out
 	}
+	count := func(sql string) int64 {
+		var n int64
+		if err := c.QueryRow(ctx, sql).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// Still referenced is decided by the rows at the end, whatever
+	// happened to them on the way.
 	referenced := set(`SELECT 'media', image FROM gallery_photo UNION SELECT 'media', thumbnail FROM gallery_photo
 		UNION SELECT 'media', cover FROM blog_post WHERE cover IS NOT NULL UNION SELECT 'media', file FROM legacy_upload
 		UNION SELECT 'docs', file FROM docs_document`)
@@ -897,15 +997,49 @@ func (s *soak) verify() {
 	protected := set(`SELECT DISTINCT 'media', path FROM wl_protected`)
 	failed := set(`SELECT DISTINCT storage, path FROM cdc_cleaner.failed_deletions`)
 	reasons := set(`SELECT DISTINCT storage, reason FROM cdc_cleaner.failed_deletions`)
+	occupied := set(`SELECT DISTINCT storage, path FROM cdc_cleaner.journal WHERE event = 'occupied'`)
+	restores := count(`SELECT count(*) FROM cdc_cleaner.journal WHERE event = 'restored'`)
+	occupiedN := count(`SELECT count(*) FROM cdc_cleaner.journal WHERE event = 'occupied'`)
+	danglingN := count(`SELECT count(*) FROM cdc_cleaner.journal WHERE event = 'dangling'`)
+	danglingFailed := count(`SELECT count(*) FROM cdc_cleaner.failed_deletions WHERE reason LIKE 'dangling%'`)
+	// The re-uploads whose row came back, by path and number.
+	reuploaded := map[fileKey]map[int64]bool{}
+	rows, err := c.Query(ctx, `SELECT storage, path, n FROM wl_reupload`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var k fileKey
+		var n int64
+		if err := rows.Scan(&k.storage, &k.path, &n); err != nil {
+			t.Fatal(err)
+		}
+		if reuploaded[k] == nil {
+			reuploaded[k] = map[int64]bool{}
+		}
+		reuploaded[k][n] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
 
-	present := map[fileKey]bool{}
-	err := filepath.WalkDir(s.e.root, func(p string, d fs.DirEntry, err error) error {
+	// What is at its path, and what is in the trash (by the path it was
+	// removed from).
+	present, trashed := map[fileKey]bool{}, map[fileKey]bool{}
+	found := func(storage, rel string) {
+		if p, ok := strings.CutPrefix(rel, soakTrash); ok {
+			trashed[fileKey{storage, p}] = true
+		} else {
+			present[fileKey{storage, rel}] = true
+		}
+	}
+	err = filepath.WalkDir(s.e.root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if !d.IsDir() {
 			rel, _ := filepath.Rel(s.e.root, p)
-			present[fileKey{"media", filepath.ToSlash(rel)}] = true
+			found("media", filepath.ToSlash(rel))
 		}
 		return nil
 	})
@@ -913,74 +1047,140 @@ func (s *soak) verify() {
 		t.Fatal(err)
 	}
 	for _, k := range s.srv.Keys(t, s.docsPrefix) {
-		present[fileKey{"docs", strings.TrimPrefix(k, s.docsPrefix)}] = true
+		found("docs", strings.TrimPrefix(k, s.docsPrefix))
 	}
 
-	var wrong, missed, neverCommitted []string
-	var stillReferenced, kept, gone, protectOnly int
+	var wrong, wrongContent, missed, notTrashed []finding
+	var neverCommitted []string
+	var stillReferenced, kept, gone, inTrash, protectOnly, leftOccupied, newContent, trashedUploads, orphanUploads int
+	var leftOther []finding
 	for k := range s.created {
 		keep := k.storage == "media" && cdccleaner.MatchPattern([]string{"defaults/*"}, k.path)
+		up, wasUploaded := s.uploads[k]
+		// A re-upload whose row did not come back (for certain: the
+		// ledger says) is a file no committed row references, which the
+		// cleaner may or may not have removed, as it came before or
+		// after the upload: scan's business.
+		orphanUpload := wasUploaded && (up.failed || !reuploaded[k][up.n])
 		switch {
 		case referenced[k] || keep:
 			if !present[k] {
-				wrong = append(wrong, fmt.Sprintf("%s:%s (still referenced or kept) was deleted", k.storage, k.path))
+				wrong = append(wrong, finding{k, "(still referenced or kept) was deleted"})
+			} else if !up.failed {
+				// What was written last: the path itself, or the last
+				// re-upload, never an older copy from the trash.
+				want := k.path
+				if wasUploaded {
+					want = up.content
+					newContent++
+				}
+				if got, ok := s.content(k); ok && got != want {
+					wrongContent = append(wrongContent, finding{k, fmt.Sprintf("(still referenced) holds %q, want %q", got, want)})
+				}
 			}
 			if keep {
 				kept++
 			} else {
 				stillReferenced++
 			}
+			// A copy in the trash too: the journal's occupied leaves the
+			// copy a re-reference found the path taken by; S3 leaves one
+			// when deleting the trash object after a restore failed.
+			switch {
+			case !trashed[k]:
+			case occupied[k]:
+				leftOccupied++
+			default:
+				leftOther = append(leftOther, finding{k, "(still referenced) has a copy in the trash, and its journal has no occupied event"})
+			}
 		case protected[k]:
 			protectOnly++ // either outcome is right; see wl_protected
+		case orphanUpload:
+			orphanUploads++
 		case committed[k]:
-			if present[k] {
-				missed = append(missed, fmt.Sprintf("%s:%s (its last reference was committed away) still exists", k.storage, k.path))
-			}
 			gone++
+			switch {
+			case present[k]:
+				missed = append(missed, finding{k, "(its last reference was committed away) still exists"})
+			case !trashed[k]:
+				notTrashed = append(notTrashed, finding{k, "(its last reference was committed away) is gone, but not in the trash: the undo window lost it"})
+			default:
+				inTrash++
+				if wasUploaded {
+					// Removed last while it held the last upload.
+					trashedUploads++
+					if got, ok := s.content(fileKey{k.storage, soakTrash + k.path}); ok && got != up.content {
+						wrongContent = append(wrongContent, finding{k, fmt.Sprintf("(committed away) has %q in the trash, want the last upload %q", got, up.content)})
+					}
+				}
+			}
 		default:
 			neverCommitted = append(neverCommitted, k.path)
 			if !present[k] {
-				wrong = append(wrong, fmt.Sprintf("%s:%s (never committed: rolled back) was deleted", k.storage, k.path))
+				wrong = append(wrong, finding{k, "(never committed: rolled back) was deleted"})
+			}
+			if trashed[k] {
+				wrong = append(wrong, finding{k, "(never committed: rolled back) has a copy in the trash"})
 			}
 		}
 	}
 	for k := range present {
 		if !s.created[k] {
-			wrong = append(wrong, fmt.Sprintf("%s:%s exists but the workload never created it", k.storage, k.path))
+			wrong = append(wrong, finding{k, "exists but the workload never created it"})
+		}
+	}
+	for k := range trashed {
+		if !s.created[k] {
+			wrong = append(wrong, finding{k, "is in the trash (" + soakTrash + k.path + ") but the workload never created it"})
 		}
 	}
 	// Outside the storages.
 	if b, err := os.ReadFile(filepath.Join(s.e.outside, "sentinel.txt")); err != nil || string(b) != "never deleted" {
-		wrong = append(wrong, fmt.Sprintf("the sentinel beside the root was touched: %q, %v", b, err))
+		wrong = append(wrong, finding{fileKey{"outside", "sentinel.txt"}, fmt.Sprintf("beside the root was touched: %q, %v", b, err)})
 	}
 	for _, k := range []string{s.srv.Prefix() + "outside.pdf", s.srv.Prefix() + "docsx/1.pdf"} {
 		if !s.srv.Exists(t, k) {
-			wrong = append(wrong, "object outside the prefix deleted: "+k)
+			wrong = append(wrong, finding{fileKey{"outside", k}, "(an object outside the prefix) was deleted"})
 		}
 	}
-	// failed_deletions holds only hostile paths, refused as such.
-	var unexplained []string
+	// failed_deletions holds only hostile paths, refused as such: with
+	// trash on and a retention far longer than the run, no reference can
+	// dangle.
+	var unexplained []finding
 	hostileRecorded := 0
 	for k := range failed {
 		if cdccleaner.ValidatePath(k.path) == nil {
-			unexplained = append(unexplained, fmt.Sprintf("%s:%s", k.storage, k.path))
+			unexplained = append(unexplained, finding{k, "is in failed_deletions"})
 		} else {
 			hostileRecorded++
 		}
 	}
 	for k := range reasons {
 		if k.path != cdccleaner.ReasonRejectedPath {
-			unexplained = append(unexplained, fmt.Sprintf("reason %q in storage %s", k.path, k.storage))
+			unexplained = append(unexplained, finding{fileKey{k.storage, ""}, fmt.Sprintf("reason %q", k.path)})
 		}
 	}
 	for k := range committed {
 		if cdccleaner.ValidatePath(k.path) != nil && !referenced[k] && !failed[k] {
-			unexplained = append(unexplained, fmt.Sprintf("hostile %s:%s vanished but was not recorded", k.storage, k.path))
+			unexplained = append(unexplained, finding{k, "(hostile) vanished but was not recorded"})
 		}
 	}
-	sort.Strings(wrong)
-	sort.Strings(missed)
-	sort.Strings(unexplained)
+	sortFindings(wrong)
+	sortFindings(wrongContent)
+	sortFindings(missed)
+	sortFindings(notTrashed)
+	sortFindings(unexplained)
+
+	// Why orphans are back at their paths, from their journals.
+	var missedSameTx, missedOutOfOrder int
+	for _, f := range missed {
+		switch classifyRestore(s.journalOf(c, f.k)) {
+		case restoredSameTx:
+			missedSameTx++
+		case restoredOutOfOrder:
+			missedOutOfOrder++
+		}
+	}
 
 	r := &strings.Builder{}
 	fmt.Fprintf(r, "cdc-cleaner fault suite report, %s, seed %d\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), s.seed)
@@ -1015,16 +1215,35 @@ func (s *soak) verify() {
 	} {
 		fmt.Fprintf(r, "| %s | %d |\n", row.what, row.n)
 	}
+	fmt.Fprintf(r, "\n| re-reference (promise 7), last transaction committed | times | paths |\n| --- | --- | --- |\n")
+	for _, k := range rerefKinds {
+		fmt.Fprintf(r, "| %s | %d | %d |\n", k, s.rerefs[k].times.Load(), s.rerefs[k].paths.Load())
+	}
+	fmt.Fprintf(r, "| same-key re-uploads whose row did not come back | %d | |\n", s.rerefs[rerefReupload].lost.Load())
 	fmt.Fprintf(r, "\n| check | result |\n| --- | --- |\n")
 	fmt.Fprintf(r, "| files created | %d |\n", len(s.created))
 	fmt.Fprintf(r, "| still referenced at the end: must exist | %d |\n", stillReferenced)
+	fmt.Fprintf(r, "|   of which with an old copy left in the trash (journal: occupied) | %d |\n", leftOccupied)
+	fmt.Fprintf(r, "|   of which with a copy left in the trash, no occupied event (purged after the retention) | %d |\n", len(leftOther))
+	fmt.Fprintf(r, "|   of which re-uploaded: must hold the last upload | %d |\n", newContent)
 	fmt.Fprintf(r, "| kept by the keep rule | %d |\n", kept)
 	fmt.Fprintf(r, "| last reference committed away: must be gone | %d |\n", gone)
+	fmt.Fprintf(r, "|   of which in the trash, as they must be | %d |\n", inTrash)
+	fmt.Fprintf(r, "|     of which re-uploaded: the trashed copy must hold the last upload | %d |\n", trashedUploads)
 	fmt.Fprintf(r, "| never committed (rolled back): must exist | %d |\n", len(neverCommitted))
 	fmt.Fprintf(r, "| unreferenced, but once in the protect-only column (scan's business): not checked | %d |\n", protectOnly)
+	fmt.Fprintf(r, "| re-uploaded, but the row did not come back (scan's business): not checked | %d |\n", orphanUploads)
+	fmt.Fprintf(r, "| files in the trash | %d |\n", len(trashed))
+	fmt.Fprintf(r, "| restores in the journal | %d |\n", restores)
+	fmt.Fprintf(r, "| journal: occupied (a file was at the path) / dangling | %d / %d |\n", occupiedN, danglingN)
+	fmt.Fprintf(r, "| dangling references in failed_deletions (none expected: trash on, 720h retention) | %d |\n", danglingFailed)
 	fmt.Fprintf(r, "| hostile paths recorded in failed_deletions | %d |\n", hostileRecorded)
 	fmt.Fprintf(r, "| **wrong deletions** | **%d** |\n", len(wrong))
+	fmt.Fprintf(r, "| **wrong content (not the last upload)** | **%d** |\n", len(wrongContent))
 	fmt.Fprintf(r, "| **missed deletions** | **%d** |\n", len(missed))
+	fmt.Fprintf(r, "|   of which restored by a reference from the transaction that removed them | %d |\n", missedSameTx)
+	fmt.Fprintf(r, "|   of which restored after a later removal of the path was journaled | %d |\n", missedOutOfOrder)
+	fmt.Fprintf(r, "| **committed away, but not in the trash** | **%d** |\n", len(notTrashed))
 	fmt.Fprintf(r, "| unexplained failed_deletions | %d |\n", len(unexplained))
 	fmt.Fprintf(r, "| unexpected cleaner exits | %d |\n", s.cleaner.unexpectedExits.Load())
 	fmt.Fprintf(r, "| slot | %s |\n", s.slotReport)
@@ -1035,15 +1254,29 @@ func (s *soak) verify() {
 		}
 	}
 
-	for _, w := range wrong[:min(len(wrong), 20)] {
-		t.Errorf("WRONG: %s", w)
+	logs := s.cleaner.allLogs()
+	report := func(kind string, fs []finding) {
+		for i, f := range fs {
+			if i == 20 {
+				t.Errorf("%s: and %d more", kind, len(fs)-i)
+				break
+			}
+			if i < 5 && f.k.path != "" && f.k.storage != "outside" {
+				t.Errorf("%s: %s\n%s", kind, f, s.evidence(c, f.k, logs))
+			} else {
+				t.Errorf("%s: %s", kind, f)
+			}
+		}
 	}
-	for _, m := range missed[:min(len(missed), 20)] {
-		t.Errorf("MISSED: %s", m)
+	sortFindings(leftOther)
+	for _, f := range leftOther[:min(len(leftOther), 5)] {
+		t.Logf("not an error: %s\n%s", f, s.evidence(c, f.k, logs))
 	}
-	for _, u := range unexplained[:min(len(unexplained), 20)] {
-		t.Errorf("unexplained failed deletion: %s", u)
-	}
+	report("WRONG", wrong)
+	report("WRONG CONTENT", wrongContent)
+	report("MISSED", missed)
+	report("NOT IN THE TRASH", notTrashed)
+	report("unexplained failed deletion", unexplained)
 	if n := s.cleaner.unexpectedExits.Load(); n > 0 {
 		t.Errorf("the cleaner exited on its own %d times (see the logs above)", n)
 	}
@@ -1052,10 +1285,116 @@ func (s *soak) verify() {
 			t.Errorf("%s: %d faults, want at least %d", k, s.faults[k].Load(), *soakMinFaults)
 		}
 	}
+	for _, k := range rerefKinds {
+		if n := s.rerefs[k].times.Load(); n < int64(*soakMinRerefs) {
+			t.Errorf("%s: made %d times, want at least %d", k, n, *soakMinRerefs)
+		}
+	}
 	if s.committed.Load() == 0 || s.rolledBack.Load() == 0 || gone == 0 || len(neverCommitted) == 0 {
 		t.Errorf("the workload did too little to prove anything: %d committed, %d rolled back, %d deletions expected, %d never-committed files",
 			s.committed.Load(), s.rolledBack.Load(), gone, len(neverCommitted))
 	}
+}
+
+// evidence is what the journal and the cleaner's logs (of every run the
+// supervisor started) say of k, for a finding.
+func (s *soak) evidence(c *pgx.Conn, k fileKey, logs string) string {
+	b := &strings.Builder{}
+	fmt.Fprintf(b, "    journal of %s:%s (id event location source xid commit_lsn at detail):\n", k.storage, k.path)
+	for _, e := range s.journalOf(c, k) {
+		fmt.Fprintf(b, "      %d %s %q %s %d %s %s %q\n", e.id, e.event, e.location, e.source, e.xid, e.lsnText, clock(e.at), e.detail)
+	}
+	s.mu.Lock()
+	up, ok := s.uploads[k]
+	s.mu.Unlock()
+	if ok {
+		end := up.written
+		if up.recreated.After(end) {
+			end = up.recreated
+		}
+		fmt.Fprintf(b, "    last re-upload (%d): row deleted (committed) %s, upload written %s to %s, row re-created (committed) %s; faults near:\n%s",
+			up.n, clock(up.deleted), clock(up.writing), clock(up.written), clock(up.recreated), s.windowsNear(up.deleted, end))
+	}
+	fmt.Fprintf(b, "    cleaner log lines naming it:\n")
+	n := 0
+	for line := range strings.Lines(logs) {
+		if strings.Contains(line, `"`+k.path+`"`) || strings.Contains(line, " "+k.path+":") || strings.Contains(line, " "+k.path+",") {
+			if n++; n > 20 {
+				b.WriteString("      ...\n")
+				break
+			}
+			b.WriteString("      " + line)
+		}
+	}
+	return b.String()
+}
+
+// journalEntry is one row of cdc_cleaner.journal.
+type journalEntry struct {
+	id, xid                         int64
+	event, location, source, detail string
+	lsn                             int64 // commit_lsn, as a number
+	lsnText                         string
+	at                              time.Time
+}
+
+// journalOf returns the journal of k in the order it was written.
+func (s *soak) journalOf(c *pgx.Conn, k fileKey) []journalEntry {
+	rows, err := c.Query(context.Background(), `SELECT id, coalesce(xid, 0), event, location, source, detail,
+			(commit_lsn - '0/0')::bigint, commit_lsn::text, at
+		FROM cdc_cleaner.journal WHERE md5(path)::uuid = md5($2)::uuid AND path = $2 AND storage = $1 ORDER BY id`, k.storage, k.path)
+	if err != nil {
+		s.t.Errorf("read the journal of %s:%s: %v", k.storage, k.path, err)
+		return nil
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (journalEntry, error) {
+		var e journalEntry
+		err := r.Scan(&e.id, &e.xid, &e.event, &e.location, &e.source, &e.detail, &e.lsn, &e.lsnText, &e.at)
+		return e, err
+	})
+	if err != nil {
+		s.t.Errorf("read the journal of %s:%s: %v", k.storage, k.path, err)
+	}
+	return out
+}
+
+// How an orphan came back, by its journal.
+const (
+	restoredOther = iota
+	// restoredSameTx: the last entry restores it, at the commit of the
+	// transaction whose removal it answers (same LSN and xid), and no
+	// later removal was journaled: the transaction referenced the path
+	// and then removed it (a row inserted or updated, then deleted or
+	// updated again), and the restore took the reference for the newer.
+	restoredSameTx
+	// restoredOutOfOrder: the last entry restores it for a reference
+	// older than a removal journaled before it: the re-reference was
+	// handled after a later removal of the path, and brought back what
+	// that removal trashed.
+	restoredOutOfOrder
+)
+
+func classifyRestore(j []journalEntry) int {
+	if len(j) == 0 || j[len(j)-1].event != "restored" {
+		return restoredOther
+	}
+	last := j[len(j)-1]
+	sameTx := false
+	for _, e := range j[:len(j)-1] {
+		if e.event != "trashed" && e.event != "deleted" && e.event != "absent" {
+			continue
+		}
+		if e.lsn > last.lsn {
+			return restoredOutOfOrder
+		}
+		if e.lsn == last.lsn && e.xid == last.xid {
+			sameTx = true
+		}
+	}
+	if sameTx {
+		return restoredSameTx
+	}
+	return restoredOther
 }
 
 // supervisor keeps one `cdc-cleaner run` going, like systemd with
@@ -1069,7 +1408,19 @@ type supervisor struct {
 	stopping                        bool
 	explainedExits, unexpectedExits atomic.Int32
 	wg                              sync.WaitGroup
-	down                            [][2]time.Time // when PostgreSQL was restarting
+	down                            [][2]time.Time  // when PostgreSQL was restarting
+	past                            strings.Builder // logs of the runs that ended
+}
+
+// allLogs returns the logs of every run so far, oldest first.
+func (s *supervisor) allLogs() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.past.String()
+	if s.p != nil {
+		out += s.p.Logs()
+	}
+	return out
 }
 
 // databaseDown records that PostgreSQL begins (true) or ends (false) a
@@ -1120,6 +1471,7 @@ func (s *supervisor) startLocked() {
 		exited := time.Now()
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		s.past.WriteString(p.Logs())
 		if s.p != p || s.stopping {
 			return // killed or stopped by the suite
 		}

@@ -402,7 +402,9 @@ func (s *Server) TryPut(ctx context.Context, key string, data []byte) error {
 
 func (s *Server) put(ctx context.Context, key string, data []byte) error {
 	if s.fake != nil {
-		_, err := s.fake.backend.PutObject(s.bucket, key, nil, bytes.NewReader(data), int64(len(data)), nil)
+		// Not nil metadata: gofakes3 merges an existing object's metadata
+		// into it, and a copied object (a restore) has some.
+		_, err := s.fake.backend.PutObject(s.bucket, key, map[string]string{}, bytes.NewReader(data), int64(len(data)), nil)
 		return err
 	}
 	_, err := s.client.PutObject(ctx, &awss3.PutObjectInput{
