@@ -145,17 +145,34 @@ func (p *Pipeline) revive(ctx context.Context, b *batch) error {
 	if err != nil {
 		return err
 	}
-	if len(latest) == 0 {
-		return nil
+	var removedPaths []string
+	for _, path := range paths {
+		if e, ok := latest[path]; ok && cdccleaner.IsRemoval(e.Event) {
+			removedPaths = append(removedPaths, path)
+		}
+	}
+	if len(removedPaths) == 0 {
+		return nil // never removed, or already brought back or reported
+	}
+	// Only what the database references now comes back. A transaction
+	// may reference a path and remove it again (in itself, or in a later
+	// transaction, whose removal may even have been journaled before this
+	// reference is handled): then nothing needs the file, and it stays
+	// in the trash.
+	current, err := p.referencedNow(ctx, b.storage, removedPaths)
+	if err != nil {
+		return err
 	}
 	var entries []cdccleaner.JournalEntry
 	var dangling []cdccleaner.Failure
-	for _, path := range paths {
-		removed, ok := latest[path]
-		if !ok || !cdccleaner.IsRemoval(removed.Event) {
-			continue // never removed, or already brought back or reported
-		}
+	for _, path := range removedPaths {
+		removed := latest[path]
 		ref := newest[path]
+		if !current[path] {
+			p.log.Debug().Str("storage", b.storage).Str("path", path).Str("source", ref.Source).Stringer("commit_lsn", ref.CommitLSN).
+				Msg("referenced again, and no longer referenced now: left as removed")
+			continue
+		}
 		a, err := p.bringBack(ctx, b.storage, path, removed)
 		if err != nil {
 			return err
@@ -183,6 +200,26 @@ func (p *Pipeline) revive(ctx context.Context, b *batch) error {
 		return err
 	}
 	return p.store(ctx, b.storage, dangling)
+}
+
+// referencedNow asks the live database which of paths are referenced,
+// retrying until it answers or ctx ends.
+func (p *Pipeline) referencedNow(ctx context.Context, storage string, paths []string) (map[string]bool, error) {
+	retry := newBackoff(p.cfg.RetryMin, p.cfg.RetryMax)
+	for {
+		refs, err := p.cfg.Refs.Referenced(ctx, storage, paths)
+		if err == nil {
+			return refs, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		p.log.Warn().Err(err).Str("storage", storage).Int("paths", len(paths)).Dur("retry_in", retry.Next()).
+			Msg("reference check of re-referenced paths failed; nothing restored, retrying")
+		if !retry.Wait(ctx) {
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // latest asks the journal, retrying until it answers or ctx ends.

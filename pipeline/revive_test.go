@@ -217,8 +217,13 @@ func (w *reviveWorld) settle(t *testing.T, b *batch) {
 	}
 }
 
+// revive handles b as committed rows referencing its paths again: they are
+// referenced from now on.
 func (w *reviveWorld) revive(t *testing.T, b *batch) {
 	t.Helper()
+	for _, c := range b.refs {
+		w.refs.reference(c.Path)
+	}
 	if err := w.p.revive(t.Context(), b); err != nil {
 		t.Fatal(err)
 	}
@@ -264,6 +269,7 @@ func TestReviveRestoresATrashedFile(t *testing.T) {
 
 	// Orphaned again later, it is removed again, and a later reference
 	// brings it back again.
+	w.refs.unreference("a.jpg")
 	w.settle(t, removal(300, "a.jpg"))
 	if w.storage.has("a.jpg") {
 		t.Fatal("a.jpg orphaned again was not removed")
@@ -377,6 +383,7 @@ func TestReviveRetriesTransientRestoreErrors(t *testing.T) {
 	w := newReviveWorld(t, st)
 	w.settle(t, removal(100, "a.jpg"))
 	st.restErr = errors.New("connection reset")
+	w.refs.reference("a.jpg")
 	done := make(chan error, 1)
 	go func() { done <- w.p.revive(t.Context(), reference(200, "a.jpg")) }()
 	time.Sleep(30 * time.Millisecond)
@@ -483,6 +490,23 @@ func TestOrderOfRemovalsAndReReferences(t *testing.T) {
 	}
 }
 
+// slowFirstCheck answers its first reference check as of its start, and
+// only once released: a row committed meanwhile is not in that answer.
+type slowFirstCheck struct {
+	cdccleaner.ReferenceChecker
+	once             sync.Once
+	checked, release chan struct{}
+}
+
+func (s *slowFirstCheck) Referenced(ctx context.Context, storage string, paths []string) (map[string]bool, error) {
+	refs, err := s.ReferenceChecker.Referenced(ctx, storage, paths)
+	s.once.Do(func() {
+		close(s.checked)
+		<-s.release
+	})
+	return refs, err
+}
+
 func set(bs []*batch) map[*batch]bool {
 	m := map[*batch]bool{}
 	for _, b := range bs {
@@ -500,13 +524,7 @@ func TestReReferenceWhileTheRemovalIsInFlight(t *testing.T) {
 	w := newReviveWorld(t, st)
 	checked := make(chan struct{})
 	release := make(chan struct{})
-	var once sync.Once
-	w.refs.hook = func() {
-		once.Do(func() {
-			close(checked)
-			<-release
-		})
-	}
+	w.p.cfg.Refs = &slowFirstCheck{ReferenceChecker: w.refs, checked: checked, release: release}
 	tr := replication.NewTracker(50)
 	ord := newOrder()
 	in := make(chan *batch, 4)
@@ -526,6 +544,7 @@ func TestReReferenceWhileTheRemovalIsInFlight(t *testing.T) {
 	}
 	send(removal(100, "a.jpg"))
 	<-checked // the removal decided "unreferenced"; the row comes back now
+	w.refs.reference("a.jpg")
 	send(reference(200, "a.jpg"))
 	time.Sleep(20 * time.Millisecond)
 	close(release)
@@ -620,5 +639,26 @@ func TestCrashAfterTheMoveThenReReferenced(t *testing.T) {
 	}
 	if got := w.journal.events("a.jpg"); !slices.Equal(got, []string{"trashed", "restored"}) {
 		t.Fatalf("journal = %q, want [trashed restored]", got)
+	}
+}
+
+// TestReviveLeavesWhatIsNoLongerReferenced: a transaction that references
+// a removed path and removes it again (or a later one that removes it
+// again) leaves nothing that needs the file: it stays in the trash.
+func TestReviveLeavesWhatIsNoLongerReferenced(t *testing.T) {
+	st := newMemStorage(true, "a.jpg")
+	w := newReviveWorld(t, st)
+	w.settle(t, removal(100, "a.jpg"))
+	if err := w.p.revive(t.Context(), reference(200, "a.jpg")); err != nil { // not referenced now
+		t.Fatal(err)
+	}
+	if st.has("a.jpg") {
+		t.Fatal("a path no row references now was restored")
+	}
+	if got := w.journal.events("a.jpg"); !slices.Equal(got, []string{"trashed"}) {
+		t.Fatalf("journal = %q, want [trashed]", got)
+	}
+	if r, d := w.counts(); r != 0 || d != 0 {
+		t.Fatalf("restored %v dangling %v, want none", r, d)
 	}
 }

@@ -150,12 +150,32 @@ func (r *fakeRefs) Referenced(ctx context.Context, storage string, paths []strin
 	}
 	r.ev.add("refs %q", paths)
 	out := map[string]bool{}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, p := range paths {
 		if r.referenced[p] {
 			out[p] = true
 		}
 	}
 	return out, nil
+}
+
+// unreference marks paths as referenced no more.
+func (r *fakeRefs) unreference(paths ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range paths {
+		delete(r.referenced, p)
+	}
+}
+
+// reference marks paths as referenced from now on (rows came back).
+func (r *fakeRefs) reference(paths ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range paths {
+		r.referenced[p] = true
+	}
 }
 
 func (r *fakeRefs) callsCopy() [][]string {
