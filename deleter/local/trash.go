@@ -26,12 +26,30 @@ func (l *Storage) inTrash(p string) bool {
 	return strings.HasPrefix(p, l.opts.TrashPrefix)
 }
 
-// trashOne moves p (whose parent directory d is open) to TrashPrefix+p,
-// creating parent directories in the trash as needed, and stamps its
-// modification time with the time of trashing, which PurgeTrash goes by.
-// The same rules as for deleting hold: never a directory, never following a
-// final symlink (a link is trashed as a link), never outside the root.
-func (l *Storage) trashOne(p, dir, base string, d *os.File) (cdccleaner.Outcome, error) {
+// openTrashDir creates and opens the directory p goes to in the trash,
+// the parent of TrashPrefix+p (the same for every path of p's directory).
+func (l *Storage) openTrashDir(p string) (*os.File, error) {
+	dstDir, _ := splitParent(l.opts.TrashPrefix + p)
+	if err := l.root.MkdirAll(dstDir, 0o755); err != nil {
+		_, cerr := classify(dstDir, err, false)
+		return nil, fmt.Errorf("create %s: %w", dstDir, cerr)
+	}
+	dd, err := l.root.OpenFile(dstDir, os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		_, cerr := classify(dstDir, err, false)
+		return nil, fmt.Errorf("open %s: %w", dstDir, cerr)
+	}
+	return dd, nil
+}
+
+// trashOne moves p (whose parent directory d is open) to TrashPrefix+p, in
+// the trash directory trashDir returns (openTrashDir's, shared by the paths
+// of one directory; asked only once the file is known to be there), and
+// stamps its modification time with the time of trashing, which
+// PurgeTrash goes by. The same rules as for deleting hold: never a
+// directory, never following a final symlink (a link is trashed as a
+// link), never outside the root.
+func (l *Storage) trashOne(p, base string, d *os.File, trashDir func(p string) (*os.File, error)) (cdccleaner.Outcome, error) {
 	var statErr error
 	isDir := false
 	if err := withFd(d, func(fd int) {
@@ -47,18 +65,11 @@ func (l *Storage) trashOne(p, dir, base string, d *os.File) (cdccleaner.Outcome,
 	if isDir {
 		return classify(p, os.NewSyscallError("fstatat", syscall.EISDIR), true)
 	}
-	dst := l.opts.TrashPrefix + p
-	dstDir, dstBase := splitParent(dst)
-	if err := l.root.MkdirAll(dstDir, 0o755); err != nil {
-		_, cerr := classify(dst, err, false)
-		return cdccleaner.Failed, fmt.Errorf("trash %q: create %s: %w", p, dstDir, cerr)
-	}
-	dd, err := l.root.OpenFile(dstDir, os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	dstDir, dstBase := splitParent(l.opts.TrashPrefix + p)
+	dd, err := trashDir(p)
 	if err != nil {
-		_, cerr := classify(dst, err, false)
-		return cdccleaner.Failed, fmt.Errorf("trash %q: open %s: %w", p, dstDir, cerr)
+		return cdccleaner.Failed, fmt.Errorf("trash %q: %w", p, err)
 	}
-	defer dd.Close()
 	var renameErr error
 	if err := withFd(d, func(fd int) {
 		err := withFd(dd, func(dfd int) {
