@@ -30,14 +30,13 @@ const selectColumns = `j.storage, j.path, j.event, j.location, j.source, j.xid, 
 
 // latestSQL finds, for each path and bound, the newest entry of the path
 // in storage $1 at or before the bound: one index scan per path
-// (journal_path_idx, on md5(path)::uuid and commit_lsn), whose few rows
-// are sorted to break ties of LSN by id. The md5 condition is what the
-// index is on; path = q.path rules out a collision.
+// (journal_path_idx, a hash index on path), whose few rows are sorted by
+// LSN, ties broken by id.
 const latestSQL = `SELECT q.ord, ` + selectColumns + `
 	FROM unnest($2::text[], $3::text[]::pg_lsn[]) WITH ORDINALITY AS q(path, up_to, ord)
 	CROSS JOIN LATERAL (
 		SELECT * FROM ` + Table + ` j
-		WHERE md5(j.path)::uuid = md5(q.path)::uuid AND j.path = q.path
+		WHERE j.path = q.path
 			AND j.storage = $1 AND j.commit_lsn <= q.up_to
 		ORDER BY j.commit_lsn DESC, j.id DESC
 		LIMIT 1) j`

@@ -26,7 +26,7 @@ type Querier interface {
 func History(ctx context.Context, q Querier, path, storage string) ([]cdccleaner.JournalEntry, error) {
 	path = ledger.Printable(path)
 	rows, err := q.Query(ctx, `SELECT `+selectColumns+` FROM `+Table+` j
-		WHERE md5(j.path)::uuid = md5($1)::uuid AND j.path = $1 AND ($2 = '' OR j.storage = $2)
+		WHERE j.path = $1 AND ($2 = '' OR j.storage = $2)
 		ORDER BY j.at DESC, j.id DESC`, path, storage)
 	if err != nil {
 		return nil, fmt.Errorf("read the journal of %q: %w", path, err)
