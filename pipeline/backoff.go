@@ -5,6 +5,28 @@ import (
 	"time"
 )
 
+// persist calls fn until it returns nil, logging each failure with msg
+// and waiting with capped backoff between attempts; it returns ctx's error
+// once ctx ends, and nil once fn succeeded. What the database or a
+// storage failed to do transiently is retried without limit, holding the
+// LSN: nothing is settled that is not done.
+func (p *Pipeline) persist(ctx context.Context, msg string, fn func() error) error {
+	retry := newBackoff(p.cfg.RetryMin, p.cfg.RetryMax)
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		p.log.Warn().Err(err).Dur("retry_in", retry.Next()).Msg(msg)
+		if !retry.Wait(ctx) {
+			return ctx.Err()
+		}
+	}
+}
+
 // backoff paces the retries of transient trouble: each Wait sleeps for the
 // current delay and then doubles it, up to max. Every retry loop of the
 // pipeline (the stream, a type lookup, the reference check and the

@@ -412,6 +412,33 @@ func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replica
 		}
 		return send(b)
 	}
+	// add puts c in the pending batch of its storage in m (pendingRefs
+	// when refs), and sends the batch once it is full.
+	add := func(m map[string]*batch, c cdccleaner.Candidate, refs bool) error {
+		b := m[c.Storage]
+		if b == nil {
+			b = &batch{storage: c.Storage, started: time.Now()}
+			if refs {
+				b.refs = make([]cdccleaner.Candidate, 0, p.cfg.BatchSize)
+			} else {
+				b.cands = make([]cdccleaner.Candidate, 0, p.cfg.BatchSize)
+			}
+			m[c.Storage] = b
+		}
+		if refs {
+			b.refs = append(b.refs, c)
+		} else {
+			b.cands = append(b.cands, c)
+		}
+		if len(b.items()) < p.cfg.BatchSize {
+			return nil
+		}
+		delete(m, c.Storage)
+		if refs {
+			return send(b)
+		}
+		return sendRemovals(b)
+	}
 	flushAll := func() error {
 		for _, m := range []map[string]*batch{pendingRefs, pending} {
 			for s, b := range m {
@@ -528,17 +555,8 @@ func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replica
 			for _, c := range ev.Candidates {
 				tr.Emitted(c.Txn, 1)
 				p.cfg.Metrics.Candidates.WithLabelValues(c.Storage).Inc()
-				b := pending[c.Storage]
-				if b == nil {
-					b = &batch{storage: c.Storage, cands: make([]cdccleaner.Candidate, 0, p.cfg.BatchSize), started: time.Now()}
-					pending[c.Storage] = b
-				}
-				b.cands = append(b.cands, c)
-				if len(b.cands) >= p.cfg.BatchSize {
-					delete(pending, c.Storage)
-					if err := sendRemovals(b); err != nil {
-						return nil
-					}
+				if err := add(pending, c, false); err != nil {
+					return nil
 				}
 			}
 			if !p.watchRefs() {
@@ -547,17 +565,8 @@ func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replica
 			for _, c := range ev.References {
 				tr.Emitted(c.Txn, 1)
 				p.cfg.Metrics.NewReferences.WithLabelValues(c.Storage).Inc()
-				b := pendingRefs[c.Storage]
-				if b == nil {
-					b = &batch{storage: c.Storage, refs: make([]cdccleaner.Candidate, 0, p.cfg.BatchSize), started: time.Now()}
-					pendingRefs[c.Storage] = b
-				}
-				b.refs = append(b.refs, c)
-				if len(b.refs) >= p.cfg.BatchSize {
-					delete(pendingRefs, c.Storage)
-					if err := send(b); err != nil {
-						return nil
-					}
+				if err := add(pendingRefs, c, true); err != nil {
+					return nil
 				}
 			}
 		case decoder.KindTruncate:

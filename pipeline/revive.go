@@ -95,21 +95,9 @@ func (p *Pipeline) writeJournal(ctx context.Context, entries []cdccleaner.Journa
 	if len(entries) == 0 {
 		return nil
 	}
-	retry := newBackoff(p.cfg.RetryMin, p.cfg.RetryMax)
-	for {
-		err := p.cfg.Journal.Write(ctx, entries)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		p.log.Warn().Err(err).Int("entries", len(entries)).Dur("retry_in", retry.Next()).
-			Msg("writing the journal failed; holding the LSN and retrying")
-		if !retry.Wait(ctx) {
-			return ctx.Err()
-		}
-	}
+	return p.persist(ctx, "writing the journal failed; holding the LSN and retrying", func() error {
+		return p.cfg.Journal.Write(ctx, entries)
+	})
 }
 
 // revive compares the new references of b with the journal (promise 7): a
@@ -204,41 +192,21 @@ func (p *Pipeline) revive(ctx context.Context, b *batch) error {
 
 // referencedNow asks the live database which of paths are referenced,
 // retrying until it answers or ctx ends.
-func (p *Pipeline) referencedNow(ctx context.Context, storage string, paths []string) (map[string]bool, error) {
-	retry := newBackoff(p.cfg.RetryMin, p.cfg.RetryMax)
-	for {
-		refs, err := p.cfg.Refs.Referenced(ctx, storage, paths)
-		if err == nil {
-			return refs, nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		p.log.Warn().Err(err).Str("storage", storage).Int("paths", len(paths)).Dur("retry_in", retry.Next()).
-			Msg("reference check of re-referenced paths failed; nothing restored, retrying")
-		if !retry.Wait(ctx) {
-			return nil, ctx.Err()
-		}
-	}
+func (p *Pipeline) referencedNow(ctx context.Context, storage string, paths []string) (refs map[string]bool, err error) {
+	err = p.persist(ctx, "reference check of re-referenced paths failed; nothing restored, retrying", func() (err error) {
+		refs, err = p.cfg.Refs.Referenced(ctx, storage, paths)
+		return err
+	})
+	return refs, err
 }
 
 // latest asks the journal, retrying until it answers or ctx ends.
-func (p *Pipeline) latest(ctx context.Context, storage string, paths []string, upTo []cdccleaner.LSN) (map[string]cdccleaner.JournalEntry, error) {
-	retry := newBackoff(p.cfg.RetryMin, p.cfg.RetryMax)
-	for {
-		latest, err := p.cfg.Journal.Latest(ctx, storage, paths, upTo)
-		if err == nil {
-			return latest, nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		p.log.Warn().Err(err).Str("storage", storage).Int("paths", len(paths)).Dur("retry_in", retry.Next()).
-			Msg("reading the journal failed; holding the LSN and retrying")
-		if !retry.Wait(ctx) {
-			return nil, ctx.Err()
-		}
-	}
+func (p *Pipeline) latest(ctx context.Context, storage string, paths []string, upTo []cdccleaner.LSN) (latest map[string]cdccleaner.JournalEntry, err error) {
+	err = p.persist(ctx, "reading the journal failed; holding the LSN and retrying", func() (err error) {
+		latest, err = p.cfg.Journal.Latest(ctx, storage, paths, upTo)
+		return err
+	})
+	return latest, err
 }
 
 // answer is what became of one re-referenced path: a journal event, and

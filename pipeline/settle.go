@@ -302,19 +302,11 @@ func (p *Pipeline) record(ctx context.Context, storage string, failures []cdccle
 // store writes failures (already logged) to cdc_cleaner.failed_deletions
 // and counts them, retrying until it can or ctx ends.
 func (p *Pipeline) store(ctx context.Context, storage string, failures []cdccleaner.Failure) error {
-	retry := newBackoff(p.cfg.RetryMin, p.cfg.RetryMax)
-	for {
-		err := p.cfg.Failures.RecordFailures(ctx, failures)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		p.log.Warn().Err(err).Dur("retry_in", retry.Next()).Msg("recording failed deletions failed; holding the LSN and retrying")
-		if !retry.Wait(ctx) {
-			return ctx.Err()
-		}
+	err := p.persist(ctx, "recording failed deletions failed; holding the LSN and retrying", func() error {
+		return p.cfg.Failures.RecordFailures(ctx, failures)
+	})
+	if err != nil {
+		return err
 	}
 	for _, f := range failures {
 		p.cfg.Metrics.Failed.WithLabelValues(storage, f.Reason).Inc()
