@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/rs/zerolog"
+
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/config"
 	"github.com/cdc-cleaner/cdc-cleaner/provision"
@@ -113,7 +115,7 @@ Exit codes: 0 ok (warnings allowed), 1 problems found, 2 bad configuration.`, st
 // checkStorage opens one storage and, where it can, checks it for real. The
 // caller closes it with closeFn, also after an error.
 func checkStorage(ctx context.Context, name string, s *config.Storage) (st cdccleaner.Storage, closeFn func(), err error) {
-	storages, closeFn, err := openStorages(ctx, &config.Config{Storages: map[string]*config.Storage{name: s}})
+	storages, closeFn, err := openStorages(ctx, &config.Config{Storages: map[string]*config.Storage{name: s}}, zerolog.Nop()) // never deletes
 	if err != nil {
 		return nil, func() {}, err
 	}

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/config"
 	"github.com/cdc-cleaner/cdc-cleaner/discover"
@@ -59,7 +61,7 @@ storage cannot be reached, 2 bad configuration.`, 100*discover.MinShare, discove
 // storages (package discover), reporting progress on stderr once it takes
 // more than a second.
 func discoverColumns(ctx context.Context, cfg *config.Config, stderr io.Writer) (*discover.Result, error) {
-	storages, closeStorages, err := openStorages(ctx, cfg)
+	storages, closeStorages, err := openStorages(ctx, cfg, zerolog.Nop()) // lists, never deletes
 	if err != nil {
 		return nil, err
 	}

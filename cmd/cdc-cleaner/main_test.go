@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
+
 	"github.com/cdc-cleaner/cdc-cleaner/config"
 )
 
@@ -279,7 +281,7 @@ func TestS3OverlapOnResolvedEndpoints(t *testing.T) {
 	if err := cfg.Validate(); err != nil && strings.Contains(err.Error(), "overlaps") {
 		t.Fatalf("the configuration check already sees an overlap: %v", err)
 	}
-	_, closeAll, err := openStorages(context.Background(), cfg)
+	_, closeAll, err := openStorages(context.Background(), cfg, zerolog.Nop())
 	if err == nil {
 		closeAll()
 		t.Fatal("opened two storages on one bucket and prefix")
@@ -291,7 +293,7 @@ func TestS3OverlapOnResolvedEndpoints(t *testing.T) {
 
 	// Another server: both open.
 	t.Setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9001")
-	_, closeAll, err = openStorages(context.Background(), cfg)
+	_, closeAll, err = openStorages(context.Background(), cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatalf("storages on two servers: %v", err)
 	}

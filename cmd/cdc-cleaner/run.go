@@ -80,7 +80,7 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 		return configErr(fmt.Errorf("the database check did not describe %s: run cdc-cleaner check", strings.Join(unfound, ", ")))
 	}
 
-	storages, closeStorages, err := openStorages(ctx, cfg)
+	storages, closeStorages, err := openStorages(ctx, cfg, log)
 	if err != nil {
 		return configErr(err)
 	}

@@ -151,7 +151,7 @@ references.`, stderr)
 		return configErr(err)
 	}
 
-	storages, closeStorages, err := openStorages(ctx, cfg)
+	storages, closeStorages, err := openStorages(ctx, cfg, log)
 	if err != nil {
 		return configErr(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 	"github.com/cdc-cleaner/cdc-cleaner/catalog"
@@ -110,8 +111,9 @@ func typeResolver(pool *pgxpool.Pool) func(ctx context.Context, oid uint32) (cdc
 	}
 }
 
-// openStorages opens every configured storage. The caller closes them.
-func openStorages(ctx context.Context, cfg *config.Config) (map[string]cdccleaner.Storage, func(), error) {
+// openStorages opens every configured storage, each logging to log with
+// its name. The caller closes them.
+func openStorages(ctx context.Context, cfg *config.Config, log zerolog.Logger) (map[string]cdccleaner.Storage, func(), error) {
 	out := map[string]cdccleaner.Storage{}
 	endpoints := map[string]string{} // s3 storage -> endpoint its client resolved
 	var closers []func() error
@@ -140,6 +142,7 @@ func openStorages(ctx context.Context, cfg *config.Config) (map[string]cdccleane
 				Concurrency: s.Concurrency,
 				Trash:       s.Trash,
 				TrashPrefix: s.TrashPrefix,
+				Log:         log.With().Str("component", "storage").Str("storage", name).Logger(),
 			})
 			if err != nil {
 				closeAll()

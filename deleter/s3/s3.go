@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -26,6 +28,7 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
@@ -53,11 +56,16 @@ type Options struct {
 	// HTTPClient replaces the SDK's HTTP client (tests).
 	HTTPClient *http.Client
 	// Trash, when set, copies each object to Prefix+TrashPrefix+path and
-	// then deletes the original; PurgeTrash removes trashed objects later.
+	// then deletes the original, only if it is still the object copied
+	// (see Delete); PurgeTrash removes trashed objects later.
 	Trash bool
 	// TrashPrefix is where trashed objects go, relative to Prefix and
 	// ending in "/", e.g. ".trash/".
 	TrashPrefix string
+	// Log receives what the storage decides on its own: a new upload left
+	// in place while it was trashing, a server without conditional
+	// deletes. The zero Logger logs nothing.
+	Log zerolog.Logger
 }
 
 // Storage is a cdccleaner.Storage on a prefix of one bucket: it deletes
@@ -65,6 +73,12 @@ type Options struct {
 type Storage struct {
 	client *awss3.Client
 	opts   Options
+	// unconditional is set once the server refused a conditional delete:
+	// from then on originals of trashed objects are deleted without a
+	// condition (see fallBack).
+	unconditional atomic.Bool
+	warnRefused   sync.Once // the server refused a condition
+	warnNoETag    sync.Once // a copy came without its ETag
 }
 
 var (
@@ -149,6 +163,15 @@ func (s *Storage) Key(path string) string { return s.opts.Prefix + path }
 // Result per path, in order. S3 does not say whether a key existed, so a
 // missing object is reported as Deleted (deleting it is still a success).
 // A path that fails cdccleaner.ValidatePath never becomes a key.
+//
+// With trash on, an object is copied to the trash and its original is
+// then deleted only if it is still the object copied: the delete carries
+// the copy's ETag, so that a new upload to the key between the copy and
+// the delete is not deleted. That new upload is left in place and the
+// path is reported Deleted, with Result.Trash naming the copy of the old
+// content (see recheck for an ETag that differs for the same object). A
+// server that refuses conditional deletes gets unconditional ones from
+// then on, with one warning that the race is then open (see fallBack).
 func (s *Storage) Delete(ctx context.Context, paths []string) []cdccleaner.Result {
 	results := make([]cdccleaner.Result, len(paths))
 	var idx []int // positions of valid paths
@@ -160,8 +183,9 @@ func (s *Storage) Delete(ctx context.Context, paths []string) []cdccleaner.Resul
 		}
 		idx = append(idx, i)
 	}
+	var copies []copied // by position in paths; nil with trash off
 	if s.opts.Trash {
-		idx = s.copyToTrash(ctx, paths, idx, results)
+		idx, copies = s.copyToTrash(ctx, paths, idx, results)
 	}
 	// A key XML cannot carry would reach the server as another key inside
 	// a DeleteObjects body; such keys go one by one, in the URL.
@@ -179,14 +203,14 @@ func (s *Storage) Delete(ctx context.Context, paths []string) []cdccleaner.Resul
 	g.SetLimit(s.opts.Concurrency)
 	for _, i := range single {
 		g.Go(func() error {
-			s.deleteOne(ctx, paths[i], &results[i])
+			s.deleteOne(ctx, paths[i], copyOf(copies, i), &results[i])
 			return nil
 		})
 	}
 	for start := 0; start < len(idx); start += MaxKeysPerRequest {
 		chunk := idx[start:min(start+MaxKeysPerRequest, len(idx))]
 		g.Go(func() error {
-			s.deleteChunk(ctx, paths, chunk, results)
+			s.deleteChunk(ctx, paths, chunk, results, copies)
 			return nil
 		})
 	}
@@ -200,8 +224,11 @@ func (s *Storage) Delete(ctx context.Context, paths []string) []cdccleaner.Resul
 }
 
 // deleteChunk sends one DeleteObjects request for paths[i], i in chunk,
-// and fills their results.
-func (s *Storage) deleteChunk(ctx context.Context, paths []string, chunk []int, results []cdccleaner.Result) {
+// and fills their results. copies holds what copyToTrash copied (nil with
+// trash off): the original of a copied object is deleted only if its ETag
+// is still the copy's, and a key whose ETag differs is looked at again
+// (recheck).
+func (s *Storage) deleteChunk(ctx context.Context, paths []string, chunk []int, results []cdccleaner.Result, copies []copied) {
 	fail := func(err error) {
 		for _, i := range chunk {
 			results[i].Outcome, results[i].Err = cdccleaner.Failed, fmt.Errorf("delete s3://%s/%s: %w", s.opts.Bucket, s.Key(paths[i]), err)
@@ -213,9 +240,14 @@ func (s *Storage) deleteChunk(ctx context.Context, paths []string, chunk []int, 
 	}
 	objects := make([]types.ObjectIdentifier, len(chunk))
 	byKey := make(map[string][]int, len(chunk))
+	sent := make(map[int]bool) // positions deleted on a condition
 	for n, i := range chunk {
 		key := s.Key(paths[i])
 		objects[n] = types.ObjectIdentifier{Key: aws.String(key)}
+		if etag := s.condition(copyOf(copies, i)); etag != "" {
+			objects[n].ETag = aws.String(etag)
+			sent[i] = true
+		}
 		byKey[key] = append(byKey[key], i)
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
@@ -225,37 +257,240 @@ func (s *Storage) deleteChunk(ctx context.Context, paths []string, chunk []int, 
 		Delete: &types.Delete{Objects: objects, Quiet: aws.Bool(true)},
 	}, withContentMD5)
 	if err != nil {
+		if len(sent) > 0 && conditionRefused(err) {
+			s.fallBack(err)
+			s.deleteChunk(ctx, paths, chunk, results, copies) // now without conditions
+			return
+		}
 		fail(classifyS3(err))
 		return
 	}
-	for _, i := range chunk {
-		results[i].Outcome = cdccleaner.Deleted
-	}
 	// A 200 response can still refuse some keys: examine every one.
+	refused := make(map[int]types.Error)
 	for _, e := range out.Errors {
-		code := aws.ToString(e.Code)
 		for _, i := range byKey[aws.ToString(e.Key)] {
-			if code == "NoSuchKey" {
-				results[i].Outcome, results[i].Err = cdccleaner.Absent, nil
-				continue
-			}
-			results[i].Outcome = cdccleaner.Failed
-			results[i].Err = keyError(s.opts.Bucket, aws.ToString(e.Key), code, aws.ToString(e.Message))
+			refused[i] = e
 		}
 	}
+	var recheck, again []int
+	for _, i := range chunk {
+		results[i].Outcome = cdccleaner.Deleted
+		e, ok := refused[i]
+		if !ok {
+			continue
+		}
+		code, msg := aws.ToString(e.Code), aws.ToString(e.Message)
+		switch {
+		case code == "NoSuchKey" && sent[i]:
+			// Copied, then gone before the delete: the trash holds it.
+		case code == "NoSuchKey":
+			results[i].Outcome = cdccleaner.Absent
+		case code == "PreconditionFailed" && sent[i]:
+			recheck = append(recheck, i)
+		case sent[i] && refusesCondition(code, msg, 0):
+			s.fallBack(&Error{Code: code, Message: msg})
+			again = append(again, i)
+		default:
+			results[i].Outcome = cdccleaner.Failed
+			results[i].Err = keyError(s.opts.Bucket, aws.ToString(e.Key), code, msg)
+		}
+	}
+	if len(again) > 0 {
+		s.deleteChunk(ctx, paths, again, results, copies) // now without conditions
+	}
+	g := new(errgroup.Group)
+	g.SetLimit(s.opts.Concurrency * 4) // one request at a time per key
+	for _, i := range recheck {
+		g.Go(func() error {
+			s.recheck(ctx, paths[i], copies[i], &results[i])
+			return nil
+		})
+	}
+	g.Wait()
 }
 
 // deleteOne deletes one key with DeleteObject, whose key travels in the
-// URL: for keys that an XML body cannot carry.
-func (s *Storage) deleteOne(ctx context.Context, path string, r *cdccleaner.Result) {
+// URL: for keys that an XML body cannot carry. c is its copy in the trash
+// (zero when none was made): the delete is then conditional, as in
+// deleteChunk.
+func (s *Storage) deleteOne(ctx context.Context, path string, c copied, r *cdccleaner.Result) {
+	etag := s.condition(c)
+	err := s.deleteObject(ctx, s.Key(path), etag)
+	switch {
+	case err == nil:
+		r.Outcome = cdccleaner.Deleted
+	case etag != "" && isNoSuchKey(err):
+		r.Outcome = cdccleaner.Deleted // copied, then gone: the trash holds it
+	case etag != "" && isPreconditionFailed(err):
+		r.Outcome = cdccleaner.Deleted
+		s.recheck(ctx, path, c, r)
+	case etag != "" && conditionRefused(err):
+		s.fallBack(err)
+		s.deleteOne(ctx, path, c, r) // now without a condition
+	default:
+		r.Outcome, r.Err = cdccleaner.Failed, fmt.Errorf("delete s3://%s/%s: %w", s.opts.Bucket, s.Key(path), classifyS3(err))
+	}
+}
+
+// deleteObject sends DeleteObject for key, with If-Match: etag unless etag
+// is "".
+func (s *Storage) deleteObject(ctx context.Context, key, etag string) error {
 	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
-	_, err := s.client.DeleteObject(rctx, &awss3.DeleteObjectInput{Bucket: aws.String(s.opts.Bucket), Key: aws.String(s.Key(path))})
-	if err != nil {
-		r.Outcome, r.Err = cdccleaner.Failed, fmt.Errorf("delete s3://%s/%s: %w", s.opts.Bucket, s.Key(path), classifyS3(err))
+	in := &awss3.DeleteObjectInput{Bucket: aws.String(s.opts.Bucket), Key: aws.String(key)}
+	if etag != "" {
+		in.IfMatch = aws.String(etag)
+	}
+	_, err := s.client.DeleteObject(rctx, in)
+	return err
+}
+
+// copied is what CopyObject answered for an object copied to the trash.
+type copied struct {
+	etag string    // the copy's ETag; "" when the object was not copied
+	at   time.Time // when the server made the copy; zero when it did not say
+}
+
+// copyOf returns copies[i], or the zero copied when copies is nil.
+func copyOf(copies []copied, i int) copied {
+	if copies == nil {
+		return copied{}
+	}
+	return copies[i]
+}
+
+// condition returns the ETag the original of c must still have to be
+// deleted, or "" for an unconditional delete (nothing was copied, or the
+// server refuses conditions).
+func (s *Storage) condition(c copied) string {
+	if s.unconditional.Load() {
+		return ""
+	}
+	return c.etag
+}
+
+// recheck decides about the original of a trashed object whose
+// conditional delete found another ETag (412). The copy's ETag equals the
+// source's for an object uploaded in one part, but not for one uploaded
+// in parts (or encrypted with KMS), so a 412 does not by itself mean a
+// new upload. A HEAD tells:
+//
+//   - nothing at the key: it is gone, the trash holds the copy (Deleted);
+//   - an object modified in the second of the copy or later (the server's
+//     Last-Modified has one-second resolution): a new upload landed; it is
+//     left in place (Deleted: the trash holds the old content, and a row
+//     that references the path again finds the new upload);
+//   - an older object the size of the trash copy: the object copied, with
+//     another ETag. It is deleted on the ETag the HEAD returned, so that an
+//     upload after the HEAD still wins (412: left in place).
+//
+// The size is compared because S3 dates an object uploaded in parts from
+// the start of its upload: a large upload begun before the copy and
+// finished after it looks older than the copy. One of another size is
+// left in place; one of the same size with other content would be deleted
+// (its old content is in the trash).
+//
+// r is Deleted with Trash set when recheck is called; a failed look or
+// delete makes it Failed (the object is still at its path).
+func (s *Storage) recheck(ctx context.Context, path string, c copied, r *cdccleaner.Result) {
+	key := s.Key(path)
+	failed := func(format string, err error) {
+		r.Outcome, r.Err = cdccleaner.Failed, fmt.Errorf(format, s.opts.Bucket, key, err)
+	}
+	cur, err := s.head(ctx, key)
+	switch {
+	case err != nil:
+		failed("look at s3://%s/%s, whose delete after its copy to the trash found another ETag: %w", err)
+		return
+	case !cur.found:
+		return
+	case !cur.olderThan(c.at):
+		s.leftInPlace(path, r, "modified in the second of the copy or later")
+		return
+	case cur.etag == "":
+		s.leftInPlace(path, r, "the server gave no ETag to delete it on")
 		return
 	}
-	r.Outcome = cdccleaner.Deleted
+	trash, err := s.head(ctx, s.Key(r.Trash))
+	switch {
+	case err != nil:
+		failed("look at the trashed copy of s3://%s/%s: %w", err)
+		return
+	case !trash.found:
+		failed("look at the trashed copy of s3://%s/%s: %w", fmt.Errorf("s3://%s/%s is missing", s.opts.Bucket, s.Key(r.Trash)))
+		return
+	case cur.size < 0 || cur.size != trash.size:
+		s.leftInPlace(path, r, "its size differs from the copy's")
+		return
+	}
+	err = s.deleteObject(ctx, key, cur.etag)
+	switch {
+	case err == nil, isNoSuchKey(err):
+	case isPreconditionFailed(err):
+		s.leftInPlace(path, r, "replaced after it was looked at")
+	case conditionRefused(err):
+		s.fallBack(err)
+		if err := s.deleteObject(ctx, key, ""); err != nil {
+			failed("delete s3://%s/%s: %w", classifyS3(err))
+		}
+	default:
+		failed("delete s3://%s/%s: %w", classifyS3(err))
+	}
+}
+
+// leftInPlace records that the object at path, a new upload, was not
+// deleted: r stays Deleted, with the trash holding the old content.
+func (s *Storage) leftInPlace(path string, r *cdccleaner.Result, why string) {
+	s.opts.Log.Info().Str("path", path).Str("trash", r.Trash).Str("why", why).
+		Msg("a new upload replaced the object while it was being trashed; it was left alone, and the trash holds the old content")
+}
+
+// fallBack turns conditional deletes off for the rest of the storage's
+// life, after the server refused one (err), and warns once.
+func (s *Storage) fallBack(err error) {
+	s.unconditional.Store(true)
+	s.warnUnconditional(&s.warnRefused, "the server refuses conditional deletes", err)
+}
+
+// warnUnconditional warns, once per storage and reason, that originals of
+// trashed objects are deleted without a condition, and why.
+func (s *Storage) warnUnconditional(once *sync.Once, why string, err error) {
+	once.Do(func() {
+		s.opts.Log.Warn().Err(err).Str("bucket", s.opts.Bucket).Str("prefix", s.opts.Prefix).
+			Msgf("%s: the original of a trashed object is deleted unconditionally, so a new upload to its key between the copy to the trash and that delete is deleted too (the trash keeps the old content)", why)
+	})
+}
+
+// conditionRefused reports whether err is a server's refusal of a
+// conditional delete it does not support (see refusesCondition).
+func conditionRefused(err error) bool {
+	var apiErr smithy.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	status := 0
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		status = re.HTTPStatusCode()
+	}
+	return refusesCondition(apiErr.ErrorCode(), apiErr.ErrorMessage(), status)
+}
+
+// refusesCondition reports whether an error code and message (and HTTP
+// status, 0 for a per-key error) answer a conditional delete on a server
+// that does not support the condition: NotImplemented, or a refusal of
+// the request that names the condition (an InvalidArgument about
+// If-Match or the ETag).
+func refusesCondition(code, msg string, status int) bool {
+	if code == "NotImplemented" || status == http.StatusNotImplemented {
+		return true
+	}
+	switch code {
+	case "InvalidArgument", "InvalidRequest", "MalformedXML", "NotSupported":
+		m := strings.ToLower(msg)
+		return strings.Contains(m, "etag") || strings.Contains(m, "if-match") || strings.Contains(m, "condition")
+	}
+	return false
 }
 
 // xmlSafe reports whether key survives an XML 1.0 document unchanged:
@@ -417,12 +652,15 @@ func (s *Storage) Check(ctx context.Context) error {
 // copyToTrash copies the objects of paths[i], i in idx (those not already
 // in the trash), to the trash, and returns the positions whose original may
 // now be deleted: copied ones, with their Result.Trash set, and ones
-// already in the trash. A missing object is Absent, with Result.Trash set
-// when the trash holds its copy (an earlier attempt copied it and deleted
-// the original, then crashed before the journal write); a failed copy, or
-// a failed look for that copy, fails its path (nothing is deleted).
-func (s *Storage) copyToTrash(ctx context.Context, paths []string, idx []int, results []cdccleaner.Result) []int {
+// already in the trash; and, by position in paths, what each copy was
+// (its ETag and time, for the conditional delete of the original). A
+// missing object is Absent, with Result.Trash set when the trash holds its
+// copy (an earlier attempt copied it and deleted the original, then
+// crashed before the journal write); a failed copy, or a failed look for
+// that copy, fails its path (nothing is deleted).
+func (s *Storage) copyToTrash(ctx context.Context, paths []string, idx []int, results []cdccleaner.Result) ([]int, []copied) {
 	ok := make([]bool, len(paths))
+	copies := make([]copied, len(paths))
 	g := new(errgroup.Group)
 	g.SetLimit(s.opts.Concurrency * 4) // copies are one request per key
 	for _, i := range idx {
@@ -435,7 +673,7 @@ func (s *Storage) copyToTrash(ctx context.Context, paths []string, idx []int, re
 			trash := s.opts.TrashPrefix + paths[i]
 			rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 			defer cancel()
-			_, err := s.client.CopyObject(rctx, &awss3.CopyObjectInput{
+			out, err := s.client.CopyObject(rctx, &awss3.CopyObjectInput{
 				Bucket:     aws.String(s.opts.Bucket),
 				Key:        aws.String(s.Key(trash)),
 				CopySource: aws.String(s.copySource(src)),
@@ -444,6 +682,12 @@ func (s *Storage) copyToTrash(ctx context.Context, paths []string, idx []int, re
 			case err == nil:
 				ok[i] = true
 				results[i].Trash = trash
+				if res := out.CopyObjectResult; res != nil {
+					copies[i] = copied{etag: aws.ToString(res.ETag), at: aws.ToTime(res.LastModified)}
+				}
+				if copies[i].etag == "" {
+					s.warnUnconditional(&s.warnNoETag, "the server's CopyObject answer carries no ETag", fmt.Errorf("copy s3://%s/%s to the trash: no ETag", s.opts.Bucket, src))
+				}
 			case isNoSuchKey(err):
 				results[i].Outcome = cdccleaner.Absent
 				found, err := s.exists(ctx, s.Key(trash))
@@ -468,7 +712,7 @@ func (s *Storage) copyToTrash(ctx context.Context, paths []string, idx []int, re
 			out = append(out, i)
 		}
 	}
-	return out
+	return out, copies
 }
 
 // copySource is the CopySource of key: the bucket and the key, escaped.
@@ -485,17 +729,43 @@ func isNoSuchKey(err error) bool {
 // exists reports whether the object key exists, with HeadObject. A 404 is
 // false; other errors are classified as classifyS3 does.
 func (s *Storage) exists(ctx context.Context, key string) (bool, error) {
+	h, err := s.head(ctx, key)
+	return h.found, err
+}
+
+// objectHead is what HeadObject said about an object.
+type objectHead struct {
+	found    bool
+	etag     string
+	modified time.Time // zero when the server did not say
+	size     int64     // -1 when the server did not say
+}
+
+// olderThan reports whether the object was last modified in a second
+// before t's (Last-Modified has one-second resolution); false when either
+// time is unknown.
+func (h objectHead) olderThan(t time.Time) bool {
+	return !h.modified.IsZero() && !t.IsZero() && h.modified.Unix() < t.Unix()
+}
+
+// head looks at the object key with HeadObject. A 404 is not found; other
+// errors are classified as classifyS3 does.
+func (s *Storage) head(ctx context.Context, key string) (objectHead, error) {
 	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
-	_, err := s.client.HeadObject(rctx, &awss3.HeadObjectInput{Bucket: aws.String(s.opts.Bucket), Key: aws.String(key)})
+	out, err := s.client.HeadObject(rctx, &awss3.HeadObjectInput{Bucket: aws.String(s.opts.Bucket), Key: aws.String(key)})
 	var re *smithyhttp.ResponseError
 	switch {
 	case err == nil:
-		return true, nil
+		h := objectHead{found: true, etag: aws.ToString(out.ETag), modified: aws.ToTime(out.LastModified), size: -1}
+		if out.ContentLength != nil {
+			h.size = *out.ContentLength
+		}
+		return h, nil
 	case errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound:
-		return false, nil
+		return objectHead{}, nil
 	}
-	return false, classifyS3(err)
+	return objectHead{}, classifyS3(err)
 }
 
 // escapeKey URL-encodes each segment of an object key for CopySource.
@@ -534,7 +804,7 @@ func (s *Storage) PurgeTrash(ctx context.Context, cutoff time.Time) (int, error)
 			p := strings.TrimPrefix(aws.ToString(o.Key), s.opts.Prefix)
 			if !xmlSafe(aws.ToString(o.Key)) {
 				var r cdccleaner.Result
-				s.deleteOne(ctx, p, &r)
+				s.deleteOne(ctx, p, copied{}, &r)
 				if r.Err != nil {
 					return purged, fmt.Errorf("purge trash: %w", r.Err)
 				}
@@ -551,7 +821,7 @@ func (s *Storage) PurgeTrash(ctx context.Context, cutoff time.Time) (int, error)
 			idx[i] = i
 		}
 		results := make([]cdccleaner.Result, len(old))
-		s.deleteChunk(ctx, old, idx, results)
+		s.deleteChunk(ctx, old, idx, results, nil)
 		for _, r := range results {
 			if r.Outcome == cdccleaner.Deleted {
 				purged++

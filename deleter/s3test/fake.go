@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/md5"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 )
 
@@ -57,6 +59,17 @@ type deleteRequest struct {
 type objectID struct {
 	Key       string `xml:"Key"`
 	VersionID string `xml:"VersionId,omitempty"`
+	ETag      string `xml:"ETag,omitempty"` // delete only if the object has it
+}
+
+// conditional reports whether an object of d carries a condition.
+func (d *deleteRequest) conditional() bool {
+	for _, o := range d.Objects {
+		if o.ETag != "" {
+			return true
+		}
+	}
+	return false
 }
 
 type deleteResult struct {
@@ -70,6 +83,14 @@ type keyError struct {
 	Key     string `xml:"Key"`
 	Code    string `xml:"Code"`
 	Message string `xml:"Message"`
+}
+
+// copyResult is the body of a CopyObject answer.
+type copyResult struct {
+	XMLName      xml.Name `xml:"CopyObjectResult"`
+	Xmlns        string   `xml:"xmlns,attr,omitempty"`
+	ETag         string   `xml:"ETag"`
+	LastModified string   `xml:"LastModified,omitempty"`
 }
 
 type errorResponse struct {
@@ -153,7 +174,12 @@ func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		if f.opts.KeyError != nil && del != nil {
+		if del != nil && del.conditional() && f.opts.RefuseConditions != "" {
+			f.refuseCondition(w, r, "an ETag in a DeleteObjects object")
+			return
+		}
+		// gofakes3 v1.2.0 ignores the ETag of an object to delete.
+		if del != nil && (f.opts.KeyError != nil || del.conditional()) {
 			f.deleteObjects(w, r, del)
 			return
 		}
@@ -161,11 +187,14 @@ func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// S3 refuses a copy with If-None-Match: * onto an existing key;
 		// gofakes3 v1.2.0 honours the condition on PutObject only.
 		if r.Header.Get("If-None-Match") == "*" {
-			bucket, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
-			if _, err := f.backend.HeadObject(bucket, key); err == nil {
+			if _, err := f.backend.HeadObject(bucketOf(r), key); err == nil {
 				f.writeError(w, r, http.StatusPreconditionFailed, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
 				return
 			}
+		}
+		if f.opts.CopyETag != nil {
+			f.copyObject(w, r, key)
+			return
 		}
 	case OpDeleteObject:
 		if f.opts.KeyError != nil {
@@ -174,19 +203,103 @@ func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
+		// gofakes3 v1.2.0 ignores If-Match on DeleteObject.
+		if etag := r.Header.Get("If-Match"); etag != "" {
+			if f.opts.RefuseConditions != "" {
+				f.refuseCondition(w, r, "If-Match on DeleteObject")
+				return
+			}
+			if code, msg := f.precondition(bucketOf(r), key, etag); code != "" {
+				f.writeError(w, r, statusOf(code), code, msg)
+				return
+			}
+		}
 	}
 	f.next.ServeHTTP(w, r)
 }
 
-// deleteObjects forwards the keys KeyError accepts to gofakes3 and adds an
-// <Error> entry for each refused one to its 200 answer.
+// precondition checks the condition of a conditional delete of key, as
+// S3 does: the object must exist (NoSuchKey) and have the ETag etag, with
+// or without quotes, or any ETag for "*" (PreconditionFailed). It returns
+// "" when the delete may go ahead. The check and the delete that follows
+// are not atomic: tests change objects in OnRequest, before the check.
+func (f *fake) precondition(bucket, key, etag string) (code, msg string) {
+	obj, err := f.backend.HeadObject(bucket, key)
+	switch {
+	case gofakes3.HasErrorCode(err, gofakes3.ErrNoSuchKey):
+		return "NoSuchKey", "The specified key does not exist."
+	case err != nil:
+		return "InternalError", err.Error()
+	case etag == "*" || strings.Trim(etag, `"`) == hex.EncodeToString(obj.Hash):
+		return "", ""
+	}
+	return "PreconditionFailed", "At least one of the pre-conditions you specified did not hold"
+}
+
+// refuseCondition answers a conditional delete with the error of
+// Options.RefuseConditions, as a server without conditional deletes does.
+func (f *fake) refuseCondition(w http.ResponseWriter, r *http.Request, what string) {
+	code := f.opts.RefuseConditions
+	msg := "Conditional deletes are not supported: " + what
+	if code == "NotImplemented" {
+		// What S3 says for a header it does not implement.
+		msg = "A header you provided implies functionality that is not implemented"
+	}
+	f.writeError(w, r, statusOf(code), code, msg)
+}
+
+// copyObject lets gofakes3 copy and answers with the copy's ETag as
+// Options.CopyETag rewrites it.
+func (f *fake) copyObject(w http.ResponseWriter, r *http.Request, key string) {
+	rec := httptest.NewRecorder()
+	f.next.ServeHTTP(rec, r)
+	var res copyResult
+	if rec.Code != http.StatusOK || xml.Unmarshal(rec.Body.Bytes(), &res) != nil {
+		maps.Copy(w.Header(), rec.Header())
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+		return
+	}
+	res.Xmlns = s3Namespace
+	res.ETag = f.opts.CopyETag(key, res.ETag)
+	out, err := xml.Marshal(res)
+	if err != nil {
+		f.writeError(w, r, http.StatusInternalServerError, "InternalError", err.Error())
+		return
+	}
+	maps.Copy(w.Header(), rec.Header())
+	w.Header().Del("Content-Length")
+	w.WriteHeader(http.StatusOK)
+	io.WriteString(w, xml.Header)
+	w.Write(out)
+}
+
+// bucketOf returns the bucket of a path-style request.
+func bucketOf(r *http.Request) string {
+	bucket, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	return bucket
+}
+
+// deleteObjects forwards to gofakes3 the keys that KeyError accepts and
+// whose condition (the ETag of the object) holds, and adds an <Error>
+// entry for each refused one to its 200 answer, as S3 does.
 func (f *fake) deleteObjects(w http.ResponseWriter, r *http.Request, del *deleteRequest) {
 	fwd := deleteRequest{Quiet: del.Quiet}
 	var refused []keyError
+	bucket := bucketOf(r)
 	for _, o := range del.Objects {
-		if code, msg := f.opts.KeyError(o.Key); code != "" {
-			refused = append(refused, keyError{Key: o.Key, Code: code, Message: msg})
-			continue
+		if f.opts.KeyError != nil {
+			if code, msg := f.opts.KeyError(o.Key); code != "" {
+				refused = append(refused, keyError{Key: o.Key, Code: code, Message: msg})
+				continue
+			}
+		}
+		if o.ETag != "" {
+			if code, msg := f.precondition(bucket, o.Key, o.ETag); code != "" {
+				refused = append(refused, keyError{Key: o.Key, Code: code, Message: msg})
+				continue
+			}
+			o.ETag = ""
 		}
 		fwd.Objects = append(fwd.Objects, o)
 	}
@@ -258,6 +371,10 @@ func statusOf(code string) int {
 		return http.StatusNotFound
 	case code == "InternalError":
 		return http.StatusInternalServerError
+	case code == "NotImplemented":
+		return http.StatusNotImplemented
+	case code == "PreconditionFailed":
+		return http.StatusPreconditionFailed
 	case code == "SlowDown" || code == "ServiceUnavailable":
 		return http.StatusServiceUnavailable
 	}

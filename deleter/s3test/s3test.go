@@ -100,11 +100,25 @@ type Options struct {
 	// it: a test does something while a request of the code under test
 	// is outstanding (commits a row at its first HeadObject).
 	OnRequest func(op, key string)
+	// RefuseConditions, when set to an S3 error code, answers every
+	// conditional delete (an ETag on an object of a DeleteObjects body,
+	// If-Match on DeleteObject) with that code and deletes nothing, as a
+	// server without conditional deletes may: "NotImplemented" (501, with
+	// S3's message about a header that implies functionality that is not
+	// implemented) or e.g. "InvalidArgument" (400, with a message that
+	// names the condition). Unset, conditions are honoured as S3 does.
+	RefuseConditions string
+	// CopyETag, when set, rewrites the ETag that a CopyObject answer gives
+	// for the copy made at key (e.g. another one than the source's, as S3
+	// answers for a copy of an object uploaded in parts). The copy itself
+	// keeps its content's ETag.
+	CopyETag func(key, etag string) string
 }
 
 func (o Options) faulty() bool {
 	return o.RequireContentMD5 || o.KeyError != nil || o.Throttle != nil ||
-		o.RequestError != nil || o.Reset != nil || o.Latency != nil || o.OnRequest != nil
+		o.RequestError != nil || o.Reset != nil || o.Latency != nil || o.OnRequest != nil ||
+		o.RefuseConditions != "" || o.CopyETag != nil
 }
 
 // Server is an S3-compatible server and a bucket prefix of its own.
@@ -377,6 +391,28 @@ func (s *Server) Put(t testing.TB, key string, data []byte) {
 	}
 }
 
+// PutModified stores data at key like Put, dated modified: HeadObject
+// and GetObject report it as its Last-Modified (listings still show the
+// time of the put). Only in-process: it skips t against an external
+// endpoint, whose servers date objects themselves.
+func (s *Server) PutModified(t testing.TB, key string, data []byte, modified time.Time) {
+	t.Helper()
+	s.RequireFake(t)
+	if err := s.putFake(key, data, modified); err != nil {
+		t.Fatalf("put s3://%s/%s: %v", s.bucket, key, err)
+	}
+}
+
+// TryPutModified stores data at key like PutModified, but returns the
+// error (also against an external endpoint): for goroutines other than
+// the test's.
+func (s *Server) TryPutModified(key string, data []byte, modified time.Time) error {
+	if s.fake == nil {
+		return fmt.Errorf("put s3://%s/%s dated %v: only the in-process server can date objects", s.bucket, key, modified)
+	}
+	return s.putFake(key, data, modified)
+}
+
 // PutKeys stores data at every key, several at once against an external
 // server.
 func (s *Server) PutKeys(t testing.TB, keys []string, data []byte) {
@@ -402,14 +438,22 @@ func (s *Server) TryPut(ctx context.Context, key string, data []byte) error {
 
 func (s *Server) put(ctx context.Context, key string, data []byte) error {
 	if s.fake != nil {
-		// Not nil metadata: gofakes3 merges an existing object's metadata
-		// into it, and a copied object (a restore) has some.
-		_, err := s.fake.backend.PutObject(s.bucket, key, map[string]string{}, bytes.NewReader(data), int64(len(data)), nil)
-		return err
+		return s.putFake(key, data, time.Now())
 	}
 	_, err := s.client.PutObject(ctx, &awss3.PutObjectInput{
 		Bucket: aws.String(s.bucket), Key: aws.String(key), Body: bytes.NewReader(data),
 	})
+	return err
+}
+
+// putFake writes data at key in the in-process backend, dated modified.
+func (s *Server) putFake(key string, data []byte, modified time.Time) error {
+	// gofakes3 answers HeadObject with the Last-Modified of the metadata,
+	// and merges an existing object's metadata into that of a new one
+	// (hence not nil): without its own date, a new upload would keep the
+	// date of the object it replaces, or have none.
+	meta := map[string]string{"Last-Modified": modified.UTC().Format(http.TimeFormat)}
+	_, err := s.fake.backend.PutObject(s.bucket, key, meta, bytes.NewReader(data), int64(len(data)), nil)
 	return err
 }
 
