@@ -117,6 +117,8 @@ type Pipeline struct {
 
 	// absence watches the share of already absent files per storage.
 	absence *absenceWatch
+	// visible remembers transactions seen visible (waitVisible).
+	visible visibleSet
 
 	typesMu sync.Mutex
 	types   map[uint32]cdccleaner.ColumnType // learned from the catalog, for every session

@@ -317,14 +317,22 @@ func (p *Pipeline) store(ctx context.Context, storage string, failures []cdcclea
 // waitVisible waits until every transaction of b is visible to new
 // snapshots, so that the reference check sees the database as of (at
 // least) those commits.
+//
+// A transaction once visible stays visible: a big transaction spread over
+// many batches is asked about once (p.visible remembers the last ones).
 func (p *Pipeline) waitVisible(ctx context.Context, b *batch) error {
 	var xids []uint32
 	seen := map[uint32]bool{}
 	for _, c := range b.items() {
 		if !seen[c.Xid] {
 			seen[c.Xid] = true
-			xids = append(xids, c.Xid)
+			if !p.visible.has(c.Xid) {
+				xids = append(xids, c.Xid)
+			}
 		}
+	}
+	if len(xids) == 0 {
+		return nil
 	}
 	wait := newBackoff(time.Millisecond, min(p.cfg.RetryMax, time.Second))
 	since := time.Now()
@@ -332,6 +340,7 @@ func (p *Pipeline) waitVisible(ctx context.Context, b *batch) error {
 	for {
 		ok, err := p.cfg.Refs.Visible(ctx, xids)
 		if err == nil && ok {
+			p.visible.add(xids)
 			return nil
 		}
 		if ctx.Err() != nil {
