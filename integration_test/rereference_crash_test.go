@@ -32,10 +32,9 @@ import (
 // the status interval is made long and the cleaner is killed as soon as
 // the file has moved.
 //
-// The dead cleaner's journal write can still land after the kill: pgx
-// streams COPY data without waiting for the server's CopyInResponse, so
-// the rows may be in the backend's socket buffer, and the backend, granted
-// the lock, reads them and commits. Each test runs both ways: "lost"
+// The dead cleaner's journal write can still land after the kill: the
+// statement and its parameters are in the backend's socket buffer, and the
+// backend, granted the lock, runs it and commits. Each test runs both ways: "lost"
 // terminates that backend before the lock is released (the write never
 // happened: the replay alone must journal the step), "lands" leaves it
 // alone (whatever it wrote, the replay must not be confused by it).
@@ -149,10 +148,10 @@ func (l *journalLock) waiters() []lockWaiter {
 	return out
 }
 
-// isJournalWrite reports whether w is the cleaner's COPY into the journal.
+// isJournalWrite reports whether w is the cleaner's write into the journal.
 func (w lockWaiter) isJournalWrite() bool {
-	q := strings.ToLower(w.query)
-	return strings.HasPrefix(strings.TrimSpace(q), "copy") && strings.Contains(q, "journal")
+	q := strings.ToLower(strings.TrimSpace(w.query))
+	return strings.HasPrefix(q, "insert into cdc_cleaner.journal") || strings.HasPrefix(q, "copy") && strings.Contains(q, "journal")
 }
 
 // waitJournalWrite waits until the cleaner's COPY into the journal waits
