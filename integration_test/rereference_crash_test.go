@@ -215,10 +215,29 @@ func (l *journalLock) waitGone(ws []lockWaiter) {
 	}
 }
 
-// walLSN is the server's current WAL insert position.
-func walLSN(e *env) string {
+// execBefore runs sql in a transaction of its own and returns a WAL
+// position read inside it just before its COMMIT: the commit comes after
+// it. (One read before the statement is not enough: the tests share the
+// cluster, and while nothing of its own is pending the cleaner's slot
+// follows the WAL that other databases write.)
+func execBefore(e *env, sql string, args ...any) string {
 	e.t.Helper()
-	return pgQueryString(e.t, e, `SELECT pg_current_wal_lsn()::text`)
+	ctx := context.Background()
+	tx, err := e.conn().Begin(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, sql, args...); err != nil {
+		e.t.Fatal(err)
+	}
+	var before string
+	if err := tx.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&before); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		e.t.Fatal(err)
+	}
+	return before
 }
 
 // expectReplay checks that the slot is not confirmed past before, a WAL
@@ -254,8 +273,7 @@ func TestCrashBeforeTheMove(t *testing.T) {
 		e.settle()
 
 		lock := lockJournal(e)
-		before := walLSN(e)
-		e.exec(`DELETE FROM gallery_photo WHERE id = 1`)
+		before := execBefore(e, `DELETE FROM gallery_photo WHERE id = 1`)
 		ws := lock.waitJournalWrite(p, 30*time.Second)
 		time.Sleep(200 * time.Millisecond) // a move that did not wait would happen now
 		// The step this test is about: journaling, nothing moved.
@@ -319,8 +337,7 @@ func TestCrashAfterTheMove(t *testing.T) {
 				e.exec(`INSERT INTO gallery_photo (id, image) VALUES (1, $1)`, path)
 				p := e.start()
 				p.waitLog(`"streaming"`, 30*time.Second)
-				before := walLSN(e)
-				e.exec(`DELETE FROM gallery_photo WHERE id = 1`)
+				before := execBefore(e, `DELETE FROM gallery_photo WHERE id = 1`)
 				e.waitFor("the file to leave its path", 30*time.Second, func() bool { return !fs.exists(path) })
 				p.kill()
 				// The step this test is about: moved and journaled, not
@@ -380,8 +397,7 @@ func TestCrashBetweenRestoreAndJournal(t *testing.T) {
 		}
 
 		lock := lockJournal(e)
-		before := walLSN(e)
-		e.exec(`INSERT INTO gallery_photo (id, image) VALUES (2, $1)`, path)
+		before := execBefore(e, `INSERT INTO gallery_photo (id, image) VALUES (2, $1)`, path)
 		e.waitFor("the file back at its path", 30*time.Second, func() bool { return fs.exists(path) })
 		ws := lock.waitJournalWrite(p, 30*time.Second)
 		// The step this test is about: restored, not journaled.
