@@ -607,32 +607,39 @@ func TestRestoreRacesTrashPurge(t *testing.T) {
 	// retention. Orphaned again, it is trashed again and stamped anew: the
 	// purge pass of the next start leaves it.
 	again := restored[0]
-	e.exec(`DELETE FROM gallery_photo WHERE image = $1`, again)
-	e.settle()
-	p.stop()
-	purgePass := func() {
+	// The purge goes by the time a file came into the trash, which no
+	// Chtimes can set back: a marker of the purge pass ages for real,
+	// from before again is trashed to a retention after, when again is
+	// younger than a retention.
+	marker := filepath.Join(e.root, ".trash", "race", "marker.jpg")
+	placeMarker := func() time.Time {
 		t.Helper()
-		marker := filepath.Join(e.root, ".trash", "race", "marker.jpg")
 		if err := os.WriteFile(marker, nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Chtimes(marker, oldTime, oldTime); err != nil {
-			t.Fatal(err)
-		}
+		return time.Now()
+	}
+	purgePass := func(markerAt time.Time) {
+		t.Helper()
+		time.Sleep(time.Until(markerAt.Add(retention + 500*time.Millisecond)))
 		p = e.start()
 		e.waitFor("the purge pass at start", 30*time.Second, func() bool { return !e.exists(".trash/race/marker.jpg") })
 		e.settle()
 		p.stop()
 	}
-	purgePass()
+	markerAt := placeMarker()
+	time.Sleep(retention / 2)
+	e.exec(`DELETE FROM gallery_photo WHERE image = $1`, again)
+	e.settle()
+	p.stop()
+	purgePass(markerAt)
 	if !e.exists(".trash/" + again) {
 		t.Errorf("%s, restored and orphaned again, was purged at once", again)
 	}
 
 	// Another retention later, the purger runs again at start: the
 	// restored files are at their paths, not in the trash, and stay.
-	time.Sleep(retention)
-	purgePass()
+	purgePass(placeMarker())
 	for _, path := range restored[1:] {
 		if got := e.content(path); got != "content of "+path {
 			t.Errorf("%s, restored, holds %q after another purge", path, got)

@@ -167,7 +167,7 @@ func (l *Storage) PurgeTrash(ctx context.Context, cutoff time.Time) (int, error)
 			}
 			return err
 		}
-		if !info.ModTime().Before(cutoff) {
+		if !trashedAt(info).Before(cutoff) {
 			return nil
 		}
 		outcome, err := l.unlink(p)
@@ -192,4 +192,20 @@ func (l *Storage) PurgeTrash(ctx context.Context, cutoff time.Time) (int, error)
 		return purged, fmt.Errorf("purge trash %s: %w", path.Join(l.Root(), top), err)
 	}
 	return purged, nil
+}
+
+// trashedAt is when a file in the trash was put there: the later of its
+// modification time, which trashing sets, and its change time, which the
+// move sets and nobody can set back. Setting the modification time needs
+// the file's owner (or root): a cleaner running as another user moves a
+// file it cannot stamp, which keeps its old modification time and, by that
+// alone, would be purged at the next round.
+func trashedAt(info fs.FileInfo) time.Time {
+	t := info.ModTime()
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		if c := time.Unix(st.Ctim.Unix()); c.After(t) {
+			t = c
+		}
+	}
+	return t
 }

@@ -87,19 +87,33 @@ func TestLocalTrashMovesAndPurges(t *testing.T) {
 	if n, err := l.PurgeTrash(context.Background(), before); err != nil || n != 0 {
 		t.Fatalf("purge before: %d, %v", n, err)
 	}
-	// Make photos/a.jpg old; only it goes, with its emptied directory.
+	// An old modification time alone (a cleaner that may not stamp a file
+	// it does not own leaves it) does not make a file old: the move
+	// changed its change time, which nobody can set back.
 	old := time.Now().Add(-48 * time.Hour)
 	if err := os.Chtimes(filepath.Join(root, ".trash/photos/a.jpg"), old, old); err != nil {
 		t.Fatal(err)
 	}
-	n, err := l.PurgeTrash(context.Background(), time.Now().Add(-24*time.Hour))
-	if err != nil || n != 1 {
-		t.Fatalf("purge: %d, %v; want 1", n, err)
+	if n, err := l.PurgeTrash(context.Background(), time.Now().Add(-24*time.Hour)); err != nil || n != 0 {
+		t.Fatalf("purge of files trashed just now with an old mtime: %d, %v; want 0", n, err)
+	}
+	// Files trashed before a cutoff go, with their emptied directories;
+	// one trashed after it stays.
+	time.Sleep(20 * time.Millisecond)
+	cutoff := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	write(t, filepath.Join(root, "later.jpg"), "l")
+	if res := l.Delete(context.Background(), []string{"later.jpg"}); res[0].Outcome != cdccleaner.Deleted {
+		t.Fatalf("trash later.jpg: %v %v", res[0].Outcome, res[0].Err)
+	}
+	n, err := l.PurgeTrash(context.Background(), cutoff)
+	if err != nil || n != 3 { // photos/a.jpg, b.jpg and the link
+		t.Fatalf("purge: %d, %v; want 3", n, err)
 	}
 	if _, err := os.Stat(filepath.Join(root, ".trash/photos")); !os.IsNotExist(err) {
 		t.Errorf("emptied trash directory kept: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(root, ".trash/b.jpg")); err != nil {
+	if _, err := os.Stat(filepath.Join(root, ".trash/later.jpg")); err != nil {
 		t.Errorf("young trashed file purged: %v", err)
 	}
 	// Everything goes with a cutoff in the future; the link target stays.
