@@ -46,6 +46,11 @@ const (
 	ReasonNameTooLong = "name_too_long"
 	// ReasonSymlinkLoop: resolving a parent component met too many symlinks.
 	ReasonSymlinkLoop = "symlink_loop"
+	// ReasonNotADirectory: a directory the operation needs is a file: a
+	// parent of the path where a file was restored to, or, in the trash,
+	// a file trashed earlier where a later path needs a directory
+	// (".trash/x" when "x/y.jpg" is trashed).
+	ReasonNotADirectory = "not_a_directory"
 	// ReasonPermissionDenied: the storage refused the deletion for
 	// permission (EACCES, EPERM on a file, S3 AccessDenied) for longer than
 	// the pipeline's patience; recorded by the pipeline, not the storage.
@@ -65,6 +70,7 @@ func Reasons() []string {
 		ReasonIsDirectory,
 		ReasonNameTooLong,
 		ReasonSymlinkLoop,
+		ReasonNotADirectory,
 		ReasonPermissionDenied,
 		ReasonTransient,
 	}

@@ -269,6 +269,15 @@ func (p *Pipeline) tryBringBack(ctx context.Context, st cdccleaner.Storage, stor
 			return answer{event: cdccleaner.JournalOccupied,
 				detail: fmt.Sprintf("a file exists at the path (a new upload, or one restored or never moved before a restart); the copy trashed at %s, if any, stays in %s until purged", when, removed.Location)}, nil
 		}
+		// Not in the trash. Another batch's re-reference of the same path
+		// may have restored it just now (re-references of one path are
+		// not ordered among themselves): then the file is there.
+		if s, ok := st.(cdccleaner.Statter); ok {
+			if _, err := s.Stat(path); err == nil {
+				return answer{event: cdccleaner.JournalOccupied,
+					detail: fmt.Sprintf("trashed at %s; no longer in %s, and a file exists at the path (restored by another re-reference, or a new upload)", when, removed.Location)}, nil
+			}
+		}
 		if t, ok := p.cfg.Trash[storage]; ok && time.Since(removed.At) >= t.Retention {
 			return answer{cdccleaner.JournalDangling, cdccleaner.DanglingPurged,
 				fmt.Sprintf("trashed at %s, and purged from the trash after the undo window (trash_retention %s)", when, t.Retention)}, nil

@@ -662,3 +662,34 @@ func TestReviveLeavesWhatIsNoLongerReferenced(t *testing.T) {
 		t.Fatalf("restored %v dangling %v, want none", r, d)
 	}
 }
+
+// lateRestorer is a memStorage whose restores lose a race: the trash copy
+// is gone (another re-reference restored it) and the file is at its path.
+type lateRestorer struct{ *memStorage }
+
+func (l lateRestorer) Restore(ctx context.Context, p, trash string) (cdccleaner.RestoreOutcome, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if c, ok := l.trashed[p]; ok {
+		delete(l.trashed, p)
+		l.files[p] = c
+	}
+	return cdccleaner.NotInTrash, nil
+}
+
+// TestReviveLosingARestoreRaceIsNotDangling: two batches re-reference one
+// path; the second finds the trash empty because the first restored it.
+// The file is there: nothing dangles.
+func TestReviveLosingARestoreRaceIsNotDangling(t *testing.T) {
+	st := newMemStorage(true, "a.jpg")
+	w := newReviveWorld(t, st)
+	w.settle(t, removal(100, "a.jpg"))
+	w.p.cfg.Storages["media"] = lateRestorer{st}
+	w.revive(t, reference(200, "a.jpg"))
+	if r, d := w.counts(); d != 0 || r != 0 {
+		t.Fatalf("restored %v dangling %v, want 0 and 0 (occupied)", r, d)
+	}
+	if got := w.journal.events("a.jpg"); !slices.Equal(got, []string{"trashed", "occupied"}) {
+		t.Fatalf("journal = %q, want [trashed occupied]", got)
+	}
+}

@@ -108,7 +108,7 @@ func (l *Storage) restoreOnce(p, trash string) (cdccleaner.RestoreOutcome, error
 	dir, base := splitParent(p)
 	if dir != "." {
 		if err := l.root.MkdirAll(dir, 0o755); err != nil {
-			return fail(err, false)
+			return 0, dirFailure("restore: create the parent", dir, err)
 		}
 	}
 	d, err := l.root.OpenFile(dir, os.O_RDONLY|syscall.O_DIRECTORY, 0)

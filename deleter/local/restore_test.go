@@ -259,7 +259,9 @@ func TestLocalRestoreParentIsFile(t *testing.T) {
 	trash := trashed(t, l, fx, "a/b.jpg", "b")
 	fx.Put(t, "a", []byte("a file where the directory was"))
 	got, err := restore(t, l, "a/b.jpg", trash)
-	wantFailed(t, got, err, cdccleaner.ReasonTransient)
+	// Permanent: the file stays a file until someone moves it, and
+	// retrying would hold the slot until then.
+	wantFailed(t, got, err, cdccleaner.ReasonNotADirectory)
 	if string(fx.Read(t, "a")) != "a file where the directory was" || string(fx.Read(t, trash)) != "b" {
 		t.Error("a failed restore changed something")
 	}

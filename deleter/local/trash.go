@@ -31,15 +31,25 @@ func (l *Storage) inTrash(p string) bool {
 func (l *Storage) openTrashDir(p string) (*os.File, error) {
 	dstDir, _ := splitParent(l.opts.TrashPrefix + p)
 	if err := l.root.MkdirAll(dstDir, 0o755); err != nil {
-		_, cerr := classify(dstDir, err, false)
-		return nil, fmt.Errorf("create %s: %w", dstDir, cerr)
+		return nil, dirFailure("create the trash directory", dstDir, err)
 	}
 	dd, err := l.root.OpenFile(dstDir, os.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
-		_, cerr := classify(dstDir, err, false)
-		return nil, fmt.Errorf("open %s: %w", dstDir, cerr)
+		return nil, dirFailure("open the trash directory", dstDir, err)
 	}
 	return dd, nil
+}
+
+// dirFailure is failure for a directory that op needs: one that is a file
+// (EEXIST from mkdir, ENOTDIR on the way) stays a file until someone moves
+// it, so retrying cannot help, and holding the slot until then must not
+// happen.
+func dirFailure(op, dir string, err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) && (errno == syscall.EEXIST || errno == syscall.ENOTDIR) {
+		return cdccleaner.Permanent(cdccleaner.ReasonNotADirectory, fmt.Errorf("%s %q: a file is where a directory is needed: %w", op, dir, err))
+	}
+	return failure(op, dir, err, false)
 }
 
 // trashOne moves p (whose parent directory d is open) to TrashPrefix+p, in

@@ -248,3 +248,23 @@ func TestLocalTrashDirectoryVanishes(t *testing.T) {
 		t.Fatalf("retried Delete = %v, Trash %q (%v); want it trashed", r.Outcome, r.Trash, r.Err)
 	}
 }
+
+// TestLocalTrashBlockedByAFile: a file trashed earlier as "x" is where
+// "x/y.jpg" needs a directory in the trash. The deletion fails for good
+// (recorded, never retried: retrying would hold the slot until the purge),
+// and the file stays in place.
+func TestLocalTrashBlockedByAFile(t *testing.T) {
+	l, fx := newTrashing(t)
+	fx.Put(t, "x", []byte("x"))
+	if r := l.Delete(context.Background(), []string{"x"})[0]; r.Outcome != cdccleaner.Deleted {
+		t.Fatalf("trash x: %v %v", r.Outcome, r.Err)
+	}
+	fx.Put(t, "x/y.jpg", []byte("y"))
+	r := l.Delete(context.Background(), []string{"x/y.jpg"})[0]
+	if r.Outcome != cdccleaner.Failed || cdccleaner.Reason(r.Err) != cdccleaner.ReasonNotADirectory {
+		t.Fatalf("trash x/y.jpg = %v (%v), want a failure with reason %s", r.Outcome, r.Err, cdccleaner.ReasonNotADirectory)
+	}
+	if string(fx.Read(t, "x/y.jpg")) != "y" || string(fx.Read(t, ".trash/x")) != "x" {
+		t.Fatal("a blocked trashing changed something")
+	}
+}
