@@ -2,6 +2,7 @@ package cdccleaner
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -85,4 +86,33 @@ const (
 // under, for pre-declaring metric series.
 func DanglingReasons() []string {
 	return []string{DanglingDeleted, DanglingPurged, DanglingMissing, DanglingAbsent, DanglingError}
+}
+
+// RemovalIntent is the event and location a removal of path is journaled
+// with before the storage carries it out: moved to trashPrefix+path, or,
+// without trash ("") or for a path already in the trash, deleted.
+func RemovalIntent(path, trashPrefix string) (event, location string) {
+	if trashPrefix != "" && !strings.HasPrefix(path, trashPrefix) {
+		return JournalTrashed, trashPrefix + path
+	}
+	return JournalDeleted, ""
+}
+
+// RemovalCorrection says how a removal journaled with RemovalIntent's
+// location turned out otherwise, from the storage's result r: the event,
+// location and detail of the entry that corrects it, or ok false when
+// nothing needs correcting (done as journaled, or failed: retried or
+// recorded elsewhere).
+func RemovalCorrection(r Result, location string) (event, loc, detail string, ok bool) {
+	switch {
+	case r.Outcome != Deleted && r.Outcome != Absent:
+		return "", "", "", false
+	case r.Trash != "":
+		return JournalTrashed, r.Trash, "", r.Trash != location
+	case r.Outcome == Absent:
+		return JournalAbsent, "", "already absent: nothing was moved", true
+	case location != "":
+		return JournalDeleted, "", "deleted, not trashed", true
+	}
+	return "", "", "", false
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"strings"
 	"time"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
@@ -22,13 +21,9 @@ import (
 // answers with (journalCorrections). An intent whose removal failed is
 // harmless: a re-reference finds the file at its path (occupied).
 
-// intended is the entry a removal of path from storage is journaled with
-// before it is carried out: moved to the trash, or deleted.
-func (p *Pipeline) intended(storage, path string) (event, location string) {
-	if t, ok := p.cfg.Trash[storage]; ok && !strings.HasPrefix(path, t.Prefix) {
-		return cdccleaner.JournalTrashed, t.Prefix + path
-	}
-	return cdccleaner.JournalDeleted, ""
+// trashPrefix is storage's trash prefix, "" without trash.
+func (p *Pipeline) trashPrefix(storage string) string {
+	return p.cfg.Trash[storage].Prefix
 }
 
 // entry is a journal entry for path of s, as of its newest candidate.
@@ -53,7 +48,7 @@ func (p *Pipeline) journalIntent(ctx context.Context, s *settlement, paths []str
 		if _, done := s.intents[path]; done {
 			continue
 		}
-		event, location := p.intended(s.storage, path)
+		event, location := cdccleaner.RemovalIntent(path, p.trashPrefix(s.storage))
 		s.intents[path] = location
 		entries = append(entries, s.entry(path, event, location, ""))
 	}
@@ -73,17 +68,8 @@ func (p *Pipeline) journalCorrections(ctx context.Context, s *settlement, result
 		if !intended {
 			continue
 		}
-		switch {
-		case r.Outcome != cdccleaner.Deleted && r.Outcome != cdccleaner.Absent:
-			// Failed: retried, or recorded in failed_deletions.
-		case r.Trash != "":
-			if r.Trash != location {
-				entries = append(entries, s.entry(r.Path, cdccleaner.JournalTrashed, r.Trash, ""))
-			}
-		case r.Outcome == cdccleaner.Absent:
-			entries = append(entries, s.entry(r.Path, cdccleaner.JournalAbsent, "", "already absent: nothing was moved"))
-		case location != "":
-			entries = append(entries, s.entry(r.Path, cdccleaner.JournalDeleted, "", "deleted, not trashed"))
+		if event, loc, detail, ok := cdccleaner.RemovalCorrection(r, location); ok {
+			entries = append(entries, s.entry(r.Path, event, loc, detail))
 		}
 	}
 	return p.writeJournal(ctx, entries)

@@ -52,6 +52,9 @@ type Config struct {
 	// re-check.
 	Journal  cdccleaner.Journal
 	Position func(ctx context.Context) (cdccleaner.LSN, error)
+	// TrashPrefix is the storage's trash_prefix when trash is on, "" when
+	// it is off: where the journal says a removed file goes.
+	TrashPrefix string
 	// Keep are the storage's keep patterns, Exclude those of the scan
 	// (cdccleaner.MatchPattern globs). Matching files are never candidates.
 	Keep, Exclude []string
@@ -418,12 +421,28 @@ func (s *scanner) deleteBatch(ctx context.Context, batch []cdccleaner.File) erro
 		for i, f := range doomed {
 			paths[i] = f.Path
 		}
+		// Journaled before the storage moves anything, as run does: a
+		// crash between the two leaves no removed file the journal does
+		// not name.
+		intents, err := s.journalIntents(ctx, paths, at)
+		if err != nil {
+			return err
+		}
 		results := s.cfg.Store.Delete(ctx, paths)
-		if err := s.journal(ctx, results, at); err != nil {
+		back, err := s.journalAfter(ctx, results, intents, at)
+		if err != nil {
 			return err
 		}
 		for i, r := range results {
 			o := Orphan{File: doomed[i]}
+			if back[r.Path] {
+				s.stats.Rescued++
+				o.Outcome = OutcomeReferenced
+				if err := s.report(o); err != nil {
+					return err
+				}
+				continue
+			}
 			switch r.Outcome {
 			case cdccleaner.Deleted:
 				s.stats.Deleted++
@@ -450,37 +469,88 @@ func (s *scanner) deleteBatch(ctx context.Context, batch []cdccleaner.File) erro
 	return ctx.Err()
 }
 
-// SourceScan is the source of the journal entries a scan writes.
-const SourceScan = "scan"
+// entry is a journal entry of a removal or restore by this scan.
+func (s *scanner) entry(path, event, location, detail string, at cdccleaner.LSN) cdccleaner.JournalEntry {
+	return cdccleaner.JournalEntry{Storage: s.cfg.Storage, Path: path, Event: event, Location: location,
+		Source: SourceScan, CommitLSN: at, CommitTime: s.cfg.Now(), Detail: detail}
+}
 
-// journal records what one Delete removed (moved to the trash, deleted, or
-// found in the trash already), as removals at LSN at.
-func (s *scanner) journal(ctx context.Context, results []cdccleaner.Result, at cdccleaner.LSN) error {
+// journalIntents journals the removal of paths before the storage is
+// asked, and returns where each is journaled to go ("" deleted).
+func (s *scanner) journalIntents(ctx context.Context, paths []string, at cdccleaner.LSN) (map[string]string, error) {
 	if s.cfg.Journal == nil {
-		return nil
+		return nil, nil
 	}
-	now := s.cfg.Now()
-	var entries []cdccleaner.JournalEntry
-	for _, r := range results {
-		e := cdccleaner.JournalEntry{Storage: s.cfg.Storage, Path: r.Path, Source: SourceScan, CommitLSN: at, CommitTime: now}
-		switch {
-		case r.Trash != "" && (r.Outcome == cdccleaner.Deleted || r.Outcome == cdccleaner.Absent):
-			e.Event, e.Location = cdccleaner.JournalTrashed, r.Trash
-		case r.Outcome == cdccleaner.Deleted:
-			e.Event = cdccleaner.JournalDeleted
-		default:
-			continue
-		}
-		entries = append(entries, e)
-	}
-	if len(entries) == 0 {
-		return nil
+	intents := make(map[string]string, len(paths))
+	entries := make([]cdccleaner.JournalEntry, len(paths))
+	for i, p := range paths {
+		event, location := cdccleaner.RemovalIntent(p, s.cfg.TrashPrefix)
+		intents[p] = location
+		entries[i] = s.entry(p, event, location, "", at)
 	}
 	if err := s.cfg.Journal.Write(ctx, entries); err != nil {
-		return fmt.Errorf("journal %d removed orphans (they are in the trash, or deleted, but a row referencing them again would not bring them back): %w", len(entries), err)
+		return nil, fmt.Errorf("journal %d orphans before removing them (nothing was removed): %w", len(entries), err)
 	}
-	return nil
+	return intents, nil
 }
+
+// journalAfter corrects the intents the storage did not carry out as
+// journaled, then looks at the references of what it moved to the trash
+// once more: a row that came to reference one while its batch was being
+// moved (after the re-check, and perhaps handled by a running cleaner
+// before the file moved, which then found it in place) gets it back here.
+// It returns the paths put back.
+func (s *scanner) journalAfter(ctx context.Context, results []cdccleaner.Result, intents map[string]string, at cdccleaner.LSN) (map[string]bool, error) {
+	if s.cfg.Journal == nil {
+		return nil, nil
+	}
+	var entries []cdccleaner.JournalEntry
+	var moved []string
+	trash := map[string]string{}
+	for _, r := range results {
+		if event, loc, detail, ok := cdccleaner.RemovalCorrection(r, intents[r.Path]); ok {
+			entries = append(entries, s.entry(r.Path, event, loc, detail, at))
+		}
+		if r.Trash != "" && (r.Outcome == cdccleaner.Deleted || r.Outcome == cdccleaner.Absent) {
+			moved = append(moved, r.Path)
+			trash[r.Path] = r.Trash
+		}
+	}
+	back := map[string]bool{}
+	restorer, ok := s.cfg.Store.(cdccleaner.Restorer)
+	if len(moved) > 0 && ok {
+		refs, err := s.cfg.Refs.Referenced(ctx, s.cfg.Storage, moved)
+		if err != nil {
+			return nil, fmt.Errorf("check again the references of %d orphans moved to the trash (they stay there, journaled): %w", len(moved), err)
+		}
+		for _, p := range moved {
+			if !refs[p] {
+				continue
+			}
+			outcome, err := restorer.Restore(ctx, p, trash[p])
+			switch {
+			case err != nil:
+				return nil, fmt.Errorf("restore %s, referenced again while it was moved to the trash (it is in %s, journaled): %w", p, trash[p], err)
+			case outcome == cdccleaner.Restored:
+				entries = append(entries, s.entry(p, cdccleaner.JournalRestored, "", "referenced again while scan moved it", at))
+				back[p] = true
+			case outcome == cdccleaner.Occupied:
+				entries = append(entries, s.entry(p, cdccleaner.JournalOccupied, "", "referenced again while scan moved it; a file is at the path", at))
+				back[p] = true
+			}
+		}
+	}
+	if len(entries) == 0 {
+		return back, nil
+	}
+	if err := s.cfg.Journal.Write(ctx, entries); err != nil {
+		return nil, fmt.Errorf("journal %d entries after removing orphans: %w", len(entries), err)
+	}
+	return back, nil
+}
+
+// SourceScan is the source of the journal entries a scan writes.
+const SourceScan = "scan"
 
 // StatConcurrency is how many orphans a scan with Delete looks at at once
 // before their batch is deleted.

@@ -275,12 +275,18 @@ references.`, stderr)
 	terminal := isTerminal(stderr)
 	invalid := 0
 	stats, err := scan.Run(ctx, scan.Config{
-		Storage:   name,
-		Files:     lister,
-		Store:     st,
-		Refs:      refs,
-		Journal:   jnl,
-		Position:  walPosition(pool),
+		Storage:  name,
+		Files:    lister,
+		Store:    st,
+		Refs:     refs,
+		Journal:  jnl,
+		Position: walPosition(pool),
+		TrashPrefix: func() string {
+			if scfg.Trash {
+				return scfg.TrashPrefix
+			}
+			return ""
+		}(),
 		Spellings: spellings,
 		Keep:      scfg.Keep,
 		Exclude:   excludes,
