@@ -614,6 +614,10 @@ func TestRestoreRacesTrashPurge(t *testing.T) {
 	marker := filepath.Join(e.root, ".trash", "race", "marker.jpg")
 	placeMarker := func() time.Time {
 		t.Helper()
+		// The purge removes trash directories it left empty.
+		if err := os.MkdirAll(filepath.Dir(marker), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(marker, nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
