@@ -12,11 +12,8 @@ import (
 )
 
 // Querier is what the journal's reads need of a connection: a *pgx.Conn, a
-// pool or a transaction.
-type Querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+// pool or a transaction; the same as the ledger's.
+type Querier = ledger.Querier
 
 // History returns every entry of path, of storage or of every storage when
 // storage is "", newest first (by when they were written). The path is
