@@ -32,15 +32,17 @@ compose-check:
 	else echo "docker-compose not found; skipping the docker-compose.yml check (apt-get install docker-compose)"; fi
 
 # The performance report (integration_test/perf_test.go): starts its own
-# PostgreSQL, drains BENCH_N noise UPDATEs and a BENCH_N-row DELETE with
+# PostgreSQL, drains BENCH_N noise UPDATEs and a BENCH_N-row DELETE BENCH_PAIRS
+# times each, alternating, from slots set before the backlog, with
 # pg_recvlogical and with the cleaner, then memory, latency, reference check
 # and S3 figures; prints one table and writes it to bench-report.md. Add
 # BENCH_ARGS=-perf.cpuprofile=prof to keep CPU profiles of the cleaner.
 BENCH_N ?= 100000
+BENCH_PAIRS ?= 5
 BENCH_ARGS ?=
 bench:
 	$(GO) test -count=1 -timeout 90m -run '^TestPerformance$$' -v ./integration_test/ \
-		-args -perf.n=$(BENCH_N) -perf.report=$(CURDIR)/bench-report.md $(BENCH_ARGS)
+		-args -perf.n=$(BENCH_N) -perf.pairs=$(BENCH_PAIRS) -perf.report=$(CURDIR)/bench-report.md $(BENCH_ARGS)
 	@echo "report written to bench-report.md"
 
 # The fault suite (integration_test/soak_test.go) at length: a randomized
