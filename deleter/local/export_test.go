@@ -27,3 +27,14 @@ func SetRenameat(t *testing.T, fn func(olddirfd int, oldname string, newdirfd in
 
 // Renameat is the real renameat trashing uses.
 var Renameat = renameat
+
+// SetLinkat makes trashing call fn instead of linkat until t ends. Tests
+// that call it cannot be parallel.
+func SetLinkat(t *testing.T, fn func(olddirfd int, oldname string, newdirfd int, newname string, flags int) error) {
+	saved := linkat
+	linkat = fn
+	t.Cleanup(func() { linkat = saved })
+}
+
+// Linkat is the real linkat trashing uses.
+var Linkat = linkat

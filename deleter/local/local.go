@@ -115,21 +115,8 @@ func (l *Storage) Delete(ctx context.Context, paths []string) []cdccleaner.Resul
 func (l *Storage) deleteIn(ctx context.Context, dir string, paths []string, idx []int, results []cdccleaner.Result) {
 	var d *os.File // opened at the first path attempted
 	var openErr error
-	// The trash directory of dir, created and opened once for all of
-	// them, when the first file is about to be moved there.
-	var td *os.File
-	var tdErr error
-	trashDir := func(p string) (*os.File, error) {
-		if td == nil && tdErr == nil {
-			td, tdErr = l.openTrashDir(p)
-		}
-		return td, tdErr
-	}
-	defer func() {
-		if td != nil {
-			td.Close()
-		}
-	}()
+	td := &trashDir{l: l}
+	defer td.close()
 	removed := false
 	for _, i := range idx {
 		p := paths[i]
@@ -147,7 +134,7 @@ func (l *Storage) deleteIn(ctx context.Context, dir string, paths []string, idx 
 		} else {
 			_, base := splitParent(p)
 			if trashing {
-				results[i].Outcome, results[i].Err = l.trashOne(p, base, d, trashDir)
+				results[i].Outcome, results[i].Err = l.trashOne(p, base, d, td)
 			} else {
 				results[i].Outcome, results[i].Err = l.unlinkAt(p, dir, base, d)
 			}

@@ -43,8 +43,8 @@ var errParentVanished = errors.New("the parent directory vanished before the mov
 // with renameat2(RENAME_NOREPLACE) or, where the file system lacks that,
 // linkat and then unlinkat of the trash name; both fail with EEXIST,
 // answered Occupied, when something appeared at p in the meantime, so
-// nothing is ever replaced. The entry keeps its inode and times (the
-// modification time trashing stamped), and a symlink is moved as a link,
+// nothing is ever replaced. The entry keeps its inode and times (its
+// own modification time, or the time of trashing where trashing renamed it), and a symlink is moved as a link,
 // never followed. A directory in the trash is never moved (permanent,
 // is_directory); a path that leads outside the root is never used
 // (permanent, escapes_root). Other errors are classified as for Delete:
