@@ -36,7 +36,9 @@ compose-check:
 # times each, alternating, from slots set before the backlog, with
 # pg_recvlogical and with the cleaner, then memory, latency, reference check
 # and S3 figures; prints one table and writes it to bench-report.md. Add
-# BENCH_ARGS=-perf.cpuprofile=prof to keep CPU profiles of the cleaner.
+# BENCH_ARGS=-perf.cpuprofile=prof to keep CPU profiles of the cleaner, or
+# BENCH_ARGS='-perf.b=CDC_CLEANER_STORAGES_MEDIA_TRASH=false' to run every
+# second pair with other settings and compare the two medians.
 BENCH_N ?= 100000
 BENCH_PAIRS ?= 5
 BENCH_ARGS ?=

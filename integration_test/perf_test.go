@@ -38,6 +38,7 @@ var (
 	perfLatTx   = flag.Int("perf.latency-tx", 0, "transactions of the latency benchmark (default perf.n / 10, at least 1,000)")
 	perfReport  = flag.String("perf.report", "", "also write the report (Markdown) to `FILE`")
 	perfPairs   = flag.Int("perf.pairs", 1, "alternating pg_recvlogical and cleaner drains of the same backlog; the report gives the median ratio (make bench: 5)")
+	perfB       = flag.String("perf.b", "", "environment settings (`KEY=VALUE ...`, e.g. CDC_CLEANER_STORAGES_MEDIA_TRASH=false) of the cleaner in every second drain pair; the report gives the two medians apart")
 	perfTrash   = flag.Bool("perf.trash", true, "trash on in the cleaner's storage (the default); false measures deleting at once")
 	perfProfile = flag.String("perf.cpuprofile", "", "write CPU profiles of the cleaner (drain.pprof, big.pprof, latency.pprof) to `DIR`")
 )
@@ -117,18 +118,16 @@ func (r *report) write(w io.Writer) {
 	fmt.Fprintln(w, "| --- | --- | --- |")
 	row := func(what, result, target string) { fmt.Fprintf(w, "| %s | %s | %s |\n", what, result, target) }
 	if len(r.drain) > 0 {
-		ratios := make([]float64, len(r.drain))
-		for i := range r.drain {
-			ratios[i] = r.drain[i].Seconds() / r.rawDrain[i].Seconds()
+		row(fmt.Sprintf("pg_recvlogical drains %s noise UPDATEs + a %s-row DELETE (%s)", thousands(r.n), thousands(r.n), runs(len(r.rawDrain))), spread(r.rawDrain), "")
+		for _, v := range r.drainVariants() {
+			ratios := make([]float64, len(v.drain))
+			for i := range v.drain {
+				ratios[i] = v.drain[i].Seconds() / v.raw[i].Seconds()
+			}
+			ratio := median(ratios)
+			row("cdc-cleaner run"+v.name+" drains the same, until every file is gone", spread(v.drain), "")
+			row(fmt.Sprintf("drain ratio%s (%s, each against the pg_recvlogical run beside it)", v.name, runs(len(ratios))), fmt.Sprintf("%.2f%s", ratio, ratioRange(ratios)), verdict(ratio <= 1.3, "≤ 1.30"))
 		}
-		ratio := median(ratios)
-		pairs := fmt.Sprintf("median of %d", len(r.drain))
-		if len(r.drain) == 1 {
-			pairs = "1 run"
-		}
-		row(fmt.Sprintf("pg_recvlogical drains %s noise UPDATEs + a %s-row DELETE (%s)", thousands(r.n), thousands(r.n), pairs), spread(r.rawDrain), "")
-		row("cdc-cleaner run drains the same, until every file is gone", spread(r.drain), "")
-		row(fmt.Sprintf("drain ratio (%s pairs, runs alternating)", pairs), fmt.Sprintf("%.2f%s", ratio, ratioRange(ratios)), verdict(ratio <= 1.3, "≤ 1.30"))
 		row("peak RSS of the cleaner, drain run", mb(r.drainRSS), "")
 	}
 	if r.big > 0 {
@@ -156,6 +155,38 @@ func (r *report) write(w io.Writer) {
 			thousands(int(float64(r.s3Objects)/r.s3Time.Seconds())), "")
 	}
 	r.inserts.write(row)
+}
+
+// drainVariant is the cleaner's drain runs under one set of settings, with
+// the pg_recvlogical run of each one's pair.
+type drainVariant struct {
+	name       string
+	drain, raw []time.Duration
+}
+
+// drainVariants splits the drain pairs by -perf.b: all of them when it is
+// not set, else the even pairs (defaults) and the odd ones (its settings).
+func (r *report) drainVariants() []drainVariant {
+	if *perfB == "" {
+		return []drainVariant{{drain: r.drain, raw: r.rawDrain}}
+	}
+	a := drainVariant{name: " (A: defaults)"}
+	b := drainVariant{name: fmt.Sprintf(" (B: %s)", *perfB)}
+	for i := range r.drain {
+		v := &a
+		if i%2 == 1 {
+			v = &b
+		}
+		v.drain, v.raw = append(v.drain, r.drain[i]), append(v.raw, r.rawDrain[i])
+	}
+	return []drainVariant{a, b}
+}
+
+func runs(n int) string {
+	if n == 1 {
+		return "1 run"
+	}
+	return fmt.Sprintf("median of %d runs", n)
 }
 
 // median is the middle value of v (the mean of the two middle ones for an
@@ -402,7 +433,7 @@ func perfDrain(t *testing.T, n int, r *report) {
 			r.rawDrain = append(r.rawDrain, rawDrain(t, e, raw[i], endpos))
 			r.drain = append(r.drain, d)
 		}
-		t.Logf("pair %d: pg_recvlogical %v, cleaner %v", i+1, r.rawDrain[i], r.drain[i])
+		t.Logf("pair %d: pg_recvlogical %v, cleaner %v, ratio %.2f", i+1, r.rawDrain[i], r.drain[i], r.drain[i].Seconds()/r.rawDrain[i].Seconds())
 	}
 	t.Logf("peak RSS %s", mb(r.drainRSS))
 }
@@ -422,6 +453,9 @@ func cleanerDrain(t *testing.T, e *env, r *report, slot string, n, run int) time
 	unix.Sync()
 	saved := e.env
 	e.env = append(slices.Clone(e.env), "CDC_CLEANER_POSTGRES_SLOT="+slot)
+	if run%2 == 1 {
+		e.env = append(e.env, strings.Fields(*perfB)...)
+	}
 	defer func() { e.env = saved }()
 	start := time.Now()
 	p := e.startProfiled(fmt.Sprintf("drain%d", run+1))
