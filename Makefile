@@ -68,3 +68,4 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzLoad -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./config/
 	$(GO) test -run=NONE -fuzz=FuzzJSONPathStrings -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s .
 	$(GO) test -run=NONE -fuzz=FuzzCanonicalNames -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s .
+	$(GO) test -run=NONE -fuzz=FuzzTemplate -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s .
