@@ -3,6 +3,7 @@ package cdccleaner
 import (
 	"fmt"
 	"reflect"
+	"strings"
 )
 
 // ValueKind is how a column's values hold file paths.
@@ -74,8 +75,22 @@ type Column struct {
 	// Protect is set for a protect column: searched, never watched.
 	Protect bool
 	// Field is where the column is configured, for messages:
-	// "watch[0].columns[1]".
+	// "watch[0].columns[1]", or "watch[2].path" for a template.
 	Field string
+	// Template, when set, builds the path from the row's text columns (a
+	// `path` entry) instead of taking a column's value; Name is empty then.
+	Template *Template
+	// Derived are the files (a template) and prefixes (a template ending
+	// in "/") removed together with a removed path, rendered from the same
+	// row. Watch entries only.
+	Derived []Template
+	// Match keeps only rows whose columns equal these values, in the
+	// order of their column names.
+	Match []Match
+	// StripPrefix lists leading texts (a base URL, "/media/") removed from
+	// a value before it is a path; a value with none of them is no path of
+	// the storage. Empty: values are paths as they are.
+	StripPrefix []string
 
 	// Filled from the catalog.
 
@@ -93,8 +108,65 @@ type Column struct {
 	Indexed bool
 }
 
-// Source names the column as candidates and logs do: "public.photo.image".
-func (c Column) Source() string { return c.Schema + "." + c.Table + "." + c.Name }
+// Match is one condition of an entry's `match`: the column equals Value.
+type Match struct {
+	Column string // unquoted, as in pg_attribute
+	Value  string
+}
+
+// Source names the column as candidates and logs do: "public.photo.image",
+// or the table and the template: "public.blobs.{key[0:2]}/{key}".
+func (c Column) Source() string {
+	if c.Template != nil {
+		return c.Schema + "." + c.Table + "." + c.Template.String()
+	}
+	return c.Schema + "." + c.Table + "." + c.Name
+}
+
+// Reads returns the columns of the row the entry reads: its column, or its
+// template's, then those its match compares, each once.
+func (c Column) Reads() []string {
+	var out []string
+	if c.Template != nil {
+		out = c.Template.Columns()
+	} else {
+		out = []string{c.Name}
+	}
+	for _, m := range c.Match {
+		if !contains(out, m.Column) {
+			out = append(out, m.Column)
+		}
+	}
+	return out
+}
+
+// Strip returns the path a value gives under StripPrefix: the value
+// without the first prefix it starts with, or ok false when it has none.
+// Without StripPrefix every value is a path as it is.
+func (c Column) Strip(v string) (path string, ok bool) {
+	if len(c.StripPrefix) == 0 {
+		return v, true
+	}
+	for _, p := range c.StripPrefix {
+		if rest, found := strings.CutPrefix(v, p); found && rest != "" {
+			return rest, true
+		}
+	}
+	return "", false
+}
+
+// Spellings returns the values that give path under StripPrefix: path
+// itself without it, else each prefix followed by path.
+func (c Column) Spellings(path string) []string {
+	if len(c.StripPrefix) == 0 {
+		return []string{path}
+	}
+	out := make([]string, len(c.StripPrefix))
+	for i, p := range c.StripPrefix {
+		out[i] = p + path
+	}
+	return out
+}
 
 // Equal reports whether c and o are the same in every field (Column holds
 // a slice, so == does not compile for it).

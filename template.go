@@ -50,6 +50,37 @@ func (p TemplatePart) String() string {
 // column must appear at least once whole, so that a path can be mapped back
 // to the values that render it, and a template names at least one column.
 func ParseTemplate(s string, ident func(string) (string, error)) (Template, error) {
+	t, err := parseTemplate(s, ident)
+	if err != nil {
+		return Template{}, err
+	}
+	whole := map[string]bool{}
+	for _, p := range t.Parts {
+		if p.Column != "" {
+			whole[p.Column] = whole[p.Column] || p.Whole()
+		}
+	}
+	for _, c := range t.Columns() {
+		if !whole[c] {
+			return Template{}, fmt.Errorf("%q: column %q appears only sliced; name it whole at least once ({%s}) so that a path can be mapped back to its row", s, c, c)
+		}
+	}
+	return t, nil
+}
+
+// ParseDerivedTemplate parses a `derived` template: as ParseTemplate, but a
+// column may appear only sliced (a derived path is rendered, never mapped
+// back). A trailing "/" makes it a prefix (Template.Prefix).
+func ParseDerivedTemplate(s string, ident func(string) (string, error)) (Template, error) {
+	return parseTemplate(s, ident)
+}
+
+// Prefix reports whether the template ends in "/": it names everything
+// below a directory or key prefix rather than one file.
+func (t Template) Prefix() bool { return strings.HasSuffix(t.Source, "/") }
+
+// parseTemplate parses s and requires it to name a column.
+func parseTemplate(s string, ident func(string) (string, error)) (Template, error) {
 	t := Template{Source: s}
 	var lit strings.Builder
 	flush := func() {
@@ -82,24 +113,8 @@ func ParseTemplate(s string, ident func(string) (string, error)) (Template, erro
 		}
 	}
 	flush()
-	whole := map[string]bool{}
-	var named []string
-	for _, p := range t.Parts {
-		if p.Column == "" {
-			continue
-		}
-		if _, seen := whole[p.Column]; !seen {
-			named = append(named, p.Column)
-		}
-		whole[p.Column] = whole[p.Column] || p.Whole()
-	}
-	if len(named) == 0 {
+	if len(t.Columns()) == 0 {
 		return Template{}, fmt.Errorf("%q names no column; write {column} where a column's value goes, e.g. {key}", s)
-	}
-	for _, c := range named {
-		if !whole[c] {
-			return Template{}, fmt.Errorf("%q: column %q appears only sliced; name it whole at least once ({%s}) so that a path can be mapped back to its row", s, c, c)
-		}
 	}
 	return t, nil
 }

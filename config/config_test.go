@@ -751,6 +751,59 @@ func TestValidate(t *testing.T) {
 		{"http listen port", func(c *Config) { c.HTTP.Listen = "localhost:http" }, []string{`http.listen: "localhost:http" is not host:port`}},
 		{"http listen any address", func(c *Config) { c.HTTP.Listen = ":9187" }, nil},
 		{"log format", func(c *Config) { c.Log.Format = "text" }, []string{`log.format: "text" is not one of json, console`}},
+		// Templates, derived files, match and strip_prefix (issue 16).
+		{"active storage, two services on one table", func(c *Config) {
+			c.Watch = append(c.Watch,
+				&Watch{Table: "active_storage_blobs", Path: "{key[0:2]}/{key[2:4]}/{key}", Derived: []string{"va/ri/variants/{key}/"},
+					Match: map[string]string{"service_name": "local"}, Storage: "media"},
+				&Watch{Table: "active_storage_blobs", Columns: []string{"key"}, Match: map[string]string{"service_name": "amazon"}, Storage: "bucket"})
+		}, nil},
+		{"url column", func(c *Config) {
+			c.Watch[0].StripPrefix = []string{"https://cdn.example.com/media/", "/media/"}
+		}, nil},
+		{"derived from a column", func(c *Config) {
+			c.Watch = append(c.Watch, &Watch{Table: "avatar", Columns: []string{"file"}, Derived: []string{"thumbs/{file}.jpg"}, Storage: "media"})
+		}, nil},
+		{"columns and path", func(c *Config) { c.Watch[0].Path = "{image}" },
+			[]string{"watch[0]: give either columns (each column's value is a path) or path"}},
+		{"neither columns nor path", func(c *Config) { c.Watch[0].Columns = nil },
+			[]string{`watch[0].columns: at least one column is required, e.g. [image]; or give path`}},
+		{"unbalanced template", func(c *Config) { c.Watch[0].Columns = nil; c.Watch[0].Path = "{key[0:2]/{key}" },
+			[]string{`watch[0].path: "{key[0:2]/{key}": unbalanced { at offset 0`}},
+		{"slice out of order", func(c *Config) { c.Watch[0].Columns = nil; c.Watch[0].Path = "{key[4:2]}/{key}" },
+			[]string{`watch[0].path: "{key[4:2]}/{key}": slice [4:2] of key: out of order: 4 is after 2`}},
+		{"template column name", func(c *Config) { c.Watch[0].Columns = nil; c.Watch[0].Path = "{1key}" },
+			[]string{`watch[0].path: "{1key}": column 1key: "1key": a name cannot start with '1'`}},
+		{"template only sliced", func(c *Config) { c.Watch[0].Columns = nil; c.Watch[0].Path = "{key[0:2]}/x" },
+			[]string{`watch[0].path: "{key[0:2]}/x": column "key" appears only sliced`}},
+		{"template and json_path", func(c *Config) { c.Watch[1].Columns = nil; c.Watch[1].Path = "{attachments}" },
+			[]string{"watch[1].json_path: applies to columns"}},
+		{"same template twice", func(c *Config) {
+			c.Watch = append(c.Watch, &Watch{Table: "blobs", Path: "{key}", Storage: "media"}, &Watch{Table: "public.blobs", Path: "{KEY}", Storage: "bucket"})
+		}, []string{"watch[3].path: template {KEY} of public.blobs is already listed in watch[2].path"}},
+		{"same column, other match", func(c *Config) {
+			c.Watch = append(c.Watch, &Watch{Table: "gallery_photo", Columns: []string{"image"}, Match: map[string]string{"kind": "x"}, Storage: "bucket"})
+		}, nil},
+		{"same column, same match", func(c *Config) {
+			c.Watch = append(c.Watch, &Watch{Table: "blobs", Columns: []string{"key"}, Match: map[string]string{"svc": "a"}, Storage: "media"},
+				&Watch{Table: "blobs", Columns: []string{"key"}, Match: map[string]string{"SVC": "a"}, Storage: "bucket"})
+		}, []string{"watch[3].columns[0]: column key of public.blobs is already listed in watch[2].columns[0]"}},
+		{"match column name", func(c *Config) { c.Watch[0].Match = map[string]string{"1kind": "x"} },
+			[]string{`watch[0].match.1kind: "1kind": a name cannot start with '1'`}},
+		{"match column twice", func(c *Config) { c.Watch[0].Match = map[string]string{"kind": "x", `"kind"`: "y"} },
+			[]string{"watch[0].match: column kind is named twice"}},
+		{"derived on protect", func(c *Config) { c.Protect[0].Derived = []string{"thumbs/{file}"} },
+			[]string{"protect[0].derived: applies to watch entries"}},
+		{"derived with two columns", func(c *Config) { c.Watch[0].Derived = []string{"thumbs/{image}"} },
+			[]string{"watch[0].derived: needs path, or exactly one column"}},
+		{"derived names another column", func(c *Config) {
+			c.Watch = append(c.Watch, &Watch{Table: "blobs", Path: "{key[0:2]}/{key}", Derived: []string{"va/{id}/", "{key}/x/{key[0:1]}"}, Storage: "media"})
+		}, []string{`watch[2].derived[0]: "va/{id}/" names column id, which the path is not built from (key)`}},
+		{"derived is the path", func(c *Config) {
+			c.Watch = append(c.Watch, &Watch{Table: "blobs", Path: "{key}", Derived: []string{"{key}", "fixed/"}, Storage: "media"})
+		}, []string{`watch[2].derived[0]: "{key}" is the path itself`, `watch[2].derived[1]: "fixed/" names no column`}},
+		{"empty strip_prefix", func(c *Config) { c.Watch[0].StripPrefix = []string{"/media/", ""} },
+			[]string{"watch[0].strip_prefix[1]: empty"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -63,12 +63,17 @@ type Storage struct {
 	TrashRetention time.Duration `yaml:"trash_retention"`
 }
 
-// Watch is one table whose columns hold file paths.
+// Watch is one table whose columns hold file paths: each of Columns, or the
+// path that the template Path builds from several.
 type Watch struct {
-	Table    string   `yaml:"table"`
-	Columns  []string `yaml:"columns"`
-	JSONPath string   `yaml:"json_path"`
-	Storage  string   `yaml:"storage"`
+	Table       string            `yaml:"table"`
+	Columns     []string          `yaml:"columns"`
+	Path        string            `yaml:"path"`
+	Derived     []string          `yaml:"derived"`
+	Match       map[string]string `yaml:"match"`
+	StripPrefix []string          `yaml:"strip_prefix"`
+	JSONPath    string            `yaml:"json_path"`
+	Storage     string            `yaml:"storage"`
 
 	// Filled by Validate from Table and Columns.
 	Schema   string   `yaml:"-"` // unquoted schema name, as in pg_namespace
@@ -76,6 +81,12 @@ type Watch struct {
 	ColNames []string `yaml:"-"` // unquoted column names, as in pg_attribute
 	// JSONSteps is JSONPath parsed by ParseJSONPath; nil when JSONPath is empty.
 	JSONSteps cdccleaner.JSONPath `yaml:"-"`
+	// Template is Path parsed; nil when Path is empty.
+	Template *cdccleaner.Template `yaml:"-"`
+	// DerivedTemplates are Derived parsed, in order.
+	DerivedTemplates []cdccleaner.Template `yaml:"-"`
+	// MatchConds is Match with its columns parsed, by column name.
+	MatchConds []cdccleaner.Match `yaml:"-"`
 }
 
 // HTTP configures the metrics and health endpoints.
@@ -114,10 +125,17 @@ func (c *Config) EntryColumns(list string, i int) []cdccleaner.Column {
 	} else {
 		w = c.Watch[i]
 	}
+	entry := cdccleaner.Column{Storage: w.Storage, Schema: w.Schema, Table: w.Name, JSONPath: w.JSONSteps, Protect: protect,
+		Derived: w.DerivedTemplates, Match: w.MatchConds, StripPrefix: w.StripPrefix}
+	if w.Template != nil {
+		entry.Template, entry.Field = w.Template, fmt.Sprintf("%s[%d].path", list, i)
+		return []cdccleaner.Column{entry}
+	}
 	out := make([]cdccleaner.Column, 0, len(w.ColNames))
 	for j, name := range w.ColNames {
-		out = append(out, cdccleaner.Column{Storage: w.Storage, Schema: w.Schema, Table: w.Name, Name: name,
-			JSONPath: w.JSONSteps, Protect: protect, Field: fmt.Sprintf("%s[%d].columns[%d]", list, i, j)})
+		c := entry
+		c.Name, c.Field = name, fmt.Sprintf("%s[%d].columns[%d]", list, i, j)
+		out = append(out, c)
 	}
 	return out
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"path"
@@ -290,6 +291,7 @@ func (c *Config) validateWatches(p *problems, list string, ws []*Watch, seen map
 			continue
 		}
 		w.Schema, w.Name, w.ColNames, w.JSONSteps = "", "", nil, nil
+		w.Template, w.DerivedTemplates, w.MatchConds = nil, nil, nil
 		tableOK := false
 		if w.Table == "" {
 			p.add(f+".table", "required; give a table, e.g. public.gallery_photo")
@@ -298,8 +300,37 @@ func (c *Config) validateWatches(p *problems, list string, ws []*Watch, seen map
 		} else {
 			w.Schema, w.Name, tableOK = schema, name, true
 		}
-		if len(w.Columns) == 0 {
-			p.add(f+".columns", "at least one column is required, e.g. [image]")
+		c.validateMatch(p, f, w)
+		// The same column (or template) twice is a mistake, unless match
+		// tells the entries' rows apart.
+		key := func(what string) string {
+			k := QuoteIdentifier(w.Schema) + "." + QuoteIdentifier(w.Name) + "." + what
+			for _, m := range w.MatchConds {
+				k += "|" + QuoteIdentifier(m.Column) + "=" + m.Value
+			}
+			return k
+		}
+		switch {
+		case len(w.Columns) > 0 && w.Path != "":
+			p.add(f, "give either columns (each column's value is a path) or path (a template over the row's columns), not both")
+		case len(w.Columns) == 0 && w.Path == "":
+			p.add(f+".columns", "at least one column is required, e.g. [image]; or give path, a template such as \"{key[0:2]}/{key[2:4]}/{key}\"")
+		case w.Path != "":
+			t, err := cdccleaner.ParseTemplate(w.Path, ParseIdentifier)
+			if err != nil {
+				p.add(f+".path", "%v", err)
+				break
+			}
+			w.Template = &t
+			if !tableOK {
+				break
+			}
+			k := key(t.String())
+			if first, dup := seen[k]; dup {
+				p.add(f+".path", "template %s of %s.%s is already listed in %s; list each once, or tell their rows apart with match", t.Source, w.Schema, w.Name, first)
+			} else {
+				seen[k] = f + ".path"
+			}
 		}
 		for j, col := range w.Columns {
 			cf := fmt.Sprintf("%s.columns[%d]", f, j)
@@ -309,25 +340,32 @@ func (c *Config) validateWatches(p *problems, list string, ws []*Watch, seen map
 				continue
 			}
 			w.ColNames = append(w.ColNames, name)
-			if !tableOK {
+			if !tableOK || w.Path != "" {
 				continue
 			}
-			key := QuoteIdentifier(w.Schema) + "." + QuoteIdentifier(w.Name) + "." + QuoteIdentifier(name)
-			if first, dup := seen[key]; dup {
-				p.add(cf, "column %s of %s.%s is already listed in %s; list each column once", name, w.Schema, w.Name, first)
+			k := key(QuoteIdentifier(name))
+			if first, dup := seen[k]; dup {
+				p.add(cf, "column %s of %s.%s is already listed in %s; list each column once, or tell their rows apart with match", name, w.Schema, w.Name, first)
 			} else {
-				seen[key] = cf
+				seen[k] = cf
 			}
 		}
 		if len(w.ColNames) != len(w.Columns) {
 			w.ColNames = nil // only complete when every column parsed
 		}
 		if w.JSONPath != "" {
-			steps, err := cdccleaner.ParseJSONPath(w.JSONPath)
-			if err != nil {
+			if w.Path != "" {
+				p.add(f+".json_path", "applies to columns: a template's columns are text, each value whole or sliced")
+			} else if steps, err := cdccleaner.ParseJSONPath(w.JSONPath); err != nil {
 				p.add(f+".json_path", "%v; write keys separated by dots and [*] for array elements, e.g. files[*].path", err)
 			} else {
 				w.JSONSteps = steps
+			}
+		}
+		c.validateDerived(p, list, f, w)
+		for j, prefix := range w.StripPrefix {
+			if prefix == "" {
+				p.add(fmt.Sprintf("%s.strip_prefix[%d]", f, j), "empty; give the text that values start with, e.g. https://cdn.example.com/media/ or /media/")
 			}
 		}
 		switch _, ok := c.Storages[w.Storage]; {
@@ -336,6 +374,65 @@ func (c *Config) validateWatches(p *problems, list string, ws []*Watch, seen map
 		case !ok:
 			p.add(f+".storage", "storage %q is not defined under storages%s", w.Storage, definedStorages(c.Storages))
 		}
+	}
+}
+
+// validateMatch parses the column names of w.Match into w.MatchConds,
+// sorted by name.
+func (c *Config) validateMatch(p *problems, f string, w *Watch) {
+	for _, raw := range slices.Sorted(maps.Keys(w.Match)) {
+		name, err := ParseIdentifier(raw)
+		if err != nil {
+			p.add(f+".match."+raw, "%v", err)
+			continue
+		}
+		w.MatchConds = append(w.MatchConds, cdccleaner.Match{Column: name, Value: w.Match[raw]})
+	}
+	slices.SortFunc(w.MatchConds, func(a, b cdccleaner.Match) int { return strings.Compare(a.Column, b.Column) })
+	for j := 1; j < len(w.MatchConds); j++ {
+		if w.MatchConds[j].Column == w.MatchConds[j-1].Column {
+			p.add(f+".match", "column %s is named twice (spelled two ways); name it once", w.MatchConds[j].Column)
+		}
+	}
+}
+
+// validateDerived parses w.Derived into w.DerivedTemplates. A derived
+// template is rendered from the values that gave the removed path, so it
+// may name only columns the entry's path is built from.
+func (c *Config) validateDerived(p *problems, list, f string, w *Watch) {
+	if len(w.Derived) == 0 {
+		return
+	}
+	if list == "protect" {
+		p.add(f+".derived", "applies to watch entries: a protect entry never removes anything")
+		return
+	}
+	var from []string
+	switch {
+	case w.Template != nil:
+		from = w.Template.Columns()
+	case len(w.ColNames) == 1 && w.JSONPath == "":
+		from = w.ColNames
+	default:
+		p.add(f+".derived", "needs path, or exactly one column whose whole value is the path: derived files are named from the values that gave the removed path")
+		return
+	}
+	for j, src := range w.Derived {
+		df := fmt.Sprintf("%s.derived[%d]", f, j)
+		t, err := cdccleaner.ParseDerivedTemplate(src, ParseIdentifier)
+		if err != nil {
+			p.add(df, "%v", err)
+			continue
+		}
+		for _, col := range t.Columns() {
+			if !slices.Contains(from, col) {
+				p.add(df, "%q names column %s, which the path is not built from (%s); a derived file is named from the values of the removed path", src, col, strings.Join(from, ", "))
+			}
+		}
+		if w.Template != nil && t.String() == w.Template.String() {
+			p.add(df, "%q is the path itself", src)
+		}
+		w.DerivedTemplates = append(w.DerivedTemplates, t)
 	}
 }
 
