@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -102,9 +104,21 @@ type Event struct {
 	// cannot be named.
 	Missed []Missed
 
+	// Unprefixed lists, for KindChange, the entries with strip_prefix
+	// that held a value with none of the prefixes (no path of their
+	// storage, never deleted), each once.
+	Unprefixed []Unprefixed
+
 	// Warnings are problems worth a log line that do not stop decoding,
 	// such as a watched table whose replica identity lost a watched column.
 	Warnings []string
+}
+
+// Unprefixed is an entry that held a value with none of its strip_prefix
+// prefixes.
+type Unprefixed struct {
+	Storage string
+	Source  string
 }
 
 // Missed is a watched column whose old value a change did not carry.
@@ -158,16 +172,35 @@ var (
 	ErrNoTransaction = errors.New("row change outside a transaction")
 )
 
-// column is one watched column of a relation, resolved to its position.
+// column is one watched entry of a relation (a column, or a template over
+// several), resolved to positions.
 type column struct {
-	index   int
-	name    string
+	index   int    // the column's position; -1 for a template
+	name    string // the column's name, or the template
 	storage string
 	kind    cdccleaner.ValueKind
 	padded  bool // character(n): trailing spaces are not part of a path
-	inKey   bool // part of the relation's replica identity
+	inKey   bool // every column it reads is part of the relation's replica identity
 	json    cdccleaner.JSONPath
-	source  string // "schema.table.column"
+	source  string // "schema.table.column", or "schema.table.{template}"
+
+	tpl    *cdccleaner.Template
+	inputs map[string]input // the template's columns, by name
+	match  []matchInput
+	strip  cdccleaner.Column // its StripPrefix
+	reads  []int             // every position it reads, the column's or the template's first
+}
+
+// input is a column a template or a match reads.
+type input struct {
+	index  int
+	padded bool
+}
+
+// matchInput is a condition of an entry's match, resolved.
+type matchInput struct {
+	input
+	value string
 }
 
 type relation struct {
@@ -175,6 +208,7 @@ type relation struct {
 	name        string // "schema.table"
 	partitioned bool   // a partitioned table (Column.Partitioned)
 	ncols       int
+	names       []string          // every column's name, by position
 	identity    uint8             // replica identity: 'd'efault, 'n'othing, 'f'ull, 'i'ndex
 	columns     map[string]uint32 // every column's type, by name
 	watched     []column
@@ -509,6 +543,7 @@ func (d *Decoder) relation(m *pglogrepl.RelationMessage) (Event, error) {
 		columns: make(map[string]uint32, len(m.Columns))}
 	for _, c := range m.Columns {
 		r.columns[c.Name] = c.DataType
+		r.names = append(r.names, c.Name)
 	}
 	var ev Event
 	watched := d.tables[tableKey{m.Namespace, m.RelationName}]
@@ -520,46 +555,105 @@ func (d *Decoder) relation(m *pglogrepl.RelationMessage) (Event, error) {
 	}
 	for _, wc := range watched {
 		r.partitioned = r.partitioned || wc.Partitioned
-		name := wc.Name
-		idx := columnIndex(m, name)
-		if idx < 0 {
-			return Event{}, &SchemaError{Table: r.name, Column: name, Missing: true,
-				Problem: "is not in the table at this point of the stream: it was renamed or dropped (or made a generated column, which pgoutput does not send)"}
+		c, warnings, err := d.resolve(r, m, wc)
+		if err != nil {
+			return Event{}, err
 		}
-		c := m.Columns[idx]
-		typ, ok := builtinTypes[c.DataType]
-		if !ok {
-			typ, ok = d.types[c.DataType]
-		}
-		if !ok {
-			return Event{}, &UnknownTypeError{Table: r.name, Column: name, OID: c.DataType}
-		}
-		switch {
-		case typ.Kind == cdccleaner.KindNone:
-			return Event{}, &SchemaError{Table: r.name, Column: name,
-				Problem: fmt.Sprintf("has a type (OID %d) that cannot hold paths at this point of the stream: file columns are text, varchar, character, arrays of them, json or jsonb", c.DataType)}
-		case wc.JSONPath != nil && typ.Kind != cdccleaner.KindJSON:
-			return Event{}, &SchemaError{Table: r.name, Column: name,
-				Problem: fmt.Sprintf("is not json or jsonb at this point of the stream (type OID %d), but json_path is set for it", c.DataType)}
-		}
-		inKey := c.Flags&1 != 0
-		if m.ReplicaIdentity != 'f' && !inKey {
-			ev.Warnings = append(ev.Warnings, fmt.Sprintf("table %s has replica identity %s and watched column %q is not part of it: its UPDATE and DELETE do not carry old file paths, so they are recorded in cdc_cleaner.failed_deletions (old_values_missing) instead of cleaned; run cdc-cleaner setup to set REPLICA IDENTITY FULL", r.name, identityName(m.ReplicaIdentity), name))
-		}
-		r.watched = append(r.watched, column{
-			index:   idx,
-			name:    name,
-			storage: wc.Storage,
-			kind:    typ.Kind,
-			padded:  typ.Padded,
-			inKey:   inKey,
-			json:    wc.JSONPath,
-			source:  r.name + "." + name,
-		})
+		ev.Warnings = append(ev.Warnings, warnings...)
+		r.watched = append(r.watched, c)
 	}
 	d.relations[m.RelationID] = r
 	d.last = r
 	return ev, nil
+}
+
+// typeOf returns how a column type holds paths, as the decoder knows it.
+func (d *Decoder) typeOf(oid uint32) (cdccleaner.ColumnType, bool) {
+	if t, ok := builtinTypes[oid]; ok {
+		return t, true
+	}
+	t, ok := d.types[oid]
+	return t, ok
+}
+
+// resolve finds the columns entry wc reads in m and checks their types.
+func (d *Decoder) resolve(r *relation, m *pglogrepl.RelationMessage, wc cdccleaner.Column) (column, []string, error) {
+	c := column{index: -1, name: wc.Name, storage: wc.Storage, json: wc.JSONPath, source: r.name + "." + wc.Name,
+		tpl: wc.Template, strip: cdccleaner.Column{StripPrefix: wc.StripPrefix}, inKey: true}
+	var notKey []string // columns it reads outside the replica identity
+	find := func(name string) (pglogrepl.RelationMessageColumn, int, error) {
+		idx := columnIndex(m, name)
+		if idx < 0 {
+			return pglogrepl.RelationMessageColumn{}, 0, &SchemaError{Table: r.name, Column: name, Missing: true,
+				Problem: "is not in the table at this point of the stream: it was renamed or dropped (or made a generated column, which pgoutput does not send)"}
+		}
+		col := *m.Columns[idx]
+		if col.Flags&1 == 0 {
+			c.inKey = false
+			notKey = append(notKey, strconv.Quote(name))
+		}
+		c.reads = append(c.reads, idx)
+		return col, idx, nil
+	}
+	if wc.Template != nil {
+		c.name = wc.Template.String()
+		c.source = r.name + "." + c.name
+		c.kind = cdccleaner.KindText
+		c.inputs = map[string]input{}
+		for _, name := range wc.Template.Columns() {
+			col, idx, err := find(name)
+			if err != nil {
+				return column{}, nil, err
+			}
+			typ, ok := d.typeOf(col.DataType)
+			switch {
+			case !ok:
+				return column{}, nil, &UnknownTypeError{Table: r.name, Column: name, OID: col.DataType}
+			case typ.Kind != cdccleaner.KindText:
+				return column{}, nil, &SchemaError{Table: r.name, Column: name,
+					Problem: fmt.Sprintf("is not text at this point of the stream (type OID %d, %s), but the template %s names it: a template's columns are text, varchar or character", col.DataType, typ.Kind, c.name)}
+			}
+			c.inputs[name] = input{index: idx, padded: typ.Padded}
+		}
+	} else {
+		col, idx, err := find(wc.Name)
+		if err != nil {
+			return column{}, nil, err
+		}
+		typ, ok := d.typeOf(col.DataType)
+		if !ok {
+			return column{}, nil, &UnknownTypeError{Table: r.name, Column: wc.Name, OID: col.DataType}
+		}
+		switch {
+		case typ.Kind == cdccleaner.KindNone:
+			return column{}, nil, &SchemaError{Table: r.name, Column: wc.Name,
+				Problem: fmt.Sprintf("has a type (OID %d) that cannot hold paths at this point of the stream: file columns are text, varchar, character, arrays of them, json or jsonb", col.DataType)}
+		case wc.JSONPath != nil && typ.Kind != cdccleaner.KindJSON:
+			return column{}, nil, &SchemaError{Table: r.name, Column: wc.Name,
+				Problem: fmt.Sprintf("is not json or jsonb at this point of the stream (type OID %d), but json_path is set for it", col.DataType)}
+		}
+		c.index, c.kind, c.padded = idx, typ.Kind, typ.Padded
+	}
+	for _, mc := range wc.Match {
+		col, idx, err := find(mc.Column)
+		if err != nil {
+			return column{}, nil, err
+		}
+		// Any type: its text form is compared, as the reference check
+		// compares col::text; character(n) drops its padding there too.
+		typ, _ := d.typeOf(col.DataType)
+		c.match = append(c.match, matchInput{input: input{index: idx, padded: typ.Padded}, value: mc.Value})
+	}
+	var warnings []string
+	const consequence = "its UPDATE and DELETE do not carry old file paths, so they are recorded in cdc_cleaner.failed_deletions (old_values_missing) instead of cleaned; run cdc-cleaner setup to set REPLICA IDENTITY FULL"
+	switch {
+	case len(notKey) == 0 || m.ReplicaIdentity == 'f':
+	case c.tpl == nil && len(c.match) == 0:
+		warnings = append(warnings, fmt.Sprintf("table %s has replica identity %s and watched column %s is not part of it: %s", r.name, identityName(m.ReplicaIdentity), notKey[0], consequence))
+	default:
+		warnings = append(warnings, fmt.Sprintf("table %s has replica identity %s and %s reads %s, not all part of it: %s", r.name, identityName(m.ReplicaIdentity), c.source, strings.Join(notKey, ", "), consequence))
+	}
+	return c, warnings, nil
 }
 
 // partition notes the replica identity of a partition whose changes are
@@ -587,9 +681,11 @@ func (d *Decoder) partition(r *relation, m *pglogrepl.RelationMessage) {
 	}
 	partial := false
 	for _, c := range root.watched {
-		i := columnIndex(m, c.name)
-		if i < 0 || m.ReplicaIdentity != 'f' && m.Columns[i].Flags&1 == 0 {
-			partial = true // not sent, or its old value is not
+		for _, ri := range c.reads {
+			i := columnIndex(m, root.names[ri])
+			if i < 0 || m.ReplicaIdentity != 'f' && m.Columns[i].Flags&1 == 0 {
+				partial = true // not sent, or its old value is not
+			}
 		}
 	}
 	parts := d.partial[root.id]
@@ -648,56 +744,51 @@ func (d *Decoder) change(relID uint32, op string, oldType uint8, oldTup, newTup 
 	ev := Event{Kind: KindChange, Table: r.name, Op: op}
 	d.buf = d.buf[:0]
 	d.refBuf = d.refBuf[:0]
+	// A key-only old tuple ('K') sends the columns outside the key as
+	// NULL, and so does a partition without REPLICA IDENTITY FULL under a
+	// FULL root, in an old tuple marked full: such a NULL is a value that
+	// was not sent.
+	oldNullUnsent := oldType == 'K' || len(d.partial[r.id]) > 0
 	for _, c := range r.watched {
-		var newCol *pglogrepl.TupleDataColumn
-		if newTup != nil {
-			newCol = newTup.Columns[c.index]
-			if newCol.DataType == pglogrepl.TupleDataTypeToast {
-				continue // unchanged TOASTed value: same references as before
-			}
+		if newTup != nil && c.unchanged(newTup) {
+			continue // every column it reads is an unchanged TOASTed value: same references as before
 		}
 		if op == "insert" {
 			// An INSERT adds references only.
-			d.newRefs(&ev, c, newCol, nil)
+			d.newRefs(&ev, c, newTup, nil, nil)
 			continue
 		}
-		var old *pglogrepl.TupleDataColumn
 		switch {
 		case oldTup == nil && r.identity != 'f' && c.inKey:
 			// An UPDATE without an old tuple did not change the replica
-			// identity, and this column is part of it.
+			// identity, and every column the entry reads is part of it.
 			continue
 		case oldTup == nil:
-			// The column is not part of the identity (or the row is in a
-			// partition without REPLICA IDENTITY FULL, whose old tuple
-			// would always be sent): it may have changed, unseen.
+			// A column it reads is not part of the identity (or the row
+			// is in a partition without REPLICA IDENTITY FULL, whose old
+			// tuple would always be sent): it may have changed, unseen.
 			ev.Missed = append(ev.Missed, d.missed(r, c, op))
-			d.newRefs(&ev, c, newCol, nil)
-			continue
-		default:
-			old = oldTup.Columns[c.index]
-		}
-		if old.DataType == pglogrepl.TupleDataTypeToast ||
-			old.DataType == pglogrepl.TupleDataTypeNull && (oldType == 'K' || len(d.partial[r.id]) > 0) {
-			// The old value was not sent: a key-only old tuple ('K')
-			// sends the columns outside the key as NULL, and so does a
-			// partition without REPLICA IDENTITY FULL under a FULL root,
-			// in an old tuple marked full; only a partial identity
-			// leaves an old value TOASTed.
-			ev.Missed = append(ev.Missed, d.missed(r, c, op))
-			d.newRefs(&ev, c, newCol, nil)
+			d.newRefs(&ev, c, newTup, nil, nil)
 			continue
 		}
-		oldRefs, err := c.refs(old)
+		oldRefs, state, err := c.paths(tupleValues(oldTup, nil, oldNullUnsent), &ev)
 		if err != nil {
 			ev.Warnings = append(ev.Warnings, fmt.Sprintf("%s: old value: %v", c.source, err))
 			// Every new reference is compared with the journal.
-			d.newRefs(&ev, c, newCol, nil)
+			d.newRefs(&ev, c, newTup, oldTup, nil)
+			continue
+		}
+		if state == valuesUnsent {
+			ev.Missed = append(ev.Missed, d.missed(r, c, op))
+			d.newRefs(&ev, c, newTup, oldTup, nil)
 			continue
 		}
 		var newRefs []string
-		if newCol != nil {
-			newRefs, err = c.refs(newCol)
+		if newTup != nil {
+			newRefs, state, err = c.paths(tupleValues(newTup, oldTup, oldNullUnsent), &ev)
+			if err == nil && state == valuesUnsent {
+				err = errors.New("a column it reads is an unchanged TOASTed value whose old value was not sent")
+			}
 			if err != nil {
 				// Unknown new references: keeping everything is the safe side.
 				ev.Warnings = append(ev.Warnings, fmt.Sprintf("%s: new value: %v", c.source, err))
@@ -716,6 +807,116 @@ func (d *Decoder) change(relID uint32, op string, oldType uint8, oldTup, newTup 
 	return ev, nil
 }
 
+// valuesState says whether an entry's paths could be read from a row.
+type valuesState int
+
+const (
+	valuesRead   valuesState = iota
+	valuesUnsent             // a column it reads was not sent (TOASTed, or NULL standing for unsent)
+)
+
+// rowValue is one column of a row as a change carries it.
+type rowValue struct {
+	data   []byte
+	null   bool
+	unsent bool
+}
+
+// tupleValues reads the columns of tup; an unchanged TOASTed value is
+// taken from old when old carries it. nullUnsent says that a NULL of tup
+// stands for a value that was not sent.
+func tupleValues(tup, old *pglogrepl.TupleData, nullUnsent bool) func(i int) rowValue {
+	return func(i int) rowValue {
+		v := tup.Columns[i]
+		if v.DataType == pglogrepl.TupleDataTypeToast && old != nil {
+			v = old.Columns[i]
+		}
+		switch v.DataType {
+		case pglogrepl.TupleDataTypeText, pglogrepl.TupleDataTypeBinary:
+			return rowValue{data: v.Data}
+		case pglogrepl.TupleDataTypeNull:
+			return rowValue{null: true, unsent: nullUnsent}
+		default:
+			return rowValue{unsent: true}
+		}
+	}
+}
+
+// unchanged reports whether every column c reads is an unchanged TOASTed
+// value in tup.
+func (c column) unchanged(tup *pglogrepl.TupleData) bool {
+	for _, i := range c.reads {
+		if tup.Columns[i].DataType != pglogrepl.TupleDataTypeToast {
+			return false
+		}
+	}
+	return true
+}
+
+// paths returns the paths a row references through c: none when its
+// match does not hold, else the column's paths or the template's one,
+// under strip_prefix (a value with none of the prefixes is no path; its
+// source is added to ev.Unprefixed).
+func (c column) paths(value func(i int) rowValue, ev *Event) ([]string, valuesState, error) {
+	var unsent bool
+	text := func(in input) (string, bool) {
+		v := value(in.index)
+		if v.unsent {
+			unsent = true
+		}
+		if v.null || v.unsent {
+			return "", false
+		}
+		s := string(v.data)
+		if in.padded {
+			s = strings.TrimRight(s, " ")
+		}
+		return s, true
+	}
+	for _, m := range c.match {
+		v, ok := text(m.input)
+		if unsent {
+			return nil, valuesUnsent, nil
+		}
+		if !ok || v != m.value {
+			return nil, valuesRead, nil
+		}
+	}
+	var raw []string
+	if c.tpl != nil {
+		p, ok := c.tpl.Render(func(col string) (string, bool) { return text(c.inputs[col]) })
+		if unsent {
+			return nil, valuesUnsent, nil
+		}
+		if ok {
+			raw = []string{p}
+		}
+	} else {
+		v := value(c.index)
+		if v.unsent {
+			return nil, valuesUnsent, nil
+		}
+		if !v.null {
+			var err error
+			if raw, err = Paths(cdccleaner.ColumnType{Kind: c.kind, Padded: c.padded}, c.json, v.data); err != nil {
+				return nil, valuesRead, err
+			}
+		}
+	}
+	if len(c.strip.StripPrefix) == 0 {
+		return raw, valuesRead, nil
+	}
+	out := raw[:0]
+	for _, v := range raw {
+		if p, ok := c.strip.Strip(v); ok {
+			out = append(out, p)
+		} else if u := (Unprefixed{c.storage, c.source}); !slices.Contains(ev.Unprefixed, u) {
+			ev.Unprefixed = append(ev.Unprefixed, u)
+		}
+	}
+	return out, valuesRead, nil
+}
+
 // candidate is path of column c in the current transaction.
 func (d *Decoder) candidate(c column, path string) cdccleaner.Candidate {
 	return cdccleaner.Candidate{
@@ -728,18 +929,22 @@ func (d *Decoder) candidate(c column, path string) cdccleaner.Candidate {
 	}
 }
 
-// newRefs adds to ev.References the paths of newCol (nil: none) that are
-// not among old.
-func (d *Decoder) newRefs(ev *Event, c column, newCol *pglogrepl.TupleDataColumn, old []string) {
-	if newCol == nil {
+// newRefs adds to ev.References the paths of the new row newTup (nil:
+// none), whose unchanged TOASTed values old may carry, that are not among
+// prev.
+func (d *Decoder) newRefs(ev *Event, c column, newTup, old *pglogrepl.TupleData, prev []string) {
+	if newTup == nil {
 		return
 	}
-	refs, err := c.refs(newCol)
+	refs, state, err := c.paths(tupleValues(newTup, old, false), ev)
+	if err == nil && state == valuesUnsent {
+		err = errors.New("a column it reads is an unchanged TOASTed value whose old value was not sent")
+	}
 	if err != nil {
 		ev.Warnings = append(ev.Warnings, fmt.Sprintf("%s: new value: %v", c.source, err))
 		return
 	}
-	for _, p := range vanished(refs, old) {
+	for _, p := range vanished(refs, prev) {
 		d.refBuf = append(d.refBuf, d.candidate(c, p))
 	}
 }

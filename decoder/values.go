@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/jackc/pglogrepl"
-
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 )
 
@@ -23,20 +21,6 @@ var builtinTypes = map[uint32]cdccleaner.ColumnType{
 	1014: {Kind: cdccleaner.KindArray, Padded: true}, // bpchar[]
 	114:  {Kind: cdccleaner.KindJSON},                // json
 	3802: {Kind: cdccleaner.KindJSON},                // jsonb
-}
-
-// refs returns the paths a column value references. NULL and the empty
-// string reference nothing (Django stores an empty string for an empty
-// FileField).
-func (c column) refs(v *pglogrepl.TupleDataColumn) ([]string, error) {
-	switch v.DataType {
-	case pglogrepl.TupleDataTypeNull:
-		return nil, nil
-	case pglogrepl.TupleDataTypeText, pglogrepl.TupleDataTypeBinary:
-	default:
-		return nil, fmt.Errorf("unexpected tuple data type %q", v.DataType)
-	}
-	return Paths(cdccleaner.ColumnType{Kind: c.kind, Padded: c.padded}, c.json, v.Data)
 }
 
 // Paths returns the paths that one value of a column of type t references,

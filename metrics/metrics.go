@@ -40,6 +40,9 @@ type Metrics struct {
 	// NewReferences counts paths that committed changes referenced anew
 	// and that were compared with the journal.
 	NewReferences *prometheus.CounterVec // storage
+	// Unprefixed counts values of entries with strip_prefix that start
+	// with none of the prefixes: no path of the storage, never deleted.
+	Unprefixed    *prometheus.CounterVec // storage
 	ConfirmedLSN  prometheus.Gauge
 	LagBytes      prometheus.Gauge
 	Streaming     prometheus.Gauge
@@ -96,6 +99,9 @@ func New() *Metrics {
 		NewReferences: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cdc_cleaner_new_references_total", Help: "Paths that committed changes referenced anew (INSERT values, UPDATE new values), compared with the journal.",
 		}, []string{"storage"}),
+		Unprefixed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cdc_cleaner_unprefixed_values_total", Help: "Values of columns with strip_prefix that start with none of the prefixes: no path of the storage, never deleted.",
+		}, []string{"storage"}),
 		ConfirmedLSN: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cdc_cleaner_confirmed_lsn", Help: "The LSN up to which every change is settled, as a number.",
 		}),
@@ -115,7 +121,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Changes, m.Candidates, m.Deleted, m.Absent, m.AbsentRatio, m.KeptReferenced, m.Failed, m.Truncates, m.MessagesIgnored, m.OldValuesMissing, m.Held, m.SchemaProblems,
-		m.Restored, m.Dangling, m.NewReferences,
+		m.Restored, m.Dangling, m.NewReferences, m.Unprefixed,
 		m.ConfirmedLSN, m.LagBytes, m.Streaming, m.DeleteLatency,
 	)
 	return m

@@ -176,6 +176,7 @@ func New(cfg Config) (*Pipeline, error) {
 		cfg.Metrics.Restored.WithLabelValues(name)
 		cfg.Metrics.Dangling.WithLabelValues(name)
 		cfg.Metrics.NewReferences.WithLabelValues(name)
+		cfg.Metrics.Unprefixed.WithLabelValues(name)
 	}
 	cfg.Stream.Confirm = !cfg.DryRun
 	p := &Pipeline{
@@ -453,6 +454,7 @@ func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replica
 		return nil
 	}
 	warned := newLimiter(time.Minute)
+	unprefixed := map[decoder.Unprefixed]bool{}
 	for {
 		var m replication.Message
 		var ok bool
@@ -539,6 +541,14 @@ func (p *Pipeline) decode(ctx context.Context, dec *decoder.Decoder, tr *replica
 			}
 			if ev.Kind == decoder.KindChange {
 				p.cfg.Metrics.Changes.WithLabelValues(ev.Table, ev.Op).Inc()
+			}
+			for _, u := range ev.Unprefixed {
+				p.cfg.Metrics.Unprefixed.WithLabelValues(u.Storage).Inc()
+				if !unprefixed[u] {
+					unprefixed[u] = true
+					p.log.Debug().Str("storage", u.Storage).Str("source", u.Source).
+						Msg("a value starts with none of strip_prefix: it is no path of the storage and is never deleted (logged once per column; cdc_cleaner_unprefixed_values_total counts them)")
+				}
 			}
 			if len(ev.Missed) > 0 {
 				p.cfg.Metrics.OldValuesMissing.WithLabelValues(ev.Table).Inc()
