@@ -205,9 +205,16 @@ func (r *Resolver) Resolve(ctx context.Context) ([]cdccleaner.Column, error) {
 		return nil, err
 	}
 	var out []cdccleaner.Column
-	seen := map[[4]string]bool{}
+	seen := map[string]bool{}
 	add := func(c cdccleaner.Column) {
-		k := [4]string{c.Storage, c.Schema, c.Table, c.Name}
+		// One search per storage and column (a column found both by name
+		// and by number is one), but entries that match or a template
+		// tell apart are searches of their own.
+		var tpl string
+		if c.Template != nil {
+			tpl = c.Template.String()
+		}
+		k := fmt.Sprintf("%q %q %q %q %q %q %q", c.Storage, c.Schema, c.Table, c.Name, tpl, c.Match, c.StripPrefix)
 		if !seen[k] {
 			seen[k] = true
 			out = append(out, c)

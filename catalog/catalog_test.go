@@ -84,3 +84,32 @@ func TestTypeKindsReportsFailures(t *testing.T) {
 		})
 	}
 }
+
+// TestResolveKeepsEntriesMatchTellsApart: two entries of one storage on
+// one column, or two templates on one table, that match tells apart are
+// two searches. Resolve once took them for one (same storage, table and
+// column name) and dropped the second: the reference check would then not
+// see the rows only that entry reads, and delete their files.
+func TestResolveKeepsEntriesMatchTellsApart(t *testing.T) {
+	tpl, err := cdccleaner.ParseTemplate("{key[0:2]}/{key}", func(s string) (string, error) { return s, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := []cdccleaner.Match{{Column: "service_name", Value: "local"}}
+	mirror := []cdccleaner.Match{{Column: "service_name", Value: "mirror"}}
+	cols := []cdccleaner.Column{
+		{Storage: "media", Schema: "public", Table: "blobs", Name: "key", Match: local},
+		{Storage: "media", Schema: "public", Table: "blobs", Name: "key", Match: mirror},
+		{Storage: "media", Schema: "public", Table: "blobs", Template: &tpl, Match: local},
+		{Storage: "media", Schema: "public", Table: "blobs", Template: &tpl, Match: mirror},
+		{Storage: "media", Schema: "public", Table: "blobs", Template: &tpl, Match: mirror}, // the same again
+	}
+	// No catalog rows: every column is returned as configured.
+	got, err := NewResolver(failingQuerier{}, cols).Resolve(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 {
+		t.Fatalf("resolved %d entries, want 4: %+v", len(got), got)
+	}
+}
