@@ -478,6 +478,13 @@ func inspectEntries(ctx context.Context, conn Querier, r *Report, cfg *config.Co
 		if err != nil && !protect {
 			r.add(Problem, CodeReplicaIdentity, field+".table", "could not check the replica identity of %s (whether UPDATE and DELETE carry old file paths): %v", qualified, err)
 		}
+		if !inspectMatch(ctx, conn, r, field, w, oid, qualified, protect, identity, &identityReported, wt) {
+			continue
+		}
+		if w.Template != nil {
+			inspectTemplate(ctx, conn, r, field, w, entryCols[0], oid, relkind, qualified, protect, identity, &identityReported, wt)
+			continue
+		}
 		for j, col := range w.ColNames {
 			cfield := fmt.Sprintf("%s.columns[%d]", field, j)
 			var typ, generated string
@@ -558,6 +565,135 @@ func inspectEntries(ctx context.Context, conn Querier, r *Report, cfg *config.Co
 				r.add(Warning, CodeGeneral, cfield, "no index starts with %s.%q: every reference check scans the table; CREATE INDEX ON %s (%s)", qualified, col, qualified, config.QuoteIdentifier(col))
 			}
 		}
+	}
+}
+
+// attribute is what Inspect reads of a column of a configured table.
+type attribute struct {
+	typ, generated string
+	typOID         uint32
+	attnum         int16
+	indexed        bool // an index starts with it
+	canSelect      bool
+}
+
+// lookupAttribute reads column col of the table oid; pgx.ErrNoRows when
+// there is none.
+func lookupAttribute(ctx context.Context, conn Querier, oid uint32, col string) (attribute, error) {
+	var a attribute
+	// has_column_privilege counts a grant on the whole table and one on
+	// the column alike.
+	err := conn.QueryRow(ctx, `SELECT format_type(a.atttypid, a.atttypmod), a.attgenerated::text, a.atttypid, a.attnum,
+		EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = a.attrelid AND x.indkey[0] = a.attnum),
+		has_column_privilege(a.attrelid, a.attnum, 'SELECT')
+		FROM pg_attribute a
+		WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped`, oid, col).
+		Scan(&a.typ, &a.generated, &a.typOID, &a.attnum, &a.indexed, &a.canSelect)
+	return a, err
+}
+
+// inspectReadColumn checks a column that a template or a match reads (not
+// the path column of the columns form): that it exists, that the role may
+// read it, that pgoutput sends it (not generated, for a watch entry) and
+// that UPDATE and DELETE carry its old value. where says how the entry
+// names it, for messages. It returns the attribute, and false when the
+// entry cannot be used.
+func inspectReadColumn(ctx context.Context, conn Querier, r *Report, field, cfield, where string, w *config.Watch, oid uint32, qualified, col string, protect bool, identity map[string]bool, identityReported *bool) (attribute, bool) {
+	a, err := lookupAttribute(ctx, conn, oid, col)
+	if errors.Is(err, pgx.ErrNoRows) {
+		hint := columnCaseHint(ctx, conn, oid, col, col)
+		if hint == "" {
+			hint = "if it was renamed, put its new name in the configuration; if it was dropped, change the entry"
+		}
+		r.add(Problem, CodeGeneral, cfield, "%scolumn %q not found in %s; %s", where, col, w.Schema+"."+w.Name, hint)
+		return a, false
+	}
+	if err != nil {
+		r.add(Problem, CodeUnchecked, cfield, "%slook up column %q of %s: %v", where, col, qualified, err)
+		return a, false
+	}
+	if !a.canSelect {
+		qcol := config.QuoteIdentifier(col)
+		r.missingPrivilege(CodeMissingPrivilege, cfield, "role %s may not read column %s of %s, which the reference check reads: GRANT SELECT (%s) ON %s TO %s", r.who(), qcol, qualified, qcol, qualified, r.who())
+	}
+	if a.generated != "" && !protect {
+		r.add(Problem, CodeGeneral, cfield, "%scolumn %q of %s is a generated column: pgoutput does not send generated columns, so a watch entry cannot read it", where, col, qualified)
+		return a, false
+	}
+	if !protect && !identity[col] && !*identityReported {
+		*identityReported = true
+		r.add(Problem, CodeReplicaIdentity, field+".table", "%s lacks REPLICA IDENTITY FULL (and column %q is not in its replica identity index), so UPDATE and DELETE would not carry old file paths: run cdc-cleaner setup, or ALTER TABLE %s REPLICA IDENTITY FULL", qualified, col, qualified)
+	}
+	return a, true
+}
+
+// inspectMatch checks the columns w's match compares; false when one
+// cannot be used.
+func inspectMatch(ctx context.Context, conn Querier, r *Report, field string, w *config.Watch, oid uint32, qualified string, protect bool, identity map[string]bool, identityReported *bool, wt *watchedTable) bool {
+	ok := true
+	for _, m := range w.MatchConds {
+		if _, found := inspectReadColumn(ctx, conn, r, field, field+".match."+m.Column, "", w, oid, qualified, m.Column, protect, identity, identityReported); !found {
+			ok = false
+			continue
+		}
+		if wt != nil {
+			wt.columns = append(wt.columns, m.Column)
+		}
+	}
+	return ok
+}
+
+// inspectTemplate checks the columns of w's path template (text columns,
+// each readable and sent), says which index serves the reference check's
+// lookup, and adds the entry to r.Columns.
+func inspectTemplate(ctx context.Context, conn Querier, r *Report, field string, w *config.Watch, c cdccleaner.Column, oid uint32, relkind, qualified string, protect bool, identity map[string]bool, identityReported *bool, wt *watchedTable) {
+	pfield := field + ".path"
+	where := fmt.Sprintf("%q: ", w.Template.Source)
+	cols := w.Template.Columns()
+	attrs := make([]attribute, len(cols))
+	ok := true
+	for i, col := range cols {
+		a, found := inspectReadColumn(ctx, conn, r, field, pfield, where, w, oid, qualified, col, protect, identity, identityReported)
+		if !found {
+			ok = false
+			continue
+		}
+		kinds, err := catalog.TypeKinds(ctx, conn, []uint32{a.typOID})
+		if err != nil {
+			r.add(Problem, CodeUnchecked, pfield, "%slook up the type of column %q of %s: %v", where, col, qualified, err)
+			ok = false
+			continue
+		}
+		if k := kinds[a.typOID]; k.Kind != cdccleaner.KindText {
+			r.add(Problem, CodeGeneral, pfield, "%scolumn %q of %s has type %s: a template's columns are text, varchar or character (a path is built from their values)", where, col, w.Schema+"."+w.Name, a.typ)
+			ok = false
+			continue
+		}
+		attrs[i] = a
+	}
+	if !ok {
+		return
+	}
+	c.TableOID, c.Partitioned, c.Type = oid, relkind == "p", cdccleaner.ColumnType{Kind: cdccleaner.KindText}
+	var served []string
+	for i, a := range attrs {
+		if a.indexed {
+			served = append(served, cols[i])
+		}
+	}
+	c.Indexed = len(served) > 0
+	r.Columns = append(r.Columns, c)
+	if wt != nil {
+		wt.columns = append(wt.columns, cols...)
+	}
+	quoted := make([]string, len(cols))
+	for i, col := range cols {
+		quoted[i] = config.QuoteIdentifier(col)
+	}
+	if c.Indexed {
+		r.add(OK, CodeGeneral, pfield, "%sthe reference check maps each path back to %s and looks rows up by them; an index on %s serves it", where, strings.Join(cols, ", "), strings.Join(served, ", "))
+	} else {
+		r.add(Warning, CodeGeneral, pfield, "%sno index starts with %s: the reference check maps each path back to %s and looks rows up by them, scanning the table for every batch; CREATE INDEX ON %s (%s)", where, strings.Join(cols, " or "), strings.Join(cols, ", "), qualified, strings.Join(quoted, ", "))
 	}
 }
 
