@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -104,6 +106,11 @@ func Probe(ctx context.Context, st cdccleaner.Statter, c cdccleaner.Column, vals
 			continue
 		}
 		for _, p := range ps {
+			p, ok := c.Strip(p)
+			if !ok {
+				r.Invalid++ // none of strip_prefix: no path of the storage
+				continue
+			}
 			switch {
 			case seen[p]:
 			case cdccleaner.ValidatePath(p) != nil:
@@ -166,7 +173,8 @@ func exist(ctx context.Context, st cdccleaner.Statter, paths []string) (map[stri
 	return out, firstErr
 }
 
-// ReadValues returns up to n non-empty values of c in their text form,
+// ReadValues returns up to n non-empty values of c in their text form
+// (for a template, the paths it renders), of rows its match holds for,
 // drawn at random: from the whole table when it is small, else from a
 // TABLESAMPLE SYSTEM of its pages sized for n values (widened when the
 // column is mostly empty). It reads in a transaction of its own with a
@@ -186,6 +194,18 @@ func ReadValues(ctx context.Context, q Querier, c cdccleaner.Column, n int) ([]s
 	}
 	tbl := pgx.Identifier{c.Schema, c.Table}.Sanitize()
 	col := "t." + pgx.Identifier{c.Name}.Sanitize()
+	where := nonEmpty(c, col)
+	var cols []string // a template's columns
+	if c.Template != nil {
+		cols = c.Template.Columns()
+		exprs, conds := make([]string, len(cols)), make([]string, len(cols))
+		for i, name := range cols {
+			e := "t." + pgx.Identifier{name}.Sanitize() + "::text"
+			exprs[i], conds[i] = e, e+" <> ''"
+		}
+		col, where = "ARRAY["+strings.Join(exprs, ", ")+"]", strings.Join(conds, " AND ")
+	}
+	where += MatchSQL(c, "t")
 	pct := 100.0
 	if rows > fullScanRows {
 		pct = math.Max(100*20*float64(n)/rows, 0.001)
@@ -195,8 +215,11 @@ func ReadValues(ctx context.Context, q Querier, c cdccleaner.Column, n int) ([]s
 		if pct < 100 {
 			sampling = fmt.Sprintf(" TABLESAMPLE SYSTEM (%g)", pct)
 		}
-		q := fmt.Sprintf("SELECT %s::text FROM %s AS t%s WHERE %s ORDER BY random() LIMIT $1", col, tbl, sampling, nonEmpty(c, col))
-		vals, err := collect(ctx, tx, q, n)
+		q := fmt.Sprintf("SELECT %s::text FROM %s AS t%s WHERE %s ORDER BY random() LIMIT $1", col, tbl, sampling, where)
+		if cols != nil {
+			q = fmt.Sprintf("SELECT %s FROM %s AS t%s WHERE %s ORDER BY random() LIMIT $1", col, tbl, sampling, where)
+		}
+		vals, err := collect(ctx, tx, q, n, c.Template)
 		if err != nil {
 			return nil, fmt.Errorf("sample %s: %w", c.Source(), err)
 		}
@@ -220,12 +243,43 @@ func nonEmpty(c cdccleaner.Column, col string) string {
 	return fmt.Sprintf("%s::text <> ''", col)
 }
 
-func collect(ctx context.Context, tx pgx.Tx, q string, n int) ([]string, error) {
+// collect runs q, which yields one text value a row, or with tpl set an
+// array of the template's column values that collect renders.
+func collect(ctx context.Context, tx pgx.Tx, q string, n int, tpl *cdccleaner.Template) ([]string, error) {
 	rows, err := tx.Query(ctx, q, n)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
+	if tpl == nil {
+		return pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	cols := tpl.Columns()
+	vals, err := pgx.CollectRows(rows, pgx.RowTo[[]string])
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, v := range vals {
+		p, ok := tpl.Render(func(col string) (string, bool) {
+			i := slices.Index(cols, col)
+			return v[i], i >= 0
+		})
+		if ok {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// MatchSQL returns the SQL condition of c's match on the table aliased
+// alias, " AND ..." for each column (compared as text, as the decoder
+// compares it), or "" without match.
+func MatchSQL(c cdccleaner.Column, alias string) string {
+	var b strings.Builder
+	for _, m := range c.Match {
+		fmt.Fprintf(&b, " AND %s.%s::text = %s", alias, pgx.Identifier{m.Column}.Sanitize(), cdccleaner.QuoteLiteral(m.Value))
+	}
+	return b.String()
 }
 
 // estimateRows is the planner's estimate of the rows of c's table with
