@@ -271,9 +271,15 @@ func Search(ctx context.Context, cfg Config) (*Result, error) {
 	s.configured = map[string]*cdccleaner.Column{}
 	for i := range cfg.Configured {
 		c := &cfg.Configured[i]
-		k := columnKey(*c)
-		if _, dup := s.configured[k]; !dup {
-			s.configured[k] = c
+		names := []string{c.Name}
+		if c.Template != nil {
+			names = c.Template.Columns() // each column a template reads is configured
+		}
+		for _, name := range names {
+			k := columnKey(cdccleaner.Column{Schema: c.Schema, Table: c.Table, Name: name})
+			if _, dup := s.configured[k]; !dup {
+				s.configured[k] = c
+			}
 		}
 	}
 	listed, err := cfg.Source.Candidates(ctx)

@@ -143,10 +143,12 @@ func TestSearch(t *testing.T) {
 		},
 	}
 	res, err := Search(context.Background(), Config{
-		Source:     src,
-		Storages:   map[string]cdccleaner.Statter{"media": media, "bucket": bucket},
-		Configured: []cdccleaner.Column{{Storage: "media", Schema: "public", Table: "gallery_photo", Name: "image"}},
-		Workers:    2,
+		Source:   src,
+		Storages: map[string]cdccleaner.Statter{"media": media, "bucket": bucket},
+		Configured: []cdccleaner.Column{{Storage: "media", Schema: "public", Table: "gallery_photo", Name: "image"},
+			// A template names the column it reads: blob.key is configured.
+			{Storage: "bucket", Schema: "public", Table: "blob", Template: keyTemplate(t)}},
+		Workers: 2,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +166,7 @@ func TestSearch(t *testing.T) {
 		"blog_post.cover_url@media":  {20, 20, 20, "", false},
 		"document.attachments@media": {20, 20, 0, "files[*].path", false},
 		"gallery_photo.image@media":  {20, 20, 0, "", true},
-		"blob.key@bucket":            {20, 20, 0, "", false},
+		"blob.key@bucket":            {20, 20, 0, "", true},
 	}
 	for k, w := range want {
 		f, ok := got[k]
@@ -199,7 +201,7 @@ func TestSearch(t *testing.T) {
 	for _, f := range un {
 		names = append(names, f.Column.Table+"."+f.Column.Name)
 	}
-	if strings.Join(names, " ") != "blog_post.cover blog_post.cover_url document.attachments blob.key" {
+	if strings.Join(names, " ") != "blog_post.cover blog_post.cover_url document.attachments" { // blob.key: by its template
 		t.Errorf("unconfigured: %v", names)
 	}
 }
@@ -295,4 +297,12 @@ func TestSearchNotesAndFailures(t *testing.T) {
 			t.Errorf("%d lookups (%d counted), want 11 (10)", st.stats, res.Lookups)
 		}
 	})
+}
+
+func keyTemplate(t *testing.T) *cdccleaner.Template {
+	tpl, err := cdccleaner.ParseTemplate("{key}", func(s string) (string, error) { return s, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tpl
 }

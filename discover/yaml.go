@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,10 +60,11 @@ var (
 // Entry is a suggested protect entry: columns of one table whose files
 // are in one storage, at one JSON path.
 type Entry struct {
-	Table    string // as the configuration writes it: public.blog_post
-	Columns  []string
-	JSONPath cdccleaner.JSONPath
-	Storage  string
+	Table       string // as the configuration writes it: public.blog_post
+	Columns     []string
+	JSONPath    cdccleaner.JSONPath
+	StripPrefix []string
+	Storage     string
 }
 
 // Flow writes the entry as one line of YAML: {table: ..., columns: [...],
@@ -72,6 +74,9 @@ func (e Entry) Flow() string {
 	fmt.Fprintf(&b, "{table: %s, columns: [%s]", yamlScalar(e.Table), e.columnList())
 	if e.JSONPath != nil {
 		fmt.Fprintf(&b, ", json_path: %s", strconv.Quote(e.JSONPath.String()))
+	}
+	if len(e.StripPrefix) > 0 {
+		fmt.Fprintf(&b, ", strip_prefix: [%s]", e.prefixList())
 	}
 	fmt.Fprintf(&b, ", storage: %s}", yamlScalar(e.Storage))
 	return b.String()
@@ -85,18 +90,35 @@ func (e Entry) columnList() string {
 	return strings.Join(cols, ", ")
 }
 
+func (e Entry) prefixList() string {
+	ps := make([]string, len(e.StripPrefix))
+	for i, p := range e.StripPrefix {
+		ps[i] = yamlScalar(p)
+	}
+	return strings.Join(ps, ", ")
+}
+
 // block writes the entry as an item of a block sequence.
 func (e Entry) block(w io.Writer) {
 	fmt.Fprintf(w, "  - table: %s\n    columns: [%s]\n", yamlScalar(e.Table), e.columnList())
 	if e.JSONPath != nil {
 		fmt.Fprintf(w, "    json_path: %s\n", strconv.Quote(e.JSONPath.String()))
 	}
+	if len(e.StripPrefix) > 0 {
+		fmt.Fprintf(w, "    strip_prefix: [%s]\n", e.prefixList())
+	}
 	fmt.Fprintf(w, "    storage: %s\n", yamlScalar(e.Storage))
 }
 
-// EntryOf is the protect entry that names f's column alone.
+// EntryOf is the protect entry that names f's column alone, with the
+// prefix its values share before the path (a base URL, /media/) as
+// strip_prefix.
 func EntryOf(f Finding) Entry {
-	return Entry{Table: Table(f.Column), Columns: []string{Ident(f.Column.Name)}, JSONPath: f.Column.JSONPath, Storage: f.Column.Storage}
+	e := Entry{Table: Table(f.Column), Columns: []string{Ident(f.Column.Name)}, JSONPath: f.Column.JSONPath, Storage: f.Column.Storage}
+	if f.Spelled > 0 && f.Prefix != "" {
+		e.StripPrefix = []string{f.Prefix}
+	}
+	return e
 }
 
 // Entries groups findings into protect entries: one per table, storage
@@ -106,7 +128,7 @@ func Entries(fs []Finding) []Entry {
 	index := map[string]int{}
 	for _, f := range fs {
 		e := EntryOf(f)
-		k := e.Table + "\x00" + e.Storage + "\x00" + e.JSONPath.String() + "\x00" + strconv.FormatBool(e.JSONPath != nil)
+		k := e.Table + "\x00" + e.Storage + "\x00" + e.JSONPath.String() + "\x00" + strconv.FormatBool(e.JSONPath != nil) + "\x00" + strings.Join(e.StripPrefix, "\x00")
 		if i, ok := index[k]; ok {
 			out[i].Columns = append(out[i].Columns, e.Columns...)
 			continue
@@ -141,6 +163,8 @@ func (f Finding) Status() string {
 		return fmt.Sprintf("%s for storage %q, so the reference check of %q does not see it; a column is listed once", list, c.Storage, f.Column.Storage)
 	case c.JSONPath.String() != f.Column.JSONPath.String():
 		return fmt.Sprintf("already %s, with json_path %q", list, c.JSONPath.String())
+	case f.Spelled > 0 && f.Prefix != "" && !slices.Contains(c.StripPrefix, f.Prefix):
+		return fmt.Sprintf("already %s, but without strip_prefix %q: run compares its values with paths exactly", list, f.Prefix)
 	}
 	return "already " + list
 }
@@ -151,12 +175,10 @@ func (f Finding) SpellingNote() string {
 	if f.Spelled == 0 {
 		return ""
 	}
-	strip := ""
 	if f.Prefix != "" {
-		strip = fmt.Sprintf(" (here %q)", f.Prefix)
+		return fmt.Sprintf("its values are URLs or absolute paths, not paths in the storage (%q is the file %q): its entry needs strip_prefix: [%s], which removes what precedes the path, or run compares values exactly and keeps no file from deletion", f.Example, f.Named, yamlScalar(f.Prefix))
 	}
-	return fmt.Sprintf("its values are URLs or absolute paths, not paths in the storage (%q is the file %q): scan keeps the files they name, but run compares values exactly, so an entry keeps no file from run's deletions until strip_prefix%s, which a later version adds, removes what precedes the path",
-		f.Example, f.Named, strip)
+	return fmt.Sprintf("its values are URLs or absolute paths, not paths in the storage (%q is the file %q), with no prefix common to all: scan keeps the files they name, but run compares values exactly, so list under strip_prefix each text that precedes a path", f.Example, f.Named)
 }
 
 // WriteYAML writes the result as comments, one line per finding, then the
