@@ -27,6 +27,33 @@ type Lister interface {
 	List(ctx context.Context, fn func(File) error) error
 }
 
+// PrefixLister is a storage that can enumerate the files below one prefix:
+// a derived prefix (`derived: ["va/ri/variants/{key}/"]`) removed with the
+// path it derives from, or its place in the trash when that path comes
+// back.
+type PrefixLister interface {
+	// ListPrefix calls fn once for every file whose path starts with
+	// prefix, which ends in "/" and passes ValidatePath without it, in no
+	// particular order, without holding the listing in memory. Paths are
+	// relative to the storage, as Delete and Restore take them. Only
+	// files are listed (local: never a directory, never following a
+	// symlink; a symlink itself is listed as a file, as Delete removes
+	// it). The trash area is listed only when prefix lies in it. A prefix
+	// that does not exist lists nothing; one that cannot be read is an
+	// error, never a shorter listing. It stops at the first error fn
+	// returns, and returns it.
+	ListPrefix(ctx context.Context, prefix string, fn func(File) error) error
+}
+
+// DirPruner is a storage whose directories outlive their files (local):
+// after the files below a derived prefix are removed, PruneDirs removes
+// the directories below it and the prefix's own, deepest first, each only
+// when empty; never anything else, never following a symlink. A directory
+// that is not empty (a file written there meanwhile) stays, without error.
+type DirPruner interface {
+	PruneDirs(ctx context.Context, prefix string) error
+}
+
 // Statter is a storage that can look at one file cheaply.
 type Statter interface {
 	// Stat returns the file at p, without following a final symlink. A
