@@ -3,6 +3,7 @@ package cdccleaner
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -49,7 +50,15 @@ type Candidate struct {
 	CommitLSN LSN
 	// CommitTime is when the transaction committed, per the server.
 	CommitTime time.Time
+	// Parent, when set, is the path this one derives from (an entry's
+	// `derived`): it is removed only when Parent is not referenced either,
+	// and restored when Parent comes back. A Path ending in "/" is a
+	// derived prefix: every file below it.
+	Parent string
 }
+
+// IsPrefix reports whether c names every file below a derived prefix.
+func (c Candidate) IsPrefix() bool { return c.Parent != "" && strings.HasSuffix(c.Path, "/") }
 
 // Outcome is how the deletion of one path ended.
 type Outcome int

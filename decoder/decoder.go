@@ -184,11 +184,12 @@ type column struct {
 	json    cdccleaner.JSONPath
 	source  string // "schema.table.column", or "schema.table.{template}"
 
-	tpl    *cdccleaner.Template
-	inputs map[string]input // the template's columns, by name
-	match  []matchInput
-	strip  cdccleaner.Column // its StripPrefix
-	reads  []int             // every position it reads, the column's or the template's first
+	tpl     *cdccleaner.Template
+	derived []cdccleaner.Template
+	inputs  map[string]input // the template's columns, by name
+	match   []matchInput
+	strip   cdccleaner.Column // its StripPrefix
+	reads   []int             // every position it reads, the column's or the template's first
 }
 
 // input is a column a template or a match reads.
@@ -579,7 +580,7 @@ func (d *Decoder) typeOf(oid uint32) (cdccleaner.ColumnType, bool) {
 // resolve finds the columns entry wc reads in m and checks their types.
 func (d *Decoder) resolve(r *relation, m *pglogrepl.RelationMessage, wc cdccleaner.Column) (column, []string, error) {
 	c := column{index: -1, name: wc.Name, storage: wc.Storage, json: wc.JSONPath, source: r.name + "." + wc.Name,
-		tpl: wc.Template, strip: cdccleaner.Column{StripPrefix: wc.StripPrefix}, inKey: true}
+		tpl: wc.Template, derived: wc.Derived, strip: cdccleaner.Column{StripPrefix: wc.StripPrefix}, inKey: true}
 	var notKey []string // columns it reads outside the replica identity
 	find := func(name string) (pglogrepl.RelationMessageColumn, int, error) {
 		idx := columnIndex(m, name)
@@ -771,7 +772,8 @@ func (d *Decoder) change(relID uint32, op string, oldType uint8, oldTup, newTup 
 			d.newRefs(&ev, c, newTup, nil, nil)
 			continue
 		}
-		oldRefs, state, err := c.paths(tupleValues(oldTup, nil, oldNullUnsent), &ev)
+		oldValues := tupleValues(oldTup, nil, oldNullUnsent)
+		oldRefs, state, err := c.paths(oldValues, &ev)
 		if err != nil {
 			ev.Warnings = append(ev.Warnings, fmt.Sprintf("%s: old value: %v", c.source, err))
 			// Every new reference is compared with the journal.
@@ -784,8 +786,10 @@ func (d *Decoder) change(relID uint32, op string, oldType uint8, oldTup, newTup 
 			continue
 		}
 		var newRefs []string
+		newValues := func(int) rowValue { return rowValue{null: true} }
 		if newTup != nil {
-			newRefs, state, err = c.paths(tupleValues(newTup, oldTup, oldNullUnsent), &ev)
+			newValues = tupleValues(newTup, oldTup, oldNullUnsent)
+			newRefs, state, err = c.paths(newValues, &ev)
 			if err == nil && state == valuesUnsent {
 				err = errors.New("a column it reads is an unchanged TOASTed value whose old value was not sent")
 			}
@@ -796,10 +800,10 @@ func (d *Decoder) change(relID uint32, op string, oldType uint8, oldTup, newTup 
 			}
 		}
 		for _, p := range vanished(oldRefs, newRefs) {
-			d.buf = append(d.buf, d.candidate(c, p))
+			d.buf = d.withDerived(d.buf, c, oldValues, p)
 		}
 		for _, p := range vanished(newRefs, oldRefs) {
-			d.refBuf = append(d.refBuf, d.candidate(c, p))
+			d.refBuf = d.withDerived(d.refBuf, c, newValues, p)
 		}
 	}
 	ev.Candidates = d.buf
@@ -945,8 +949,43 @@ func (d *Decoder) newRefs(ev *Event, c column, newTup, old *pglogrepl.TupleData,
 		return
 	}
 	for _, p := range vanished(refs, prev) {
-		d.refBuf = append(d.refBuf, d.candidate(c, p))
+		d.refBuf = d.withDerived(d.refBuf, c, tupleValues(newTup, old, false), p)
 	}
+}
+
+// withDerived appends to buf the candidate of path p of entry c, then one
+// for each of c's derived files and prefixes, rendered from the row whose
+// columns value reads (a template's columns), or from p itself for an
+// entry of one column; a derived template the row cannot render (a NULL,
+// a slice outside a value) names nothing.
+func (d *Decoder) withDerived(buf []cdccleaner.Candidate, c column, value func(i int) rowValue, p string) []cdccleaner.Candidate {
+	buf = append(buf, d.candidate(c, p))
+	for _, t := range c.derived {
+		dp, ok := t.Render(func(col string) (string, bool) {
+			if c.tpl == nil {
+				return p, true // validated: it names the entry's one column
+			}
+			in, ok := c.inputs[col]
+			if !ok {
+				return "", false
+			}
+			v := value(in.index)
+			if v.null || v.unsent {
+				return "", false
+			}
+			s := string(v.data)
+			if in.padded {
+				s = strings.TrimRight(s, " ")
+			}
+			return s, true
+		})
+		if ok && dp != p {
+			dc := d.candidate(c, dp)
+			dc.Parent = p
+			buf = append(buf, dc)
+		}
+	}
+	return buf
 }
 
 // missed describes a watched column whose old value a change lacks.

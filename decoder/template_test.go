@@ -196,3 +196,66 @@ func TestTemplateColumnTypes(t *testing.T) {
 		t.Errorf("integer match column: %v", err)
 	}
 }
+
+// candidateList writes candidates as storage:path, with <parent for a
+// derived one, in order.
+func candidateList(cs []cdccleaner.Candidate) []string {
+	var out []string
+	for _, c := range cs {
+		s := c.Storage + ":" + c.Path
+		if c.Parent != "" {
+			s += "<" + c.Parent
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// TestDerived: a removed path brings its derived files and prefixes along,
+// rendered from the removed row (or from the path, for an entry of one
+// column); a new reference brings them too, for the restore.
+func TestDerived(t *testing.T) {
+	variants, err := cdccleaner.ParseDerivedTemplate("va/ri/variants/{key}/", func(s string) (string, error) { return s, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	preview, err := cdccleaner.ParseDerivedTemplate("previews/{key[0:2]}/{key}.png", func(s string) (string, error) { return s, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols := activeStorage(t)
+	cols[0].Derived = []cdccleaner.Template{variants, preview}
+	d := newBlobsDecoder(t, cols)
+	ev := mustHandle(t, d, &pglogrepl.DeleteMessage{RelationID: 16500, OldTupleType: 'O', OldTuple: tuple(s("1"), s("abcdef"), s("local"), s("a.png"))})
+	want := []string{"disk:ab/cd/abcdef", "disk:va/ri/variants/abcdef/<ab/cd/abcdef", "disk:previews/ab/abcdef.png<ab/cd/abcdef"}
+	if got := candidateList(ev.Candidates); !slices.Equal(got, want) {
+		t.Errorf("candidates %q, want %q", got, want)
+	}
+	if !ev.Candidates[1].IsPrefix() || ev.Candidates[2].IsPrefix() || ev.Candidates[0].IsPrefix() {
+		t.Errorf("prefixes: %v %v %v", ev.Candidates[0].IsPrefix(), ev.Candidates[1].IsPrefix(), ev.Candidates[2].IsPrefix())
+	}
+	ev = mustHandle(t, d, &pglogrepl.InsertMessage{RelationID: 16500, Tuple: tuple(s("1"), s("abcdef"), s("local"), s("a.png"))})
+	if got := candidateList(ev.References); !slices.Equal(got, want) {
+		t.Errorf("references %q, want %q", got, want)
+	}
+
+	// An entry of one column: the derived file is named from the path.
+	thumbs, err := cdccleaner.ParseDerivedTemplate("thumbs/{image}.jpg", func(s string) (string, error) { return s, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	photo := tables([]Table{{Schema: "public", Name: "gallery_photo", Columns: []string{"image"}, Storage: "media"}})
+	photo[0].Derived = []cdccleaner.Template{thumbs}
+	photo[0].StripPrefix = []string{"/media/"}
+	pd := New(photo)
+	mustHandle(t, pd, photoRelation(16400))
+	mustHandle(t, pd, &pglogrepl.BeginMessage{FinalLSN: 0x1000, Xid: 7})
+	ev = mustHandle(t, pd, &pglogrepl.UpdateMessage{RelationID: 16400, OldTupleType: 'O', OldTuple: tuple(s("1"), s("/media/a/b.jpg"), null, s("t")),
+		NewTuple: tuple(s("1"), s("/media/c.jpg"), null, s("t"))})
+	if got := candidateList(ev.Candidates); !slices.Equal(got, []string{"media:a/b.jpg", "media:thumbs/a/b.jpg.jpg<a/b.jpg"}) {
+		t.Errorf("candidates %q", got)
+	}
+	if got := candidateList(ev.References); !slices.Equal(got, []string{"media:c.jpg", "media:thumbs/c.jpg.jpg<c.jpg"}) {
+		t.Errorf("references %q", got)
+	}
+}

@@ -29,6 +29,9 @@ func (p *Pipeline) trashPrefix(storage string) string {
 // entry is a journal entry for path of s, as of its newest candidate.
 func (s *settlement) entry(path, event, location, detail string) cdccleaner.JournalEntry {
 	c := s.newest(path)
+	if c.Parent != "" && detail == "" {
+		detail = "derived from " + c.Parent
+	}
 	return cdccleaner.JournalEntry{Storage: s.storage, Path: path, Event: event, Location: location,
 		Source: c.Source, Xid: c.Xid, CommitLSN: c.CommitLSN, CommitTime: c.CommitTime, Detail: detail}
 }
@@ -101,11 +104,15 @@ func (p *Pipeline) revive(ctx context.Context, b *batch) error {
 		return err
 	}
 	newest := make(map[string]cdccleaner.Candidate, len(b.refs))
-	var paths []string
+	var paths, prefixes []string
 	for _, c := range b.refs {
 		n, seen := newest[c.Path]
 		if !seen {
-			paths = append(paths, c.Path)
+			if c.IsPrefix() {
+				prefixes = append(prefixes, c.Path)
+			} else {
+				paths = append(paths, c.Path)
+			}
 		}
 		if !seen || c.CommitLSN >= n.CommitLSN {
 			newest[c.Path] = c
@@ -125,24 +132,37 @@ func (p *Pipeline) revive(ctx context.Context, b *batch) error {
 			removedPaths = append(removedPaths, path)
 		}
 	}
-	if len(removedPaths) == 0 {
+	if len(removedPaths) == 0 && len(prefixes) == 0 {
 		return nil // never removed, or already brought back or reported
 	}
 	// Only what the database references now comes back. A transaction
 	// may reference a path and remove it again (in itself, or in a later
 	// transaction, whose removal may even have been journaled before this
 	// reference is handled): then nothing needs the file, and it stays
-	// in the trash.
-	current, err := p.referencedNow(ctx, b.storage, removedPaths)
+	// in the trash. A derived file or prefix comes back with the path it
+	// derives from.
+	ask := append([]string(nil), removedPaths...)
+	for _, path := range append(removedPaths, prefixes...) {
+		if parent := newest[path].Parent; parent != "" {
+			ask = append(ask, parent)
+		}
+	}
+	current, err := p.referencedNow(ctx, b.storage, ask)
 	if err != nil {
 		return err
+	}
+	live := func(ref cdccleaner.Candidate) bool {
+		if ref.Parent != "" {
+			return current[ref.Parent]
+		}
+		return current[ref.Path]
 	}
 	var entries []cdccleaner.JournalEntry
 	var dangling []cdccleaner.Failure
 	for _, path := range removedPaths {
 		removed := latest[path]
 		ref := newest[path]
-		if !current[path] {
+		if !live(ref) {
 			p.log.Debug().Str("storage", b.storage).Str("path", path).Str("source", ref.Source).Stringer("commit_lsn", ref.CommitLSN).
 				Msg("referenced again, and no longer referenced now: left as removed")
 			continue
@@ -150,6 +170,14 @@ func (p *Pipeline) revive(ctx context.Context, b *batch) error {
 		a, err := p.bringBack(ctx, b.storage, path, removed)
 		if err != nil {
 			return err
+		}
+		if ref.Parent != "" {
+			// A derived file is no reference: one that cannot come back
+			// (often one never made) is nobody's dangling reference.
+			if e, ok := p.derivedAnswer(b.storage, ref, a); ok {
+				entries = append(entries, e)
+			}
+			continue
 		}
 		entries = append(entries, cdccleaner.JournalEntry{Storage: b.storage, Path: path, Event: a.event,
 			Source: ref.Source, Xid: ref.Xid, CommitLSN: ref.CommitLSN, CommitTime: ref.CommitTime, Detail: a.detail})
@@ -169,6 +197,17 @@ func (p *Pipeline) revive(ctx context.Context, b *batch) error {
 				Msgf("dangling reference: %s references %s, which the cleaner removed and cannot restore; recorded in cdc_cleaner.failed_deletions", ref.Source, path)
 			dangling = append(dangling, cdccleaner.Failure{Candidate: ref, Reason: a.reason, Detail: a.detail})
 		}
+	}
+	for _, prefix := range prefixes {
+		ref := newest[prefix]
+		if !live(ref) {
+			continue
+		}
+		more, err := p.revivePrefix(ctx, b.storage, ref)
+		if err != nil {
+			return err
+		}
+		entries = append(entries, more...)
 	}
 	if err := p.writeJournal(ctx, entries); err != nil {
 		return err

@@ -26,7 +26,8 @@ type memStorage struct {
 	mu      sync.Mutex
 	files   map[string]string // path -> content
 	trashed map[string]string
-	restErr error // returned by Restore while set
+	restErr error    // returned by Restore while set
+	pruned  []string // ListPrefix and PruneDirs calls (derived_test.go)
 }
 
 var (

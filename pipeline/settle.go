@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -29,7 +30,7 @@ func (p *Pipeline) settle(ctx context.Context, b *batch) error {
 	deniedSince := map[string]time.Time{} // first permission failure of a path
 	warned := false
 	for len(s.todo) > 0 {
-		refs, err := p.cfg.Refs.Referenced(ctx, b.storage, s.todo)
+		refs, err := p.cfg.Refs.Referenced(ctx, b.storage, s.withParents(s.todo))
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -45,12 +46,20 @@ func (p *Pipeline) settle(ctx context.Context, b *batch) error {
 			s.wouldDelete(unreferenced)
 			break
 		}
+		files, prefixes := s.splitPrefixes(unreferenced)
 		var results []cdccleaner.Result
-		if len(unreferenced) > 0 {
-			if err := p.journalIntent(ctx, s, unreferenced); err != nil {
+		if len(files) > 0 {
+			if err := p.journalIntent(ctx, s, files); err != nil {
 				return err
 			}
-			results = storage.Delete(ctx, unreferenced)
+			results = storage.Delete(ctx, files)
+		}
+		for _, prefix := range prefixes {
+			r, err := p.removePrefix(ctx, s, storage, prefix)
+			if err != nil {
+				return err
+			}
+			results = append(results, r)
 		}
 		v := classify(b.storage, unreferenced, results, deniedSince, time.Now(), p.cfg.PermissionPatience)
 		for _, path := range v.denied {
@@ -98,6 +107,9 @@ type settlement struct {
 	// intents holds the paths whose removal is journaled, with the trash
 	// location journaled ("" for a deletion).
 	intents map[string]string
+	// parents holds, for a derived path, the paths it derives from: it is
+	// kept while any of them is referenced.
+	parents map[string][]string
 	todo    []string // paths still to decide, each once
 
 	deleted, absent, kept, wouldDeleteN int
@@ -111,6 +123,9 @@ func (p *Pipeline) prepare(b *batch) *settlement {
 	s := &settlement{p: p, storage: b.storage, log: p.log.With().Str("storage", b.storage).Logger(), first: map[string]cdccleaner.Candidate{}}
 	keep := p.cfg.Keep[b.storage]
 	for _, c := range b.cands {
+		if c.Parent != "" {
+			s.addParent(c.Path, c.Parent)
+		}
 		if f, seen := s.first[c.Path]; seen {
 			if c.CommitLSN > f.CommitLSN {
 				if s.newer == nil {
@@ -127,8 +142,15 @@ func (p *Pipeline) prepare(b *batch) *settlement {
 			s.log.Debug().Str("path", c.Path).Str("source", c.Source).Msg("kept: matches a keep pattern")
 			continue
 		}
-		if err := cdccleaner.ValidatePath(c.Path); err != nil {
+		if err := cdccleaner.ValidatePath(strings.TrimSuffix(c.Path, "/")); err != nil || c.IsPrefix() && c.Path == "/" {
+			if err == nil {
+				err = cdccleaner.Permanent(cdccleaner.ReasonRejectedPath, fmt.Errorf("derived prefix %q names the whole storage", c.Path))
+			}
 			s.failures = append(s.failures, failure(c, err))
+			continue
+		}
+		if !c.IsPrefix() && strings.HasSuffix(c.Path, "/") {
+			s.failures = append(s.failures, failure(c, cdccleaner.ValidatePath(c.Path)))
 			continue
 		}
 		s.todo = append(s.todo, c.Path)
@@ -155,6 +177,12 @@ func (s *settlement) keepReferenced(refs map[string]bool) []string {
 			s.log.Debug().Str("path", path).Str("source", s.first[path].Source).Msg("kept: still referenced")
 			continue
 		}
+		if parent := s.referencedParent(path, refs); parent != "" {
+			s.kept++
+			s.p.cfg.Metrics.KeptReferenced.WithLabelValues(s.storage).Inc()
+			s.log.Debug().Str("path", path).Str("parent", parent).Str("source", s.first[path].Source).Msg("kept: derived from a path still referenced")
+			continue
+		}
 		unreferenced = append(unreferenced, path)
 	}
 	return unreferenced
@@ -174,26 +202,38 @@ func (s *settlement) wouldDelete(paths []string) {
 // gets here: it asks no storage.
 func (s *settlement) apply(v verdicts) {
 	m := s.p.cfg.Metrics
+	own := 0 // deletions of paths rows named, not derived ones
 	for _, path := range v.deleted {
 		c := s.first[path]
 		s.deleted++
+		if c.Parent == "" {
+			own++
+		}
+		if c.IsPrefix() {
+			continue // its files were counted as removePrefix deleted them
+		}
 		m.Deleted.WithLabelValues(s.storage).Inc()
 		m.DeleteLatency.Observe(time.Since(c.CommitTime).Seconds())
 		s.log.Debug().Str("path", path).Str("source", c.Source).Stringer("commit_lsn", c.CommitLSN).Msg("deleted")
 	}
+	var absent []string // of paths rows named: a derived file often never existed
 	for _, path := range v.absent {
 		s.absent++
-		m.Absent.WithLabelValues(s.storage).Inc()
-		s.log.Debug().Str("path", path).Str("source", s.first[path].Source).Msg("already absent")
+		c := s.first[path]
+		if c.Parent == "" {
+			absent = append(absent, path)
+			m.Absent.WithLabelValues(s.storage).Inc()
+		}
+		s.log.Debug().Str("path", path).Str("source", c.Source).Str("parent", c.Parent).Msg("already absent")
 	}
 	for _, f := range v.failed {
 		s.failures = append(s.failures, failure(s.first[f.path], f.err))
 	}
 	var example cdccleaner.Candidate
-	if len(v.absent) > 0 {
-		example = s.first[v.absent[0]]
+	if len(absent) > 0 {
+		example = s.first[absent[0]]
 	}
-	s.p.tellAbsence(s.storage, s.p.absence.observe(s.storage, len(v.deleted), len(v.absent), example))
+	s.p.tellAbsence(s.storage, s.p.absence.observe(s.storage, own, len(absent), example))
 }
 
 // verdicts sorts the paths of one deletion round by what became of them.

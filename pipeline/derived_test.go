@@ -1,0 +1,175 @@
+package pipeline
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+)
+
+var (
+	_ cdccleaner.PrefixLister = (*memStorage)(nil)
+	_ cdccleaner.DirPruner    = (*memStorage)(nil)
+)
+
+// ListPrefix lists the files (or, below ".trash/", the trashed files)
+// below prefix.
+func (m *memStorage) ListPrefix(ctx context.Context, prefix string, fn func(cdccleaner.File) error) error {
+	m.mu.Lock()
+	var paths []string
+	if rest, ok := strings.CutPrefix(prefix, ".trash/"); ok {
+		for p := range m.trashed {
+			if strings.HasPrefix(p, rest) {
+				paths = append(paths, ".trash/"+p)
+			}
+		}
+	} else {
+		for p := range m.files {
+			if strings.HasPrefix(p, prefix) {
+				paths = append(paths, p)
+			}
+		}
+	}
+	m.pruned = append(m.pruned, "list "+prefix)
+	m.mu.Unlock()
+	slices.Sort(paths)
+	for _, p := range paths {
+		if err := fn(cdccleaner.File{Path: p}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *memStorage) PruneDirs(ctx context.Context, prefix string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pruned = append(m.pruned, "prune "+prefix)
+	return nil
+}
+
+// derivedRemoval is a removal batch of parent with its derived paths.
+func derivedRemoval(lsn cdccleaner.LSN, parent string, derived ...string) *batch {
+	b := removal(lsn, parent)
+	for _, d := range derived {
+		c := b.cands[0]
+		c.Path, c.Parent = d, parent
+		b.cands = append(b.cands, c)
+	}
+	return b
+}
+
+// derivedReference is a reference batch of parent with its derived paths.
+func derivedReference(lsn cdccleaner.LSN, parent string, derived ...string) *batch {
+	b := reference(lsn, parent)
+	for _, d := range derived {
+		c := b.refs[0]
+		c.Path, c.Parent = d, parent
+		b.refs = append(b.refs, c)
+	}
+	return b
+}
+
+const (
+	blob     = "ab/cd/abcdef"
+	variants = "va/ri/variants/abcdef/"
+	preview  = "previews/abcdef.png"
+)
+
+func blobFiles() []string {
+	return []string{blob, variants + "v1", variants + "v2", preview, "va/ri/variants/abcdeg/other", "ab/cd/abcdeg"}
+}
+
+// TestDerivedGoWithTheirParent: a removed path takes its derived file and
+// every file below its derived prefix to the trash, each journaled, and
+// the prefix's directories are pruned; nothing else is touched.
+func TestDerivedGoWithTheirParent(t *testing.T) {
+	w := newReviveWorld(t, newMemStorage(true, blobFiles()...))
+	w.settle(t, derivedRemoval(100, blob, variants, preview, "previews/never-made.png"))
+	for _, p := range []string{blob, variants + "v1", variants + "v2", preview} {
+		if w.storage.has(p) {
+			t.Errorf("%s still in place", p)
+		}
+		if ev := w.journal.events(p); !slices.Equal(ev, []string{cdccleaner.JournalTrashed}) {
+			t.Errorf("%s journaled %q, want trashed", p, ev)
+		}
+	}
+	for _, p := range []string{"va/ri/variants/abcdeg/other", "ab/cd/abcdeg"} {
+		if !w.storage.has(p) {
+			t.Errorf("%s was removed; it is no derived file of %s", p, blob)
+		}
+	}
+	if !slices.Contains(w.storage.pruned, "prune "+variants) {
+		t.Errorf("storage calls %q: the prefix was not pruned", w.storage.pruned)
+	}
+	// The derived file that never existed does not count as an absent
+	// candidate (promise 8's "mostly absent" warning is about rows).
+	if got := testutil.ToFloat64(w.p.cfg.Metrics.Absent.WithLabelValues("media")); got != 0 {
+		t.Errorf("absent_total %v, want 0", got)
+	}
+	if got := testutil.ToFloat64(w.p.cfg.Metrics.Deleted.WithLabelValues("media")); got != 4 {
+		t.Errorf("deleted_total %v, want 4 (the blob, a preview, two variants)", got)
+	}
+}
+
+// TestDerivedKeptWhileTheParentIsReferenced: a derived path is never
+// removed while the path it derives from is referenced, even when the
+// parent's candidate is in another batch (or is no candidate at all: a
+// row still holds it); a derived file referenced itself stays too.
+func TestDerivedKeptWhileTheParentIsReferenced(t *testing.T) {
+	w := newReviveWorld(t, newMemStorage(true, blobFiles()...), blob)
+	b := derivedRemoval(100, blob, variants, preview)
+	b.cands = b.cands[1:] // the parent's candidate is elsewhere
+	w.settle(t, b)
+	for _, p := range blobFiles() {
+		if !w.storage.has(p) {
+			t.Errorf("%s was removed while %s is referenced", p, blob)
+		}
+	}
+	if slices.ContainsFunc(w.storage.pruned, func(s string) bool { return strings.HasPrefix(s, "list ") }) {
+		t.Errorf("the prefix of a referenced path was listed: %q", w.storage.pruned)
+	}
+
+	w = newReviveWorld(t, newMemStorage(true, blobFiles()...), preview)
+	w.settle(t, derivedRemoval(100, blob, preview))
+	if w.storage.has(blob) || !w.storage.has(preview) {
+		t.Errorf("blob in place %v, referenced preview in place %v; want the blob gone and the preview kept", w.storage.has(blob), w.storage.has(preview))
+	}
+}
+
+// TestDerivedComeBackWithTheirParent: a removed path referenced again
+// brings its derived file and the files of its derived prefix back from
+// the trash; a derived file that never existed is nobody's dangling
+// reference.
+func TestDerivedComeBackWithTheirParent(t *testing.T) {
+	w := newReviveWorld(t, newMemStorage(true, blobFiles()...))
+	w.settle(t, derivedRemoval(100, blob, variants, preview, "previews/never-made.png"))
+	w.revive(t, derivedReference(200, blob, variants, preview, "previews/never-made.png"))
+	for _, p := range blobFiles() {
+		if !w.storage.has(p) {
+			t.Errorf("%s did not come back", p)
+		}
+	}
+	restored, dangling := w.counts()
+	if restored != 4 || dangling != 0 {
+		t.Errorf("restored %v, dangling %v; want 4 and 0", restored, dangling)
+	}
+	if len(w.rec.recorded) != 0 {
+		t.Errorf("recorded failures %+v; want none", w.rec.recorded)
+	}
+
+	// Referenced again, but no longer referenced by the time it is handled
+	// (removed again): nothing comes back, derived files neither.
+	w = newReviveWorld(t, newMemStorage(true, blobFiles()...))
+	w.settle(t, derivedRemoval(100, blob, variants, preview))
+	if err := w.p.revive(t.Context(), derivedReference(200, blob, variants, preview)); err != nil {
+		t.Fatal(err)
+	}
+	if w.storage.has(blob) || w.storage.has(preview) || w.storage.has(variants+"v1") {
+		t.Error("files came back for a path no row references now")
+	}
+}
