@@ -352,3 +352,70 @@ func TestRefTemplateSharedWithPlainColumn(t *testing.T) {
 	pgtest.Exec(t, url, `DELETE FROM active_storage_blobs WHERE key = 'sharedkey'`)
 	expectReferenced(t, refs, "media", map[string]bool{"sh/ar/sharedkey": false})
 }
+
+// TestSpellingsOfTemplatesMatchAndStripPrefix: what scan reads as values
+// that are not canonical paths, for the layouts of issue 16. A template
+// entry gives the path it renders ("b/./x.jpg" from bucket b and name
+// ./x.jpg), only from the rows its match keeps; a row with a NULL or empty
+// column, or a slice beyond its value, gives none. A strip_prefix column
+// gives the path after the prefix when that is not canonical, and nothing
+// for a value without the prefixes (another site's URL) or whose path is
+// canonical. check's count reads the same values.
+func TestSpellingsOfTemplatesMatchAndStripPrefix(t *testing.T) {
+	t.Parallel()
+	url, pool := refDB(t, `CREATE TABLE objects (id serial PRIMARY KEY, bucket_id text, name text, state text);
+		CREATE TABLE post (id serial PRIMARY KEY, cover text, gallery text[], kind text);`, nil)
+	pgtest.Exec(t, url, `INSERT INTO objects (bucket_id, name, state) VALUES
+		('b', './x.jpg', 'live'), ('b', 'ok.jpg', 'live'), ('b', '/y.jpg', 'gone'), ('/c', 'z.jpg', 'live'), ('', '/e.jpg', 'live'), ('b', NULL, 'live'),
+		('ab', 'short', 'live'), ('q', '/a', 'gone');
+		INSERT INTO post (cover, gallery, kind) VALUES
+		('https://cdn.example.com/media//u.jpg', ARRAY['/media/./v.jpg', '/media/w.jpg', 'https://other.example.com//o.jpg'], 'post'),
+		('/media/ok.jpg', ARRAY['./bare.jpg'], 'post'),
+		('https://other.example.com/a//b.jpg', NULL, 'post'),
+		('/media/sub/../q.jpg', NULL, 'draft')`)
+	strip := []string{"https://cdn.example.com/media/", "/media/"}
+	live := []cdccleaner.Match{{Column: "state", Value: "live"}}
+	posts := []cdccleaner.Match{{Column: "kind", Value: "post"}}
+	cols := []cdccleaner.Column{
+		{Storage: "media", Schema: "public", Table: "objects", Template: tmpl(t, "{bucket_id}/{name}"), Match: live},
+		{Storage: "slices", Schema: "public", Table: "objects", Template: tmpl(t, "{name[0:2]}/{name[2:4]}/{name}")},
+		{Storage: "urls", Schema: "public", Table: "post", Name: "cover", Type: typeText, StripPrefix: strip, Match: posts},
+		{Storage: "urls", Schema: "public", Table: "post", Name: "gallery", Type: typeArray, StripPrefix: strip, Match: posts},
+	}
+	sp, err := refcheck.NewSpellings(pool, cols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(storage string) []string {
+		t.Helper()
+		var got []string
+		if err := sp.Read(context.Background(), storage, func(_, v string) error { got = append(got, v); return nil }); err != nil {
+			t.Fatalf("read %s: %v", storage, err)
+		}
+		slices.Sort(got)
+		return got
+	}
+	for storage, want := range map[string][]string{
+		"media":  {"/c/z.jpg", "b/./x.jpg"},
+		"slices": {".//x././x.jpg", "/e/.j//e.jpg", "/y/.j//y.jpg"},
+		"urls":   {"./v.jpg", "/u.jpg"},
+	} {
+		if got := read(storage); !slices.Equal(got, want) {
+			t.Errorf("storage %s: read %q, want %q", storage, got, want)
+		}
+	}
+	for i, want := range []int64{2, 3, 1, 1} {
+		q, err := refcheck.SpellingCountSQL(cols[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		var example *string
+		if err := pool.QueryRow(context.Background(), q, cdccleaner.NonCanonicalPattern).Scan(&n, &example); err != nil {
+			t.Fatalf("count of %s: %v", cols[i].Source(), err)
+		}
+		if n != want {
+			t.Errorf("count of %s: %d, want %d", cols[i].Source(), n, want)
+		}
+	}
+}
