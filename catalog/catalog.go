@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -205,9 +206,11 @@ func (r *Resolver) Resolve(ctx context.Context) ([]cdccleaner.Column, error) {
 		return nil, err
 	}
 	var out []cdccleaner.Column
-	seen := map[[4]string]bool{}
+	seen := map[[5]string]bool{}
 	add := func(c cdccleaner.Column) {
-		k := [4]string{c.Storage, c.Schema, c.Table, c.Name}
+		// One column (or template) of one table searched once per
+		// storage; entries that match tells apart search other rows.
+		k := [5]string{c.Storage, c.Schema, c.Table, c.Name, entryKey(c)}
 		if !seen[k] {
 			seen[k] = true
 			out = append(out, c)
@@ -235,6 +238,20 @@ func (r *Resolver) Resolve(ctx context.Context) ([]cdccleaner.Column, error) {
 		}
 	}
 	return out, nil
+}
+
+// entryKey tells apart entries of one table and storage beyond the column
+// name: a template entry (whose Name is empty) by its template, and any
+// entry by its match. It is empty for the plain columns form.
+func entryKey(c cdccleaner.Column) string {
+	var b strings.Builder
+	if c.Template != nil {
+		fmt.Fprintf(&b, "%#v", c.Template.Parts) // names quoted: {"Name"} is not {name}
+	}
+	for _, m := range c.Match {
+		fmt.Fprintf(&b, "|%q=%q", m.Column, m.Value)
+	}
+	return b.String()
 }
 
 // MissingColumnHint says, from the catalog, what became of the configured

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+	"github.com/cdc-cleaner/cdc-cleaner/catalog"
 	"github.com/cdc-cleaner/cdc-cleaner/config"
 	"github.com/cdc-cleaner/cdc-cleaner/integration_test/pgtest"
 	"github.com/cdc-cleaner/cdc-cleaner/migrations"
@@ -351,6 +352,32 @@ func TestRefTemplateSharedWithPlainColumn(t *testing.T) {
 	expectReferenced(t, refs, "media", map[string]bool{"sh/ar/sharedkey": true})
 	pgtest.Exec(t, url, `DELETE FROM active_storage_blobs WHERE key = 'sharedkey'`)
 	expectReferenced(t, refs, "media", map[string]bool{"sh/ar/sharedkey": false})
+}
+
+// TestRefResolveKeepsEntriesThatMatchTellsApart: two template entries of
+// one table and one storage that match tells apart (two Active Storage
+// Disk services on one root), and two entries of one column likewise,
+// through the catalog's Resolver as run checks them. Each entry's rows
+// keep their files: the Resolver used to keep one entry per storage, table
+// and column name, and dropped the second.
+func TestRefResolveKeepsEntriesThatMatchTellsApart(t *testing.T) {
+	t.Parallel()
+	url, pool := refDB(t, blobsSchema, nil)
+	pgtest.Exec(t, url, `INSERT INTO active_storage_blobs (key, service_name) VALUES ('localkey1', 'local'), ('mirrorkey', 'mirror'), ('otherkey1', 'other')`)
+	cols := []cdccleaner.Column{
+		{Storage: "media", Schema: "public", Table: "active_storage_blobs", Template: tmpl(t, activeStoragePath),
+			Match: []cdccleaner.Match{{Column: "service_name", Value: "local"}}, Field: "watch[0].path"},
+		{Storage: "media", Schema: "public", Table: "active_storage_blobs", Template: tmpl(t, activeStoragePath),
+			Match: []cdccleaner.Match{{Column: "service_name", Value: "mirror"}}, Field: "watch[1].path"},
+		{Storage: "bucket", Schema: "public", Table: "active_storage_blobs", Name: "key", Type: typeText,
+			Match: []cdccleaner.Match{{Column: "service_name", Value: "local"}}, Field: "watch[2].columns[0]"},
+		{Storage: "bucket", Schema: "public", Table: "active_storage_blobs", Name: "key", Type: typeText,
+			Match: []cdccleaner.Match{{Column: "service_name", Value: "mirror"}}, Field: "watch[3].columns[0]"},
+	}
+	resolver := catalog.NewResolver(pool, cols)
+	refs, _ := newChecker(t, pool, cols, refcheck.Resolve(resolver.Resolve))
+	expectReferenced(t, refs, "media", map[string]bool{"lo/ca/localkey1": true, "mi/rr/mirrorkey": true, "ot/he/otherkey1": false})
+	expectReferenced(t, refs, "bucket", map[string]bool{"localkey1": true, "mirrorkey": true, "otherkey1": false})
 }
 
 // TestSpellingsOfTemplatesMatchAndStripPrefix: what scan reads as values
