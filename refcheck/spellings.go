@@ -3,6 +3,7 @@ package refcheck
 import (
 	"context"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -23,35 +24,105 @@ const (
 )
 
 // spellingValuesSQL returns a query yielding, as the text column v, every
-// value of c that a reference query reads (a text value, an array
-// element, a JSON string leaf at JSONPath) and that matches $1, a regular
+// path that a value of c gives as a reference query reads it (a text
+// value, an array element, a JSON string leaf at JSONPath, the path a
+// template entry renders from the row) and that matches $1, a regular
 // expression (cdccleaner.NonCanonicalPattern). As in buildQuery, every FROM
 // item is aliased and every reference qualified. For a json column, the
 // rows jsonb refuses (which the reference query searches as text) give
 // every string literal of their text, "\/" read as "/".
+//
+// Only the rows that c's match keeps are read. With strip_prefix, the path
+// is the value without its prefix, and a value that has none of the
+// prefixes is not read: it is no path of the storage (the reference check
+// and the decoder say the same), and reading every URL of another site a
+// column holds would only make scan refuse.
 func spellingValuesSQL(c cdccleaner.Column) (string, error) {
 	tbl := pgx.Identifier{c.Schema, c.Table}.Sanitize()
+	match := matchSQL(c)
+	path := func(e string) string { return e }
+	if len(c.StripPrefix) > 0 {
+		path = func(e string) string { return stripSQL(e, c.StripPrefix) }
+	}
+	if c.Template != nil {
+		v := path(renderSQL(*c.Template))
+		return fmt.Sprintf("SELECT %s FROM %s AS t WHERE %s ~ $1%s", v, tbl, v, match), nil
+	}
 	col := "t." + pgx.Identifier{c.Name}.Sanitize()
 	switch c.Type.Kind {
 	case cdccleaner.KindText:
-		return fmt.Sprintf("SELECT %s::text FROM %s AS t WHERE %s::text ~ $1", col, tbl, col), nil
+		v := path(col + "::text")
+		return fmt.Sprintf("SELECT %s FROM %s AS t WHERE %s ~ $1%s", v, tbl, v, match), nil
 	case cdccleaner.KindArray:
-		return fmt.Sprintf("SELECT u.path FROM %s AS t CROSS JOIN LATERAL unnest(%s::text[]) AS u(path) WHERE u.path ~ $1", tbl, col), nil
+		v := path("u.path")
+		return fmt.Sprintf("SELECT %s FROM %s AS t CROSS JOIN LATERAL unnest(%s::text[]) AS u(path) WHERE %s ~ $1%s", v, tbl, col, v, match), nil
 	case cdccleaner.KindJSON:
 		probe := c.JSONPath
 		doc := col
 		if c.Type.JSONText() {
 			doc = "cdc_cleaner.try_jsonb(" + col + ")"
 		}
-		q := fmt.Sprintf("SELECT j.v #>> '{}' FROM %s AS t CROSS JOIN LATERAL jsonb_path_query(%s, %s) AS j(v) WHERE %s IS NOT NULL AND jsonb_typeof(j.v) = 'string' AND (j.v #>> '{}') ~ $1",
-			tbl, doc, cdccleaner.QuoteLiteral(probe.SQL()), col)
+		v, where := path("j.v #>> '{}'"), "(j.v #>> '{}')"
+		if len(c.StripPrefix) > 0 {
+			where = v
+		}
+		q := fmt.Sprintf("SELECT %s FROM %s AS t CROSS JOIN LATERAL jsonb_path_query(%s, %s) AS j(v) WHERE %s IS NOT NULL AND jsonb_typeof(j.v) = 'string' AND %s ~ $1%s",
+			v, tbl, doc, cdccleaner.QuoteLiteral(probe.SQL()), col, where, match)
 		if c.Type.JSONText() {
-			q += fmt.Sprintf("\nUNION ALL\nSELECT replace(m.s[1], '\\/', '/') FROM %s AS t CROSS JOIN LATERAL regexp_matches(%s::text, %s, 'g') AS m(s) WHERE %s IS NOT NULL AND cdc_cleaner.try_jsonb(%s) IS NULL AND replace(m.s[1], '\\/', '/') ~ $1",
-				tbl, col, cdccleaner.QuoteLiteral(`"((?:[^"\\]|\\.)*)"`), col, col)
+			v := path("replace(m.s[1], '\\/', '/')")
+			q += fmt.Sprintf("\nUNION ALL\nSELECT %s FROM %s AS t CROSS JOIN LATERAL regexp_matches(%s::text, %s, 'g') AS m(s) WHERE %s IS NOT NULL AND cdc_cleaner.try_jsonb(%s) IS NULL AND %s ~ $1%s",
+				v, tbl, col, cdccleaner.QuoteLiteral(`"((?:[^"\\]|\\.)*)"`), col, col, v, match)
 		}
 		return q, nil
 	}
 	return "", fmt.Errorf("%s.%s: type %s cannot hold paths", tbl, pgx.Identifier{c.Name}.Sanitize(), c.Type.Kind)
+}
+
+// stripSQL returns an expression giving the path that the text e gives
+// under prefixes, as cdccleaner.Column.Strip does: e without the first of
+// them it starts with (compared byte for byte) when more follows, else
+// NULL.
+func stripSQL(e string, prefixes []string) string {
+	var b strings.Builder
+	b.WriteString("CASE")
+	for _, p := range prefixes {
+		lit := cdccleaner.QuoteLiteral(p)
+		fmt.Fprintf(&b, " WHEN starts_with((%s) COLLATE \"C\", %s) AND char_length(%s) > char_length(%s) THEN substr(%s, char_length(%s) + 1)", e, lit, e, lit, e, lit)
+	}
+	b.WriteString(" END")
+	return b.String()
+}
+
+// renderSQL returns an expression giving the path that the template t
+// renders from the row t, as cdccleaner.Template.Render does, or NULL when
+// the row has no file (a column NULL or empty, a slice beyond its value).
+// Slices are taken in characters (substr), where Render takes bytes: the
+// two agree on ASCII values (Active Storage keys, identifiers), and a
+// spelling is only read here to keep more files.
+func renderSQL(t cdccleaner.Template) string {
+	var conds, parts []string
+	for _, col := range t.Columns() {
+		conds = append(conds, fmt.Sprintf("t.%s::text <> ''", pgx.Identifier{col}.Sanitize()))
+	}
+	for _, p := range t.Parts {
+		if p.Column == "" {
+			parts = append(parts, cdccleaner.QuoteLiteral(p.Literal)+"::text")
+			continue
+		}
+		v := "t." + pgx.Identifier{p.Column}.Sanitize() + "::text"
+		switch {
+		case p.Whole():
+			parts = append(parts, v)
+		case p.To < 0:
+			parts = append(parts, fmt.Sprintf("substr(%s, %d)", v, p.From+1))
+		default:
+			parts = append(parts, fmt.Sprintf("substr(%s, %d, %d)", v, p.From+1, p.To-p.From))
+		}
+		if n := max(p.From, p.To); n > 0 && !p.Whole() {
+			conds = append(conds, fmt.Sprintf("char_length(%s) >= %d", v, n))
+		}
+	}
+	return fmt.Sprintf("CASE WHEN %s THEN %s END", strings.Join(conds, " AND "), strings.Join(parts, " || "))
 }
 
 // SpellingCountSQL returns a query that counts the values of c that match

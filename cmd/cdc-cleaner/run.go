@@ -92,7 +92,7 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 	}
 	defer pool.Close()
 	resolver := catalog.NewResolver(pool, report.Columns)
-	refs, err := refcheck.New(pool, report.Columns, refcheck.Resolve(resolver.Resolve))
+	refs, err := refcheck.New(pool, report.Columns, refcheck.Resolve(resolver.Resolve), refcheck.Logger(log.With().Str("component", "refcheck").Logger()))
 	if err != nil {
 		return configErr(err)
 	}

@@ -210,7 +210,7 @@ references.`, stderr)
 	if err != nil {
 		return failure(err)
 	}
-	refs, err := refcheck.New(pool, cols)
+	refs, err := refcheck.New(pool, cols, refcheck.Logger(log))
 	if err != nil {
 		return configErr(err)
 	}
