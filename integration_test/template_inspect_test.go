@@ -12,9 +12,9 @@ import (
 	"github.com/cdc-cleaner/cdc-cleaner/sample"
 )
 
-// blobsSchema is Rails 6.1's active_storage_blobs as its migration makes
+// inspectBlobsSchema is Rails 6.1's active_storage_blobs as its migration makes
 // it (the columns that matter), with a jsonb column for the bad template.
-const blobsSchema = `CREATE TABLE active_storage_blobs (
+const inspectBlobsSchema = `CREATE TABLE active_storage_blobs (
 	id bigserial PRIMARY KEY,
 	key character varying NOT NULL,
 	filename character varying NOT NULL,
@@ -28,7 +28,7 @@ CREATE UNIQUE INDEX index_active_storage_blobs_on_key ON active_storage_blobs (k
 // that the table cannot satisfy.
 func TestInspectTemplates(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{schema: blobsSchema, noSetup: true, watch: `watch:
+	e := newEnv(t, envOptions{schema: inspectBlobsSchema, noSetup: true, watch: `watch:
   - table: active_storage_blobs
     path: "{key[0:2]}/{key[2:4]}/{key}"
     match: {service_name: local}
@@ -86,7 +86,7 @@ func TestInspectTemplates(t *testing.T) {
 // is not; a URL column's values are sampled without their prefix.
 func TestSampleThroughTemplates(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{schema: blobsSchema + `CREATE TABLE post (id serial PRIMARY KEY, cover_url text);`, noSetup: true, watch: `watch:
+	e := newEnv(t, envOptions{schema: inspectBlobsSchema + `CREATE TABLE post (id serial PRIMARY KEY, cover_url text);`, noSetup: true, watch: `watch:
   - table: active_storage_blobs
     path: "{key[0:2]}/{key[2:4]}/{key}"
     match: {service_name: local}
