@@ -111,7 +111,7 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 		ResolveType:    typeResolver(pool),
 		ExplainMissing: missingExplainer(pool, report.Columns),
 		Storages:       storages,
-		Refs:           refs,
+		Refs:           refcheck.WithDerived(refs, report.Columns),
 		Failures:       ledger.New(pool),
 		Journal:        jnl,
 		Trash:          trashSettings(cfg),

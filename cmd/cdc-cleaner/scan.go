@@ -278,7 +278,7 @@ references.`, stderr)
 		Storage:  name,
 		Files:    lister,
 		Store:    st,
-		Refs:     refs,
+		Refs:     refcheck.WithDerived(refs, cols),
 		Journal:  jnl,
 		Position: walPosition(pool),
 		TrashPrefix: func() string {
