@@ -1,7 +1,7 @@
 // Package deleter holds what every storage backend shares beyond the
 // contract: RunPurger, which purges a cdccleaner.Trasher's trash on a
-// schedule, and CheckRestore, the checks every Restore makes before it
-// touches anything.
+// schedule, CheckRestore, the checks every Restore makes before it touches
+// anything, and CheckPrefix, the same for ListPrefix and PruneDirs.
 //
 // The storages are laid out as follows:
 //
