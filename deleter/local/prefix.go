@@ -42,9 +42,6 @@ func (l *Storage) ListPrefix(ctx context.Context, prefix string, fn func(cdcclea
 	if err := deleter.CheckPrefix(prefix); err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	parent, d, err := l.openPrefix("list", prefix)
 	if err != nil || d == nil {
 		return err
@@ -71,9 +68,6 @@ func (l *Storage) ListPrefix(ctx context.Context, prefix string, fn func(cdcclea
 // (permission, a read-only file system), is an error.
 func (l *Storage) PruneDirs(ctx context.Context, prefix string) error {
 	if err := deleter.CheckPrefix(prefix); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
 		return err
 	}
 	parent, d, err := l.openPrefix("prune", prefix)
