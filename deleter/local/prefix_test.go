@@ -265,16 +265,7 @@ func TestLocalPruneDirs(t *testing.T) {
 			if err := l.PruneDirs(context.Background(), tt.prefix); err != nil {
 				t.Fatalf("PruneDirs(%q): %v", tt.prefix, err)
 			}
-			for _, p := range tt.gone {
-				if fx.Exists(t, p) {
-					t.Errorf("%s is still there", p)
-				}
-			}
-			for _, p := range tt.present {
-				if !fx.Exists(t, p) {
-					t.Errorf("%s was removed", p)
-				}
-			}
+			fx.wantTree(t, tt.gone, tt.present)
 		})
 	}
 }

@@ -3,6 +3,7 @@ package s3_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -53,7 +54,7 @@ func TestS3ListPrefixPages(t *testing.T) {
 
 	before := fx.srv.Requests(s3test.OpListObjects)
 	got := deletertest.ListPrefixAll(t, st, "media/va/k1/")
-	if keys := sortedKeys(got); !slices.Equal(keys, want) {
+	if keys := slices.Sorted(maps.Keys(got)); !slices.Equal(keys, want) {
 		t.Errorf("listed %q, want %q", keys, want)
 	}
 	if f := got["media/va/k1/v3"]; f.Size != 1 || f.ETag == "" || f.ModTime.IsZero() {
@@ -67,12 +68,12 @@ func TestS3ListPrefixPages(t *testing.T) {
 	// The trash's place of the prefix, over several pages too.
 	trash := deletertest.ListPrefixAll(t, st, "media/.trash/va/k1/")
 	if len(trash) != 7 {
-		t.Errorf("listed %d trashed objects, want 7: %q", len(trash), sortedKeys(trash))
+		t.Errorf("listed %d trashed objects, want 7: %q", len(trash), slices.Sorted(maps.Keys(trash)))
 	}
 	// A prefix above the trash skips it, over several pages.
 	all := deletertest.ListPrefixAll(t, st, "media/")
 	if len(all) != 14 {
-		t.Errorf("listed %d objects below media/, want 14 (the trash skipped): %q", len(all), sortedKeys(all))
+		t.Errorf("listed %d objects below media/, want 14 (the trash skipped): %q", len(all), slices.Sorted(maps.Keys(all)))
 	}
 }
 
@@ -84,7 +85,7 @@ func TestS3ListPrefixEmpty(t *testing.T) {
 	fx.Put(t, "va/empty/sub/", nil)
 	st := newS3(t, fx.options())
 	if got := deletertest.ListPrefixAll(t, st, "va/empty/"); len(got) != 0 {
-		t.Errorf("listed %q", sortedKeys(got))
+		t.Errorf("listed %q", slices.Sorted(maps.Keys(got)))
 	}
 }
 
@@ -159,13 +160,4 @@ func TestS3ListPrefixErrors(t *testing.T) {
 			}
 		})
 	}
-}
-
-func sortedKeys(m map[string]cdccleaner.File) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
