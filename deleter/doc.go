@@ -6,7 +6,8 @@
 // The storages are laid out as follows:
 //
 //   - the root package cdccleaner holds the contract: Storage, Lister,
-//     Statter, Trasher and Restorer, ValidatePath, the permanent errors
+//     PrefixLister, DirPruner, Statter, Trasher and Restorer,
+//     ValidatePath, the permanent errors
 //     and their reasons. Consumers (pipeline, scan) import only that;
 //   - deleter/local is the storage on a local directory, confined to its
 //     root through os.Root;
