@@ -1,12 +1,13 @@
 // Package deleter holds what every storage backend shares beyond the
 // contract: RunPurger, which purges a cdccleaner.Trasher's trash on a
-// schedule, and CheckRestore, the checks every Restore makes before it
-// touches anything.
+// schedule, CheckRestore, the checks every Restore makes before it touches
+// anything, and CheckPrefix, the same for ListPrefix and PruneDirs.
 //
 // The storages are laid out as follows:
 //
 //   - the root package cdccleaner holds the contract: Storage, Lister,
-//     Statter, Trasher and Restorer, ValidatePath, the permanent errors
+//     PrefixLister, DirPruner, Statter, Trasher and Restorer,
+//     ValidatePath, the permanent errors
 //     and their reasons. Consumers (pipeline, scan) import only that;
 //   - deleter/local is the storage on a local directory, confined to its
 //     root through os.Root;

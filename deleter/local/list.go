@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"strings"
@@ -33,12 +34,15 @@ func (l *Storage) List(ctx context.Context, fn func(cdccleaner.File) error) erro
 	if err != nil {
 		return fmt.Errorf("list %s: %w", l.Root(), err)
 	}
-	return l.walk(ctx, top, "", fn)
+	return l.walk(ctx, top, "", false, fn)
 }
 
 // walk lists the open directory d, whose path relative to the root is dir
-// ("" for the root itself), and closes d.
-func (l *Storage) walk(ctx context.Context, d *os.File, dir string, fn func(cdccleaner.File) error) error {
+// ("" for the root itself), and closes d. It reports regular files, and
+// symlinks too when links is set; it never follows a symlink, and skips
+// the directory TrashPrefix when it meets it (a walk that starts inside
+// the trash never does).
+func (l *Storage) walk(ctx context.Context, d *os.File, dir string, links bool, fn func(cdccleaner.File) error) error {
 	defer d.Close()
 	trashDir := strings.TrimSuffix(l.opts.TrashPrefix, "/")
 	for {
@@ -47,6 +51,9 @@ func (l *Storage) walk(ctx context.Context, d *os.File, dir string, fn func(cdcc
 		}
 		entries, err := d.ReadDir(readDirChunk)
 		for _, e := range entries {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			p := e.Name()
 			if dir != "" {
 				p = dir + "/" + p
@@ -60,18 +67,18 @@ func (l *Storage) walk(ctx context.Context, d *os.File, dir string, fn func(cdcc
 				if err != nil {
 					return fmt.Errorf("list directory %s: %w", path.Join(l.Root(), p), err)
 				}
-				if err := l.walk(ctx, sub, p, fn); err != nil {
+				if err := l.walk(ctx, sub, p, links, fn); err != nil {
 					return err
 				}
-			case t.IsRegular():
-				f, err := statAt(d, e.Name())
+			case t.IsRegular(), links && t&fs.ModeSymlink != 0:
+				f, err := statAt(d, e.Name(), links)
 				if errors.Is(err, unix.ENOENT) {
 					continue // deleted since the directory was read
 				}
 				if err != nil {
 					return fmt.Errorf("stat %s: %w", path.Join(l.Root(), p), err)
 				}
-				if f.Path == "" { // no longer a regular file
+				if f.Path == "" { // no longer a file to report
 					continue
 				}
 				f.Path = p
@@ -110,8 +117,9 @@ func openDirAt(d *os.File, name, full string) (*os.File, error) {
 }
 
 // statAt stats name inside d without following a symlink. The returned
-// File has Path "x" for a regular file and "" for anything else.
-func statAt(d *os.File, name string) (cdccleaner.File, error) {
+// File has Path "x" for a regular file, and for a symlink when links is
+// set (its own size and time), and "" for anything else.
+func statAt(d *os.File, name string, links bool) (cdccleaner.File, error) {
 	var st unix.Stat_t
 	var statErr error
 	if err := withFd(d, func(fd int) {
@@ -122,7 +130,7 @@ func statAt(d *os.File, name string) (cdccleaner.File, error) {
 	if statErr != nil {
 		return cdccleaner.File{}, statErr
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if kind := st.Mode & unix.S_IFMT; kind != unix.S_IFREG && !(links && kind == unix.S_IFLNK) {
 		return cdccleaner.File{}, nil
 	}
 	return cdccleaner.File{Path: "x", Size: st.Size, ModTime: time.Unix(st.Mtim.Unix())}, nil

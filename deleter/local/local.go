@@ -45,6 +45,9 @@ var (
 	_ cdccleaner.Statter  = (*Storage)(nil)
 	_ cdccleaner.Trasher  = (*Storage)(nil)
 	_ cdccleaner.Restorer = (*Storage)(nil)
+
+	_ cdccleaner.PrefixLister = (*Storage)(nil)
+	_ cdccleaner.DirPruner    = (*Storage)(nil)
 )
 
 // New opens the directory root. It fails if root does not exist or is
@@ -312,11 +315,17 @@ func withFd(f *os.File, fn func(fd int)) error {
 // isDirAt reports whether name in the directory fd is a directory, without
 // following a symlink.
 func isDirAt(fd int, name string) bool {
+	return kindAt(fd, name) == unix.S_IFDIR
+}
+
+// kindAt returns the file type bits (S_IFMT) of name in the directory fd,
+// without following a symlink, or 0 when it cannot be looked at.
+func kindAt(fd int, name string) uint32 {
 	var st unix.Stat_t
-	if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return false
+	if err := ignoringEINTR(func() error { return unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
+		return 0
 	}
-	return st.Mode&unix.S_IFMT == unix.S_IFDIR
+	return st.Mode & unix.S_IFMT
 }
 
 // ignoringEINTR calls fn until it returns something other than EINTR.

@@ -93,6 +93,22 @@ func (f *localFixture) symlink(t *testing.T, target, p string) {
 	}
 }
 
+// wantTree fails t for each path of gone that exists and each of present
+// that does not.
+func (f *localFixture) wantTree(t *testing.T, gone, present []string) {
+	t.Helper()
+	for _, p := range gone {
+		if f.Exists(t, p) {
+			t.Errorf("%s still exists", p)
+		}
+	}
+	for _, p := range present {
+		if !f.Exists(t, p) {
+			t.Errorf("%s was removed", p)
+		}
+	}
+}
+
 func writeFile(tb testing.TB, full string, data []byte) {
 	tb.Helper()
 	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
@@ -626,16 +642,7 @@ func TestLocalPruneEmptyDirs(t *testing.T) {
 			if r.Outcome != tt.want {
 				t.Fatalf("Delete(%q) = %v (err %v), want %v", tt.path, r.Outcome, r.Err, tt.want)
 			}
-			for _, g := range tt.gone {
-				if fx.Exists(t, g) {
-					t.Errorf("%s still exists", g)
-				}
-			}
-			for _, p := range tt.present {
-				if !fx.Exists(t, p) {
-					t.Errorf("%s was removed", p)
-				}
-			}
+			fx.wantTree(t, tt.gone, tt.present)
 			if !exists(t, fx.root) {
 				t.Error("the root was removed")
 			}

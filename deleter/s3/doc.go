@@ -1,7 +1,7 @@
 // Package s3 is the storage on a prefix of an S3 bucket (AWS or an
-// S3-compatible server): it implements cdccleaner.Storage, Lister, Statter,
-// Trasher and Restorer. Apart from its test server (deleter/s3test), it is
-// the only package that imports the AWS SDK.
+// S3-compatible server): it implements cdccleaner.Storage, Lister,
+// PrefixLister, Statter, Trasher and Restorer. Apart from its test server
+// (deleter/s3test), it is the only package that imports the AWS SDK.
 //
 // Every path is checked by cdccleaner.ValidatePath before it becomes a key
 // (Prefix + path). Objects are deleted with batched DeleteObjects requests,

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
+	"github.com/cdc-cleaner/cdc-cleaner/deleter"
 )
 
 // List implements cdccleaner.Lister with ListObjectsV2, one page (up to 1000
@@ -20,13 +21,38 @@ import (
 // ending in "/" with no content) that consoles create. A path is the key
 // without Prefix.
 func (s *Storage) List(ctx context.Context, fn func(cdccleaner.File) error) error {
+	return s.list(ctx, "", fn)
+}
+
+// ListPrefix implements cdccleaner.PrefixLister as List does, under
+// Prefix+prefix: the trash is skipped unless prefix lies in it (the place
+// of a derived prefix in the trash, for restoring). prefix is checked by
+// deleter.CheckPrefix first (a permanent rejected_path error otherwise),
+// so the listing never reaches outside Prefix. A prefix with no object
+// below it lists nothing; a folder marker at prefix is not listed. Errors
+// are classified as for Delete.
+func (s *Storage) ListPrefix(ctx context.Context, prefix string, fn func(cdccleaner.File) error) error {
+	if err := deleter.CheckPrefix(prefix); err != nil {
+		return err
+	}
+	return s.list(ctx, prefix, fn)
+}
+
+// list calls fn for each object under Prefix+under ("" for the whole
+// storage, else a checked prefix), page by page, with its path (the key
+// without Prefix); see List for what is skipped. ctx is checked before
+// each object.
+func (s *Storage) list(ctx context.Context, under string, fn func(cdccleaner.File) error) error {
 	trash := ""
-	if s.opts.TrashPrefix != "" {
+	if s.opts.TrashPrefix != "" && !strings.HasPrefix(under, s.opts.TrashPrefix) {
 		trash = s.opts.Prefix + s.opts.TrashPrefix
 	}
 	input := &awss3.ListObjectsV2Input{Bucket: aws.String(s.opts.Bucket)}
-	if s.opts.Prefix != "" {
-		input.Prefix = aws.String(s.opts.Prefix)
+	if s.opts.Prefix+under != "" {
+		input.Prefix = aws.String(s.opts.Prefix + under)
+	}
+	if s.listPageSize > 0 {
+		input.MaxKeys = aws.Int32(s.listPageSize)
 	}
 	pages := awss3.NewListObjectsV2Paginator(s.client, input)
 	for pages.HasMorePages() {
@@ -34,9 +60,12 @@ func (s *Storage) List(ctx context.Context, fn func(cdccleaner.File) error) erro
 		page, err := pages.NextPage(rctx)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("list s3://%s/%s: %w", s.opts.Bucket, s.opts.Prefix, classifyS3(err))
+			return fmt.Errorf("list s3://%s/%s: %w", s.opts.Bucket, s.opts.Prefix+under, classifyS3(err))
 		}
 		for _, o := range page.Contents {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			key := aws.ToString(o.Key)
 			p, ok := strings.CutPrefix(key, s.opts.Prefix)
 			if !ok || p == "" || trash != "" && strings.HasPrefix(key, trash) {

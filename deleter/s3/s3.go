@@ -79,6 +79,10 @@ type Storage struct {
 	unconditional atomic.Bool
 	warnRefused   sync.Once // the server refused a condition
 	warnNoETag    sync.Once // a copy came without its ETag
+	// listPageSize, when set, asks listings for pages of at most that
+	// many keys instead of the server's default (1000 on S3): tests
+	// make several pages of a few keys.
+	listPageSize int32
 }
 
 var (
@@ -87,6 +91,8 @@ var (
 	_ cdccleaner.Statter  = (*Storage)(nil)
 	_ cdccleaner.Trasher  = (*Storage)(nil)
 	_ cdccleaner.Restorer = (*Storage)(nil)
+
+	_ cdccleaner.PrefixLister = (*Storage)(nil)
 )
 
 // New builds the client from the standard AWS credential chain
