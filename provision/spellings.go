@@ -31,6 +31,9 @@ func InspectSpellings(ctx context.Context, conn *pgx.Conn, cfg *config.Config, r
 	for _, c := range r.Columns {
 		field := c.Field
 		name := config.QuoteIdentifier(c.Schema) + "." + config.QuoteIdentifier(c.Table) + "." + config.QuoteIdentifier(c.Name)
+		if c.Template != nil {
+			name = fmt.Sprintf("%s.%s path %q", config.QuoteIdentifier(c.Schema), config.QuoteIdentifier(c.Table), c.Template.Source)
+		}
 		n, example, err := countSpellings(ctx, conn, c, timeout)
 		var pgErr *pgconn.PgError
 		switch {

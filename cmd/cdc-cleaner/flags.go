@@ -88,33 +88,7 @@ func loadConfig(path string) (*config.Config, error) {
 	if err != nil {
 		return nil, configErr(err)
 	}
-	if err := notYetApplied(cfg); err != nil {
-		return nil, configErr(err)
-	}
 	return cfg, nil
-}
-
-// notYetApplied refuses the keys that the configuration reads but not
-// every command applies yet (path templates, derived, match,
-// strip_prefix): a reference check or scan that ignored them would delete
-// files the entry's rows reference.
-func notYetApplied(cfg *config.Config) error {
-	var errs []error
-	seen := map[string]bool{}
-	for _, c := range cfg.Columns() {
-		entry, _, _ := strings.Cut(c.Field, ".") // one message per entry
-		if seen[entry] {
-			continue
-		}
-		switch {
-		case c.Template != nil:
-			errs = append(errs, fmt.Errorf("%s.path: path templates are not applied by this version yet; list the columns whose values are paths instead", entry))
-		case len(c.Derived) > 0 || len(c.Match) > 0 || len(c.StripPrefix) > 0:
-			errs = append(errs, fmt.Errorf("%s: derived, match and strip_prefix are not applied by this version yet; remove them", entry))
-		}
-		seen[entry] = true
-	}
-	return errors.Join(errs...)
 }
 
 // newLogger builds the one logger of the process, on stderr.

@@ -299,23 +299,3 @@ func TestS3OverlapOnResolvedEndpoints(t *testing.T) {
 	}
 	closeAll()
 }
-
-// TestTemplatesNotYetApplied: until every command applies path templates,
-// derived, match and strip_prefix, a configuration with them is refused
-// (exit 2) by every command that reads one, rather than half applied.
-func TestTemplatesNotYetApplied(t *testing.T) {
-	isolateEnv(t)
-	template := writeConfig(t, closedPortURL, "protect:\n  - table: active_storage_blobs\n    path: '{key[0:2]}/{key[2:4]}/{key}'\n    storage: media\n")
-	match := writeConfig(t, closedPortURL, "protect:\n  - table: blobs\n    columns: [key]\n    match: {service_name: local}\n    storage: media\n")
-	for _, tt := range []struct{ cfg, want string }{
-		{template, "protect[0].path: path templates are not applied by this version yet"},
-		{match, "protect[0]: derived, match and strip_prefix are not applied by this version yet"},
-	} {
-		for _, cmd := range []string{"run", "check", "scan", "setup", "discover"} {
-			r := runMain(t, cmd, "--config", tt.cfg)
-			if r.code != 2 || !strings.Contains(r.stderr, tt.want) {
-				t.Errorf("%s: %s; want exit 2 saying %q", cmd, r, tt.want)
-			}
-		}
-	}
-}
