@@ -46,9 +46,9 @@ protect:
 	}
 	p := e.start()
 	addr := p.httpAddr(t)
-	e.exec(`UPDATE attachment SET name = 'a2' WHERE id = 1`) // files/7/a.bin vanished
-	e.exec(`DELETE FROM attachment WHERE id IN (2, 3, 4)`)   // files/7/b/c.bin; shared stays (legacy); NULL: no file
-	e.exec(`DELETE FROM post WHERE id IN (1, 2, 4)`)         // covers/1.jpg and covers/2.jpg; the other site's URL is no path
+	e.exec(`UPDATE attachment SET name = 'a2' WHERE id = 1`)                 // files/7/a.bin vanished
+	e.exec(`DELETE FROM attachment WHERE id IN (2, 3, 4)`)                   // files/7/b/c.bin; shared stays (legacy); NULL: no file
+	e.exec(`DELETE FROM post WHERE id IN (1, 2, 4)`)                         // covers/1.jpg and covers/2.jpg; the other site's URL is no path
 	e.exec(`UPDATE post SET cover_url = '/media/covers/3.jpg' WHERE id = 3`) // the same file under another prefix
 	e.settle()
 	e.expect([]string{"files/8/shared.bin", "covers/3.jpg", "elsewhere.jpg"},
