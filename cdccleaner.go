@@ -52,13 +52,18 @@ type Candidate struct {
 	CommitTime time.Time
 	// Parent, when set, is the path this one derives from (an entry's
 	// `derived`): it is removed only when Parent is not referenced either,
-	// and restored when Parent comes back. A Path ending in "/" is a
-	// derived prefix: every file below it.
+	// and restored when Parent comes back.
 	Parent string
+	// Prefix is set for a derived prefix (a derived template ending in
+	// "/"): Path, which ends in "/", names every file below it. A derived
+	// file whose rendered path ends in "/" is no prefix: it is no path.
+	Prefix bool
 }
 
 // IsPrefix reports whether c names every file below a derived prefix.
-func (c Candidate) IsPrefix() bool { return c.Parent != "" && strings.HasSuffix(c.Path, "/") }
+func (c Candidate) IsPrefix() bool {
+	return c.Parent != "" && c.Prefix && strings.HasSuffix(c.Path, "/")
+}
 
 // Outcome is how the deletion of one path ended.
 type Outcome int

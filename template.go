@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Template is a parsed path template (a watch or protect entry's `path`,
@@ -236,8 +237,10 @@ func (t Template) String() string {
 }
 
 // Render returns the path the template gives for the row whose columns
-// value returns (ok false: NULL). A NULL or empty column, or a slice
-// outside its value, means the row has no file: ok is false.
+// value returns (ok false: NULL). A NULL or empty column, a slice outside
+// its value, or a slice that cuts a character in two (the result is not
+// UTF-8, which no database text can hold, so no row could be found by it
+// again) means the row has no file: ok is false.
 func (t Template) Render(value func(col string) (string, bool)) (string, bool) {
 	var b strings.Builder
 	for _, p := range t.Parts {
@@ -254,6 +257,9 @@ func (t Template) Render(value func(col string) (string, bool)) (string, bool) {
 			return "", false
 		}
 		b.WriteString(s)
+	}
+	if !utf8.ValidString(b.String()) {
+		return "", false
 	}
 	return b.String(), true
 }

@@ -47,6 +47,8 @@ func TestTemplateRender(t *testing.T) {
 		{"{key[1:]}{key}", map[string]string{"key": "abc"}, "bcabc"},            // open end
 		{`{"Key"}/x`, map[string]string{`"Key"`: "K"}, "K/x"},                   // asIs keeps the quotes
 		{"{key[0:1]}/{key[0:1]}/{key}", map[string]string{"key": "q"}, "q/q/q"}, // repeated slice
+		{"{name[0:1]}/{name}", map[string]string{"name": "é.jpg"}, ""},          // a slice cutting é in two: no file
+		{"{name[0:2]}/{name}", map[string]string{"name": "é.jpg"}, "é/é.jpg"},   // bytes, not characters
 	}
 	for _, tt := range tests {
 		got, ok := mustTemplate(t, tt.tpl).Render(row(tt.values))

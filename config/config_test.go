@@ -798,7 +798,14 @@ func TestValidate(t *testing.T) {
 			[]string{"watch[0].derived: needs path, or exactly one column"}},
 		{"derived names another column", func(c *Config) {
 			c.Watch = append(c.Watch, &Watch{Table: "blobs", Path: "{key[0:2]}/{key}", Derived: []string{"va/{id}/", "{key}/x/{key[0:1]}"}, Storage: "media"})
-		}, []string{`watch[2].derived[0]: "va/{id}/" names column id, which the path is not built from (key)`}},
+		}, []string{`watch[2].derived[0]: "va/{id}/" names column id, which the path is not built from (key)`,
+			`watch[2].derived[0]: "va/{id}/" does not name column key, which the path is built from`}},
+		{"derived slicing only, or naming part of the path", func(c *Config) {
+			c.Watch = append(c.Watch, &Watch{Table: "objects", Path: "{bucket}/{name}", Derived: []string{"thumbs/{name}", "{bucket[0:2]}/{name}/{bucket}/"}, Storage: "media"})
+		}, []string{`watch[2].derived[0]: "thumbs/{name}" does not name column bucket, which the path is built from`}},
+		{"derived slicing only", func(c *Config) {
+			c.Watch = append(c.Watch, &Watch{Table: "blobs", Path: "{key}", Derived: []string{"{key[0:2]}/{key[2:4]}/thumbs/"}, Storage: "media"})
+		}, []string{`watch[2].derived[0]: "{key[0:2]}/{key[2:4]}/thumbs/": column "key" appears only sliced`}},
 		{"derived is the path", func(c *Config) {
 			c.Watch = append(c.Watch, &Watch{Table: "blobs", Path: "{key}", Derived: []string{"{key}", "fixed/"}, Storage: "media"})
 		}, []string{`watch[2].derived[0]: "{key}" is the path itself`, `watch[2].derived[1]: "fixed/" names no column`}},

@@ -419,7 +419,10 @@ func (c *Config) validateDerived(p *problems, list, f string, w *Watch) {
 	}
 	for j, src := range w.Derived {
 		df := fmt.Sprintf("%s.derived[%d]", f, j)
-		t, err := cdccleaner.ParseDerivedTemplate(src, ParseIdentifier)
+		// Whole values, and all of the path's: scan maps a file back
+		// through the template to the path it derives from, which it
+		// must keep while that path is referenced.
+		t, err := cdccleaner.ParseTemplate(src, ParseIdentifier)
 		if err != nil {
 			p.add(df, "%v", err)
 			continue
@@ -427,6 +430,11 @@ func (c *Config) validateDerived(p *problems, list, f string, w *Watch) {
 		for _, col := range t.Columns() {
 			if !slices.Contains(from, col) {
 				p.add(df, "%q names column %s, which the path is not built from (%s); a derived file is named from the values of the removed path", src, col, strings.Join(from, ", "))
+			}
+		}
+		for _, col := range from {
+			if !slices.Contains(t.Columns(), col) {
+				p.add(df, "%q does not name column %s, which the path is built from: a file found below it could not be mapped back to the path it derives from; name every column of the path ({%s})", src, col, col)
 			}
 		}
 		if w.Template != nil && t.String() == w.Template.String() {

@@ -640,9 +640,18 @@ func (d *Decoder) resolve(r *relation, m *pglogrepl.RelationMessage, wc cdcclean
 		if err != nil {
 			return column{}, nil, err
 		}
-		// Any type: its text form is compared, as the reference check
-		// compares col::text; character(n) drops its padding there too.
-		typ, _ := d.typeOf(col.DataType)
+		// Text only: pgoutput sends a value in its type's output form,
+		// which the reference check's col::text matches for text types
+		// only (a boolean is sent as "t", cast as "true"); character(n)
+		// drops its padding on both sides.
+		typ, ok := d.typeOf(col.DataType)
+		switch {
+		case !ok:
+			return column{}, nil, &UnknownTypeError{Table: r.name, Column: mc.Column, OID: col.DataType}
+		case typ.Kind != cdccleaner.KindText:
+			return column{}, nil, &SchemaError{Table: r.name, Column: mc.Column,
+				Problem: fmt.Sprintf("is not text at this point of the stream (type OID %d, %s), but a match compares it: match compares text, varchar or character columns", col.DataType, typ.Kind)}
+		}
 		c.match = append(c.match, matchInput{input: input{index: idx, padded: typ.Padded}, value: mc.Value})
 	}
 	var warnings []string
@@ -981,7 +990,7 @@ func (d *Decoder) withDerived(buf []cdccleaner.Candidate, c column, value func(i
 		})
 		if ok && dp != p {
 			dc := d.candidate(c, dp)
-			dc.Parent = p
+			dc.Parent, dc.Prefix = p, t.Prefix()
 			buf = append(buf, dc)
 		}
 	}

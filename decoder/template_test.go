@@ -190,10 +190,16 @@ func TestTemplateColumnTypes(t *testing.T) {
 	if !errors.As(err, &se) || se.Column != "service_name" || !se.Missing {
 		t.Errorf("missing match column: %v", err)
 	}
-	rel = blobsRelation(16500)
-	rel.Columns[2].DataType = 23 // an integer match column is compared as text
-	if _, err := New(activeStorage(t)).Handle(rel); err != nil {
-		t.Errorf("integer match column: %v", err)
+	// A boolean is sent as "t" and cast to text as "true": match compares
+	// text columns only, so decoding and the reference check agree.
+	for _, oid := range []uint32{16, 23} {
+		rel = blobsRelation(16500)
+		rel.Columns[2].DataType = oid
+		// As the catalog describes them (pipeline: ResolveType).
+		_, err = New(activeStorage(t), Types(map[uint32]cdccleaner.ColumnType{oid: {Kind: cdccleaner.KindNone}})).Handle(rel)
+		if !errors.As(err, &se) || se.Column != "service_name" || !strings.Contains(se.Problem, "match compares text") {
+			t.Errorf("match column of type %d: %v", oid, err)
+		}
 	}
 }
 

@@ -15,7 +15,8 @@ import (
 // TestLayoutTemplatesAndURLs: a path built from two columns with literal
 // text around them, and a column of URLs. A file referenced both through
 // the template and through a plain column of the same storage is kept; a
-// value without any of the prefixes is no path and deletes nothing.
+// value without any of the prefixes is no path and deletes nothing, but a
+// plain path that an older row holds keeps its file.
 func TestLayoutTemplatesAndURLs(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{httpListen: "127.0.0.1:0", schema: `
@@ -40,7 +41,8 @@ protect:
 	e.exec(`INSERT INTO attachment VALUES (1, '7', 'a'), (2, '7', 'b/c'), (3, '8', 'shared'), (4, NULL, 'x')`)
 	e.exec(`INSERT INTO legacy VALUES (1, 'files/8/shared.bin')`)
 	e.exec(`INSERT INTO post VALUES (1, 'https://cdn.example.com/media/covers/1.jpg'), (2, '/media/covers/2.jpg'),
-		(3, 'https://cdn.example.com/media/covers/3.jpg'), (4, 'https://elsewhere.example.com/elsewhere.jpg')`)
+		(3, 'https://cdn.example.com/media/covers/3.jpg'), (4, 'https://elsewhere.example.com/elsewhere.jpg'),
+		(5, 'covers/1.jpg')`) // a row from before the application stored URLs
 	if out, code := e.cli("check"); code != 0 {
 		t.Fatalf("check exited %d:\n%s", code, out)
 	}
@@ -51,11 +53,11 @@ protect:
 	e.exec(`DELETE FROM post WHERE id IN (1, 2, 4)`)                         // covers/1.jpg and covers/2.jpg; the other site's URL is no path
 	e.exec(`UPDATE post SET cover_url = '/media/covers/3.jpg' WHERE id = 3`) // the same file under another prefix
 	e.settle()
-	e.expect([]string{"files/8/shared.bin", "covers/3.jpg", "elsewhere.jpg"},
-		[]string{"files/7/a.bin", "files/7/b/c.bin", "covers/1.jpg", "covers/2.jpg"})
+	e.expect([]string{"files/8/shared.bin", "covers/1.jpg", "covers/3.jpg", "elsewhere.jpg"},
+		[]string{"files/7/a.bin", "files/7/b/c.bin", "covers/2.jpg"})
 	_, body := get(t, "http://"+addr+"/metrics")
-	if got := metricValue(body, `cdc_cleaner_unprefixed_values_total{storage="media"}`); got != 2 {
-		t.Errorf("unprefixed values %v, want 2 (the other site's URL, inserted and deleted)", got)
+	if got := metricValue(body, `cdc_cleaner_unprefixed_values_total{storage="media"}`); got != 3 {
+		t.Errorf("unprefixed values %v, want 3 (the other site's URL, inserted and deleted; the old row's plain path)", got)
 	}
 	p.stop()
 

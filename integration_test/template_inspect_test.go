@@ -19,7 +19,8 @@ const inspectBlobsSchema = `CREATE TABLE active_storage_blobs (
 	key character varying NOT NULL,
 	filename character varying NOT NULL,
 	service_name character varying NOT NULL,
-	metadata jsonb);
+	metadata jsonb,
+	public boolean);
 CREATE UNIQUE INDEX index_active_storage_blobs_on_key ON active_storage_blobs (key);`
 
 // TestInspectTemplates: check's inspection says which index serves a
@@ -45,6 +46,10 @@ func TestInspectTemplates(t *testing.T) {
   - table: active_storage_blobs
     columns: [key]
     match: {servce_name: amazon}
+    storage: media
+  - table: active_storage_blobs
+    columns: [filename]
+    match: {public: "true"}
     storage: media`})
 	cfg, err := config.Load(e.cfgPath, cleanEnv())
 	if err != nil {
@@ -66,6 +71,7 @@ func TestInspectTemplates(t *testing.T) {
 		`watch[2].path: "{kye[0:2]}/{kye}": column "kye" not found in public.active_storage_blobs`,
 		`watch[3].path: "{metadata}": column "metadata" of public.active_storage_blobs has type jsonb: a template's columns are text`,
 		`watch[4].match.servce_name: column "servce_name" not found in public.active_storage_blobs`,
+		`watch[5].match.public: column "public" of public.active_storage_blobs has type boolean: match compares text, varchar or character columns`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("findings lack %q:\n%s", want, text)

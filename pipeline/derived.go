@@ -136,9 +136,14 @@ func (p *Pipeline) removePrefix(ctx context.Context, s *settlement, st cdccleane
 		}
 		return p.journalFiles(ctx, s, c, nil, results)
 	}
+	keep := p.cfg.Keep[s.storage]
 	err := lister.ListPrefix(ctx, prefix, func(f cdccleaner.File) error {
 		if err := cdccleaner.ValidatePath(f.Path); err != nil || !strings.HasPrefix(f.Path, prefix) {
 			return nil // never listed by a conforming storage; never touched
+		}
+		if cdccleaner.MatchPattern(keep, f.Path) {
+			s.log.Debug().Str("path", f.Path).Str("prefix", prefix).Msg("kept: below a derived prefix, and matches a keep pattern")
+			return nil
 		}
 		chunk = append(chunk, f.Path)
 		if len(chunk) < p.cfg.BatchSize {
@@ -178,7 +183,7 @@ func (p *Pipeline) journalFiles(ctx context.Context, s *settlement, c cdccleaner
 	if p.cfg.Journal == nil {
 		return nil
 	}
-	detail := "below derived prefix " + c.Path + " of " + c.Parent
+	detail := belowPrefix(c.Path) + "of " + c.Parent
 	entry := func(path, event, location, extra string) cdccleaner.JournalEntry {
 		d := detail
 		if extra != "" {
@@ -249,7 +254,10 @@ func (p *Pipeline) revivePrefix(ctx context.Context, storage string, ref cdcclea
 		}
 		for _, path := range chunk {
 			removed, ok := latest[path]
-			if !ok || !cdccleaner.IsRemoval(removed.Event) {
+			// Only what went with the prefix comes back with it: a file
+			// below it removed for reasons of its own (a row of another
+			// entry, scan) stays removed.
+			if !ok || !cdccleaner.IsRemoval(removed.Event) || !strings.HasPrefix(removed.Detail, belowPrefix(ref.Path)) {
 				continue
 			}
 			a, err := p.bringBack(ctx, storage, path, removed)
@@ -305,3 +313,7 @@ func (p *Pipeline) revivePrefix(ctx context.Context, storage string, ref cdcclea
 	}
 	return entries, listErr
 }
+
+// belowPrefix starts the journal detail of a file removed with derived
+// prefix prefix.
+func belowPrefix(prefix string) string { return "below derived prefix " + prefix + " " }

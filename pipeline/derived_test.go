@@ -57,7 +57,7 @@ func derivedRemoval(lsn cdccleaner.LSN, parent string, derived ...string) *batch
 	b := removal(lsn, parent)
 	for _, d := range derived {
 		c := b.cands[0]
-		c.Path, c.Parent = d, parent
+		c.Path, c.Parent, c.Prefix = d, parent, strings.HasSuffix(d, "/")
 		b.cands = append(b.cands, c)
 	}
 	return b
@@ -68,7 +68,7 @@ func derivedReference(lsn cdccleaner.LSN, parent string, derived ...string) *bat
 	b := reference(lsn, parent)
 	for _, d := range derived {
 		c := b.refs[0]
-		c.Path, c.Parent = d, parent
+		c.Path, c.Parent, c.Prefix = d, parent, strings.HasSuffix(d, "/")
 		b.refs = append(b.refs, c)
 	}
 	return b
@@ -171,5 +171,78 @@ func TestDerivedComeBackWithTheirParent(t *testing.T) {
 	}
 	if w.storage.has(blob) || w.storage.has(preview) || w.storage.has(variants+"v1") {
 		t.Error("files came back for a path no row references now")
+	}
+}
+
+// TestDerivedFileEndingInSlashIsNoPrefix: a derived file template
+// ("thumbs/{key}") rendered from a value ending in "/" names no file; it
+// is never taken for a prefix of everything below it.
+func TestDerivedFileEndingInSlashIsNoPrefix(t *testing.T) {
+	w := newReviveWorld(t, newMemStorage(true, "thumbs/uploads/a.jpg", "uploads/"))
+	b := removal(100, "uploads")
+	c := b.cands[0]
+	c.Path, c.Parent = "thumbs/uploads/", "uploads" // Prefix false: a file template
+	b.cands = append(b.cands, c)
+	w.settle(t, b)
+	if !w.storage.has("thumbs/uploads/a.jpg") {
+		t.Error("a file below a derived file's path was removed")
+	}
+	if slices.ContainsFunc(w.storage.pruned, func(s string) bool { return strings.HasPrefix(s, "list ") }) {
+		t.Errorf("storage calls %q: a derived file was listed as a prefix", w.storage.pruned)
+	}
+	if len(w.rec.recorded) != 1 || w.rec.recorded[0].Path != "thumbs/uploads/" {
+		t.Errorf("recorded %+v; want the derived path recorded as failed", w.rec.recorded)
+	}
+}
+
+// TestDerivedNeverInTheTrashNorKept: a derived prefix or file that lies
+// in the trash is never removed (a row's value would otherwise empty the
+// undo window of every other removal); a file below a derived prefix that
+// matches a keep pattern stays, and so does everything derived from a
+// kept path.
+func TestDerivedNeverInTheTrashNorKept(t *testing.T) {
+	st := newMemStorage(true, "album/.trash-not/x")
+	st.trashed["precious.jpg"] = "content"
+	w := newReviveWorld(t, st)
+	w.settle(t, derivedRemoval(100, "album", ".trash/", ".trash/precious.jpg"))
+	if _, ok := st.trashed["precious.jpg"]; !ok {
+		t.Fatal("a trashed file was removed through a derived path in the trash")
+	}
+	if len(w.rec.recorded) != 2 {
+		t.Errorf("recorded %+v; want both derived paths in the trash recorded as failed", w.rec.recorded)
+	}
+
+	st = newMemStorage(true, blobFiles()...)
+	st.files[variants+"keep-me.png"] = "k"
+	st.files["defaults/avatar.png"] = "d"
+	st.files["va/ri/variants/defaults/avatar.png/v"] = "v"
+	w = newReviveWorld(t, st)
+	w.p.cfg.Keep = map[string][]string{"media": {"va/ri/variants/*/keep-me.png", "defaults/**"}}
+	w.settle(t, derivedRemoval(100, blob, variants))
+	w.settle(t, derivedRemoval(101, "defaults/avatar.png", "va/ri/variants/defaults/avatar.png/"))
+	for _, p := range []string{variants + "keep-me.png", "defaults/avatar.png", "va/ri/variants/defaults/avatar.png/v"} {
+		if !st.has(p) {
+			t.Errorf("%s was removed; a keep pattern covers it or the path it derives from", p)
+		}
+	}
+	if st.has(variants + "v1") {
+		t.Errorf("%s stayed; no keep pattern covers it", variants+"v1")
+	}
+}
+
+// TestDerivedPrefixRestoresOnlyWhatWentWithIt: a file below a derived
+// prefix that was removed for a reason of its own (scan, another entry's
+// row) does not come back when the prefix's parent does.
+func TestDerivedPrefixRestoresOnlyWhatWentWithIt(t *testing.T) {
+	w := newReviveWorld(t, newMemStorage(true, blobFiles()...))
+	// v2 removed on its own first, journaled as scan journals.
+	w.settle(t, removal(50, variants+"v2"))
+	w.settle(t, derivedRemoval(100, blob, variants))
+	w.revive(t, derivedReference(200, blob, variants))
+	if !w.storage.has(blob) || !w.storage.has(variants+"v1") {
+		t.Error("the blob or the variant that went with it did not come back")
+	}
+	if w.storage.has(variants + "v2") {
+		t.Error("a file removed on its own came back with the prefix")
 	}
 }

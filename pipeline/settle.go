@@ -136,10 +136,17 @@ func (p *Pipeline) prepare(b *batch) *settlement {
 			continue
 		}
 		s.first[c.Path] = c
-		if cdccleaner.MatchPattern(keep, c.Path) {
+		if cdccleaner.MatchPattern(keep, c.Path) || c.Parent != "" && cdccleaner.MatchPattern(keep, c.Parent) {
 			s.kept++
 			p.cfg.Metrics.KeptReferenced.WithLabelValues(b.storage).Inc()
-			s.log.Debug().Str("path", c.Path).Str("source", c.Source).Msg("kept: matches a keep pattern")
+			s.log.Debug().Str("path", c.Path).Str("parent", c.Parent).Str("source", c.Source).Msg("kept: matches a keep pattern, or derives from a path that does")
+			continue
+		}
+		if trash := p.trashPrefix(b.storage); c.Parent != "" && trash != "" && strings.HasPrefix(c.Path, trash) {
+			// A row's value must not reach the undo window of every other
+			// removal: a derived prefix there would empty the trash.
+			s.failures = append(s.failures, failure(c, cdccleaner.Permanent(cdccleaner.ReasonRejectedPath,
+				fmt.Errorf("derived path %q of %q lies in the trash (%s): never removed", c.Path, c.Parent, trash))))
 			continue
 		}
 		if err := cdccleaner.ValidatePath(strings.TrimSuffix(c.Path, "/")); err != nil || c.IsPrefix() && c.Path == "/" {
@@ -150,7 +157,8 @@ func (p *Pipeline) prepare(b *batch) *settlement {
 			continue
 		}
 		if !c.IsPrefix() && strings.HasSuffix(c.Path, "/") {
-			s.failures = append(s.failures, failure(c, cdccleaner.ValidatePath(c.Path)))
+			s.failures = append(s.failures, failure(c, cdccleaner.Permanent(cdccleaner.ReasonRejectedPath,
+				fmt.Errorf("%q ends in /: it names a directory, not a file", c.Path))))
 			continue
 		}
 		s.todo = append(s.todo, c.Path)

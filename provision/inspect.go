@@ -632,7 +632,20 @@ func inspectReadColumn(ctx context.Context, conn Querier, r *Report, field, cfie
 func inspectMatch(ctx context.Context, conn Querier, r *Report, field string, w *config.Watch, oid uint32, qualified string, protect bool, identity map[string]bool, identityReported *bool, wt *watchedTable) bool {
 	ok := true
 	for _, m := range w.MatchConds {
-		if _, found := inspectReadColumn(ctx, conn, r, field, field+".match."+m.Column, "", w, oid, qualified, m.Column, protect, identity, identityReported); !found {
+		mfield := field + ".match." + m.Column
+		a, found := inspectReadColumn(ctx, conn, r, field, mfield, "", w, oid, qualified, m.Column, protect, identity, identityReported)
+		if !found {
+			ok = false
+			continue
+		}
+		kinds, err := catalog.TypeKinds(ctx, conn, []uint32{a.typOID})
+		if err != nil {
+			r.add(Problem, CodeUnchecked, mfield, "look up the type of column %q of %s: %v", m.Column, qualified, err)
+			ok = false
+			continue
+		}
+		if kinds[a.typOID].Kind != cdccleaner.KindText {
+			r.add(Problem, CodeGeneral, mfield, "column %q of %s has type %s: match compares text, varchar or character columns (a change sends other types in a form their text cast does not give, e.g. a boolean as t)", m.Column, w.Schema+"."+w.Name, a.typ)
 			ok = false
 			continue
 		}

@@ -280,10 +280,7 @@ func templatePart(c cdccleaner.Column, param func() int) (string, bind) {
 		}
 		var kept []string
 		for n, p := range paths {
-			for _, s := range c.Spellings(p) {
-				if got, ok := c.Strip(s); !ok || got != p {
-					continue // another candidate's spelling
-				}
+			for _, s := range lookedFor(c, p) {
 				found, complete := c.Template.Reverse(s, MaxAssignments)
 				if !complete {
 					kept = append(kept, p)
@@ -317,21 +314,39 @@ func matchSQL(c cdccleaner.Column) string {
 	return b.String()
 }
 
-// spellings returns the values of column c (with strip_prefix) that give
-// back one of paths, each with the position of its path in paths, from 1:
-// each prefix followed by the path, unless the value gives another path
-// (one prefix begins another).
+// spellings returns the values of column c (with strip_prefix) that keep
+// one of paths (lookedFor), each with the position of its path in paths,
+// from 1.
 func spellings(c cdccleaner.Column, paths []string) (vals []string, idx []int32) {
 	vals, idx = []string{}, []int32{}
 	for n, p := range paths {
-		for _, s := range c.Spellings(p) {
-			if got, ok := c.Strip(s); ok && got == p {
-				vals = append(vals, s)
-				idx = append(idx, int32(n+1))
-			}
+		for _, s := range lookedFor(c, p) {
+			vals = append(vals, s)
+			idx = append(idx, int32(n+1))
 		}
 	}
 	return vals, idx
+}
+
+// lookedFor returns the values of c that keep path p: each prefix of
+// strip_prefix followed by p, unless that value gives another path (one
+// prefix begins another), and p itself. By the contract a value without
+// any prefix is no path of the storage, and is never deleted; but an
+// application that stores URLs now and kept older rows' values as plain
+// paths references the same file both ways, and a reference check that
+// ignored the plain value would delete a file a row still names. Keeping
+// it costs, at worst, a file kept that a row names the old way.
+func lookedFor(c cdccleaner.Column, p string) []string {
+	var out []string
+	for _, s := range c.Spellings(p) {
+		if got, ok := c.Strip(s); ok && got == p {
+			out = append(out, s)
+		}
+	}
+	if len(c.StripPrefix) > 0 && p != "" && !slices.Contains(out, p) {
+		out = append(out, p)
+	}
+	return out
 }
 
 // containing returns, for each value, the jsonb document that holds it at

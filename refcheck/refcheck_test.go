@@ -98,14 +98,14 @@ SELECT ($1::text[])[c.i] FROM unnest($2::int[], $3::text[], $4::text[]) AS c(i, 
 		t.Errorf("args %v, kept %v; want %v, kept [%s]", args, kept, wantArgs, many)
 	}
 
-	// With strip_prefix, the spellings are mapped back.
+	// With strip_prefix, the spellings are mapped back, the bare path too.
 	c.Template, c.Match, c.StripPrefix = mustTemplate(t, "{key}"), nil, []string{"https://cdn/", "/media/"}
 	q, err = buildQuery([]cdccleaner.Column{c})
 	if err != nil {
 		t.Fatal(err)
 	}
 	args, kept = q.binds[0].fill([]string{"k1", "k2"})
-	wantArgs = []any{[]int32{1, 1, 2, 2}, []string{"https://cdn/k1", "/media/k1", "https://cdn/k2", "/media/k2"}}
+	wantArgs = []any{[]int32{1, 1, 1, 2, 2, 2}, []string{"https://cdn/k1", "/media/k1", "k1", "https://cdn/k2", "/media/k2", "k2"}}
 	if !reflect.DeepEqual(args, wantArgs) || kept != nil {
 		t.Errorf("args %v, kept %v; want %v", args, kept, wantArgs)
 	}
@@ -127,7 +127,9 @@ func TestStripPrefixQuery(t *testing.T) {
 		t.Errorf("SQL\n%s\nwant\n%s", q.sql, want)
 	}
 	args, _ := q.binds[0].fill([]string{"a.jpg", "media/a.jpg"})
-	wantArgs := []any{[]string{"https://cdn/a.jpg", "https://cdn/media/a.jpg"}, []int32{1, 2}}
+	// Each candidate's own spellings, and the candidate itself (a row
+	// from before the URLs).
+	wantArgs := []any{[]string{"https://cdn/a.jpg", "a.jpg", "https://cdn/media/a.jpg", "media/a.jpg"}, []int32{1, 1, 2, 2}}
 	if !reflect.DeepEqual(args, wantArgs) {
 		t.Errorf("args %v, want %v", args, wantArgs)
 	}
@@ -142,7 +144,7 @@ func TestStripPrefixQuery(t *testing.T) {
 		t.Errorf("SQL %s", q.sql)
 	}
 	args, _ = q.binds[0].fill([]string{"a.jpg"})
-	wantArgs = []any{[]string{"/media/a.jpg"}, []string{`{"path":"/media/a.jpg"}`}, []int32{1}}
+	wantArgs = []any{[]string{"/media/a.jpg", "a.jpg"}, []string{`{"path":"/media/a.jpg"}`, `{"path":"a.jpg"}`}, []int32{1, 1}}
 	if !reflect.DeepEqual(args, wantArgs) {
 		t.Errorf("args %v, want %v", args, wantArgs)
 	}
