@@ -57,10 +57,18 @@ type Journal interface {
 	// Write stores entries durably, in one statement, before returning
 	// nil. Writing an entry again (a replay after a crash) is harmless.
 	Write(ctx context.Context, entries []JournalEntry) error
-	// Latest returns, for each paths[i] of storage, its newest entry whose
-	// commit LSN is at or before upTo[i] (among equal LSNs, the one
-	// written last). A path the journal knows nothing of is not in the
-	// map.
+	// Latest returns, for each paths[i] of storage, the entry written last
+	// among those whose commit LSN is at or before upTo[i]. A path the
+	// journal knows nothing of is not in the map.
+	//
+	// Written last, not of the highest LSN: what a file is now follows
+	// what was done to it last. A removal replayed after a restart is
+	// journaled again with its transaction's LSN, which can be lower than
+	// that of a restore done before the restart; ordered by LSN, the
+	// restore would hide the removal that came after it, and the file,
+	// back in the trash, would never come back for the next row
+	// referencing it (the fault suite found this). The bound still keeps
+	// a re-reference from undoing a removal committed after it.
 	Latest(ctx context.Context, storage string, paths []string, upTo []LSN) (map[string]JournalEntry, error)
 }
 

@@ -27,17 +27,18 @@ var columns = []string{"storage", "path", "event", "location", "source", "xid", 
 // expects.
 const selectColumns = `j.storage, j.path, j.event, j.location, j.source, j.xid, j.commit_lsn::text, j.commit_time, j.detail, j.at`
 
-// latestSQL finds, for each path and bound, the newest entry of the path
-// in storage $1 at or before the bound: one index scan per path
-// (journal_path_idx, a hash index on path), whose few rows are sorted by
-// LSN, ties broken by id.
+// latestSQL finds, for each path and bound, the entry of the path in
+// storage $1 written last among those whose commit LSN is at or before
+// the bound: one index scan per path (journal_path_idx, a hash index on
+// path), whose few rows are sorted by id (cdccleaner.Journal.Latest says
+// why not by LSN).
 const latestSQL = `SELECT q.ord, ` + selectColumns + `
 	FROM unnest($2::text[], $3::text[]::pg_lsn[]) WITH ORDINALITY AS q(path, up_to, ord)
 	CROSS JOIN LATERAL (
 		SELECT * FROM ` + Table + ` j
 		WHERE j.path = q.path
 			AND j.storage = $1 AND j.commit_lsn <= q.up_to
-		ORDER BY j.commit_lsn DESC, j.id DESC
+		ORDER BY j.id DESC
 		LIMIT 1) j`
 
 // pruneSQL deletes at most $3 entries of storage $1 written before $2.

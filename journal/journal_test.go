@@ -147,9 +147,8 @@ func TestWriteLatest(t *testing.T) {
 		cdccleaner.JournalEntry{Storage: "media", Path: "max.jpg", Event: cdccleaner.JournalDangling, CommitLSN: lsn(t, "FFFFFFFF/FFFFFFFE")},
 	)
 	// Written later at the same LSN as the trashed entry of 0/300: the
-	// answer among equals. And a replay of the whole first entry, which
-	// changes nothing.
-	write(t, j, cdccleaner.JournalEntry{Storage: "media", Path: "a.jpg", Event: cdccleaner.JournalOccupied, CommitLSN: lsn(t, "0/300")}, trashed)
+	// answer among equals.
+	write(t, j, cdccleaner.JournalEntry{Storage: "media", Path: "a.jpg", Event: cdccleaner.JournalOccupied, CommitLSN: lsn(t, "0/300")})
 
 	type answer struct {
 		event string
@@ -234,6 +233,21 @@ func TestWriteLatest(t *testing.T) {
 			t.Errorf("entry of %q: %+v", nul, n)
 		}
 	})
+
+	// A removal replayed after a restart is journaled again with its own,
+	// lower LSN, after a restore of a later LSN: it is what was done to the
+	// file last, so it is the answer for every bound it is under; a
+	// bound below it still sees only what came before.
+	write(t, j, trashed)
+	for bound, want := range map[string]string{"0/100": "trashed", "0/2FF": "trashed", "1/0": "trashed", "0/FF": ""} {
+		got, err := j.Latest(t.Context(), "media", []string{"a.jpg"}, []cdccleaner.LSN{lsn(t, bound)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := got["a.jpg"]; e.Event != want {
+			t.Errorf("after a replayed removal, bound %s: %q, want %q", bound, e.Event, want)
+		}
+	}
 }
 
 // TestWriteRefuses: an unknown event is refused before anything is

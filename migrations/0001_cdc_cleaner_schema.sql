@@ -57,11 +57,12 @@ CREATE TABLE IF NOT EXISTS cdc_cleaner.slots (
 -- It is pruned with the trash: run deletes entries older than twice the
 -- storage's trash_retention.
 --
--- Append-only and written on the hot path, in one COPY per batch: so no
--- primary key. id (an identity, never reused) only orders entries of equal
--- commit LSN; a unique index on it would be one more index to update on
--- every write and would serve no query. An entry written twice (a
--- transaction replayed after a crash) is harmless: readers take the newest.
+-- Append-only and written on the hot path, in one statement per batch: so
+-- no primary key. id (an identity, never reused) orders a path's entries as
+-- they were written, which is what run reads back (the last one written at
+-- or before a commit LSN: a removal replayed after a crash comes after the
+-- restore it follows, whatever their LSNs); a unique index on it would be
+-- one more index to update on every write and would serve no query.
 CREATE TABLE IF NOT EXISTS cdc_cleaner.journal (
     id          bigint      GENERATED ALWAYS AS IDENTITY,
     storage     text        NOT NULL,              -- storage name from the configuration

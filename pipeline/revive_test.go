@@ -131,13 +131,11 @@ func (j *memJournal) Latest(ctx context.Context, storage string, paths []string,
 	defer j.mu.Unlock()
 	out := map[string]cdccleaner.JournalEntry{}
 	for i, p := range paths {
-		for _, e := range j.entries { // in write order: the last wins ties
+		for _, e := range j.entries { // in write order: the last wins
 			if e.Storage != storage || e.Path != p || e.CommitLSN > upTo[i] {
 				continue
 			}
-			if cur, ok := out[p]; !ok || e.CommitLSN >= cur.CommitLSN {
-				out[p] = e
-			}
+			out[p] = e
 		}
 	}
 	return out, nil
@@ -692,5 +690,30 @@ func TestReviveLosingARestoreRaceIsNotDangling(t *testing.T) {
 	}
 	if got := w.journal.events("a.jpg"); !slices.Equal(got, []string{"trashed", "occupied"}) {
 		t.Fatalf("journal = %q, want [trashed occupied]", got)
+	}
+}
+
+// TestReplayedRemovalAfterARestoreComesBackAgain: the fault suite's case.
+// A file is trashed (LSN 100), restored for a row referencing it again
+// (150); the cleaner restarts and replays the removal of 100 while that
+// row is deleted for a moment, so the file is trashed again, journaled at
+// LSN 100, after the restore of 150. The row comes back (200): the file
+// must come back too. Ordered by LSN, the journal answered "restored" and
+// the file stayed in the trash.
+func TestReplayedRemovalAfterARestoreComesBackAgain(t *testing.T) {
+	w := newReviveWorld(t, newMemStorage(true, "a.jpg"))
+	w.settle(t, removal(100, "a.jpg"))
+	w.revive(t, reference(150, "a.jpg"))
+	if !w.storage.has("a.jpg") {
+		t.Fatal("not restored the first time")
+	}
+	w.refs.unreference("a.jpg") // the row deleted, for a moment
+	w.settle(t, removal(100, "a.jpg"))
+	if w.storage.has("a.jpg") {
+		t.Fatal("the replayed removal did not trash the file")
+	}
+	w.revive(t, reference(200, "a.jpg"))
+	if !w.storage.has("a.jpg") {
+		t.Errorf("the file did not come back after a replayed removal; journal %q", w.journal.events("a.jpg"))
 	}
 }
