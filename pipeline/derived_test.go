@@ -246,3 +246,41 @@ func TestDerivedPrefixRestoresOnlyWhatWentWithIt(t *testing.T) {
 		t.Error("a file removed on its own came back with the prefix")
 	}
 }
+
+// TestOrderOfDerivedPrefixes: a derived prefix holds every path below it.
+// A re-reference of a file below a prefix being removed waits for that
+// removal, a removal of a prefix waits for re-references below it sent
+// before, and a re-reference of a prefix (its files coming back) waits
+// for removals of files below it; other paths wait for nothing.
+func TestOrderOfDerivedPrefixes(t *testing.T) {
+	o := newOrder()
+	enter := func(b *batch) *batch {
+		b.left = make(chan struct{})
+		o.enter(b)
+		return b
+	}
+	refBelow := enter(reference(90, variants+"old"))
+	prefixGone := enter(derivedRemoval(100, blob, variants))
+	below := enter(reference(110, variants+"v1"))
+	elsewhere := enter(reference(120, "va/ri/variants/other/v1"))
+	fileRemoval := enter(removal(130, variants+"v2"))
+	prefixBack := enter(derivedReference(140, blob, variants))
+	if len(refBelow.after) != 0 || len(elsewhere.after) != 0 {
+		t.Errorf("unrelated batches wait: %d, %d", len(refBelow.after), len(elsewhere.after))
+	}
+	if !set(prefixGone.after)[refBelow] {
+		t.Error("removing a prefix does not wait for a re-reference below it sent before")
+	}
+	if !set(below.after)[prefixGone] {
+		t.Error("a re-reference below a prefix does not wait for the prefix's removal")
+	}
+	if !set(prefixBack.after)[fileRemoval] || !set(prefixBack.after)[prefixGone] {
+		t.Error("a prefix coming back does not wait for removals of it and below it")
+	}
+	for _, b := range []*batch{refBelow, prefixGone, below, elsewhere, fileRemoval, prefixBack} {
+		o.leave(b)
+	}
+	if len(o.removals)+len(o.refs) != 0 || o.prefixes != 0 {
+		t.Errorf("left behind: %d removals, %d refs, %d prefixes", len(o.removals), len(o.refs), o.prefixes)
+	}
+}

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"sync"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
@@ -23,6 +25,11 @@ import (
 // of one path need no order (the second finds the file absent), nor do two
 // re-references.
 //
+// A derived prefix ("va/ri/variants/k/", removed or brought back with the
+// path it derives from) holds every path below it: a removal of the
+// prefix and a re-reference of a file below it (or the other way round)
+// are ordered as two batches of one path are.
+//
 // A batch only ever waits for batches sent before it, which workers took
 // from the queue before it: the oldest running batch waits for nothing,
 // so there is no deadlock.
@@ -30,6 +37,7 @@ type order struct {
 	mu       sync.Mutex
 	removals map[cdccleaner.Ref]holders // paths of removal batches in flight
 	refs     map[cdccleaner.Ref]holders // paths of re-reference batches in flight
+	prefixes int                        // derived prefixes among them
 }
 
 // holders are the batches in flight that hold one path, oldest first.
@@ -54,16 +62,22 @@ func (o *order) enter(b *batch) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var deps map[*batch]bool
+	depend := func(h holders) {
+		if deps == nil {
+			deps = map[*batch]bool{}
+		}
+		deps[h.first] = true
+		for _, d := range h.more {
+			deps[d] = true
+		}
+	}
 	for _, c := range b.items() {
 		if len(theirs) > 0 {
 			if h, ok := theirs[c.Ref]; ok {
-				if deps == nil {
-					deps = map[*batch]bool{}
-				}
-				deps[h.first] = true
-				for _, d := range h.more {
-					deps[d] = true
-				}
+				depend(h)
+			}
+			if o.prefixes > 0 || c.IsPrefix() {
+				o.overlapping(theirs, c, depend)
 			}
 		}
 		h, ok := mine[c.Ref]
@@ -71,16 +85,43 @@ func (o *order) enter(b *batch) {
 		case !ok:
 			mine[c.Ref] = holders{first: b}
 		case h.first == b || len(h.more) > 0 && h.more[len(h.more)-1] == b:
-			// A path twice in one batch.
+			continue // a path twice in one batch
 		default:
 			h.more = append(h.more, b)
 			mine[c.Ref] = h
+		}
+		if isPrefix(c.Ref) {
+			o.prefixes++
 		}
 	}
 	for d := range deps {
 		b.after = append(b.after, d)
 	}
 }
+
+// overlapping calls depend with the holders in theirs of every prefix
+// above c's path, and, when c is a prefix, of every path below it.
+func (o *order) overlapping(theirs map[cdccleaner.Ref]holders, c cdccleaner.Candidate, depend func(holders)) {
+	for i := 0; i < len(c.Path)-1; i++ {
+		if c.Path[i] == '/' {
+			if h, ok := theirs[cdccleaner.Ref{Storage: c.Storage, Path: c.Path[:i+1]}]; ok {
+				depend(h)
+			}
+		}
+	}
+	if !c.IsPrefix() {
+		return
+	}
+	for r, h := range theirs {
+		if r.Storage == c.Storage && r != c.Ref && strings.HasPrefix(r.Path, c.Path) {
+			depend(h)
+		}
+	}
+}
+
+// isPrefix reports whether r names a derived prefix: no path of a file
+// ends in "/".
+func isPrefix(r cdccleaner.Ref) bool { return strings.HasSuffix(r.Path, "/") }
 
 // wait returns once every batch b must wait for has left, or with ctx's
 // error.
@@ -109,6 +150,9 @@ func (o *order) leave(b *batch) {
 		h, ok := mine[c.Ref]
 		if !ok {
 			continue
+		}
+		if isPrefix(c.Ref) && (h.first == b || slices.Contains(h.more, b)) {
+			o.prefixes--
 		}
 		switch {
 		case h.first == b && len(h.more) == 0:
