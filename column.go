@@ -3,6 +3,7 @@ package cdccleaner
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 )
 
@@ -133,7 +134,7 @@ func (c Column) Reads() []string {
 		out = []string{c.Name}
 	}
 	for _, m := range c.Match {
-		if !contains(out, m.Column) {
+		if !slices.Contains(out, m.Column) {
 			out = append(out, m.Column)
 		}
 	}

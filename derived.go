@@ -1,6 +1,9 @@
 package cdccleaner
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // DerivedParents returns the paths of c that path may derive from through
 // one of c.Derived (a derived file, or a file below a derived prefix), for
@@ -40,7 +43,7 @@ func (c Column) DerivedParents(path string) (parents []string, known bool) {
 					known = false
 					continue
 				}
-				if parent != "" && !contains(parents, parent) {
+				if parent != "" && !slices.Contains(parents, parent) {
 					parents = append(parents, parent)
 				}
 			}

@@ -3,6 +3,7 @@ package cdccleaner
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -211,20 +212,11 @@ func parseSlice(s string) (from, to int, err error) {
 func (t Template) Columns() []string {
 	var out []string
 	for _, p := range t.Parts {
-		if p.Column != "" && !contains(out, p.Column) {
+		if p.Column != "" && !slices.Contains(out, p.Column) {
 			out = append(out, p.Column)
 		}
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // String returns the template in its canonical spelling.

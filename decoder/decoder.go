@@ -835,6 +835,19 @@ type rowValue struct {
 	unsent bool
 }
 
+// text is v's text (without character(n)'s padding when padded); ok is
+// false for a NULL or a value not sent.
+func (v rowValue) text(padded bool) (string, bool) {
+	if v.null || v.unsent {
+		return "", false
+	}
+	s := string(v.data)
+	if padded {
+		s = strings.TrimRight(s, " ")
+	}
+	return s, true
+}
+
 // tupleValues reads the columns of tup; an unchanged TOASTed value is
 // taken from old when old carries it. nullUnsent says that a NULL of tup
 // stands for a value that was not sent.
@@ -874,17 +887,8 @@ func (c column) paths(value func(i int) rowValue, ev *Event) ([]string, valuesSt
 	var unsent bool
 	text := func(in input) (string, bool) {
 		v := value(in.index)
-		if v.unsent {
-			unsent = true
-		}
-		if v.null || v.unsent {
-			return "", false
-		}
-		s := string(v.data)
-		if in.padded {
-			s = strings.TrimRight(s, " ")
-		}
-		return s, true
+		unsent = unsent || v.unsent
+		return v.text(in.padded)
 	}
 	for _, m := range c.match {
 		v, ok := text(m.input)
@@ -978,15 +982,7 @@ func (d *Decoder) withDerived(buf []cdccleaner.Candidate, c column, value func(i
 			if !ok {
 				return "", false
 			}
-			v := value(in.index)
-			if v.null || v.unsent {
-				return "", false
-			}
-			s := string(v.data)
-			if in.padded {
-				s = strings.TrimRight(s, " ")
-			}
-			return s, true
+			return value(in.index).text(in.padded)
 		})
 		if ok && dp != p {
 			dc := d.candidate(c, dp)
@@ -1010,19 +1006,10 @@ func (d *Decoder) missed(r *relation, c column, op string) Missed {
 func vanished(old, new []string) []string {
 	var out []string
 	for i, p := range old {
-		if contains(new, p) || contains(old[:i], p) {
+		if slices.Contains(new, p) || slices.Contains(old[:i], p) {
 			continue
 		}
 		out = append(out, p)
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
