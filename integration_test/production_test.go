@@ -67,6 +67,20 @@ protect:
 	e.exec(`INSERT INTO gallery_photo (id, image) VALUES (1, 'm/1.jpg'), (2, 'm/2.jpg'), (3, 'm/missing.jpg'), (4, 'm/shared.jpg'), (5, '../evil.jpg'), (6, 'm/kept-by-update.jpg')`)
 	p := e.start()
 	addr := p.httpAddr(t)
+	// Before any event, every labelled counter is there at 0.
+	code, body := get(t, "http://"+addr+"/metrics")
+	for _, series := range []string{
+		`cdc_cleaner_changes_total{op="insert",table="public.gallery_photo"}`,
+		`cdc_cleaner_truncates_total{table="public.gallery_photo"}`,
+		`cdc_cleaner_deleted_total{storage="media"}`,
+		`cdc_cleaner_failed_total{reason="permission_denied",storage="media"}`,
+		`cdc_cleaner_failed_total{reason="dangling_purged",storage="media"}`,
+		`cdc_cleaner_failed_total{reason="old_values_missing",storage="media"}`,
+	} {
+		if got := metricValue(body, series); got != 0 {
+			t.Errorf("before any event, %s = %v, want 0", series, got)
+		}
+	}
 	e.exec(`DELETE FROM gallery_photo WHERE id IN (1, 2, 3, 4, 5)`) // 5 deletes, 5 candidates
 	e.exec(`UPDATE gallery_photo SET title = 'x' WHERE id = 6`)     // 1 update, no candidate
 	e.settle()
@@ -77,7 +91,7 @@ protect:
 	if code, body := get(t, "http://"+addr+"/readyz"); code != 200 {
 		t.Errorf("/readyz = %d %s", code, body)
 	}
-	code, body := get(t, "http://"+addr+"/metrics")
+	code, body = get(t, "http://"+addr+"/metrics")
 	if code != 200 {
 		t.Fatalf("/metrics = %d", code)
 	}

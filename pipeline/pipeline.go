@@ -170,14 +170,7 @@ func New(cfg Config) (*Pipeline, error) {
 			}
 		}
 	}
-	for name := range cfg.Storages {
-		cfg.Metrics.MessagesIgnored.WithLabelValues(name) // from 0, for rate()
-		cfg.Metrics.AbsentRatio.WithLabelValues(name)     // 0 until deletions settle
-		cfg.Metrics.Restored.WithLabelValues(name)
-		cfg.Metrics.Dangling.WithLabelValues(name)
-		cfg.Metrics.NewReferences.WithLabelValues(name)
-		cfg.Metrics.Unprefixed.WithLabelValues(name)
-	}
+	fromZero(cfg.Metrics, cfg.Storages, cfg.Columns)
 	cfg.Stream.Confirm = !cfg.DryRun
 	p := &Pipeline{
 		cfg:         cfg,
@@ -345,6 +338,50 @@ func (p *Pipeline) newDecoder() *decoder.Decoder {
 	types := maps.Clone(p.types)
 	p.typesMu.Unlock()
 	return decoder.New(p.cfg.Columns, decoder.Messages(storages), decoder.Types(types))
+}
+
+// FailureReasons are the reasons a failure can be recorded and counted
+// under (cdc_cleaner_failed_total{reason}).
+func FailureReasons() []string {
+	return slices.Concat(cdccleaner.Reasons(), cdccleaner.DanglingReasons(),
+		[]string{decoder.ReasonBadMessage, decoder.ReasonOldValuesMissing, decoder.ReasonTruncated})
+}
+
+// changeOps are the operations cdc_cleaner_changes_total counts.
+var changeOps = []string{"insert", "update", "delete"}
+
+// fromZero creates every labelled series the pipeline can count, at 0, for
+// each configured storage (and each failure reason) and each watched
+// table (and each operation), so that rate() and alerts on absent series
+// work before the first event (DESIGN.md, Observability).
+func fromZero(m *metrics.Metrics, storages map[string]cdccleaner.Storage, columns []cdccleaner.Column) {
+	for name := range storages {
+		m.Candidates.WithLabelValues(name)
+		m.Deleted.WithLabelValues(name)
+		m.Absent.WithLabelValues(name)
+		m.KeptReferenced.WithLabelValues(name)
+		for _, r := range FailureReasons() {
+			m.Failed.WithLabelValues(name, r)
+		}
+		m.MessagesIgnored.WithLabelValues(name)
+		m.AbsentRatio.WithLabelValues(name) // 0 until deletions settle
+		m.Restored.WithLabelValues(name)
+		m.Dangling.WithLabelValues(name)
+		m.NewReferences.WithLabelValues(name)
+		m.Unprefixed.WithLabelValues(name)
+	}
+	m.MessagesIgnored.WithLabelValues("") // a message naming no configured storage
+	for _, c := range columns {
+		if c.Protect {
+			continue
+		}
+		table := c.Schema + "." + c.Table
+		for _, op := range changeOps {
+			m.Changes.WithLabelValues(table, op)
+		}
+		m.Truncates.WithLabelValues(table)
+		m.OldValuesMissing.WithLabelValues(table)
+	}
 }
 
 // batch is up to BatchSize candidates of one storage, or as many new
