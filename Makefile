@@ -1,12 +1,13 @@
-# cdc-cleaner: the commands a newcomer needs.
+# cdc-cleaner: the commands a newcomer needs. Each first installs what it
+# needs and the machine lacks (scripts/install-deps, with apt-get).
 #   make quickstart   run the cleaner end to end on a throwaway PostgreSQL and a temp folder
-#   make test         vet and run every test (unit and integration; needs PostgreSQL server binaries)
+#   make test         vet and run every test (unit and integration)
 #   make bench        the performance report (README: Performance)
 #   make soak         the fault suite for 25 minutes (README: Reliability)
 
 GO ?= go
 
-.PHONY: all build test quickstart fuzz vet compose-check bench soak
+.PHONY: all build test deps quickstart fuzz vet compose-check bench soak
 
 all: build
 
@@ -14,14 +15,20 @@ build:
 	$(GO) build -o bin/cdc-cleaner ./cmd/cdc-cleaner
 
 quickstart:
+	@scripts/install-deps postgres
 	$(GO) run ./examples/quickstart
 
 vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || (echo "gofmt would change:"; gofmt -l .; exit 1)
 
-test: vet compose-check
+test: deps vet compose-check
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+# What the tests need and the machine lacks: PostgreSQL's server binaries,
+# Debian's Django and Rails, docker-compose.
+deps:
+	@scripts/install-deps test
 
 # Validates docker-compose.yml without a Docker engine. In CI a missing
 # docker-compose is a failure; elsewhere it is skipped with a note.
