@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	cdccleaner "github.com/cdc-cleaner/cdc-cleaner"
 )
@@ -82,7 +83,11 @@ func (s *settlement) splitPrefixes(paths []string) (files, prefixes []string) {
 // transiently or the listing failed (the prefix is tried again; what was
 // removed is then absent). A file that fails for good is recorded in
 // s.failures. Only the end of ctx returns an error.
-func (p *Pipeline) removePrefix(ctx context.Context, s *settlement, st cdccleaner.Storage, prefix string) (cdccleaner.Result, error) {
+//
+// A file refused for permission is tried again until it has been refused
+// for PermissionPatience (deniedSince holds when each path was first
+// refused), and then fails for good, as a path of a batch does.
+func (p *Pipeline) removePrefix(ctx context.Context, s *settlement, st cdccleaner.Storage, prefix string, deniedSince map[string]time.Time) (cdccleaner.Result, error) {
 	result := cdccleaner.Result{Path: prefix, Outcome: cdccleaner.Absent}
 	lister, ok := st.(cdccleaner.PrefixLister)
 	if !ok {
@@ -128,6 +133,20 @@ func (p *Pipeline) removePrefix(ctx context.Context, s *settlement, st cdccleane
 				fc := c
 				fc.Path = r.Path
 				s.failures = append(s.failures, failure(fc, r.Err))
+			case cdccleaner.IsPermission(r.Err):
+				since, ok := deniedSince[r.Path]
+				if !ok {
+					deniedSince[r.Path] = time.Now()
+				} else if waited := time.Since(since); waited >= p.cfg.PermissionPatience {
+					fc := c
+					fc.Path = r.Path
+					s.failures = append(s.failures, failure(fc, cdccleaner.Permanent(cdccleaner.ReasonPermissionDenied,
+						fmt.Errorf("permission denied for %s: %w", waited.Round(time.Second), r.Err))))
+					continue
+				}
+				if transient == nil {
+					transient = r.Err
+				}
 			default:
 				if transient == nil {
 					transient = r.Err

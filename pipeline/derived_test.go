@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -282,5 +283,27 @@ func TestOrderOfDerivedPrefixes(t *testing.T) {
 	}
 	if len(o.removals)+len(o.refs) != 0 || o.prefixes != 0 {
 		t.Errorf("left behind: %d removals, %d refs, %d prefixes", len(o.removals), len(o.refs), o.prefixes)
+	}
+}
+
+// TestDerivedPrefixPermissionDenied: a file below a derived prefix that
+// the storage keeps refusing for permission fails for good after
+// PermissionPatience, as a path of a batch does, recorded under its own
+// path (before, the whole prefix was recorded, naming no file).
+func TestDerivedPrefixPermissionDenied(t *testing.T) {
+	st := newMemStorage(true, blobFiles()...)
+	st.denied = map[string]bool{variants + "v2": true}
+	w := newReviveWorld(t, st)
+	w.p.cfg.PermissionPatience = 20 * time.Millisecond
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := w.p.settle(ctx, derivedRemoval(100, blob, variants)); err != nil {
+		t.Fatalf("settle: %v (a refused file below the prefix held it)", err)
+	}
+	if len(w.rec.recorded) != 1 || w.rec.recorded[0].Path != variants+"v2" || w.rec.recorded[0].Reason != cdccleaner.ReasonPermissionDenied {
+		t.Errorf("recorded %+v; want %s failed with %s", w.rec.recorded, variants+"v2", cdccleaner.ReasonPermissionDenied)
+	}
+	if st.has(variants+"v1") || st.has(blob) {
+		t.Error("the files that could be removed were not")
 	}
 }

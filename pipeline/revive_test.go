@@ -26,8 +26,9 @@ type memStorage struct {
 	mu      sync.Mutex
 	files   map[string]string // path -> content
 	trashed map[string]string
-	restErr error    // returned by Restore while set
-	pruned  []string // ListPrefix and PruneDirs calls (derived_test.go)
+	restErr error           // returned by Restore while set
+	pruned  []string        // ListPrefix and PruneDirs calls (derived_test.go)
+	denied  map[string]bool // paths Delete refuses for permission
 }
 
 var (
@@ -52,6 +53,8 @@ func (m *memStorage) Delete(ctx context.Context, paths []string) []cdccleaner.Re
 		out[i].Path = p
 		content, ok := m.files[p]
 		switch {
+		case m.denied[p]:
+			out[i].Outcome, out[i].Err = cdccleaner.Failed, &fs.PathError{Op: "unlinkat", Path: p, Err: fs.ErrPermission}
 		case !ok && m.trash && m.trashed[p] != "":
 			out[i].Outcome, out[i].Trash = cdccleaner.Absent, ".trash/"+p
 		case !ok:

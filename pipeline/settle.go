@@ -55,7 +55,7 @@ func (p *Pipeline) settle(ctx context.Context, b *batch) error {
 			results = storage.Delete(ctx, files)
 		}
 		for _, prefix := range prefixes {
-			r, err := p.removePrefix(ctx, s, storage, prefix)
+			r, err := p.removePrefix(ctx, s, storage, prefix, deniedSince)
 			if err != nil {
 				return err
 			}
