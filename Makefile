@@ -24,6 +24,7 @@ vet:
 
 test: deps vet compose-check
 	$(GO) test -race -count=1 -timeout 30m ./...
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 # What the tests need and the machine lacks: PostgreSQL's server binaries,
 # Debian's Django and Rails, docker-compose.
