@@ -128,4 +128,6 @@ Product.objects.filter(name="lamp").delete()`)
 }
 
 // pyStr writes s as a Python string literal.
-func pyStr(s string) string { return "'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", `\'`) + "'" }
+func pyStr(s string) string {
+	return "'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", `\'`) + "'"
+}
