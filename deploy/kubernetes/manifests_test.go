@@ -168,6 +168,21 @@ func TestManifests(t *testing.T) {
 		if c.Args[0] != "run" {
 			continue
 		}
+		// Every local storage's root is on a volume of the container.
+		for name, st := range cfg.Storages {
+			if st.Type != "local" {
+				continue
+			}
+			mounted := false
+			for _, vm := range c.VolumeMounts {
+				if st.Root == vm.MountPath || strings.HasPrefix(st.Root, vm.MountPath+"/") {
+					mounted = !vm.ReadOnly
+				}
+			}
+			if !mounted {
+				t.Errorf("%s: storage %s's root %s is on no writable volume of the container", cl.where, name, st.Root)
+			}
+		}
 		// The port http.listen names, and the probes on it.
 		_, port, _ := strings.Cut(cfg.HTTP.Listen, ":")
 		var named string
