@@ -75,9 +75,34 @@ class Product(models.Model):
     manual = models.FileField(upload_to="manuals/", default="defaults/manual.pdf")
 
 
+class DigitalProduct(Product):
+    download = models.FileField(upload_to="downloads/", blank=True)
+
+
 class Tag(models.Model):
     label = models.CharField(max_length=50)
 `)
+	// What django-storages' S3Boto3Storage offers the script (the package
+	// is not in Debian): a second settings module makes it the default.
+	for p, body := range map[string]string{
+		"storages/__init__.py":          "",
+		"storages/backends/__init__.py": "",
+		"storages/backends/s3boto3.py": `from django.conf import settings
+from django.core.files.storage import Storage
+
+
+class S3Boto3Storage(Storage):
+    def __init__(self):
+        self.bucket_name = settings.AWS_STORAGE_BUCKET_NAME
+        self.location = getattr(settings, "AWS_LOCATION", "")
+`,
+		"mysite/settings_s3.py": "from mysite.settings import *  # noqa\nDEFAULT_FILE_STORAGE = 'storages.backends.s3boto3.S3Boto3Storage'\nAWS_STORAGE_BUCKET_NAME = 'shop-uploads'\nAWS_LOCATION = 'media'\n",
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, "mysite", p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, "mysite", p), body)
+	}
 	run("/usr/bin/python3", "manage.py", "makemigrations", "shop")
 	run("/usr/bin/python3", "manage.py", "migrate", "--no-input")
 
@@ -91,6 +116,19 @@ class Tag(models.Model):
 	}
 	if strings.Contains(out, "shop_tag") {
 		t.Error("a model without files has a watch entry")
+	}
+	// An inherited field is in its parent's table, not the child's.
+	if !strings.Contains(out, "  - table: public.shop_digitalproduct\n    columns: [download]\n") {
+		t.Errorf("the child model's entry is not its own field alone:\n%s", out)
+	}
+	// With S3 as the default storage (a lazy wrapper around it).
+	env = append(env, "DJANGO_SETTINGS_MODULE=mysite.settings_s3")
+	s3out := run("/usr/bin/python3", script)
+	env = env[:len(env)-1]
+	for _, want := range []string{"  s3:\n    type: s3\n    bucket: 'shop-uploads'\n    prefix: 'media/'", "    columns: [photo, manual]\n    storage: s3"} {
+		if !strings.Contains(s3out, want) {
+			t.Errorf("with S3 the script's output lacks %q:\n%s", want, s3out)
+		}
 	}
 	// The configuration: the connection, then what the script printed.
 	cfg, err := os.ReadFile(e.cfgPath)

@@ -36,6 +36,12 @@ def main():
 
     def storage_of(field):
         st = field.storage
+        # default_storage (DEFAULT_FILE_STORAGE) is a lazy wrapper: look at
+        # the storage it wraps.
+        if hasattr(st, "_wrapped") and hasattr(st, "_setup"):
+            if st._wrapped is None or type(st._wrapped).__name__ == "object":
+                st._setup()
+            st = st._wrapped
         cls = type(st).__module__ + "." + type(st).__name__
         if isinstance(st, FileSystemStorage):
             root = os.path.abspath(str(st.location))
@@ -43,7 +49,12 @@ def main():
             lines = ["type: local", "root: " + quote(root)]
         elif cls.endswith("S3Boto3Storage") or cls.endswith("S3Storage"):
             bucket = getattr(st, "bucket_name", None) or getattr(settings, "AWS_STORAGE_BUCKET_NAME", "")
-            location = (getattr(st, "location", None) or getattr(settings, "AWS_LOCATION", "") or "").strip("/")
+            # The storage's own location (it defaults to AWS_LOCATION; an
+            # empty one is the bucket's root).
+            location = getattr(st, "location", None)
+            if location is None:
+                location = getattr(settings, "AWS_LOCATION", "")
+            location = (location or "").strip("/")
             name = "s3" if not storages.get("s3") else "s3_" + str(len(storages))
             lines = ["type: s3", "bucket: " + quote(bucket)]
             if location:
@@ -66,7 +77,9 @@ def main():
     for model in apps.get_models():
         if model._meta.proxy or not model._meta.managed:
             continue
-        for field in model._meta.concrete_fields:
+        # Fields of this model's own table: an inherited field (multi-table
+        # inheritance) is in its parent's table, listed with the parent.
+        for field in model._meta.local_concrete_fields:
             if not isinstance(field, models.FileField):
                 continue
             st = storage_of(field)
@@ -75,6 +88,8 @@ def main():
             if isinstance(field.default, str) and field.default:
                 storages[st][1].append(field.default)
             table = model._meta.db_table
+            if '"' in table or "." in table:
+                sys.stderr.write("django-watch: %s.%s: table %s names a schema; written as public.%s, check it\n" % (model.__name__, field.name, table, table))
             key = (table, st)
             if key not in tables:
                 tables[key] = []

@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"bytes"
 	"encoding/json"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -115,6 +116,23 @@ func TestManifests(t *testing.T) {
 	}
 	if d := m.deployments["cdc-cleaner"]; d == nil || d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
 		t.Error("the cleaner's own Deployment does not run two replicas (one streams, one stands by)")
+	} else if d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+		// Only the streaming replica is ready: a rolling update waits for
+		// a new pod's readiness for ever while an old one holds the slot.
+		t.Error("the cleaner's own Deployment must be replaced with strategy Recreate")
+	}
+	// A pod-level user would force the application's container too.
+	if app := m.deployments["app"]; app != nil && app.Spec.Template.Spec.SecurityContext != nil && app.Spec.Template.Spec.SecurityContext.RunAsUser != nil {
+		t.Error("the sidecar's pod sets runAsUser for the application's container too")
+	}
+	if j := m.jobs["cdc-cleaner-setup"]; j == nil || !slices.Contains(j.Spec.Template.Spec.Containers[0].Args, "--role") {
+		t.Error("the setup Job does not create run's role (setup --role)")
+	} else if s := m.secrets["cdc-cleaner"]; s != nil {
+		args := j.Spec.Template.Spec.Containers[0].Args
+		role := args[slices.Index(args, "--role")+1]
+		if u, err := url.Parse(s.StringData["CDC_CLEANER_POSTGRES_URL"]); err != nil || u.User.Username() != role {
+			t.Errorf("the setup Job creates role %s, but run connects as %v", role, u.User)
+		}
 	}
 	for _, cl := range cleaners {
 		c := cl.c
@@ -158,8 +176,8 @@ func TestManifests(t *testing.T) {
 		}
 		// Security and resources.
 		sc, psc := c.SecurityContext, cl.pod.SecurityContext
-		if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
-			psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot {
+		nonRoot := sc != nil && sc.RunAsNonRoot != nil && *sc.RunAsNonRoot || psc != nil && psc.RunAsNonRoot != nil && *psc.RunAsNonRoot
+		if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation || !nonRoot {
 			t.Errorf("%s: not a non-root container on a read-only root file system without privilege escalation", cl.where)
 		}
 		if mem := c.Resources.Requests.Memory(); mem.Value() < 48<<20 || c.Resources.Limits.Memory().Value() < mem.Value() {
