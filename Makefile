@@ -49,10 +49,11 @@ compose-check:
 # second pair with other settings and compare the two medians.
 BENCH_N ?= 100000
 BENCH_PAIRS ?= 5
+BENCH_BIG_PAIRS ?= 3
 BENCH_ARGS ?=
 bench:
 	$(GO) test -count=1 -timeout 90m -run '^TestPerformance$$' -v ./integration_test/ \
-		-args -perf.n=$(BENCH_N) -perf.pairs=$(BENCH_PAIRS) -perf.report=$(CURDIR)/bench-report.md $(BENCH_ARGS)
+		-args -perf.n=$(BENCH_N) -perf.pairs=$(BENCH_PAIRS) -perf.bigpairs=$(BENCH_BIG_PAIRS) -perf.report=$(CURDIR)/bench-report.md $(BENCH_ARGS)
 	@echo "report written to bench-report.md"
 
 # The fault suite (integration_test/soak_test.go) at length: a randomized

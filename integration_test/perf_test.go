@@ -1,11 +1,13 @@
 package integration_test
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -32,15 +34,17 @@ import (
 // keep it working and checks only correctness; `make bench` runs it at full
 // size and prints the table. Times are reported, never asserted.
 var (
-	perfN       = flag.Int("perf.n", 10_000, "rows and files of the drain benchmark (make bench: 100000)")
-	perfBig     = flag.Int("perf.big", 0, "rows of the single-transaction DELETE whose peak memory is measured (default 10 × perf.n)")
-	perfRate    = flag.Int("perf.rate", 500, "single-row transactions per second of the latency benchmark")
-	perfLatTx   = flag.Int("perf.latency-tx", 0, "transactions of the latency benchmark (default perf.n / 10, at least 1,000)")
-	perfReport  = flag.String("perf.report", "", "also write the report (Markdown) to `FILE`")
-	perfPairs   = flag.Int("perf.pairs", 1, "alternating pg_recvlogical and cleaner drains of the same backlog; the report gives the median ratio (make bench: 5)")
-	perfB       = flag.String("perf.b", "", "environment settings (`KEY=VALUE ...`, e.g. CDC_CLEANER_STORAGES_MEDIA_TRASH=false) of the cleaner in every second drain pair; the report gives the two medians apart")
-	perfTrash   = flag.Bool("perf.trash", true, "trash on in the cleaner's storage (the default); false measures deleting at once")
-	perfProfile = flag.String("perf.cpuprofile", "", "write CPU profiles of the cleaner (drain.pprof, big.pprof, latency.pprof) to `DIR`")
+	perfN        = flag.Int("perf.n", 10_000, "rows and files of the drain benchmark (make bench: 100000)")
+	perfBig      = flag.Int("perf.big", 0, "rows of the single-transaction DELETE whose peak memory is measured (default 10 × perf.n)")
+	perfBigPairs = flag.Int("perf.bigpairs", 1, "alternating pg_recvlogical and cleaner drains of the perf.big-row DELETE (make bench: 3)")
+	perfRate     = flag.Int("perf.rate", 500, "single-row transactions per second of the latency benchmark")
+	perfLatTx    = flag.Int("perf.latency-tx", 0, "transactions of the latency benchmark (default perf.n / 10, at least 1,000)")
+	perfReport   = flag.String("perf.report", "", "also write the report (Markdown) to `FILE`")
+	perfPairs    = flag.Int("perf.pairs", 1, "alternating pg_recvlogical and cleaner drains of the same backlog; the report gives the median ratio (make bench: 5)")
+	perfB        = flag.String("perf.b", "", "environment settings (`KEY=VALUE ...`, e.g. CDC_CLEANER_STORAGES_MEDIA_TRASH=false) of the cleaner in every second drain pair; the report gives the two medians apart")
+	perfTrash    = flag.Bool("perf.trash", true, "trash on in the cleaner's storage (the default); false measures deleting at once")
+	perfProfile  = flag.String("perf.cpuprofile", "", "write CPU profiles of the cleaner (drainN.pprof, bigtxN.pprof, bigN.pprof, latency.pprof) to `DIR`")
+	perfRecord   = flag.String("perf.record", "", "record every cleaner drain run system-wide with Linux perf (perf record -a -g: the walsender, the backends and the kernel too) into `DIR`/NAME.perf.data")
 )
 
 // TestPerformance measures the cleaner against the limits the issue sets
@@ -61,8 +65,12 @@ func TestPerformance(t *testing.T) {
 		latTx = max(n/10, 1000)
 	}
 	r := &report{n: n, goVersion: runtime.Version(), cpu: cpuModel(), pgVersion: fmt.Sprintf("%d.%d", cluster.Version()/10000, cluster.Version()%10000)}
-	ok := t.Run("drain", func(t *testing.T) { perfDrain(t, n, r) })
-	ok = t.Run("big transaction", func(t *testing.T) { perfBigTransaction(t, big, r) }) && ok
+	r.noise = &drainSeries{what: fmt.Sprintf("%s noise UPDATE transactions + a %s-row DELETE", thousands(n), thousands(n)), target: 1.3, files: n}
+	r.bigUpdate = &drainSeries{what: fmt.Sprintf("a %s-row UPDATE + a %s-row DELETE", thousands(n), thousands(n)), target: 1.2, files: n}
+	r.bigDelete = &drainSeries{what: fmt.Sprintf("a %s-row DELETE", thousands(big)), target: 1.15, files: big}
+	ok := t.Run("drain", func(t *testing.T) { perfDrain(t, n, r.noise) })
+	ok = t.Run("big update", func(t *testing.T) { perfBigUpdate(t, n, r.bigUpdate) }) && ok
+	ok = t.Run("big transaction", func(t *testing.T) { perfBigDelete(t, big, r.bigDelete) }) && ok
 	ok = t.Run("latency", func(t *testing.T) { perfLatency(t, latTx, *perfRate, r) }) && ok
 	ok = t.Run("reference check", func(t *testing.T) { perfRefcheck(t, 10*n, r) }) && ok
 	ok = t.Run("s3", func(t *testing.T) { perfS3(t, max(n/5, 1000), r) }) && ok
@@ -83,11 +91,8 @@ func TestPerformance(t *testing.T) {
 // report collects the figures of one run.
 type report struct {
 	n                         int
-	rawDrain, drain           []time.Duration // one of each per pair, in order
-	drainRSS                  float64         // bytes, the highest of the cleaner's runs
-	big                       int
-	bigTime, bigRaw           time.Duration
-	bigRSS                    float64
+	noise, bigUpdate          *drainSeries
+	bigDelete                 *drainSeries // its peak memory is the one with a target
 	latTx, latRate            int
 	achievedRate              float64
 	p50, p90, p99, pMax       time.Duration
@@ -117,25 +122,12 @@ func (r *report) write(w io.Writer) {
 	fmt.Fprintln(w, "| measurement | result | target |")
 	fmt.Fprintln(w, "| --- | --- | --- |")
 	row := func(what, result, target string) { fmt.Fprintf(w, "| %s | %s | %s |\n", what, result, target) }
-	if len(r.drain) > 0 {
-		row(fmt.Sprintf("pg_recvlogical drains %s noise UPDATEs + a %s-row DELETE (%s)", thousands(r.n), thousands(r.n), runs(len(r.rawDrain))), spread(r.rawDrain), "")
-		for _, v := range r.drainVariants() {
-			ratios := make([]float64, len(v.drain))
-			for i := range v.drain {
-				ratios[i] = v.drain[i].Seconds() / v.raw[i].Seconds()
-			}
-			ratio := median(ratios)
-			row("cdc-cleaner run"+v.name+" drains the same, until every file is gone", spread(v.drain), "")
-			row(fmt.Sprintf("drain ratio%s (%s, each against the pg_recvlogical run beside it)", v.name, runs(len(ratios))), fmt.Sprintf("%.2f%s", ratio, ratioRange(ratios)), verdict(ratio <= 1.3, "≤ 1.30"))
-		}
-		row("peak RSS of the cleaner, drain run", mb(r.drainRSS), "")
-	}
-	if r.big > 0 {
-		row(fmt.Sprintf("peak RSS of the cleaner, %s-row DELETE in one transaction", thousands(r.big)), mb(r.bigRSS),
-			verdict(r.big < 1_000_000 || r.bigRSS < 100<<20, "< 100 MB at 1,000,000 rows"))
-		row(fmt.Sprintf("%s-row DELETE: commit to last file deleted", thousands(r.big)),
-			fmt.Sprintf("%s (%s files/s)", secs(r.bigTime), thousands(int(float64(r.big)/r.bigTime.Seconds()))), "")
-		row(fmt.Sprintf("%s-row DELETE: pg_recvlogical drains it afterwards", thousands(r.big)), secs(r.bigRaw), "")
+	r.noise.write(row, "drain ratio")
+	r.bigUpdate.write(row, "big-transaction drain ratio")
+	if d := r.bigDelete; d.files > 0 && len(d.drain) > 0 {
+		d.write(row, "big-DELETE drain ratio")
+		row(fmt.Sprintf("peak RSS of the cleaner, %s-row DELETE in one transaction", thousands(d.files)), mb(d.rss),
+			verdict(d.files < 1_000_000 || d.rss < 64<<20, "< 64 MB at 1,000,000 rows"))
 	}
 	if r.latTx > 0 {
 		row(fmt.Sprintf("commit to deletion, p50, %s single-row tx at %d/s (achieved %.0f/s)", thousands(r.latTx), r.latRate, r.achievedRate),
@@ -157,27 +149,50 @@ func (r *report) write(w io.Writer) {
 	r.inserts.write(row)
 }
 
+// write adds the rows of one drain series to the report: both drains,
+// the ratio (A/B apart under -perf.b), CPU and peak memory.
+func (d *drainSeries) write(row func(what, result, target string), ratioName string) {
+	if d == nil || len(d.drain) == 0 {
+		return
+	}
+	row(fmt.Sprintf("pg_recvlogical drains %s (%s)", d.what, runs(len(d.raw))), spread(d.raw)+fmt.Sprintf("; %.2f cores busy", median(d.busyRaw)), "")
+	for _, v := range d.variants() {
+		ratios := make([]float64, len(v.drain))
+		for i := range v.drain {
+			ratios[i] = v.drain[i].Seconds() / v.raw[i].Seconds()
+		}
+		ratio := median(ratios)
+		row("cdc-cleaner run"+v.name+" drains the same, until every file is gone", spread(v.drain)+fmt.Sprintf("; %.2f cores busy, cleaner CPU %s", median(v.busy), spread(v.cpu)), "")
+		row(fmt.Sprintf("%s%s (%s, each against the pg_recvlogical run beside it)", ratioName, v.name, runs(len(ratios))),
+			fmt.Sprintf("%.2f%s", ratio, ratioRange(ratios)), verdict(ratio <= d.target, fmt.Sprintf("≤ %.2f", d.target)))
+	}
+	row(fmt.Sprintf("peak RSS of the cleaner, %s", d.what), mb(d.rss), "")
+}
+
 // drainVariant is the cleaner's drain runs under one set of settings, with
 // the pg_recvlogical run of each one's pair.
 type drainVariant struct {
 	name       string
 	drain, raw []time.Duration
+	cpu        []time.Duration
+	busy       []float64
 }
 
-// drainVariants splits the drain pairs by -perf.b: all of them when it is
-// not set, else the even pairs (defaults) and the odd ones (its settings).
-func (r *report) drainVariants() []drainVariant {
+// variants splits the pairs by -perf.b: all of them when it is not set,
+// else the even pairs (defaults) and the odd ones (its settings).
+func (d *drainSeries) variants() []drainVariant {
 	if *perfB == "" {
-		return []drainVariant{{drain: r.drain, raw: r.rawDrain}}
+		return []drainVariant{{drain: d.drain, raw: d.raw, cpu: d.cpu, busy: d.busyDrain}}
 	}
 	a := drainVariant{name: " (A: defaults)"}
 	b := drainVariant{name: fmt.Sprintf(" (B: %s)", *perfB)}
-	for i := range r.drain {
+	for i := range d.drain {
 		v := &a
 		if i%2 == 1 {
 			v = &b
 		}
-		v.drain, v.raw = append(v.drain, r.drain[i]), append(v.raw, r.rawDrain[i])
+		v.drain, v.raw = append(v.drain, d.drain[i]), append(v.raw, d.raw[i])
+		v.cpu, v.busy = append(v.cpu, d.cpu[i]), append(v.busy, d.busyDrain[i])
 	}
 	return []drainVariant{a, b}
 }
@@ -395,19 +410,34 @@ func rawDrain(t *testing.T, e *env, slot, endpos string) time.Duration {
 	return d
 }
 
-// perfDrain drains one backlog (n noise UPDATE transactions, then one
-// n-row DELETE of files) several times: with pg_recvlogical and with the
-// cleaner, in alternating order, each from a slot of its own created
-// before the backlog, so every run reads the same WAL. Before each cleaner
-// run the files are put back, the trash emptied, the journal truncated and
-// the file system synced, so every run finds the same state.
-func perfDrain(t *testing.T, n int, r *report) {
-	e := perfEnv(t)
-	putTree(t, e, "drain", n)
-	e.put("kept/shared.jpg")
-	e.exec(`INSERT INTO gallery_photo (image) VALUES ('kept/shared.jpg'), ('kept/shared.jpg')`)
+// drainSeries is one backlog drained several times, by pg_recvlogical
+// and by the cleaner in alternation, each run from a slot of its own set
+// before the backlog, so that every run reads the same WAL.
+type drainSeries struct {
+	what   string  // the backlog, for the report
+	target float64 // the ratio to meet
+	files  int
+	raw    []time.Duration
+	drain  []time.Duration // one of each per pair, in order
+	// cpu is the cleaner's own CPU time (user + system) per cleaner run;
+	// busyRaw and busyDrain are the machine's busy cores, on average over
+	// each run (the walsender, the backends and the cleaner together).
+	cpu                []time.Duration
+	busyRaw, busyDrain []float64
+	// pgCPU is the CPU time of PostgreSQL's processes per cleaner run, by
+	// kind: the walsender, the backends (the cleaner's queries), the rest.
+	pgCPU []pgCPU
+	rss   float64 // bytes, the highest of the cleaner's runs
+}
+
+// drainBacklog sets up one backlog in e and drains it pairs times (see
+// drainSeries). files are the n files of dir (putTree) the backlog
+// deletes; workload writes the backlog after the slots are made; keep are
+// the files that must stay.
+func drainBacklog(t *testing.T, e *env, s *drainSeries, dir string, pairs int, workload func(), keep []string) {
+	t.Helper()
 	e.setupCleaner()
-	pairs := max(*perfPairs, 1)
+	pairs = max(pairs, 1)
 	tag := crc32.ChecksumIEEE([]byte(e.db))
 	raw, clean := make([]string, pairs), make([]string, pairs)
 	for i := range pairs {
@@ -417,34 +447,70 @@ func perfDrain(t *testing.T, n int, r *report) {
 		// Recorded as setup records its own slot, which run requires.
 		e.exec(`INSERT INTO cdc_cleaner.slots (slot_name, publication) SELECT $2, publication FROM cdc_cleaner.slots WHERE slot_name = $1`, e.slot, clean[i])
 	}
-	// N single-row UPDATE transactions that change no file column, then
-	// one DELETE of every file row (and of one of the two rows sharing a
-	// path, whose file stays).
-	e.exec(fmt.Sprintf(`DO $$ BEGIN FOR i IN 1..%d LOOP UPDATE gallery_photo SET title = 'noise ' || i WHERE id = i; COMMIT; END LOOP; END $$`, n))
-	e.exec(`DELETE FROM gallery_photo WHERE image LIKE 'drain/%' OR id = (SELECT min(id) FROM gallery_photo WHERE image = 'kept/shared.jpg')`)
+	workload()
 	endpos := pgtest.QueryString(t, e.url, `SELECT pg_logical_emit_message(false, 'cdc-cleaner-bench', 'end')::text`)
-
+	rawRun := func(i int) {
+		busy := startBusy(t)
+		s.raw = append(s.raw, rawDrain(t, e, raw[i], endpos))
+		s.busyRaw = append(s.busyRaw, busy.cores(t))
+	}
 	for i := range pairs {
 		if i%2 == 0 {
-			r.rawDrain = append(r.rawDrain, rawDrain(t, e, raw[i], endpos))
-			r.drain = append(r.drain, cleanerDrain(t, e, r, clean[i], n, i))
+			rawRun(i)
+			cleanerDrain(t, e, s, dir, clean[i], i, keep)
 		} else {
-			d := cleanerDrain(t, e, r, clean[i], n, i)
-			r.rawDrain = append(r.rawDrain, rawDrain(t, e, raw[i], endpos))
-			r.drain = append(r.drain, d)
+			cleanerDrain(t, e, s, dir, clean[i], i, keep)
+			rawRun(i)
 		}
-		t.Logf("pair %d: pg_recvlogical %v, cleaner %v, ratio %.2f", i+1, r.rawDrain[i], r.drain[i], r.drain[i].Seconds()/r.rawDrain[i].Seconds())
+		t.Logf("%s, pair %d: pg_recvlogical %v (%.2f cores busy), cleaner %v (%.2f cores busy, CPU: cleaner %v, %s), ratio %.2f",
+			s.what, i+1, s.raw[i], s.busyRaw[i], s.drain[i], s.busyDrain[i], s.cpu[i], s.pgCPU[i], s.drain[i].Seconds()/s.raw[i].Seconds())
 	}
-	t.Logf("peak RSS %s", mb(r.drainRSS))
+	t.Logf("%s: peak RSS %s", s.what, mb(s.rss))
 }
 
-// cleanerDrain runs the cleaner on slot until it deleted the n files of
-// perfDrain's backlog, and returns how long that took from its start.
-func cleanerDrain(t *testing.T, e *env, r *report, slot string, n, run int) time.Duration {
+// perfDrain: n single-row UPDATE transactions that change no file column,
+// then one DELETE of every file row (and of one of the two rows sharing a
+// path, whose file stays).
+func perfDrain(t *testing.T, n int, s *drainSeries) {
+	e := perfEnv(t)
+	putTree(t, e, "drain", n)
+	e.put("kept/shared.jpg")
+	e.exec(`INSERT INTO gallery_photo (image) VALUES ('kept/shared.jpg'), ('kept/shared.jpg')`)
+	drainBacklog(t, e, s, "drain", *perfPairs, func() {
+		e.exec(fmt.Sprintf(`DO $$ BEGIN FOR i IN 1..%d LOOP UPDATE gallery_photo SET title = 'noise ' || i WHERE id = i; COMMIT; END LOOP; END $$`, n))
+		e.exec(`DELETE FROM gallery_photo WHERE image LIKE 'drain/%' OR id = (SELECT min(id) FROM gallery_photo WHERE image = 'kept/shared.jpg')`)
+	}, []string{"kept/shared.jpg"})
+}
+
+// perfBigUpdate: one n-row UPDATE that changes no file column, then one
+// n-row DELETE of files: two big transactions.
+func perfBigUpdate(t *testing.T, n int, s *drainSeries) {
+	e := perfEnv(t)
+	putTree(t, e, "bigtx", n)
+	drainBacklog(t, e, s, "bigtx", *perfPairs, func() {
+		e.exec(`UPDATE gallery_photo SET title = 'noise ' || id`)
+		e.exec(`DELETE FROM gallery_photo WHERE image LIKE 'bigtx/%'`)
+	}, nil)
+}
+
+// perfBigDelete: one n-row DELETE of files, whose peak memory is measured.
+func perfBigDelete(t *testing.T, n int, s *drainSeries) {
+	e := perfEnv(t)
+	putTree(t, e, "big", n)
+	drainBacklog(t, e, s, "big", *perfBigPairs, func() {
+		e.exec(`DELETE FROM gallery_photo WHERE image LIKE 'big/%'`)
+	}, nil)
+}
+
+// cleanerDrain runs the cleaner on slot until it deleted the s.files files
+// of dir, and records how long that took from its start. Before every run
+// but the first the files are put back, the trash emptied and the journal
+// truncated; the file system is synced.
+func cleanerDrain(t *testing.T, e *env, s *drainSeries, dir, slot string, run int, keep []string) {
 	t.Helper()
-	dir := filepath.Join(e.root, "drain")
+	n := s.files
 	if run > 0 {
-		putFiles(t, e, "drain", n)
+		putFiles(t, e, dir, n)
 		if err := os.RemoveAll(filepath.Join(e.root, ".trash")); err != nil {
 			t.Fatal(err)
 		}
@@ -457,21 +523,101 @@ func cleanerDrain(t *testing.T, e *env, r *report, slot string, n, run int) time
 		e.env = append(e.env, strings.Fields(*perfB)...)
 	}
 	defer func() { e.env = saved }()
+	stopRecord := perfRecordAll(t, fmt.Sprintf("%s%d", dir, run+1))
+	busy := startBusy(t)
+	pgBefore := postgresCPU()
 	start := time.Now()
-	p := e.startProfiled(fmt.Sprintf("drain%d", run+1))
+	p := e.startProfiled(fmt.Sprintf("%s%d", dir, run+1))
 	addr := p.httpAddr(t)
-	done := waitDeleted(t, p, addr, n, 10*time.Minute)
-	took := done.Sub(start)
-	r.drainRSS = max(r.drainRSS, procHWM(t, p.cmd.Process.Pid))
+	done := waitDeleted(t, p, addr, n, 30*time.Minute)
+	stopRecord()
+	s.busyDrain = append(s.busyDrain, busy.cores(t))
+	s.pgCPU = append(s.pgCPU, postgresCPU().since(pgBefore))
+	s.drain = append(s.drain, done.Sub(start))
+	s.cpu = append(s.cpu, procCPU(t, p.cmd.Process.Pid))
+	s.rss = max(s.rss, procHWM(t, p.cmd.Process.Pid))
 	pgtest.WaitSettled(t, e.url, slot, 60*time.Second)
 	if code := p.stop(); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM", code)
 	}
-	if left := countTree(t, dir); left != 0 {
+	if left := countTree(t, filepath.Join(e.root, dir)); left != 0 {
 		t.Fatalf("%d of %d files left", left, n)
 	}
-	e.expect([]string{"kept/shared.jpg"}, nil)
-	return took
+	e.expect(keep, nil)
+}
+
+// perfRecordAll starts `perf record -a -g` into -perf.record's directory
+// when that is set, and returns what stops it.
+func perfRecordAll(t *testing.T, name string) (stop func()) {
+	t.Helper()
+	if *perfRecord == "" {
+		return func() {}
+	}
+	if err := os.MkdirAll(*perfRecord, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(*perfRecord, name+".perf.data")
+	cmd := exec.Command("perf", "record", "-a", "-g", "-F", "999", "-o", out)
+	var log strings.Builder
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("perf record (-perf.record; apt-get install linux-perf): %v", err)
+	}
+	time.Sleep(300 * time.Millisecond) // let it start recording
+	return func() {
+		cmd.Process.Signal(os.Interrupt)
+		if err := cmd.Wait(); err != nil {
+			t.Logf("perf record: %v\n%s", err, log.String())
+		}
+	}
+}
+
+// busyMeter measures how many of the machine's cores were busy, on
+// average, from its start (/proc/stat: all but idle and iowait).
+type busyMeter struct {
+	busy, total uint64
+	start       time.Time
+}
+
+func startBusy(t *testing.T) busyMeter {
+	t.Helper()
+	busy, total := cpuTicks(t)
+	return busyMeter{busy, total, time.Now()}
+}
+
+// cores is the average number of busy cores since the start.
+func (b busyMeter) cores(t *testing.T) float64 {
+	t.Helper()
+	busy, total := cpuTicks(t)
+	if total == b.total {
+		return 0
+	}
+	return float64(busy-b.busy) / float64(total-b.total) * float64(runtime.NumCPU())
+}
+
+// cpuTicks reads the busy and total ticks of all cores from /proc/stat.
+func cpuTicks(t *testing.T) (busy, total uint64) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		t.Fatalf("/proc/stat starts %q", line)
+	}
+	for i, v := range f[1:] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("/proc/stat: %q: %v", line, err)
+		}
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, total
 }
 
 func cpuModel() string {
@@ -485,33 +631,6 @@ func cpuModel() string {
 		}
 	}
 	return runtime.GOARCH
-}
-
-func perfBigTransaction(t *testing.T, n int, r *report) {
-	e := perfEnv(t)
-	putTree(t, e, "big", n)
-	e.setupCleaner()
-	raw := fmt.Sprintf("raw_%08x", crc32.ChecksumIEEE([]byte(e.db)))
-	e.exec(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, raw)
-	p := e.startProfiled("big")
-	addr := p.httpAddr(t)
-	p.waitLog(`"streaming"`, 30*time.Second)
-	start := time.Now()
-	e.exec(`DELETE FROM gallery_photo WHERE image LIKE 'big/%'`)
-	committed := time.Now()
-	done := waitDeleted(t, p, addr, n, 30*time.Minute)
-	r.big, r.bigTime = n, done.Sub(committed)
-	r.bigRSS = procHWM(t, p.cmd.Process.Pid)
-	e.settle()
-	if code := p.stop(); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM", code)
-	}
-	if left := countTree(t, filepath.Join(e.root, "big")); left != 0 {
-		t.Fatalf("%d of %d files left", left, n)
-	}
-	endpos := pgtest.QueryString(t, e.url, `SELECT pg_logical_emit_message(false, 'cdc-cleaner-bench', 'end')::text`)
-	r.bigRaw = rawDrain(t, e, raw, endpos)
-	t.Logf("DELETE took %v; deleted %d files %v after its commit; peak RSS %s", committed.Sub(start), n, r.bigTime, mb(r.bigRSS))
 }
 
 // perfLatency runs tx single-row DELETE transactions at rate per second
@@ -746,4 +865,73 @@ func perfS3(t *testing.T, n int, r *report) {
 	if left := srv.Keys(t, prefix+"s3/"); len(left) != 0 {
 		t.Fatalf("%d of %d objects left", len(left), n)
 	}
+}
+
+// pgCPU is CPU time of PostgreSQL's processes, by kind.
+type pgCPU map[string]time.Duration
+
+func (c pgCPU) String() string {
+	var b strings.Builder
+	for i, k := range slices.Sorted(maps.Keys(c)) {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %v", k, c[k].Round(10*time.Millisecond))
+	}
+	return b.String()
+}
+
+// pgProcs is the CPU time used so far by each PostgreSQL process.
+type pgProcs map[int]pgProc
+
+type pgProc struct {
+	kind string
+	cpu  time.Duration
+}
+
+// postgresCPU reads the CPU time of every PostgreSQL process of the
+// machine: "walsender", "backend" (a client's), "server" (the rest). Only
+// the throwaway cluster runs during make bench.
+func postgresCPU() pgProcs {
+	out := pgProcs{}
+	ents, _ := os.ReadDir("/proc")
+	for _, ent := range ents {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil || !bytes.HasPrefix(cmd, []byte("postgres: ")) {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		kind := "server"
+		switch {
+		case bytes.Contains(cmd, []byte("walsender")):
+			kind = "walsender"
+		case bytes.Contains(cmd, []byte("(")) || bytes.Contains(cmd, []byte("[local]")):
+			kind = "backend"
+		}
+		out[pid] = pgProc{kind, time.Duration(utime+stime) * 10 * time.Millisecond} // USER_HZ is 100
+	}
+	return out
+}
+
+// since is the CPU time used by kind since before, counting processes
+// started since then whole.
+func (now pgProcs) since(before pgProcs) pgCPU {
+	c := pgCPU{}
+	for pid, p := range now {
+		c[p.kind] += p.cpu - before[pid].cpu
+	}
+	return c
 }

@@ -80,7 +80,7 @@ func searchStorages(ctx context.Context, cfg *config.Config, storages map[string
 		}
 		statters[name] = s
 	}
-	pool, err := openPool(ctx, cfg, discover.Workers, "cdc-cleaner discover")
+	pool, err := openPool(ctx, cfg, discover.Workers, "cdc-cleaner discover", nil)
 	if err != nil {
 		return nil, err
 	}

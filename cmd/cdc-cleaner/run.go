@@ -86,7 +86,7 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 	}
 	defer closeStorages()
 
-	pool, err := openPool(ctx, cfg, 8, "cdc-cleaner")
+	pool, err := openPool(ctx, cfg, 8, "cdc-cleaner", runSessionParams)
 	if err != nil {
 		return configErr(err)
 	}

@@ -162,7 +162,7 @@ references.`, stderr)
 		return configErr(fmt.Errorf("storage %q (%s) cannot be listed", name, scfg.Type))
 	}
 
-	pool, err := openPool(ctx, cfg, 2, "cdc-cleaner scan")
+	pool, err := openPool(ctx, cfg, 2, "cdc-cleaner scan", nil)
 	if err != nil {
 		return configErr(err)
 	}

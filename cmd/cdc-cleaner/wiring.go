@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -66,16 +67,23 @@ func inspect(ctx context.Context, cfg *config.Config, spellings bool) (*provisio
 }
 
 // openPool opens a pool of at most maxConns connections to the database,
-// named application (unless the URL names one). pgxpool connects lazily:
+// named application, with the session settings params, each unless the URL
+// sets it (postgres.url's query or its options). pgxpool connects lazily:
 // an error here is one of the configuration.
-func openPool(ctx context.Context, cfg *config.Config, maxConns int32, application string) (*pgxpool.Pool, error) {
+func openPool(ctx context.Context, cfg *config.Config, maxConns int32, application string, params map[string]string) (*pgxpool.Pool, error) {
 	poolCfg, err := pgxpool.ParseConfig(cfg.Postgres.URL)
 	if err != nil {
 		return nil, fmt.Errorf("postgres.url: %w", err)
 	}
 	poolCfg.MaxConns = maxConns
-	if poolCfg.ConnConfig.RuntimeParams["application_name"] == "" {
-		poolCfg.ConnConfig.RuntimeParams["application_name"] = application
+	rp := poolCfg.ConnConfig.RuntimeParams
+	if rp["application_name"] == "" {
+		rp["application_name"] = application
+	}
+	for k, v := range params {
+		if _, set := rp[k]; !set && !strings.Contains(rp["options"], k) {
+			rp[k] = v
+		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
@@ -83,6 +91,15 @@ func openPool(ctx context.Context, cfg *config.Config, maxConns int32, applicati
 	}
 	return pool, nil
 }
+
+// runSessionParams are the session settings of run's pool. Its queries
+// (reference checks of a batch, journal writes, visibility checks) are
+// small and many: a parallel plan, which the planner picks for a
+// reference check on a table without statistics, forks two worker
+// processes per query, costs more than the query itself (make bench: the
+// big-transaction drain took 3.1 s with it, 2.2 s without) and takes
+// workers from the application's max_parallel_workers.
+var runSessionParams = map[string]string{"max_parallel_workers_per_gather": "0"}
 
 // missingExplainer says what became of a watched column a Relation
 // message lacks (catalog.MissingColumnHint), for the columns Inspect
