@@ -369,6 +369,28 @@ func waitDeleted(t *testing.T, p *proc, addr string, want int, timeout time.Dura
 	}
 }
 
+// waitMetric polls the cleaner's metrics every 5ms until metric is at
+// least want, and returns when it saw it.
+func waitMetric(t *testing.T, p *proc, addr, metric string, want float64, timeout time.Duration) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		_, body := get(t, "http://"+addr+"/metrics")
+		now := time.Now()
+		if metricValue(body, metric) >= want {
+			return now
+		}
+		if now.After(deadline) {
+			t.Fatalf("%s stayed below %v for %s:\n%s", metric, want, timeout, tail(p.Logs(), 40))
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("the cleaner exited (%v) before %s reached %v:\n%s", p.err, metric, want, tail(p.Logs(), 40))
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
 func tail(s string, lines int) string {
 	l := strings.Split(s, "\n")
 	return strings.Join(l[max(0, len(l)-lines):], "\n")
@@ -427,7 +449,10 @@ type drainSeries struct {
 	// pgCPU is the CPU time of PostgreSQL's processes per cleaner run, by
 	// kind: the walsender, the backends (the cleaner's queries), the rest.
 	pgCPU []pgCPU
-	rss   float64 // bytes, the highest of the cleaner's runs
+	// startup is how long each cleaner run took from its start to
+	// streaming (cdc_cleaner_streaming 1, polled every 5ms).
+	startup []time.Duration
+	rss     float64 // bytes, the highest of the cleaner's runs
 }
 
 // drainBacklog sets up one backlog in e and drains it pairs times (see
@@ -462,8 +487,8 @@ func drainBacklog(t *testing.T, e *env, s *drainSeries, dir string, pairs int, w
 			cleanerDrain(t, e, s, dir, clean[i], i, keep)
 			rawRun(i)
 		}
-		t.Logf("%s, pair %d: pg_recvlogical %v (%.2f cores busy), cleaner %v (%.2f cores busy, CPU: cleaner %v, %s), ratio %.2f",
-			s.what, i+1, s.raw[i], s.busyRaw[i], s.drain[i], s.busyDrain[i], s.cpu[i], s.pgCPU[i], s.drain[i].Seconds()/s.raw[i].Seconds())
+		t.Logf("%s, pair %d: pg_recvlogical %v (%.2f cores busy), cleaner %v (streaming after %v, %.2f cores busy, CPU: cleaner %v, %s), ratio %.2f",
+			s.what, i+1, s.raw[i], s.busyRaw[i], s.drain[i], s.startup[i].Round(time.Millisecond), s.busyDrain[i], s.cpu[i], s.pgCPU[i], s.drain[i].Seconds()/s.raw[i].Seconds())
 	}
 	t.Logf("%s: peak RSS %s", s.what, mb(s.rss))
 }
@@ -529,6 +554,8 @@ func cleanerDrain(t *testing.T, e *env, s *drainSeries, dir, slot string, run in
 	start := time.Now()
 	p := e.startProfiled(fmt.Sprintf("%s%d", dir, run+1))
 	addr := p.httpAddr(t)
+	streaming := waitMetric(t, p, addr, "cdc_cleaner_streaming", 1, time.Minute)
+	s.startup = append(s.startup, streaming.Sub(start))
 	done := waitDeleted(t, p, addr, n, 30*time.Minute)
 	stopRecord()
 	s.busyDrain = append(s.busyDrain, busy.cores(t))
