@@ -71,6 +71,7 @@ func TestLoadFull(t *testing.T) {
 			Publication:    "cdc_cleaner",
 			StatusInterval: 10 * time.Second,
 			MaxLagWarn:     1 << 30,
+			FailoverSlot:   true,
 		},
 		Storages: map[string]*Storage{
 			"media": {
@@ -325,7 +326,7 @@ protect:
 			},
 			check: func(t *testing.T, c *Config) {
 				want := Postgres{URL: "postgres://other:" + password + "@db2/app", Slot: "slot2", Publication: "cdc_cleaner",
-					StatusInterval: 30 * time.Second, MaxLagWarn: 512 << 20}
+					StatusInterval: 30 * time.Second, MaxLagWarn: 512 << 20, FailoverSlot: true}
 				if c.Postgres != want || c.DeleteDelay != 5*time.Minute || !c.DryRun ||
 					c.HTTP.Listen != "" || c.Log != (Log{Level: "debug", Format: "console"}) {
 					t.Errorf("got %+v", c)

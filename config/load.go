@@ -23,6 +23,7 @@ func DefaultConfig() *Config {
 			Publication:    "cdc_cleaner",
 			StatusInterval: 10 * time.Second,
 			MaxLagWarn:     1 << 30,
+			FailoverSlot:   true,
 		},
 		DeleteDelay: 0,
 		HTTP:        HTTP{Listen: "127.0.0.1:9187"},

@@ -32,6 +32,12 @@ type Postgres struct {
 	Publication    string        `yaml:"publication"`
 	StatusInterval time.Duration `yaml:"status_interval"`
 	MaxLagWarn     ByteSize      `yaml:"max_lag_warn"`
+	// FailoverSlot makes setup create the slot as a failover slot on
+	// PostgreSQL 17 and later (pg_create_logical_replication_slot's
+	// failover), so that standbys that synchronize slots keep it and a
+	// promoted standby streams on from where the cleaner was. Default true;
+	// older servers have no failover slots and ignore it.
+	FailoverSlot bool `yaml:"failover_slot"`
 }
 
 // Storage is one place files live.

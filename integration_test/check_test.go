@@ -27,7 +27,7 @@ func TestCheckReportsEachMisconfiguration(t *testing.T) {
 			want: []string{"wal_level is logical", "covers the watched tables", "exists", "0 problems"}},
 		{name: "slot dropped", opts: envOptions{schema: photoSchema, watch: photoWatch},
 			setup: `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()`,
-			code:  1, want: []string{"FAIL", "postgres.slot", "does not exist: run cdc-cleaner setup"}},
+			code:  1, want: []string{"FAIL", "postgres.slot", "does not exist here, although cdc-cleaner setup recorded creating it"}},
 		{name: "publication dropped", opts: envOptions{schema: photoSchema, watch: photoWatch},
 			setup: `DO $$ DECLARE p text; BEGIN FOR p IN SELECT pubname FROM pg_publication LOOP EXECUTE format('DROP PUBLICATION %I', p); END LOOP; END $$`,
 			code:  1, want: []string{"postgres.publication", "does not exist: run cdc-cleaner setup"}},

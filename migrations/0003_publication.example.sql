@@ -137,7 +137,7 @@ $cdc$;
 
 -- the logical replication slot (pgoutput) the cleaner streams from; run this statement on its own, outside a transaction that has written
 DO $cdc$
-DECLARE s record;
+DECLARE s record; is_failover boolean;
 BEGIN
   SELECT plugin, database INTO s FROM pg_replication_slots WHERE slot_name = 'cdc_cleaner';
   IF NOT FOUND THEN
@@ -148,7 +148,13 @@ BEGIN
       RAISE EXCEPTION 'cannot record the slot in cdc_cleaner.slots (missing, or not writable by %), so it is not created', current_user
         USING HINT = 'apply migrations/0001_cdc_cleaner_schema.sql (cdc-cleaner setup does) first';
     END IF;
-    PERFORM pg_create_logical_replication_slot('cdc_cleaner', 'pgoutput');
+    IF true AND current_setting('server_version_num')::int >= 170000 THEN
+      -- A failover slot: standbys with sync_replication_slots keep a copy,
+      -- and a promoted one streams on where the cleaner was (17+).
+      PERFORM pg_create_logical_replication_slot('cdc_cleaner', 'pgoutput', failover => true);
+    ELSE
+      PERFORM pg_create_logical_replication_slot('cdc_cleaner', 'pgoutput');
+    END IF;
     BEGIN
       INSERT INTO cdc_cleaner.slots (slot_name, publication) VALUES ('cdc_cleaner', 'cdc_cleaner')
         ON CONFLICT (slot_name) DO UPDATE SET publication = EXCLUDED.publication, created_at = now(), adopted = false;
@@ -166,6 +172,14 @@ BEGIN
         HINT = 'set postgres.slot to another name';
   ELSIF EXISTS (SELECT 1 FROM cdc_cleaner.slots WHERE slot_name = 'cdc_cleaner') THEN
     UPDATE cdc_cleaner.slots SET publication = 'cdc_cleaner' WHERE slot_name = 'cdc_cleaner' AND publication IS DISTINCT FROM 'cdc_cleaner';
+    IF true AND current_setting('server_version_num')::int >= 170000 THEN
+      -- The column exists from 17 on: read it only there.
+      EXECUTE 'SELECT failover FROM pg_replication_slots WHERE slot_name = $1' INTO is_failover USING 'cdc_cleaner';
+      IF NOT is_failover THEN
+        RAISE NOTICE 'cdc-cleaner: replication slot % is not a failover slot, so a promoted standby will not have it (postgres.failover_slot is on)', 'cdc_cleaner'
+          USING HINT = format('make it one over a replication connection while the cleaner is stopped: psql "dbname=%s replication=database" -c "ALTER_REPLICATION_SLOT %s (FAILOVER true)" (README: Failover)', current_database(), 'cdc_cleaner');
+      END IF;
+    END IF;
   ELSE
     RAISE EXCEPTION 'replication slot % exists and was not created by cdc-cleaner setup', 'cdc_cleaner'
       USING ERRCODE = 'duplicate_object',

@@ -97,6 +97,9 @@ const (
 	// CodeSlot: the slot is missing or not the cleaner's (Conflict says
 	// which). setup creates it.
 	CodeSlot Code = "slot"
+	// CodeFailover: the slot would not survive a failover to a standby,
+	// or could run ahead of what a standby received (README: Failover).
+	CodeFailover Code = "failover"
 	// CodeMapping: the sampled values of a watched or protect column do
 	// not name files of its storage (promise 8); check makes these.
 	CodeMapping Code = "mapping"
@@ -894,6 +897,10 @@ func inspectSlot(ctx context.Context, conn Querier, r *Report, cfg *config.Confi
 		pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END, restart_lsn)::bigint
 		FROM pg_replication_slots WHERE slot_name = $1`, name).Scan(&plugin, &database, &pid, &retained)
 	if errors.Is(err, pgx.ErrNoRows) {
+		if at := recordedAt(ctx, conn, name); at != "" {
+			r.add(Problem, CodeSlot, field, "%s", cdccleaner.SlotLost(name, at, timeline(ctx, conn), r.ServerVersion))
+			return
+		}
 		r.add(Problem, CodeSlot, field, "replication slot %q does not exist: run cdc-cleaner setup", name)
 		return
 	}
@@ -929,6 +936,117 @@ func inspectSlot(ctx context.Context, conn Querier, r *Report, cfg *config.Confi
 		msg += fmt.Sprintf(", retains %d bytes of WAL", *retained)
 	}
 	r.add(OK, CodeSlot, field, "%s", msg)
+	inspectFailover(ctx, conn, r, cfg)
+}
+
+// inspectFailover reports whether the slot survives a failover to a
+// physical standby, and whether it can run ahead of what the standbys
+// received. A primary says which physical slots standbys use and whether
+// a standby sends hot_standby_feedback (the slot's xmin); the standbys'
+// own settings (sync_replication_slots) are told, not checked.
+func inspectFailover(ctx context.Context, conn Querier, r *Report, cfg *config.Config) {
+	const field = "postgres.failover_slot"
+	name := cfg.Postgres.Slot
+	// Physical slots, and whether a standby streams from each.
+	rows, err := conn.Query(ctx, `SELECT slot_name::text, active, xmin IS NOT NULL FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY 1`)
+	if err != nil {
+		r.add(Warning, CodeFailover, field, "could not list the physical replication slots: %v", err)
+		return
+	}
+	var physical, active, noFeedback []string
+	for rows.Next() {
+		var slot string
+		var isActive, feedback bool
+		if err := rows.Scan(&slot, &isActive, &feedback); err != nil {
+			rows.Close()
+			r.add(Warning, CodeFailover, field, "could not list the physical replication slots: %v", err)
+			return
+		}
+		physical = append(physical, slot)
+		if isActive {
+			active = append(active, slot)
+			if !feedback {
+				noFeedback = append(noFeedback, slot)
+			}
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		r.add(Warning, CodeFailover, field, "could not list the physical replication slots: %v", err)
+		return
+	}
+	var standbys int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_replication r
+		WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.active_pid = r.pid AND s.slot_type = 'logical')`).Scan(&standbys); err != nil {
+		r.add(Warning, CodeFailover, field, "could not count the standbys (pg_stat_replication): %v", err)
+		return
+	}
+	if r.ServerVersion < 170000 {
+		if standbys > 0 || len(physical) > 0 {
+			r.add(Warning, CodeFailover, field, "PostgreSQL %d has no failover slots: after a failover the promoted standby has no slot %q, and the cleaner stops saying so. Then run cdc-cleaner setup (a new slot) and cdc-cleaner scan for the files orphaned in between (README: Failover); PostgreSQL 17 keeps the slot on standbys", r.ServerVersion/10000, name)
+		} else {
+			r.add(OK, CodeFailover, field, "no standby streams from this server (PostgreSQL %d has no failover slots; README: Failover)", r.ServerVersion/10000)
+		}
+		return
+	}
+	var failover bool
+	if err := conn.QueryRow(ctx, `SELECT failover FROM pg_replication_slots WHERE slot_name = $1`, name).Scan(&failover); err != nil {
+		r.add(Warning, CodeFailover, field, "could not read whether slot %q is a failover slot: %v", name, err)
+		return
+	}
+	var db string
+	if err := conn.QueryRow(ctx, `SELECT current_database()`).Scan(&db); err != nil {
+		r.add(Warning, CodeFailover, field, "current_database: %v", err)
+		return
+	}
+	switch {
+	case !failover && cfg.Postgres.FailoverSlot:
+		r.add(Warning, CodeFailover, field, "slot %q is not a failover slot, so a promoted standby will not have it: make it one while the cleaner is stopped, over a replication connection: psql \"dbname=%s replication=database\" -c \"ALTER_REPLICATION_SLOT %s (FAILOVER true)\" (README: Failover)", name, db, name)
+		return
+	case !failover:
+		r.add(OK, CodeFailover, field, "slot %q is not a failover slot (postgres.failover_slot is false): after a failover, run cdc-cleaner setup and cdc-cleaner scan (README: Failover)", name)
+		return
+	}
+	standbyAdvice := fmt.Sprintf("on each standby set sync_replication_slots = on, hot_standby_feedback = on, primary_slot_name to its physical slot and dbname=%s in primary_conninfo", db)
+	if len(physical) == 0 {
+		r.add(Warning, CodeFailover, field, "slot %q is a failover slot, but no standby uses a physical replication slot here, which synchronizing it needs: create one per standby (SELECT pg_create_physical_replication_slot('standby1')), then %s (README: Failover)", name, standbyAdvice)
+		return
+	}
+	var synced string
+	if err := conn.QueryRow(ctx, `SELECT current_setting('synchronized_standby_slots', true)`).Scan(&synced); err != nil {
+		r.add(Warning, CodeFailover, field, "could not read synchronized_standby_slots: %v", err)
+		return
+	}
+	if strings.TrimSpace(synced) == "" {
+		r.add(Warning, CodeFailover, field, "synchronized_standby_slots is empty: the cleaner may receive, and delete the files of, transactions that no standby has received yet; after a failover to a standby those transactions are gone while their files are in the trash. Set synchronized_standby_slots = '%s' on this server (the physical slots of the standbys that may be promoted), and %s (README: Failover)", strings.Join(physical, ","), standbyAdvice)
+		return
+	}
+	if len(noFeedback) > 0 {
+		r.add(Warning, CodeFailover, field, "the standbys on physical slots %s do not send hot_standby_feedback (the slots have no xmin), which slot synchronization needs: %s (README: Failover)", strings.Join(noFeedback, ", "), standbyAdvice)
+		return
+	}
+	r.add(OK, CodeFailover, field, "slot %q is a failover slot; the cleaner receives only what the standbys on %s have received (synchronized_standby_slots); %s", name, synced, standbyAdvice)
+}
+
+// recordedAt returns when setup recorded creating slot (cdc_cleaner.slots),
+// or "" when it did not or that cannot be read.
+func recordedAt(ctx context.Context, conn Querier, slot string) string {
+	var at string
+	err := conn.QueryRow(ctx, `SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"') FROM cdc_cleaner.slots WHERE slot_name = $1`, slot).Scan(&at)
+	if err != nil {
+		return ""
+	}
+	return at
+}
+
+// timeline is the server's current timeline, or 0 when it cannot be read
+// (pg_control_checkpoint needs pg_monitor or more).
+func timeline(ctx context.Context, conn Querier) int {
+	var tli int
+	if err := conn.QueryRow(ctx, `SELECT timeline_id FROM pg_control_checkpoint()`).Scan(&tli); err != nil {
+		return 0
+	}
+	return tli
 }
 
 // slotRecorded reports whether cdc_cleaner.slots records slot as one setup

@@ -606,6 +606,10 @@ END`, config.QuoteIdentifier(trigger), cdccleaner.QuoteLiteral(trigger), fn, cdc
 // any other is refused, naming what to rename.
 func slotSQL(cfg *config.Config, adopt bool) Statement {
 	slot, pub := cdccleaner.QuoteLiteral(cfg.Postgres.Slot), cdccleaner.QuoteLiteral(cfg.Postgres.Publication)
+	failover := "false"
+	if cfg.Postgres.FailoverSlot {
+		failover = "true"
+	}
 	unrecorded := `RAISE EXCEPTION 'replication slot %% exists and was not created by cdc-cleaner setup', %[1]s
       USING ERRCODE = 'duplicate_object',
         HINT = 'another consumer may read it, and the cleaner would move it past changes that consumer has not read yet: set postgres.slot to another name. If it is this cleaner''s own slot (created by a cdc-cleaner version before the table cdc_cleaner.slots, by a setup that was interrupted, or by hand for it), record it with cdc-cleaner setup --adopt-slot.';`
@@ -615,7 +619,7 @@ func slotSQL(cfg *config.Config, adopt bool) Statement {
 	}
 	return Statement{
 		Comment: SlotComment,
-		SQL: doBlock(fmt.Sprintf(`DECLARE s record;
+		SQL: doBlock(fmt.Sprintf(`DECLARE s record; is_failover boolean;
 BEGIN
   SELECT plugin, database INTO s FROM pg_replication_slots WHERE slot_name = %[1]s;
   IF NOT FOUND THEN
@@ -626,7 +630,13 @@ BEGIN
       RAISE EXCEPTION 'cannot record the slot in cdc_cleaner.slots (missing, or not writable by %%), so it is not created', current_user
         USING HINT = 'apply migrations/0001_cdc_cleaner_schema.sql (cdc-cleaner setup does) first';
     END IF;
-    PERFORM pg_create_logical_replication_slot(%[1]s, 'pgoutput');
+    IF %[3]s AND current_setting('server_version_num')::int >= 170000 THEN
+      -- A failover slot: standbys with sync_replication_slots keep a copy,
+      -- and a promoted one streams on where the cleaner was (17+).
+      PERFORM pg_create_logical_replication_slot(%[1]s, 'pgoutput', failover => true);
+    ELSE
+      PERFORM pg_create_logical_replication_slot(%[1]s, 'pgoutput');
+    END IF;
     BEGIN
       INSERT INTO cdc_cleaner.slots (slot_name, publication) VALUES (%[1]s, %[2]s)
         ON CONFLICT (slot_name) DO UPDATE SET publication = EXCLUDED.publication, created_at = now(), adopted = false;
@@ -644,9 +654,17 @@ BEGIN
         HINT = 'set postgres.slot to another name';
   ELSIF EXISTS (SELECT 1 FROM cdc_cleaner.slots WHERE slot_name = %[1]s) THEN
     UPDATE cdc_cleaner.slots SET publication = %[2]s WHERE slot_name = %[1]s AND publication IS DISTINCT FROM %[2]s;
+    IF %[3]s AND current_setting('server_version_num')::int >= 170000 THEN
+      -- The column exists from 17 on: read it only there.
+      EXECUTE 'SELECT failover FROM pg_replication_slots WHERE slot_name = $1' INTO is_failover USING %[1]s;
+      IF NOT is_failover THEN
+        RAISE NOTICE 'cdc-cleaner: replication slot %% is not a failover slot, so a promoted standby will not have it (postgres.failover_slot is on)', %[1]s
+          USING HINT = format('make it one over a replication connection while the cleaner is stopped: psql "dbname=%%s replication=database" -c "ALTER_REPLICATION_SLOT %%s (FAILOVER true)" (README: Failover)', current_database(), %[1]s);
+      END IF;
+    END IF;
   ELSE
     `+unrecorded+`
   END IF;
-END`, slot, pub)),
+END`, slot, pub, failover)),
 	}
 }

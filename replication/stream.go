@@ -133,7 +133,7 @@ func (s *Stream) start0(ctx context.Context) error {
 		return fmt.Errorf("look up slot %q: %w", s.cfg.Slot, err)
 	}
 	if len(res) != 1 || len(res[0].Rows) == 0 {
-		return fmt.Errorf("slot %q: %w", s.cfg.Slot, ErrSlotMissing)
+		return s.missing(ctx)
 	}
 	row := res[0].Rows[0]
 	if plugin := string(row[2]); plugin != "pgoutput" {
@@ -165,6 +165,34 @@ func (s *Stream) start0(ctx context.Context) error {
 	s.lastFlush = s.start
 	return nil
 }
+
+// missing returns the error for a slot the server does not have: a
+// *SlotLostError when setup recorded creating it (the slot did not come
+// with a failover), else ErrSlotMissing.
+func (s *Stream) missing(ctx context.Context) error {
+	q := fmt.Sprintf(`SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"') FROM cdc_cleaner.slots WHERE slot_name = %s`, cdccleaner.QuoteLiteral(s.cfg.Slot))
+	res, err := s.conn.Exec(ctx, q).ReadAll()
+	if err != nil || len(res) != 1 || len(res[0].Rows) == 0 {
+		// Not recorded, or the record cannot be read: nothing more to say.
+		return fmt.Errorf("slot %q: %w", s.cfg.Slot, ErrSlotMissing)
+	}
+	at := string(res[0].Rows[0][0])
+	timeline := 0
+	if sys, err := pglogrepl.IdentifySystem(ctx, s.conn); err == nil {
+		timeline = int(sys.Timeline)
+	}
+	return &SlotLostError{Slot: s.cfg.Slot, Detail: cdccleaner.SlotLost(s.cfg.Slot, at, timeline, serverMajor(s.conn.ParameterStatus("server_version"))*10000)}
+}
+
+// SlotLostError is a slot that setup recorded creating but that the
+// server does not have: the slot did not come with a failover (see
+// cdccleaner.SlotLost). It is ErrSlotMissing for errors.Is.
+type SlotLostError struct {
+	Slot, Detail string
+}
+
+func (e *SlotLostError) Error() string        { return e.Detail }
+func (e *SlotLostError) Is(target error) bool { return target == ErrSlotMissing }
 
 // serverMajor reads the major version from the server_version parameter
 // ("15.18 (Debian 15.18-0+deb12u1)", "14.2", "17beta1"); 0 if unknown.
