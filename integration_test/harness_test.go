@@ -75,6 +75,11 @@ type envOptions struct {
 	noSetup bool
 	// urlParams is appended to the configuration URL's query.
 	urlParams string
+	// cluster is where the test's database is created (default: the
+	// shared cluster); configURL, when set, replaces the URL the
+	// configuration gives the cleaner ({{db}} stands for the database).
+	cluster   *pgtest.Cluster
+	configURL string
 	// media is more YAML for the "media" storage (indented four spaces),
 	// e.g. "    trash: true".
 	media string
@@ -93,7 +98,11 @@ type envOptions struct {
 
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
-	db, url := cluster.NewDatabase(t)
+	on := cluster
+	if o.cluster != nil {
+		on = o.cluster
+	}
+	db, url := on.NewDatabase(t)
 	// Publication names are limited to 34 characters (the event trigger
 	// setup derives from them must fit PostgreSQL's 63): a hash of the
 	// database name keeps them short and unique.
@@ -133,6 +142,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 	// The throwaway cluster trusts local connections and never asks for the
 	// password, so one can be put in the URL to check it is never shown.
 	cfgURL := strings.Replace(url, "postgres://postgres@", "postgres://postgres:"+testPassword+"@", 1)
+	if o.configURL != "" {
+		cfgURL = strings.ReplaceAll(o.configURL, "{{db}}", db)
+	}
 	if o.urlParams != "" {
 		sep := "?"
 		if strings.Contains(cfgURL, "?") {

@@ -79,6 +79,11 @@ type Cluster struct {
 	dataDir string
 	logFile string
 	port    int
+	// extra is appended to the configuration (StartOwn, Standby).
+	extra string
+	// own: a cluster of one test's own (StartOwn, Standby), removed whole
+	// when it stops, so its databases need no cleanup of their own.
+	own bool
 
 	stopOnce sync.Once
 	stopErr  error
@@ -100,7 +105,13 @@ func Start(ctx context.Context) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{bins: bins}
+	return start(ctx, &Cluster{bins: bins})
+}
+
+// start sets up and starts c, whose binaries (and extra configuration)
+// are set.
+func start(ctx context.Context, c *Cluster) (*Cluster, error) {
+	var err error
 	if os.Geteuid() == 0 {
 		// initdb and postgres refuse to run as root.
 		c.runuser, err = exec.LookPath("runuser")
@@ -326,7 +337,7 @@ full_page_writes = off
 logging_collector = off
 log_line_prefix = '%%m [%%p] %%q%%u@%%d %%a: '
 lc_messages = 'C'
-`, c.port, c.dir)
+%s`, c.port, c.dir, c.extra)
 }
 
 func freePort() (int, error) {
@@ -679,6 +690,9 @@ func (c *Cluster) NewDatabase(t testing.TB) (name, dbURL string) {
 		t.Fatalf("create database %s: %v", name, err)
 	}
 	t.Cleanup(func() {
+		if c.own {
+			return // removed with the cluster
+		}
 		if err := c.dropDatabase(name); err != nil {
 			t.Errorf("clean up database %s: %v", name, err)
 		}
