@@ -72,6 +72,15 @@ type Journal interface {
 	Latest(ctx context.Context, storage string, paths []string, upTo []LSN) (map[string]JournalEntry, error)
 }
 
+// JournalHorizon is a Journal that can say how far recent removals went,
+// so that a session can tell a replay of removals settled before (by a
+// process that crashed, or on a primary that failed over) from new work.
+type JournalHorizon interface {
+	// Horizon returns the highest commit LSN among the entries written in
+	// the last window, or 0 when there are none.
+	Horizon(ctx context.Context, window time.Duration) (LSN, error)
+}
+
 // Reasons under which a dangling reference (JournalDangling) is recorded in
 // cdc_cleaner.failed_deletions.
 const (

@@ -50,6 +50,19 @@ const pruneSQL = `DELETE FROM ` + Table + `
 	WHERE ctid = ANY (ARRAY(SELECT ctid FROM ` + Table + ` WHERE storage = $1 AND at < $2 LIMIT $3))
 		AND storage = $1 AND at < $2`
 
+// horizonSQL finds the highest commit LSN of the entries written in the
+// last $1 seconds, through the BRIN index on at: the newest pages only.
+const horizonSQL = `SELECT coalesce(max(commit_lsn)::text, '0/0') FROM ` + Table + ` WHERE at >= now() - make_interval(secs => $1)`
+
+// Horizon implements cdccleaner.JournalHorizon.
+func (j *Journal) Horizon(ctx context.Context, window time.Duration) (cdccleaner.LSN, error) {
+	var s string
+	if err := j.pool.QueryRow(ctx, horizonSQL, window.Seconds()).Scan(&s); err != nil {
+		return 0, fmt.Errorf("read the journal's recent horizon: %w", err)
+	}
+	return cdccleaner.ParseLSN(s)
+}
+
 // Journal implements cdccleaner.Journal on a connection pool.
 type Journal struct {
 	pool *pgxpool.Pool

@@ -58,6 +58,11 @@ type Config struct {
 	// again (promise 7). Without it (tests of other things), new
 	// references are not compared with anything.
 	Journal cdccleaner.Journal
+	// Standbys, when set, makes the journal's removal entries reach the
+	// physical standbys of synchronized_standby_slots before the files
+	// they describe move, so that a promoted standby's journal knows every
+	// removal done (README: Failover).
+	Standbys Standbys
 	// Trash describes, per storage with trash on, where removed files go
 	// and how long they stay there (the undo window); a storage without
 	// trash is absent. The journal says where a file is going before it
@@ -94,6 +99,12 @@ type Config struct {
 	PermissionPatience time.Duration
 }
 
+// Standbys waits for the standbys a failover may promote (journal.Standbys).
+type Standbys interface {
+	Names(ctx context.Context) ([]string, error)
+	WaitFlushed(ctx context.Context, names []string, warn func(waited time.Duration)) error
+}
+
 // Trash is where one storage's trash is and how long it keeps files.
 type Trash struct {
 	// Prefix is trash_prefix: a removed file p goes to Prefix+p.
@@ -119,6 +130,13 @@ type Pipeline struct {
 	absence *absenceWatch
 	// visible remembers transactions seen visible (waitVisible).
 	visible visibleSet
+	// replayHorizon is, for the current session, the highest commit LSN
+	// the journal recorded recently: removals at or below it may be
+	// replays of work settled before (markReplays). 0: none.
+	replayHorizon atomic.Uint64
+	// standbys are the slots of synchronized_standby_slots, read at the
+	// start of each session (journalIntent waits for them).
+	standbys atomic.Pointer[[]string]
 
 	typesMu sync.Mutex
 	types   map[uint32]cdccleaner.ColumnType // learned from the catalog, for every session
@@ -261,6 +279,29 @@ func (p *Pipeline) session(ctx context.Context) error {
 	}
 	dec := p.newDecoder()
 	tracker := replication.NewTracker(st.SlotStart())
+	p.replayHorizon.Store(0)
+	p.standbys.Store(nil)
+	if p.cfg.Standbys != nil && !p.cfg.DryRun {
+		names, err := p.cfg.Standbys.Names(ctx)
+		if err != nil {
+			st.Close(st.SlotStart())
+			return err
+		}
+		if len(names) > 0 {
+			p.standbys.Store(&names)
+			p.log.Info().Strs("standby_slots", names).Msg("journal entries reach these standbys before files move (synchronized_standby_slots)")
+		}
+	}
+	if h, ok := p.cfg.Journal.(cdccleaner.JournalHorizon); ok && !p.cfg.DryRun {
+		if lsn, err := h.Horizon(ctx, replayWindow); err != nil {
+			p.log.Debug().Err(err).Msg("read the journal's horizon; replays are counted as files found absent")
+		} else if lsn > st.SlotStart() {
+			p.replayHorizon.Store(uint64(lsn))
+			p.log.Info().Stringer("from", st.SlotStart()).Stringer("journaled_up_to", lsn).
+				Msg("the slot replays transactions whose removals the journal holds (after a restart or a failover); they are checked against it")
+		}
+	}
+
 	p.log.Info().Str("slot", p.cfg.Stream.Slot).Stringer("from", st.SlotStart()).Bool("dry_run", p.cfg.DryRun).Msg("streaming")
 	p.streaming.Store(true)
 	p.cfg.Metrics.Streaming.Set(1)

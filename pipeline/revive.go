@@ -55,7 +55,26 @@ func (p *Pipeline) journalIntent(ctx context.Context, s *settlement, paths []str
 		s.intents[path] = location
 		entries = append(entries, s.entry(path, event, location, ""))
 	}
-	return p.writeJournal(ctx, entries)
+	if err := p.writeJournal(ctx, entries); err != nil {
+		return err
+	}
+	return p.waitStandbys(ctx, s)
+}
+
+// waitStandbys waits, when synchronized_standby_slots names standbys,
+// until they received the journal entries just written: a standby
+// promoted later must know every file that went to the trash.
+func (p *Pipeline) waitStandbys(ctx context.Context, s *settlement) error {
+	names := p.standbys.Load()
+	if names == nil {
+		return nil
+	}
+	return p.persist(ctx, "checking that the standbys received the journal failed; holding the LSN and retrying", func() error {
+		return p.cfg.Standbys.WaitFlushed(ctx, *names, func(waited time.Duration) {
+			s.log.Warn().Strs("standby_slots", *names).Dur("waited", waited).
+				Msg("the standbys of synchronized_standby_slots have not received the journal's newest entries: no file moves until they have (a standby down? remove it from synchronized_standby_slots, as PostgreSQL's own walsenders wait for it too)")
+		})
+	})
 }
 
 // journalCorrections journals what one deletion round did differently from

@@ -49,6 +49,10 @@ func (p *Pipeline) settle(ctx context.Context, b *batch) error {
 		files, prefixes := s.splitPrefixes(unreferenced)
 		var results []cdccleaner.Result
 		if len(files) > 0 {
+			if !s.replaysChecked {
+				s.replaysChecked = true
+				p.markReplays(ctx, s, files)
+			}
 			if err := p.journalIntent(ctx, s, files); err != nil {
 				return err
 			}
@@ -90,7 +94,54 @@ func (p *Pipeline) settle(ctx context.Context, b *batch) error {
 		}
 	}
 	p.count(s.deleted, s.absent, s.kept, len(s.failures), s.wouldDeleteN)
+	if s.replays > 0 {
+		s.log.Info().Int("replayed", s.replays).Msg("removals replayed from the slot were done before, by the same transactions (the journal says so): a restart or a failover replays what the slot had not confirmed; nothing was done twice")
+	}
 	return nil
+}
+
+// replayWindow is how far back Horizon looks: replays follow a crash or a
+// failover, and the slot had confirmed all but the last moments.
+const replayWindow = time.Hour
+
+// markReplays marks, among the paths about to be removed, those whose
+// removal by the same transaction the journal already holds: a session
+// replaying what a crashed process, or a failed primary, settled but had
+// not confirmed. They are removed as usual (removal is idempotent: a file
+// moved before is found absent, or moved now if the move was cut short);
+// only the count differs, so that a replay is not taken for files
+// missing. It asks the journal only for candidates at or below the
+// horizon the session found, and gives up quietly: it changes counts and
+// logs, never what is removed.
+func (p *Pipeline) markReplays(ctx context.Context, s *settlement, files []string) {
+	horizon := cdccleaner.LSN(p.replayHorizon.Load())
+	if horizon == 0 || p.cfg.Journal == nil {
+		return
+	}
+	var paths []string
+	var upTo []cdccleaner.LSN
+	for _, path := range files {
+		if c := s.newest(path); c.CommitLSN <= horizon {
+			paths, upTo = append(paths, path), append(upTo, c.CommitLSN)
+		}
+	}
+	if len(paths) == 0 {
+		return
+	}
+	latest, err := p.cfg.Journal.Latest(ctx, s.storage, paths, upTo)
+	if err != nil {
+		s.log.Debug().Err(err).Msg("could not tell replayed removals from new ones; counting them as usual")
+		return
+	}
+	for i, path := range paths {
+		e, ok := latest[path]
+		if ok && e.CommitLSN == upTo[i] && (e.Event == cdccleaner.JournalTrashed || e.Event == cdccleaner.JournalDeleted) {
+			if s.replayed == nil {
+				s.replayed = map[string]bool{}
+			}
+			s.replayed[path] = true
+		}
+	}
 }
 
 // settlement is what settle has decided so far about one batch.
@@ -114,6 +165,13 @@ type settlement struct {
 
 	deleted, absent, kept, wouldDeleteN int
 	failures                            []cdccleaner.Failure
+
+	// replayed holds the paths whose removal, by the same transaction,
+	// the journal recorded before this batch (markReplays): found absent,
+	// they were settled before, not lost. replays counts them.
+	replayed       map[string]bool
+	replaysChecked bool
+	replays        int
 }
 
 // prepare takes one decision per distinct path of b: a path that matches
@@ -226,8 +284,13 @@ func (s *settlement) apply(v verdicts) {
 	}
 	var absent []string // of paths rows named: a derived file often never existed
 	for _, path := range v.absent {
-		s.absent++
 		c := s.first[path]
+		if s.replayed[path] {
+			s.replays++
+			s.log.Debug().Str("path", path).Str("source", c.Source).Stringer("commit_lsn", c.CommitLSN).Msg("replayed: removed before by the same transaction (journal)")
+			continue
+		}
+		s.absent++
 		if c.Parent == "" {
 			absent = append(absent, path)
 			m.Absent.WithLabelValues(s.storage).Inc()

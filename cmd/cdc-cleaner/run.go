@@ -114,6 +114,7 @@ Exit codes: 0 stopped, 1 runtime failure, 2 bad configuration or database not re
 		Refs:           refcheck.WithDerived(refs, report.Columns),
 		Failures:       ledger.New(pool),
 		Journal:        jnl,
+		Standbys:       journal.NewStandbys(pool),
 		Trash:          trashSettings(cfg),
 		Keep:           keepPatterns(cfg),
 		Messages:       messageStorages(cfg),

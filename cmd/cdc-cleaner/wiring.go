@@ -99,7 +99,12 @@ func openPool(ctx context.Context, cfg *config.Config, maxConns int32, applicati
 // processes per query, costs more than the query itself (make bench: the
 // big-transaction drain took 3.1 s with it, 2.2 s without) and takes
 // workers from the application's max_parallel_workers.
-var runSessionParams = map[string]string{"max_parallel_workers_per_gather": "0"}
+//
+// synchronous_commit is on (PostgreSQL's default) whatever the server's
+// setting: a journal entry must be on disk, and on the standbys of
+// synchronized_standby_slots, before the file it describes moves, and a
+// standby receives only WAL that is flushed.
+var runSessionParams = map[string]string{"max_parallel_workers_per_gather": "0", "synchronous_commit": "on"}
 
 // missingExplainer says what became of a watched column a Relation
 // message lacks (catalog.MissingColumnHint), for the columns Inspect
