@@ -30,6 +30,13 @@ import (
 // and replication slots.
 const EnvDatabaseURL = "CDC_TEST_DATABASE_URL"
 
+// EnvPGBin names the environment variable that picks the PostgreSQL server
+// binaries: a directory holding initdb, pg_ctl and postgres, such as the one
+// scripts/pg-fetch prints. When it is set those binaries are used and no
+// others; when it is unset they are looked for on PATH, then in
+// /usr/lib/postgresql/*/bin.
+const EnvPGBin = "CDC_TEST_PG_BIN"
+
 // BinaryPackage is the package BuildBinary builds.
 const BinaryPackage = "github.com/cdc-cleaner/cdc-cleaner/cmd/cdc-cleaner"
 
@@ -66,7 +73,8 @@ var errNoBinaries = &NotInstalledError{Msg: "PostgreSQL server binaries (initdb,
 // CDC_TEST_DATABASE_URL. Its methods are safe for concurrent use, except
 // that Restart, StopServer and StartServer must not race with each other.
 type Cluster struct {
-	version int
+	version     int
+	versionName string // server_version, such as "17.10" or "15.14 (Debian 15.14-0+deb12u1)"
 
 	// Set for an external server only.
 	external *url.URL
@@ -113,6 +121,9 @@ func Start(ctx context.Context) (*Cluster, error) {
 func start(ctx context.Context, c *Cluster) (*Cluster, error) {
 	var err error
 	if os.Geteuid() == 0 {
+		if d := unsearchable(filepath.Dir(bins.postgres)); d != "" && os.Getenv(EnvPGBin) != "" {
+			return nil, fmt.Errorf("%s=%s: the postgres OS user, which runs the server when the tests run as root, cannot reach it: other users may not search %s; run chmod o+x %s, or put the binaries elsewhere (scripts/pg-fetch makes its cache reachable)", EnvPGBin, os.Getenv(EnvPGBin), d, d)
+		}
 		// initdb and postgres refuse to run as root.
 		c.runuser, err = exec.LookPath("runuser")
 		if err != nil {
@@ -158,16 +169,20 @@ func startExternal(ctx context.Context, raw string) (*Cluster, error) {
 	if walLevel != "logical" {
 		return nil, fmt.Errorf("%s server runs with wal_level=%s; the integration tests need wal_level=logical", EnvDatabaseURL, walLevel)
 	}
-	if c.version, err = serverVersion(ctx, conn); err != nil {
+	if c.version, c.versionName, err = serverVersion(ctx, conn); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// findBinaries looks on PATH first, then in the highest version under
+// findBinaries takes the directory named by CDC_TEST_PG_BIN when it is set;
+// otherwise it looks on PATH first, then in the highest version under
 // /usr/lib/postgresql, where Debian installs the server without putting it
 // on PATH.
 func findBinaries() (binaries, error) {
+	if dir := os.Getenv(EnvPGBin); dir != "" {
+		return binariesIn(dir)
+	}
 	var b binaries
 	var err1, err2, err3 error
 	b.initdb, err1 = exec.LookPath("initdb")
@@ -191,13 +206,45 @@ func findBinaries() (binaries, error) {
 	return binaries{}, errNoBinaries
 }
 
+// binariesIn returns the server binaries in dir, the directory named by
+// CDC_TEST_PG_BIN. It never falls back to other binaries: a test run that
+// asked for one PostgreSQL version must not pass on another. A wrong
+// directory is an error, not a NotInstalledError, so that the tests fail
+// rather than skip even when CI is unset.
+func binariesIn(dir string) (binaries, error) {
+	if !filepath.IsAbs(dir) {
+		// go test runs each test binary in its package's directory, so a
+		// relative path would not mean what it meant to the caller.
+		return binaries{}, fmt.Errorf("%s=%s must be an absolute path (go test runs the tests in the package directory)", EnvPGBin, dir)
+	}
+	b := binaries{
+		initdb:   filepath.Join(dir, "initdb"),
+		pgCtl:    filepath.Join(dir, "pg_ctl"),
+		postgres: filepath.Join(dir, "postgres"),
+	}
+	var missing []string
+	for _, p := range []string{b.initdb, b.pgCtl, b.postgres} {
+		if !isExecutable(p) {
+			missing = append(missing, filepath.Base(p))
+		}
+	}
+	if len(missing) > 0 {
+		return binaries{}, fmt.Errorf("%s=%s lacks %s: it must name a directory holding the PostgreSQL server binaries initdb, pg_ctl and postgres; fetch one with scripts/pg-fetch MAJOR, or unset %s to use the machine's PostgreSQL",
+			EnvPGBin, dir, strings.Join(missing, ", "), EnvPGBin)
+	}
+	return b, nil
+}
+
 // RaceEnabled reports whether the test binary, and so the cleaner that
 // BuildBinary builds, runs with the race detector (several times slower).
 func RaceEnabled() bool { return raceEnabled }
 
 // ClientTool returns the path of a PostgreSQL client program, such as
 // pg_recvlogical: beside the throwaway cluster's server binaries, else on
-// PATH, else in the highest version under /usr/lib/postgresql.
+// PATH, else in the highest version under /usr/lib/postgresql. The
+// directory CDC_TEST_PG_BIN names may hold the server only, as the one
+// scripts/pg-fetch prints does; the client then comes from the machine and
+// may be of another major version than the server.
 func (c *Cluster) ClientTool(name string) (string, error) {
 	if c.bins.postgres != "" {
 		if p := filepath.Join(filepath.Dir(c.bins.postgres), name); isExecutable(p) {
@@ -243,14 +290,18 @@ func tempBase(otherUser bool) string {
 	return base
 }
 
-func searchableByOthers(dir string) bool {
+func searchableByOthers(dir string) bool { return unsearchable(dir) == "" }
+
+// unsearchable returns the first directory from dir up to / that other users
+// may not search (or that does not exist), or "" when there is none.
+func unsearchable(dir string) string {
 	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
 		fi, err := os.Stat(d)
 		if err != nil || fi.Mode().Perm()&0o001 == 0 {
-			return false
+			return d
 		}
 		if d == filepath.Dir(d) {
-			return true
+			return ""
 		}
 	}
 }
@@ -311,7 +362,7 @@ func (c *Cluster) setUp(ctx context.Context) error {
 		return fmt.Errorf("connect to the new cluster: %w", err)
 	}
 	defer conn.Close(context.Background())
-	c.version, err = serverVersion(ctx, conn)
+	c.version, c.versionName, err = serverVersion(ctx, conn)
 	return err
 }
 
@@ -367,16 +418,18 @@ func (c *Cluster) command(ctx context.Context, name string, args ...string) *exe
 	return cmd
 }
 
-func serverVersion(ctx context.Context, conn *pgx.Conn) (int, error) {
-	var s string
-	if err := conn.QueryRow(ctx, "SHOW server_version_num").Scan(&s); err != nil {
-		return 0, fmt.Errorf("query server_version_num: %w", err)
+// serverVersion returns server_version_num (170010) and server_version
+// ("17.10").
+func serverVersion(ctx context.Context, conn *pgx.Conn) (int, string, error) {
+	var num, name string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num'), current_setting('server_version')").Scan(&num, &name); err != nil {
+		return 0, "", fmt.Errorf("query server_version_num: %w", err)
 	}
-	v, err := strconv.Atoi(s)
+	v, err := strconv.Atoi(num)
 	if err != nil {
-		return 0, fmt.Errorf("parse server_version_num %q: %w", s, err)
+		return 0, "", fmt.Errorf("parse server_version_num %q: %w", num, err)
 	}
-	return v, nil
+	return v, name, nil
 }
 
 // URL returns the URL of database db on the cluster. For an external server
@@ -406,6 +459,10 @@ func (c *Cluster) External() bool { return c.external != nil }
 
 // Version returns the server's server_version_num, such as 150004.
 func (c *Cluster) Version() int { return c.version }
+
+// VersionName returns the server's server_version, such as "17.10" or
+// "15.14 (Debian 15.14-0+deb12u1)".
+func (c *Cluster) VersionName() string { return c.versionName }
 
 // LogFile returns the path of the server's log, or "" for an external server.
 func (c *Cluster) LogFile() string { return c.logFile }
@@ -625,6 +682,12 @@ func RunMain(m *testing.M, c **Cluster) int {
 		return 1
 	}
 	*c = cl
+	// Says which server the tests ran against; scripts/test-matrix reads it.
+	if cl.External() {
+		fmt.Fprintf(os.Stderr, "pgtest: PostgreSQL %s (%s)\n", cl.VersionName(), EnvDatabaseURL)
+	} else {
+		fmt.Fprintf(os.Stderr, "pgtest: PostgreSQL %s, server binaries in %s\n", cl.VersionName(), filepath.Dir(cl.bins.postgres))
+	}
 	stopSignals := stopOnSignal(cl)
 	code := m.Run()
 	stopSignals()

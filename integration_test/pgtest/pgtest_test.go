@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -33,6 +35,17 @@ func TestServerSettings(t *testing.T) {
 	}
 	if cluster.External() {
 		return
+	}
+	// With CDC_TEST_PG_BIN set the cluster must run exactly those binaries.
+	if dir := os.Getenv(pgtest.EnvPGBin); dir != "" {
+		out, err := exec.Command(filepath.Join(dir, "postgres"), "--version").Output()
+		if err != nil {
+			t.Fatalf("%s/postgres --version: %v", dir, err)
+		}
+		// "postgres (PostgreSQL) 17.10"; the server says "17.10".
+		if got := strings.TrimSpace(string(out)); !strings.HasSuffix(got, " "+cluster.VersionName()) {
+			t.Errorf("server_version = %q, but %s=%s holds %q", cluster.VersionName(), pgtest.EnvPGBin, dir, got)
+		}
 	}
 	for setting, want := range map[string]string{
 		"max_replication_slots":     "50",
