@@ -121,7 +121,7 @@ func Start(ctx context.Context) (*Cluster, error) {
 func start(ctx context.Context, c *Cluster) (*Cluster, error) {
 	var err error
 	if os.Geteuid() == 0 {
-		if d := unsearchable(filepath.Dir(bins.postgres)); d != "" && os.Getenv(EnvPGBin) != "" {
+		if d := unsearchable(filepath.Dir(c.bins.postgres)); d != "" && os.Getenv(EnvPGBin) != "" {
 			return nil, fmt.Errorf("%s=%s: the postgres OS user, which runs the server when the tests run as root, cannot reach it: other users may not search %s; run chmod o+x %s, or put the binaries elsewhere (scripts/pg-fetch makes its cache reachable)", EnvPGBin, os.Getenv(EnvPGBin), d, d)
 		}
 		// initdb and postgres refuse to run as root.
