@@ -169,9 +169,13 @@ func TestPrivilegeRoleRunsEveryScenario(t *testing.T) {
 	admin.exec(`UPDATE media.album SET photos = '{a/2.jpg}' WHERE id = 1`)
 	admin.exec(`BEGIN; SELECT pg_logical_emit_message(true, 'cdc_cleaner', '{"storage":"media","path":"m/msg.jpg"}'); COMMIT`)
 	e.settle()
-	e.expect(
-		[]string{"u/new.jpg", "rb/keep.jpg", "rb/savepoint.jpg", "s/same.jpg", "s/other.jpg", "s/protected.jpg", "j/b.pdf", "a/2.jpg"},
-		[]string{"u/old.jpg", "d/img.jpg", "d/thumb.jpg", "j/a.pdf", "a/1.jpg", "m/msg.jpg"})
+	kept := []string{"u/new.jpg", "rb/keep.jpg", "rb/savepoint.jpg", "s/same.jpg", "s/other.jpg", "s/protected.jpg", "j/b.pdf", "a/2.jpg"}
+	gone := []string{"u/old.jpg", "d/img.jpg", "d/thumb.jpg", "j/a.pdf", "a/1.jpg", "m/msg.jpg"}
+	if cluster.Version() < 140000 {
+		// No logical decoding messages before 14 (TestMessagesNeedPostgres14).
+		kept, gone = append(kept, "m/msg.jpg"), gone[:len(gone)-1]
+	}
+	e.expect(kept, gone)
 	if b, err := os.ReadFile(secret); err != nil || string(b) != "secret" {
 		t.Errorf("file outside the root was touched: %q, %v", b, err)
 	}

@@ -311,14 +311,18 @@ func inspectMessages(ctx context.Context, conn Querier, r *Report, cfg *config.C
 		return
 	}
 	// The function is executable by PUBLIC unless revoked.
+	// Its signatures differ by version (17 added a flush argument): the
+	// hint names them as this server has them.
 	var public bool
-	err := conn.QueryRow(ctx, `SELECT coalesce(bool_or(has_function_privilege('public', p.oid, 'EXECUTE')), false)
-		FROM pg_proc p WHERE p.proname = 'pg_logical_emit_message' AND p.pronamespace = 'pg_catalog'::regnamespace`).Scan(&public)
+	var signatures string
+	err := conn.QueryRow(ctx, `SELECT coalesce(bool_or(has_function_privilege('public', p.oid, 'EXECUTE')), false),
+			coalesce(string_agg(p.oid::regprocedure::text, ', ' ORDER BY p.oid), '')
+		FROM pg_proc p WHERE p.proname = 'pg_logical_emit_message' AND p.pronamespace = 'pg_catalog'::regnamespace`).Scan(&public, &signatures)
 	switch {
 	case err != nil:
 		r.add(Warning, CodeUnchecked, field, "cannot tell who may call pg_logical_emit_message: %v", err)
 	case public:
-		r.add(Warning, CodeGeneral, field, "storages %s honour cdc_cleaner logical decoding messages, and any role that can log in may emit one (pg_logical_emit_message is executable by PUBLIC), even in a read-only transaction, to have a file of these storages deleted: REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text), pg_logical_emit_message(boolean, text, bytea) FROM PUBLIC, then GRANT it to the application's role", strings.Join(names, ", "))
+		r.add(Warning, CodeGeneral, field, "storages %s honour cdc_cleaner logical decoding messages, and any role that can log in may emit one (pg_logical_emit_message is executable by PUBLIC), even in a read-only transaction, to have a file of these storages deleted: REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC, then GRANT it to the application's role", strings.Join(names, ", "), signatures)
 	default:
 		r.add(OK, CodeGeneral, field, "storages %s honour cdc_cleaner logical decoding messages; pg_logical_emit_message is not executable by PUBLIC", strings.Join(names, ", "))
 	}

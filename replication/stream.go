@@ -101,6 +101,12 @@ func ReplicationConfig(url string) (*pgconn.Config, error) {
 	if pc.RuntimeParams["application_name"] == "" {
 		pc.RuntimeParams["application_name"] = "cdc-cleaner"
 	}
+	// The connection's own queries (the slot's state) are tiny; a
+	// parallel plan (PostgreSQL 13 picked one for the slot lookup) would
+	// fork workers for nothing.
+	if _, set := pc.RuntimeParams["max_parallel_workers_per_gather"]; !set && !strings.Contains(pc.RuntimeParams["options"], "max_parallel_workers_per_gather") {
+		pc.RuntimeParams["max_parallel_workers_per_gather"] = "0"
+	}
 	return pc, nil
 }
 
