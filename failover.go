@@ -12,13 +12,13 @@ import "fmt"
 func SlotLost(slot, at string, timeline, version int) string {
 	promoted := ""
 	if timeline > 1 {
-		promoted = fmt.Sprintf(" This server runs on timeline %d: it was promoted from a standby (or restored from a backup).", timeline)
+		promoted = fmt.Sprintf(" This server runs on timeline %d: it was promoted from a standby at some point (or restored from a backup).", timeline)
 	}
 	why := "PostgreSQL 17 and later keep a failover slot on standbys that synchronize it (postgres.failover_slot, README: Failover)"
 	if version > 0 && version < 170000 {
 		why = fmt.Sprintf("PostgreSQL %d has no failover slots: a slot never comes with a promoted standby", version/10000)
 	}
-	return fmt.Sprintf("replication slot %q does not exist here, although cdc-cleaner setup recorded creating it at %s (cdc_cleaner.slots): the slot did not come with a failover.%s %s. "+
+	return fmt.Sprintf("replication slot %q does not exist here, although cdc-cleaner setup recorded creating it at %s (cdc_cleaner.slots): it was dropped, or it did not come with a failover.%s %s. "+
 		"The changes committed between the slot's last confirmed position and now are in no stream: run cdc-cleaner setup (a new slot, from now on), then cdc-cleaner scan, which finds the files orphaned in between (README: Failover)",
 		slot, at, promoted, why)
 }

@@ -3,6 +3,7 @@ package journal
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -24,29 +25,26 @@ type Standbys struct {
 // NewStandbys returns a Standbys on pool.
 func NewStandbys(pool *pgxpool.Pool) *Standbys { return &Standbys{pool: pool} }
 
-// Names returns the slots of synchronized_standby_slots, or none (also
-// before PostgreSQL 17, which has no such setting).
-func (s *Standbys) Names(ctx context.Context) ([]string, error) {
-	var names []string
-	err := s.pool.QueryRow(ctx, `SELECT coalesce(array_agg(trim(n)), '{}') FROM unnest(string_to_array(coalesce(current_setting('synchronized_standby_slots', true), ''), ',')) AS n WHERE trim(n) <> ''`).Scan(&names)
+// WaitWritten waits until every physical slot that
+// synchronized_standby_slots names has received (restart_lsn, which the
+// standby's feedback moves) the WAL inserted so far, so everything
+// committed before the call: the entries a caller just wrote. The setting
+// is read each time, so a standby taken out of it (or added) counts from
+// the next call on. A missing or inactive slot is waited for, as
+// PostgreSQL's own walsender waits for it: warn says so, every 10 seconds.
+// Without the setting (or before PostgreSQL 17) it returns at once.
+func (s *Standbys) WaitWritten(ctx context.Context, warn func(names []string, waited time.Duration)) error {
+	var lsn, setting string
+	// The insert position, not the flush position: it covers the
+	// caller's commit whatever synchronous_commit is, and a standby
+	// receives WAL only once it is flushed.
+	err := s.pool.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text, coalesce(current_setting('synchronized_standby_slots', true), '')`).Scan(&lsn, &setting)
 	if err != nil {
-		return nil, fmt.Errorf("read synchronized_standby_slots: %w", err)
+		return fmt.Errorf("read the WAL position and synchronized_standby_slots: %w", err)
 	}
-	return names, nil
-}
-
-// WaitFlushed waits until every physical slot of names has received
-// (restart_lsn, which the standby's feedback moves) the WAL flushed so
-// far, so everything committed before the call. A missing or inactive
-// slot is waited for, as PostgreSQL's own walsender waits for it: warn
-// says so, once a while.
-func (s *Standbys) WaitFlushed(ctx context.Context, names []string, warn func(waited time.Duration)) error {
+	names := SlotNames(setting)
 	if len(names) == 0 {
 		return nil
-	}
-	var lsn string
-	if err := s.pool.QueryRow(ctx, `SELECT pg_current_wal_flush_lsn()::text`).Scan(&lsn); err != nil {
-		return fmt.Errorf("read the flushed WAL position: %w", err)
 	}
 	start := time.Now()
 	pause, warned := time.Millisecond, time.Duration(0)
@@ -60,8 +58,16 @@ func (s *Standbys) WaitFlushed(ctx context.Context, names []string, warn func(wa
 			return nil
 		}
 		if waited := time.Since(start); waited-warned >= 10*time.Second {
-			warn(waited)
+			warn(names, waited)
 			warned = waited
+			// The setting may have changed meanwhile (a dead standby
+			// taken out of it): go by it as it is now.
+			if err := s.pool.QueryRow(ctx, `SELECT coalesce(current_setting('synchronized_standby_slots', true), '')`).Scan(&setting); err != nil {
+				return fmt.Errorf("read synchronized_standby_slots: %w", err)
+			}
+			if names = SlotNames(setting); len(names) == 0 {
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -70,4 +76,53 @@ func (s *Standbys) WaitFlushed(ctx context.Context, names []string, warn func(wa
 		}
 		pause = min(2*pause, 100*time.Millisecond)
 	}
+}
+
+// SlotNames parses a list of slot names as PostgreSQL parses
+// synchronized_standby_slots (a list of identifiers): separated by commas,
+// spaces around them ignored, an unquoted name folded to lower case, a
+// quoted one taken as written ("" for a quote), each name once.
+func SlotNames(setting string) []string {
+	var names []string
+	seen := map[string]bool{}
+	add := func(n string) {
+		if n != "" && !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	var cur strings.Builder
+	quoted, inQuotes := false, false
+	for i := 0; i < len(setting); i++ {
+		c := setting[i]
+		switch {
+		case inQuotes && c == '"' && i+1 < len(setting) && setting[i+1] == '"':
+			cur.WriteByte('"')
+			i++
+		case c == '"':
+			if !inQuotes && !quoted {
+				cur.Reset() // spaces before the opening quote
+			}
+			inQuotes, quoted = !inQuotes, true
+		case inQuotes:
+			cur.WriteByte(c)
+		case c == ',':
+			add(finishName(cur.String(), quoted))
+			cur.Reset()
+			quoted = false
+		case quoted && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			// spaces after the closing quote
+		default:
+			cur.WriteByte(c)
+		}
+	}
+	add(finishName(cur.String(), quoted))
+	return names
+}
+
+func finishName(n string, quoted bool) string {
+	if quoted {
+		return n
+	}
+	return strings.ToLower(strings.TrimSpace(n))
 }

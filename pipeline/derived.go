@@ -223,7 +223,14 @@ func (p *Pipeline) journalFiles(ctx context.Context, s *settlement, c cdccleaner
 			entries = append(entries, entry(r.Path, event, loc, d))
 		}
 	}
-	return p.writeJournal(ctx, entries)
+	if err := p.writeJournal(ctx, entries); err != nil {
+		return err
+	}
+	if len(files) > 0 {
+		// Intents: the standbys must have them before the files move.
+		return p.waitStandbys(ctx, s)
+	}
+	return nil
 }
 
 // derivedAnswer is the journal entry and log line of a derived file that a

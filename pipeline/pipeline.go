@@ -101,8 +101,7 @@ type Config struct {
 
 // Standbys waits for the standbys a failover may promote (journal.Standbys).
 type Standbys interface {
-	Names(ctx context.Context) ([]string, error)
-	WaitFlushed(ctx context.Context, names []string, warn func(waited time.Duration)) error
+	WaitWritten(ctx context.Context, warn func(names []string, waited time.Duration)) error
 }
 
 // Trash is where one storage's trash is and how long it keeps files.
@@ -134,9 +133,6 @@ type Pipeline struct {
 	// the journal recorded recently: removals at or below it may be
 	// replays of work settled before (markReplays). 0: none.
 	replayHorizon atomic.Uint64
-	// standbys are the slots of synchronized_standby_slots, read at the
-	// start of each session (journalIntent waits for them).
-	standbys atomic.Pointer[[]string]
 
 	typesMu sync.Mutex
 	types   map[uint32]cdccleaner.ColumnType // learned from the catalog, for every session
@@ -280,18 +276,6 @@ func (p *Pipeline) session(ctx context.Context) error {
 	dec := p.newDecoder()
 	tracker := replication.NewTracker(st.SlotStart())
 	p.replayHorizon.Store(0)
-	p.standbys.Store(nil)
-	if p.cfg.Standbys != nil && !p.cfg.DryRun {
-		names, err := p.cfg.Standbys.Names(ctx)
-		if err != nil {
-			st.Close(st.SlotStart())
-			return err
-		}
-		if len(names) > 0 {
-			p.standbys.Store(&names)
-			p.log.Info().Strs("standby_slots", names).Msg("journal entries reach these standbys before files move (synchronized_standby_slots)")
-		}
-	}
 	if h, ok := p.cfg.Journal.(cdccleaner.JournalHorizon); ok && !p.cfg.DryRun {
 		if lsn, err := h.Horizon(ctx, replayWindow); err != nil {
 			p.log.Debug().Err(err).Msg("read the journal's horizon; replays are counted as files found absent")

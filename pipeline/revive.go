@@ -65,13 +65,12 @@ func (p *Pipeline) journalIntent(ctx context.Context, s *settlement, paths []str
 // until they received the journal entries just written: a standby
 // promoted later must know every file that went to the trash.
 func (p *Pipeline) waitStandbys(ctx context.Context, s *settlement) error {
-	names := p.standbys.Load()
-	if names == nil {
+	if p.cfg.Standbys == nil || p.cfg.DryRun {
 		return nil
 	}
 	return p.persist(ctx, "checking that the standbys received the journal failed; holding the LSN and retrying", func() error {
-		return p.cfg.Standbys.WaitFlushed(ctx, *names, func(waited time.Duration) {
-			s.log.Warn().Strs("standby_slots", *names).Dur("waited", waited).
+		return p.cfg.Standbys.WaitWritten(ctx, func(names []string, waited time.Duration) {
+			s.log.Warn().Strs("standby_slots", names).Dur("waited", waited).
 				Msg("the standbys of synchronized_standby_slots have not received the journal's newest entries: no file moves until they have (a standby down? remove it from synchronized_standby_slots, as PostgreSQL's own walsenders wait for it too)")
 		})
 	})

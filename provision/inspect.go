@@ -1022,7 +1022,11 @@ func inspectFailover(ctx context.Context, conn Querier, r *Report, cfg *config.C
 		return
 	}
 	if strings.TrimSpace(synced) == "" {
-		r.add(Warning, CodeFailover, field, "synchronized_standby_slots is empty: the cleaner may receive, and delete the files of, transactions that no standby has received yet; after a failover to a standby those transactions are gone while their files are in the trash. Set synchronized_standby_slots = '%s' on this server (the physical slots of the standbys that may be promoted), and %s (README: Failover)", strings.Join(physical, ","), standbyAdvice)
+		slots := "'" + strings.Join(active, ",") + "'"
+		if len(active) == 0 {
+			slots = fmt.Sprintf("the physical slots of the standbys that may be promoted (no standby streams from %s now)", strings.Join(physical, ", "))
+		}
+		r.add(Warning, CodeFailover, field, "synchronized_standby_slots is empty: the cleaner may receive, and delete the files of, transactions that no standby has received yet; after a failover to a standby those transactions are gone while their files are in the trash. Set synchronized_standby_slots = %s on this server, naming only standbys that stream (it holds back every failover slot of the server while one of them does not), and %s (README: Failover)", slots, standbyAdvice)
 		return
 	}
 	if len(noFeedback) > 0 {
@@ -1044,7 +1048,7 @@ func recordedAt(ctx context.Context, conn Querier, slot string) string {
 }
 
 // timeline is the server's current timeline, or 0 when it cannot be read
-// (pg_control_checkpoint needs pg_monitor or more).
+// (a server that restricts pg_control_checkpoint).
 func timeline(ctx context.Context, conn Querier) int {
 	var tli int
 	if err := conn.QueryRow(ctx, `SELECT timeline_id FROM pg_control_checkpoint()`).Scan(&tli); err != nil {

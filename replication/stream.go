@@ -88,6 +88,9 @@ type Stream struct {
 	start     cdccleaner.LSN // slot's confirmed_flush_lsn when the stream started
 	lastFlush cdccleaner.LSN
 	log       zerolog.Logger
+	// parallelSet: postgres.url sets max_parallel_workers_per_gather
+	// itself, which start0 then leaves as it is.
+	parallelSet bool
 }
 
 // ReplicationConfig parses url and turns it into a replication connection
@@ -100,12 +103,6 @@ func ReplicationConfig(url string) (*pgconn.Config, error) {
 	pc.RuntimeParams["replication"] = "database"
 	if pc.RuntimeParams["application_name"] == "" {
 		pc.RuntimeParams["application_name"] = "cdc-cleaner"
-	}
-	// The connection's own queries (the slot's state) are tiny; a
-	// parallel plan (PostgreSQL 13 picked one for the slot lookup) would
-	// fork workers for nothing.
-	if _, set := pc.RuntimeParams["max_parallel_workers_per_gather"]; !set && !strings.Contains(pc.RuntimeParams["options"], "max_parallel_workers_per_gather") {
-		pc.RuntimeParams["max_parallel_workers_per_gather"] = "0"
 	}
 	return pc, nil
 }
@@ -124,6 +121,8 @@ func OpenStream(ctx context.Context, cfg StreamConfig) (*Stream, error) {
 		return nil, fmt.Errorf("connect for replication: %w", err)
 	}
 	s := &Stream{cfg: cfg, conn: conn, log: cfg.Logger}
+	_, s.parallelSet = pc.RuntimeParams["max_parallel_workers_per_gather"]
+	s.parallelSet = s.parallelSet || strings.Contains(pc.RuntimeParams["options"], "max_parallel_workers_per_gather")
 	if err := s.start0(ctx); err != nil {
 		conn.Close(context.Background())
 		return nil, err
@@ -132,6 +131,13 @@ func OpenStream(ctx context.Context, cfg StreamConfig) (*Stream, error) {
 }
 
 func (s *Stream) start0(ctx context.Context) error {
+	// The connection's own queries (the slot's state) are tiny; a
+	// parallel plan (PostgreSQL 13 picked one for the slot lookup) would
+	// fork workers for nothing. Best effort: a SET, not a startup
+	// parameter, which connection poolers refuse.
+	if !s.parallelSet {
+		_, _ = s.conn.Exec(ctx, "SET max_parallel_workers_per_gather = 0").ReadAll()
+	}
 	// Slot names are validated as [a-z0-9_]; quoting keeps that safe anyway.
 	q := fmt.Sprintf("SELECT coalesce(confirmed_flush_lsn::text, ''), coalesce(active_pid, 0), plugin FROM pg_replication_slots WHERE slot_name = %s AND database = current_database()", cdccleaner.QuoteLiteral(s.cfg.Slot))
 	res, err := s.conn.Exec(ctx, q).ReadAll()
@@ -176,6 +182,10 @@ func (s *Stream) start0(ctx context.Context) error {
 // *SlotLostError when setup recorded creating it (the slot did not come
 // with a failover), else ErrSlotMissing.
 func (s *Stream) missing(ctx context.Context) error {
+	elsewhere := fmt.Sprintf(`SELECT database FROM pg_replication_slots WHERE slot_name = %s`, cdccleaner.QuoteLiteral(s.cfg.Slot))
+	if res, err := s.conn.Exec(ctx, elsewhere).ReadAll(); err == nil && len(res) == 1 && len(res[0].Rows) > 0 {
+		return fmt.Errorf("slot %q belongs to database %q, not this one (slot names are shared by every database of the server): %w; set postgres.slot to another name and run cdc-cleaner setup", s.cfg.Slot, res[0].Rows[0][0], ErrSlotForeign)
+	}
 	q := fmt.Sprintf(`SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"') FROM cdc_cleaner.slots WHERE slot_name = %s`, cdccleaner.QuoteLiteral(s.cfg.Slot))
 	res, err := s.conn.Exec(ctx, q).ReadAll()
 	if err != nil || len(res) != 1 || len(res[0].Rows) == 0 {

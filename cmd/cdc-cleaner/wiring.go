@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,9 +69,12 @@ func inspect(ctx context.Context, cfg *config.Config, spellings bool) (*provisio
 }
 
 // openPool opens a pool of at most maxConns connections to the database,
-// named application, with the session settings params, each unless the URL
-// sets it (postgres.url's query or its options). pgxpool connects lazily:
-// an error here is one of the configuration.
+// named application (unless the URL names one). Each new connection runs
+// SET for the session settings params, except those the URL sets itself
+// (its query or its options); a SET that fails is let be, since they only
+// make the cleaner lighter. They are not startup parameters, which
+// connection poolers such as PgBouncer refuse unless told to ignore them.
+// pgxpool connects lazily: an error here is one of the configuration.
 func openPool(ctx context.Context, cfg *config.Config, maxConns int32, application string, params map[string]string) (*pgxpool.Pool, error) {
 	poolCfg, err := pgxpool.ParseConfig(cfg.Postgres.URL)
 	if err != nil {
@@ -80,9 +85,18 @@ func openPool(ctx context.Context, cfg *config.Config, maxConns int32, applicati
 	if rp["application_name"] == "" {
 		rp["application_name"] = application
 	}
-	for k, v := range params {
+	var sets []string
+	for _, k := range slices.Sorted(maps.Keys(params)) {
 		if _, set := rp[k]; !set && !strings.Contains(rp["options"], k) {
-			rp[k] = v
+			sets = append(sets, fmt.Sprintf("SET %s = %s", k, params[k]))
+		}
+	}
+	if len(sets) > 0 {
+		poolCfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+			for _, q := range sets {
+				conn.Exec(ctx, q)
+			}
+			return nil
 		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
@@ -99,12 +113,7 @@ func openPool(ctx context.Context, cfg *config.Config, maxConns int32, applicati
 // processes per query, costs more than the query itself (make bench: the
 // big-transaction drain took 3.1 s with it, 2.2 s without) and takes
 // workers from the application's max_parallel_workers.
-//
-// synchronous_commit is on (PostgreSQL's default) whatever the server's
-// setting: a journal entry must be on disk, and on the standbys of
-// synchronized_standby_slots, before the file it describes moves, and a
-// standby receives only WAL that is flushed.
-var runSessionParams = map[string]string{"max_parallel_workers_per_gather": "0", "synchronous_commit": "on"}
+var runSessionParams = map[string]string{"max_parallel_workers_per_gather": "0"}
 
 // missingExplainer says what became of a watched column a Relation
 // message lacks (catalog.MissingColumnHint), for the columns Inspect

@@ -66,6 +66,9 @@ hot_standby_feedback = on
 	if err := os.WriteFile(filepath.Join(s.dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return fail(fmt.Errorf("write owner file: %w", err))
 	}
+	// A fast stop waits for walsenders' clients to confirm everything
+	// sent to them, which a cleaner holding its confirmation never does.
+	c.terminateWalsenders()
 	if err := c.StopServer("fast"); err != nil {
 		return fail(err)
 	}
