@@ -89,7 +89,7 @@ func TestFailover(t *testing.T) {
 	if failoverSlots {
 		// A synchronized slot stays temporary, and a promotion drops it,
 		// until the standby's copy has caught up with the primary's.
-		waitFor(t, 60*time.Second, "the standby to synchronize the failover slot", func() bool {
+		eventually(t, 60*time.Second, "the standby to synchronize the failover slot", func() bool {
 			return pgtest.QueryString(t, standby.URL(e.db), `SELECT count(*)::text FROM pg_replication_slots WHERE slot_name = $1 AND synced AND NOT temporary`, e.slot) == "1"
 		})
 	}
@@ -106,7 +106,7 @@ func TestFailover(t *testing.T) {
 	// The cluster commits with synchronous_commit off; a commit with it on
 	// writes out the WAL of those before it, and the standby receives it.
 	e.exec(`BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_logical_emit_message(true, 'test', 'flush'); COMMIT`)
-	waitFor(t, 30*time.Second, "the standby to receive the deletions", func() bool {
+	eventually(t, 30*time.Second, "the standby to receive the deletions", func() bool {
 		return pgtest.QueryString(t, primary.AdminURL(), `SELECT count(*)::text FROM pg_stat_replication WHERE application_name = 'standby' AND flush_lsn >= pg_current_wal_flush_lsn()`) == "1"
 	})
 	var lost int
@@ -117,7 +117,7 @@ func TestFailover(t *testing.T) {
 		// happened.
 		pgtest.Exec(t, standby.AdminURL(), `ALTER SYSTEM SET primary_conninfo = ''`)
 		pgtest.Exec(t, standby.AdminURL(), `SELECT pg_reload_conf()`)
-		waitFor(t, 30*time.Second, "the standby to disconnect", func() bool {
+		eventually(t, 30*time.Second, "the standby to disconnect", func() bool {
 			return pgtest.QueryString(t, primary.AdminURL(), `SELECT count(*)::text FROM pg_stat_replication WHERE application_name = 'standby'`) == "0"
 		})
 		e.exec(`DELETE FROM gallery_photo WHERE id BETWEEN 1150 AND 1179`)
@@ -218,18 +218,5 @@ func TestFailover(t *testing.T) {
 	}
 	if code := p.stop(); code != 0 {
 		t.Errorf("run exited %d after SIGTERM:\n%s", code, tail(p.Logs(), 20))
-	}
-}
-
-// waitFor polls cond every 50ms until it holds, failing the test after
-// timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -350,43 +350,28 @@ func (e *env) startProfiled(name string) *proc {
 // scrape costs the cleaner a little CPU.
 func waitDeleted(t *testing.T, p *proc, addr string, want int, timeout time.Duration) time.Time {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := -1.0
-	for {
-		_, body := get(t, "http://"+addr+"/metrics")
-		now := time.Now()
-		if last = metricValue(body, `cdc_cleaner_deleted_total{storage="media"}`); last >= float64(want) {
-			return now
-		}
-		if now.After(deadline) {
-			t.Fatalf("the cleaner deleted %v of %d files within %s:\n%s", last, want, timeout, tail(p.Logs(), 40))
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("the cleaner exited (%v) after deleting %v of %d files:\n%s", p.err, last, want, tail(p.Logs(), 40))
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	return waitMetric(t, p, addr, `cdc_cleaner_deleted_total{storage="media"}`, float64(want), timeout, 20*time.Millisecond)
 }
 
-// waitMetric polls the cleaner's metrics every 5ms until metric is at
-// least want, and returns when it saw it.
-func waitMetric(t *testing.T, p *proc, addr, metric string, want float64, timeout time.Duration) time.Time {
+// waitMetric polls the cleaner's metrics every interval until metric is
+// at least want, and returns when it saw it.
+func waitMetric(t *testing.T, p *proc, addr, metric string, want float64, timeout, every time.Duration) time.Time {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		_, body := get(t, "http://"+addr+"/metrics")
 		now := time.Now()
-		if metricValue(body, metric) >= want {
+		last := metricValue(body, metric)
+		if last >= want {
 			return now
 		}
 		if now.After(deadline) {
-			t.Fatalf("%s stayed below %v for %s:\n%s", metric, want, timeout, tail(p.Logs(), 40))
+			t.Fatalf("%s was %v, below %v, after %s:\n%s", metric, last, want, timeout, tail(p.Logs(), 40))
 		}
 		select {
 		case <-p.done:
-			t.Fatalf("the cleaner exited (%v) before %s reached %v:\n%s", p.err, metric, want, tail(p.Logs(), 40))
-		case <-time.After(5 * time.Millisecond):
+			t.Fatalf("the cleaner exited (%v) with %s at %v, below %v:\n%s", p.err, metric, last, want, tail(p.Logs(), 40))
+		case <-time.After(every):
 		}
 	}
 }
@@ -558,7 +543,7 @@ func cleanerDrain(t *testing.T, e *env, s *drainSeries, dir, slot string, run in
 	start := time.Now()
 	p := e.startProfiled(fmt.Sprintf("%s%d", dir, run+1))
 	addr := p.httpAddr(t)
-	streaming := waitMetric(t, p, addr, "cdc_cleaner_streaming", 1, time.Minute)
+	streaming := waitMetric(t, p, addr, "cdc_cleaner_streaming", 1, time.Minute, 5*time.Millisecond)
 	s.startup = append(s.startup, streaming.Sub(start))
 	done := waitDeleted(t, p, addr, n, 30*time.Minute)
 	stopRecord()
