@@ -71,6 +71,9 @@ func healthyCatalog(relkind string) []answer {
 		{match: "SELECT current_database()", rows: [][]any{{"app"}}},
 		{match: "c.relname = 'slots'", rows: [][]any{{true}}},
 		{match: "FROM cdc_cleaner.slots WHERE slot_name", rows: [][]any{{true}}},
+		// inspectFailover: no standby
+		{match: "WHERE slot_type = 'physical' ORDER BY 1", rows: nil},
+		{match: "FROM pg_stat_replication r", rows: [][]any{{0}}},
 		// inspectOwnObjects
 		{match: "FROM pg_namespace WHERE nspname = 'cdc_cleaner'", rows: [][]any{{true}}},
 		{match: "c.relname = 'failed_deletions'", rows: [][]any{{true, "cdc_cleaner.failed_deletions_id_seq", true}}},
@@ -324,6 +327,59 @@ watch:
 				}
 			}
 			t.Errorf("no problem %s: %s; findings:\n%s", tt.field, tt.want, findingLines(r))
+		})
+	}
+}
+
+// TestInspectFailover: what check says about a failover, by server
+// version and standby setup.
+func TestInspectFailover(t *testing.T) {
+	v17 := answer{match: "current_setting('max_wal_senders')", rows: [][]any{{170004, "logical", "10", "10", "1GB", "cleaner", true, true}}}
+	tests := []struct {
+		name    string
+		answers []answer
+		want    string
+	}{
+		{"15 with a standby", []answer{
+			{match: "WHERE slot_type = 'physical' ORDER BY 1", rows: [][]any{{"sb1", true, true}}},
+			{match: "FROM pg_stat_replication r", rows: [][]any{{1}}},
+		}, "PostgreSQL 15 has no failover slots"},
+		{"17, not a failover slot", []answer{v17,
+			{match: "SELECT failover FROM pg_replication_slots", rows: [][]any{{false}}},
+		}, "is not a failover slot, so a promoted standby will not have it"},
+		{"17, no synchronized_standby_slots: names only the streaming standby", []answer{v17,
+			{match: "WHERE slot_type = 'physical' ORDER BY 1", rows: [][]any{{"gone", false, false}, {"sb1", true, true}}},
+			{match: "FROM pg_stat_replication r", rows: [][]any{{1}}},
+			{match: "SELECT failover FROM pg_replication_slots", rows: [][]any{{true}}},
+			{match: "current_setting('synchronized_standby_slots', true)", rows: [][]any{{""}}},
+		}, "Set synchronized_standby_slots = 'sb1' on this server"},
+		{"17, a standby without hot_standby_feedback", []answer{v17,
+			{match: "WHERE slot_type = 'physical' ORDER BY 1", rows: [][]any{{"sb1", true, false}}},
+			{match: "FROM pg_stat_replication r", rows: [][]any{{1}}},
+			{match: "SELECT failover FROM pg_replication_slots", rows: [][]any{{true}}},
+			{match: "current_setting('synchronized_standby_slots', true)", rows: [][]any{{"sb1"}}},
+		}, "do not send hot_standby_feedback"},
+		{"17, ready", []answer{v17,
+			{match: "WHERE slot_type = 'physical' ORDER BY 1", rows: [][]any{{"sb1", true, true}}},
+			{match: "FROM pg_stat_replication r", rows: [][]any{{1}}},
+			{match: "SELECT failover FROM pg_replication_slots", rows: [][]any{{true}}},
+			{match: "current_setting('synchronized_standby_slots', true)", rows: [][]any{{"sb1"}}},
+		}, "is a failover slot; the cleaner receives only what the standbys on sb1 have received"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := &fakeDB{t: t, answers: append(tt.answers, healthyCatalog("r")...)}
+			r, err := Inspect(context.Background(), db, loadConfig(t, inspectConfig))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var all []string
+			for _, f := range r.Findings {
+				all = append(all, f.String())
+			}
+			if !strings.Contains(strings.Join(all, "\n"), tt.want) {
+				t.Errorf("check does not say %q:\n%s", tt.want, strings.Join(all, "\n"))
+			}
 		})
 	}
 }

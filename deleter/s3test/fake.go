@@ -32,6 +32,14 @@ type fake struct {
 	stop    chan struct{}
 	stopped sync.Once
 	reqID   atomic.Uint64
+	// cond makes a conditional request's check and act one step, as on
+	// S3: a conditional request (an ETag in DeleteObjects, If-Match on
+	// DeleteObject, If-None-Match: * on CopyObject) holds it exclusively
+	// from the check to gofakes3's act; every other write (any method but GET
+	// and HEAD), and the Server's own writes to the backend, hold it shared.
+	// Without it, a write landing between the check and the act was
+	// deleted or replaced although the condition no longer held.
+	cond sync.RWMutex
 
 	mu       sync.Mutex
 	count    map[string]int
@@ -166,6 +174,25 @@ func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	switch {
+	case conditionalRequest(op, r, del):
+		f.cond.Lock()
+		defer f.cond.Unlock()
+	case r.Method != http.MethodGet && r.Method != http.MethodHead:
+		// A write: read its body first, so that a slow client never
+		// holds f.cond (and the conditional requests waiting for it).
+		if body == nil && r.Body != nil {
+			b, err := io.ReadAll(r.Body)
+			r.Body.Close()
+			if err != nil {
+				f.writeError(w, r, http.StatusBadRequest, "IncompleteBody", err.Error())
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(b))
+		}
+		f.cond.RLock()
+		defer f.cond.RUnlock()
+	}
 	switch op {
 	case OpDeleteObjects:
 		if f.opts.RequireContentMD5 {
@@ -218,11 +245,27 @@ func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.next.ServeHTTP(w, r)
 }
 
+// conditionalRequest reports whether a request of op carries a condition
+// the fake checks itself (see fake.cond). del is the body of a
+// DeleteObjects request (nil when unreadable).
+func conditionalRequest(op string, r *http.Request, del *deleteRequest) bool {
+	switch op {
+	case OpDeleteObjects:
+		return del != nil && del.conditional()
+	case OpDeleteObject:
+		return r.Header.Get("If-Match") != ""
+	case OpCopyObject:
+		return r.Header.Get("If-None-Match") == "*"
+	}
+	return false
+}
+
 // precondition checks the condition of a conditional delete of key, as
 // S3 does: the object must exist (NoSuchKey) and have the ETag etag, with
 // or without quotes, or any ETag for "*" (PreconditionFailed). It returns
-// "" when the delete may go ahead. The check and the delete that follows
-// are not atomic: tests change objects in OnRequest, before the check.
+// "" when the delete may go ahead. The caller holds f.cond exclusively
+// until the delete is done, so that nothing lands in between; tests
+// change objects in OnRequest, before the check.
 func (f *fake) precondition(bucket, key, etag string) (code, msg string) {
 	obj, err := f.backend.HeadObject(bucket, key)
 	switch {

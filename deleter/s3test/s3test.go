@@ -453,6 +453,8 @@ func (s *Server) putFake(key string, data []byte, modified time.Time) error {
 	// (hence not nil): without its own date, a new upload would keep the
 	// date of the object it replaces, or have none.
 	meta := map[string]string{"Last-Modified": modified.UTC().Format(http.TimeFormat)}
+	s.fake.cond.RLock() // never between a condition's check and its act
+	defer s.fake.cond.RUnlock()
 	_, err := s.fake.backend.PutObject(s.bucket, key, meta, bytes.NewReader(data), int64(len(data)), nil)
 	return err
 }
