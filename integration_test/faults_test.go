@@ -184,7 +184,10 @@ func TestDryRunDeletesNothingAndLeavesChanges(t *testing.T) {
 	dry := e.start("--dry-run")
 	e.exec(`DELETE FROM gallery_photo WHERE id = 1`)
 	e.exec(`UPDATE gallery_photo SET image = '' WHERE id = 2`)
+	// Two transactions, settled by workers in parallel: either may be
+	// logged first.
 	dry.waitLog(`d/2.jpg`, 30*time.Second)
+	dry.waitLog(`d/1.jpg`, 30*time.Second)
 	if !strings.Contains(dry.Logs(), "would delete") || !strings.Contains(dry.Logs(), "d/1.jpg") {
 		t.Fatalf("dry run did not log both deletions:\n%s", dry.Logs())
 	}

@@ -57,14 +57,16 @@ func metricValue(body, series string) float64 {
 // compares every counter of the contract.
 func TestMetricsAfterWorkload(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{schema: photoSchema + `CREATE TABLE legacy_upload (file text);`, watch: photoWatch + `
+	// The rows exist before setup creates the slot: "before any event"
+	// below must not race the cleaner streaming their INSERTs.
+	e := newEnv(t, envOptions{schema: photoSchema + `CREATE TABLE legacy_upload (file text);
+		INSERT INTO legacy_upload VALUES ('m/shared.jpg');
+		INSERT INTO gallery_photo (id, image) VALUES (1, 'm/1.jpg'), (2, 'm/2.jpg'), (3, 'm/missing.jpg'), (4, 'm/shared.jpg'), (5, '../evil.jpg'), (6, 'm/kept-by-update.jpg');`, watch: photoWatch + `
 protect:
   - table: legacy_upload
     columns: [file]
     storage: media`, httpListen: "127.0.0.1:0"})
 	e.put("m/1.jpg", "m/2.jpg", "m/shared.jpg")
-	e.exec(`INSERT INTO legacy_upload VALUES ('m/shared.jpg')`)
-	e.exec(`INSERT INTO gallery_photo (id, image) VALUES (1, 'm/1.jpg'), (2, 'm/2.jpg'), (3, 'm/missing.jpg'), (4, 'm/shared.jpg'), (5, '../evil.jpg'), (6, 'm/kept-by-update.jpg')`)
 	p := e.start()
 	addr := p.httpAddr(t)
 	// Before any event, every labelled counter is there at 0.
