@@ -22,3 +22,11 @@ func SlotLost(slot, at string, timeline, version int) string {
 		"The changes committed between the slot's last confirmed position and now are in no stream: run cdc-cleaner setup (a new slot, from now on), then cdc-cleaner scan, which finds the files orphaned in between (README: Failover)",
 		slot, at, promoted, why)
 }
+
+// SlotRecordedSQL reads when setup recorded creating slot in
+// cdc_cleaner.slots (SlotLost's at), as text in UTC; no row when it did
+// not. The slot is quoted into the statement, for connections that take
+// simple queries only (a replication connection).
+func SlotRecordedSQL(slot string) string {
+	return `SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"') FROM cdc_cleaner.slots WHERE slot_name = ` + QuoteLiteral(slot)
+}

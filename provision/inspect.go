@@ -1040,7 +1040,7 @@ func inspectFailover(ctx context.Context, conn Querier, r *Report, cfg *config.C
 // or "" when it did not or that cannot be read.
 func recordedAt(ctx context.Context, conn Querier, slot string) string {
 	var at string
-	err := conn.QueryRow(ctx, `SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"') FROM cdc_cleaner.slots WHERE slot_name = $1`, slot).Scan(&at)
+	err := conn.QueryRow(ctx, cdccleaner.SlotRecordedSQL(slot)).Scan(&at)
 	if err != nil {
 		return ""
 	}

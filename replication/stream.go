@@ -107,6 +107,14 @@ func ReplicationConfig(url string) (*pgconn.Config, error) {
 	return pc, nil
 }
 
+// URLSets reports whether the runtime parameters a connection URL gave
+// (its query, or -c settings in its options) set the setting name; the
+// cleaner's own session settings then leave it as the user has it.
+func URLSets(params map[string]string, name string) bool {
+	_, set := params[name]
+	return set || strings.Contains(params["options"], name)
+}
+
 // OpenStream connects, checks that the slot exists and is free, and starts
 // streaming from it at 0/0, so that the server resumes at the slot's
 // confirmed_flush_lsn. Starting at IDENTIFY_SYSTEM's current position instead
@@ -121,8 +129,7 @@ func OpenStream(ctx context.Context, cfg StreamConfig) (*Stream, error) {
 		return nil, fmt.Errorf("connect for replication: %w", err)
 	}
 	s := &Stream{cfg: cfg, conn: conn, log: cfg.Logger}
-	_, s.parallelSet = pc.RuntimeParams["max_parallel_workers_per_gather"]
-	s.parallelSet = s.parallelSet || strings.Contains(pc.RuntimeParams["options"], "max_parallel_workers_per_gather")
+	s.parallelSet = URLSets(pc.RuntimeParams, "max_parallel_workers_per_gather")
 	if err := s.start0(ctx); err != nil {
 		conn.Close(context.Background())
 		return nil, err
@@ -186,8 +193,7 @@ func (s *Stream) missing(ctx context.Context) error {
 	if res, err := s.conn.Exec(ctx, elsewhere).ReadAll(); err == nil && len(res) == 1 && len(res[0].Rows) > 0 {
 		return fmt.Errorf("slot %q belongs to database %q, not this one (slot names are shared by every database of the server): %w; set postgres.slot to another name and run cdc-cleaner setup", s.cfg.Slot, res[0].Rows[0][0], ErrSlotForeign)
 	}
-	q := fmt.Sprintf(`SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"') FROM cdc_cleaner.slots WHERE slot_name = %s`, cdccleaner.QuoteLiteral(s.cfg.Slot))
-	res, err := s.conn.Exec(ctx, q).ReadAll()
+	res, err := s.conn.Exec(ctx, cdccleaner.SlotRecordedSQL(s.cfg.Slot)).ReadAll()
 	if err != nil || len(res) != 1 || len(res[0].Rows) == 0 {
 		// Not recorded, or the record cannot be read: nothing more to say.
 		return fmt.Errorf("slot %q: %w", s.cfg.Slot, ErrSlotMissing)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,6 +19,7 @@ import (
 	"github.com/cdc-cleaner/cdc-cleaner/deleter/s3"
 	"github.com/cdc-cleaner/cdc-cleaner/pipeline"
 	"github.com/cdc-cleaner/cdc-cleaner/provision"
+	"github.com/cdc-cleaner/cdc-cleaner/replication"
 )
 
 // connect opens one ordinary connection for administration and checks.
@@ -87,7 +87,7 @@ func openPool(ctx context.Context, cfg *config.Config, maxConns int32, applicati
 	}
 	var sets []string
 	for _, k := range slices.Sorted(maps.Keys(params)) {
-		if _, set := rp[k]; !set && !strings.Contains(rp["options"], k) {
+		if !replication.URLSets(rp, k) {
 			sets = append(sets, fmt.Sprintf("SET %s = %s", k, params[k]))
 		}
 	}
