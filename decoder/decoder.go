@@ -953,7 +953,8 @@ func (d *Decoder) newRefs(ev *Event, c column, newTup, old *pglogrepl.TupleData,
 	if newTup == nil {
 		return
 	}
-	refs, state, err := c.paths(tupleValues(newTup, old, false), ev)
+	values := tupleValues(newTup, old, false)
+	refs, state, err := c.paths(values, ev)
 	if err == nil && state == valuesUnsent {
 		err = errors.New("a column it reads is an unchanged TOASTed value whose old value was not sent")
 	}
@@ -962,7 +963,7 @@ func (d *Decoder) newRefs(ev *Event, c column, newTup, old *pglogrepl.TupleData,
 		return
 	}
 	for _, p := range vanished(refs, prev) {
-		d.refBuf = d.withDerived(d.refBuf, c, tupleValues(newTup, old, false), p)
+		d.refBuf = d.withDerived(d.refBuf, c, values, p)
 	}
 }
 

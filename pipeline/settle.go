@@ -180,6 +180,7 @@ type settlement struct {
 func (p *Pipeline) prepare(b *batch) *settlement {
 	s := &settlement{p: p, storage: b.storage, log: p.log.With().Str("storage", b.storage).Logger(), first: map[string]cdccleaner.Candidate{}}
 	keep := p.cfg.Keep[b.storage]
+	trash := p.trashPrefix(b.storage)
 	for _, c := range b.cands {
 		if c.Parent != "" {
 			s.addParent(c.Path, c.Parent)
@@ -200,17 +201,15 @@ func (p *Pipeline) prepare(b *batch) *settlement {
 			s.log.Debug().Str("path", c.Path).Str("parent", c.Parent).Str("source", c.Source).Msg("kept: matches a keep pattern, or derives from a path that does")
 			continue
 		}
-		if trash := p.trashPrefix(b.storage); c.Parent != "" && trash != "" && strings.HasPrefix(c.Path, trash) {
+		if c.Parent != "" && trash != "" && strings.HasPrefix(c.Path, trash) {
 			// A row's value must not reach the undo window of every other
 			// removal: a derived prefix there would empty the trash.
 			s.failures = append(s.failures, failure(c, cdccleaner.Permanent(cdccleaner.ReasonRejectedPath,
 				fmt.Errorf("derived path %q of %q lies in the trash (%s): never removed", c.Path, c.Parent, trash))))
 			continue
 		}
-		if err := cdccleaner.ValidatePath(strings.TrimSuffix(c.Path, "/")); err != nil || c.IsPrefix() && c.Path == "/" {
-			if err == nil {
-				err = cdccleaner.Permanent(cdccleaner.ReasonRejectedPath, fmt.Errorf("derived prefix %q names the whole storage", c.Path))
-			}
+		// A prefix "/" is rejected here too: trimmed, it is the empty path.
+		if err := cdccleaner.ValidatePath(strings.TrimSuffix(c.Path, "/")); err != nil {
 			s.failures = append(s.failures, failure(c, err))
 			continue
 		}

@@ -40,6 +40,10 @@ func (d *Derived) Referenced(ctx context.Context, storage string, paths []string
 		return d.ReferenceChecker.Referenced(ctx, storage, paths)
 	}
 	ask := slices.Clone(paths)
+	asked := make(map[string]bool, len(paths))
+	for _, p := range paths {
+		asked[p] = true
+	}
 	parents := map[string][]string{}
 	unknown := map[string]bool{}
 	for _, p := range paths {
@@ -49,7 +53,13 @@ func (d *Derived) Referenced(ctx context.Context, storage string, paths []string
 				unknown[p] = true
 			}
 			parents[p] = append(parents[p], ps...)
-			ask = append(ask, ps...)
+			// Files below one prefix share a parent: ask for it once.
+			for _, parent := range ps {
+				if !asked[parent] {
+					asked[parent] = true
+					ask = append(ask, parent)
+				}
+			}
 		}
 	}
 	refs, err := d.ReferenceChecker.Referenced(ctx, storage, ask)
